@@ -1,0 +1,55 @@
+# The two commands: `make run` and `make test`. Everything they need is installed from this
+# repository's own files: the virtualenv from pyproject.toml, Kafka and the store from the
+# POMs in deploy/local/ (cached in ~/.cache/pushline).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run stop status test lint typecheck unit integration schemas install clean
+
+run: install
+	deploy/local/stack.sh up
+	deploy/local/services.sh start
+
+stop:
+	deploy/local/services.sh stop
+	deploy/local/stack.sh down
+
+status:
+	@deploy/local/stack.sh status
+	@deploy/local/services.sh status
+
+test: install lint typecheck
+	deploy/local/stack.sh up
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	deploy/local/stack.sh up
+	$(BIN)/pytest tests/integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+schemas: install
+	$(BIN)/python -m services.core.schemas
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Python 3.11 or newer is needed (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

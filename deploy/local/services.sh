@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The four Pushline services as background processes, for `make run` / `make stop`.
+#
+#   services.sh start   start every service that is not running, wait until each answers
+#   services.sh stop    SIGTERM them, then SIGKILL what is left after 30 s
+#   services.sh status  say what runs
+#
+# Every PUSHLINE_* variable in the caller's environment reaches every service unchanged.
+# For development only, a master key is generated once into the state directory when
+# PUSHLINE_MASTER_KEY is not set.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+state=${PUSHLINE_STATE_DIR:-$HOME/.local/state/pushline}
+python=${PUSHLINE_PYTHON:-$root/.venv/bin/python}
+services=(ingest resolver sender feedback)
+# Where each service answers /healthz: the ingest on its HTTP port, workers on metrics ports.
+declare -A ports=(
+  [ingest]=${PUSHLINE_INGEST_PORT:-8080}
+  [resolver]=${PUSHLINE_METRICS_PORT:-9101}
+  [sender]=${PUSHLINE_METRICS_PORT:-9102}
+  [feedback]=${PUSHLINE_METRICS_PORT:-9103}
+)
+
+log() { printf 'services: %s\n' "$*" >&2; }
+alive() { [[ -f $state/run/$1.pid ]] && kill -0 "$(cat "$state/run/$1.pid")" 2>/dev/null; }
+
+start() {
+  mkdir -p "$state/run" "$state/logs"
+  if [[ -z ${PUSHLINE_MASTER_KEY:-} ]]; then
+    if [[ ! -s $state/master.key ]]; then
+      (umask 077 && head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$state/master.key")
+      log "generated a development master key in $state/master.key"
+    fi
+    PUSHLINE_MASTER_KEY=$(cat "$state/master.key")
+    export PUSHLINE_MASTER_KEY
+  fi
+  local name
+  for name in "${services[@]}"; do
+    if alive "$name"; then
+      log "$name already runs (pid $(cat "$state/run/$name.pid"))"
+      continue
+    fi
+    # Workers get their default metrics port unless the operator chose one.
+    PUSHLINE_METRICS_PORT=${PUSHLINE_METRICS_PORT:-${ports[$name]}} \
+      nohup "$python" -m services.cli "$name" >>"$state/logs/$name.log" 2>&1 &
+    echo $! >"$state/run/$name.pid"
+    log "started $name (pid $!, log $state/logs/$name.log)"
+  done
+  for name in "${services[@]}"; do
+    local url="http://127.0.0.1:${ports[$name]}/readyz" i
+    for i in $(seq 1 180); do
+      if curl -fsS -o /dev/null "$url" 2>/dev/null; then
+        break
+      fi
+      if ! alive "$name"; then
+        tail -n 30 "$state/logs/$name.log" >&2
+        log "$name exited; see $state/logs/$name.log"
+        exit 1
+      fi
+      sleep 0.5
+    done
+    curl -fsS -o /dev/null "$url" || { log "$name not ready at $url"; exit 1; }
+  done
+  local host=${PUSHLINE_INGEST_HOST:-127.0.0.1}
+  echo "Pushline is running. Ingest: http://$host:${ports[ingest]} (OpenAPI docs at /docs)"
+  echo "Logs: $state/logs/   Stop: make stop"
+}
+
+stop() {
+  local name pid i
+  for name in "${services[@]}"; do
+    if alive "$name"; then
+      pid=$(cat "$state/run/$name.pid")
+      log "stopping $name ($pid)"
+      kill "$pid"
+    fi
+  done
+  for name in "${services[@]}"; do
+    if alive "$name"; then
+      pid=$(cat "$state/run/$name.pid")
+      for i in $(seq 1 60); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+      done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$state/run/$name.pid"
+  done
+}
+
+case ${1:-} in
+  start) start ;;
+  stop) stop ;;
+  status)
+    for name in "${services[@]}"; do
+      if alive "$name"; then echo "$name: running (pid $(cat "$state/run/$name.pid"))"; else echo "$name: stopped"; fi
+    done
+    ;;
+  *)
+    echo "usage: $0 start|stop|status" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The local infrastructure as plain processes (no Docker engine on these machines):
+# Apache Kafka (KRaft, one combined node) on 127.0.0.1:9092 and the MongoDB-protocol
+# store on 127.0.0.1:27017.
+#
+#   stack.sh up      fetch what is missing, start what is not running, wait until both answer
+#                    (skips a component whose PUSHLINE_* variable points elsewhere)
+#   stack.sh down    stop what `up` started
+#   stack.sh status  say what runs
+#
+# Jars are cached in PUSHLINE_CACHE_DIR (default ~/.cache/pushline), data, logs and pid
+# files live in PUSHLINE_STATE_DIR (default ~/.local/state/pushline). Both are outside the
+# repository, so a fresh clone reuses them.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${PUSHLINE_CACHE_DIR:-$HOME/.cache/pushline}
+state=${PUSHLINE_STATE_DIR:-$HOME/.local/state/pushline}
+kafka_heap=${PUSHLINE_KAFKA_HEAP:-1g}
+store_heap=${PUSHLINE_STORE_HEAP:-1g}
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+
+# fetch_jars NAME POM: copy the POM's runtime dependencies into $cache/NAME, once per
+# POM content (a changed POM refetches).
+fetch_jars() {
+  local name=$1 pom=$2 dir=$cache/$1
+  local stamp
+  stamp=$(sha256sum "$pom" | cut -c1-16)
+  if [[ -f $dir/.stamp && $(cat "$dir/.stamp") == "$stamp" ]]; then
+    return
+  fi
+  log "fetching $name jars from Maven Central into $dir"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  mvn -q -B -f "$pom" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$dir/libs" >"$dir/mvn.log" 2>&1 \
+    || { cat "$dir/mvn.log" >&2; log "could not fetch $name jars"; exit 1; }
+  echo "$stamp" >"$dir/.stamp"
+}
+
+# alive NAME: the pid file names a live process.
+alive() {
+  local pidfile=$state/$1.pid
+  [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+kafka_ready() {
+  java -cp "$cache/kafka/libs/*" "$here/KafkaReady.java" 127.0.0.1:9092 "$1"
+}
+
+kafka_up() {
+  fetch_jars kafka "$here/kafka-pom.xml"
+  if kafka_ready 2; then
+    log "kafka already answers on 127.0.0.1:9092"
+    return
+  fi
+  if alive kafka; then
+    log "kafka process runs but does not answer yet; waiting"
+  else
+    local dir=$state/kafka
+    mkdir -p "$dir"
+    sed "s|@STATE@|$state|g" "$here/kafka.properties" >"$dir/server.properties"
+    local java=(java "-Xms$kafka_heap" "-Xmx$kafka_heap" -XX:+UseG1GC
+      -Dlog4j2.configurationFile="$here/log4j2.properties"
+      -cp "$cache/kafka/libs/*")
+    if [[ ! -f $dir/data/meta.properties ]]; then
+      log "formatting KRaft storage in $dir/data"
+      "${java[@]}" kafka.tools.StorageTool format --ignore-formatted \
+        --cluster-id "$("${java[@]}" kafka.tools.StorageTool random-uuid)" \
+        --config "$dir/server.properties" >"$dir/format.log" 2>&1 \
+        || { cat "$dir/format.log" >&2; exit 1; }
+    fi
+    log "starting kafka"
+    nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+    echo $! >"$state/kafka.pid"
+  fi
+  if ! kafka_ready 90; then
+    tail -n 40 "$state/kafka/kafka.log" >&2 || true
+    log "kafka did not answer an admin call within 90 s"
+    exit 1
+  fi
+  log "kafka answers on 127.0.0.1:9092"
+}
+
+store_up() {
+  fetch_jars store "$here/store-pom.xml"
+  if port_open 27017; then
+    log "store already answers on 127.0.0.1:27017"
+    return
+  fi
+  local dir=$state/store
+  mkdir -p "$dir"
+  if ! alive store; then
+    log "starting store"
+    nohup java "-Xmx$store_heap" -cp "$cache/store/libs/*" "$here/StoreServer.java" \
+      127.0.0.1 27017 "$dir/pushline.mv" >"$dir/store.log" 2>&1 &
+    echo $! >"$state/store.pid"
+  fi
+  local i
+  for i in $(seq 1 120); do
+    if grep -q 'store listening' "$dir/store.log" 2>/dev/null && port_open 27017; then
+      log "store answers on 127.0.0.1:27017"
+      return
+    fi
+    alive store || break
+    sleep 0.5
+  done
+  tail -n 40 "$dir/store.log" >&2 || true
+  log "store did not start"
+  exit 1
+}
+
+# stop NAME: SIGTERM, then SIGKILL after 30 s.
+stop() {
+  local name=$1 pidfile=$state/$1.pid
+  if ! alive "$name"; then
+    rm -f "$pidfile"
+    return
+  fi
+  local pid i
+  pid=$(cat "$pidfile")
+  log "stopping $name ($pid)"
+  kill "$pid"
+  for i in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+mkdir -p "$state"
+case ${1:-} in
+  up)
+    # A component configured elsewhere (PUSHLINE_KAFKA_BOOTSTRAP / PUSHLINE_MONGODB_URI set
+    # to something other than the local default) is not started here.
+    pids=()
+    if [[ ${PUSHLINE_KAFKA_BOOTSTRAP:-127.0.0.1:9092} == 127.0.0.1:9092 ]]; then
+      kafka_up &
+      pids+=($!)
+    else
+      log "kafka: using PUSHLINE_KAFKA_BOOTSTRAP=$PUSHLINE_KAFKA_BOOTSTRAP"
+    fi
+    if [[ ${PUSHLINE_MONGODB_URI:-mongodb://127.0.0.1:27017/} == mongodb://127.0.0.1:27017/* ]]; then
+      store_up &
+      pids+=($!)
+    else
+      log "store: using PUSHLINE_MONGODB_URI"
+    fi
+    # Both start in parallel; each waits for its own readiness.
+    for pid in "${pids[@]}"; do
+      wait "$pid"
+    done
+    ;;
+  down)
+    stop store
+    stop kafka
+    ;;
+  status)
+    for name in kafka store; do
+      if alive "$name"; then echo "$name: running (pid $(cat "$state/$name.pid"))"; else echo "$name: stopped"; fi
+    done
+    ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 2
+    ;;
+esac

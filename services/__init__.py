@@ -1,0 +1,1 @@
+"""Pushline: a push notification pipeline over Kafka, MongoDB, FCM, APNs and Web Push."""

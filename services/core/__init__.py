@@ -1,0 +1,4 @@
+"""The shared kernel every service imports: settings, events, topics, Kafka, store, metrics.
+
+It imports no service.
+"""

@@ -1,0 +1,224 @@
+"""Pydantic models of every topic message (version 1).
+
+Messages are immutable. Within a version only additive changes are allowed, and readers
+ignore fields they do not know, so an older worker can read a newer producer's message.
+`schemas/*.json` is generated from these models (`make schemas`); a test fails on drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from services.core import topics
+
+Platform = Literal["android", "ios", "web"]
+Provider = Literal["fcm", "apns", "webpush"]
+Priority = Literal["normal", "high"]
+SendTo = Literal["all", "latest"]
+Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate"]
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+# FCM tokens run to ~200 characters, Web Push endpoints to a few hundred; 4 KiB bounds both.
+Token = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware (every event time is UTC)."""
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Base of every topic message: frozen, forward compatible, versioned."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: Literal[1] = 1
+
+
+class WebPushKeys(Message):
+    """The keys of a W3C push subscription (base64url)."""
+
+    p256dh: Annotated[str, Field(min_length=1, max_length=200)]
+    auth: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class WebPushSubscription(Message):
+    """A W3C push subscription: where to send, and the keys to encrypt for."""
+
+    endpoint: Annotated[str, Field(min_length=8, max_length=2048)]
+    keys: WebPushKeys
+
+
+class Callback(Message):
+    """A webhook target given with a request (seed 001's x-ms-callback-url)."""
+
+    url: Annotated[str, Field(min_length=8, max_length=2048)]
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Content(Message):
+    """What the user sees."""
+
+    title: Annotated[str, Field(max_length=1000)] = ""
+    body: Annotated[str, Field(max_length=4000)] = ""
+    image_url: Annotated[str, Field(max_length=2048)] | None = None
+
+
+class Options(Message):
+    """How to deliver."""
+
+    ttl: Annotated[int, Field(ge=0, le=2_419_200)] | None = None
+    priority: Priority = "high"
+    collapse_key: Annotated[str, Field(max_length=64)] | None = None
+    send_to: SendTo | None = None
+    dry_run: bool = False
+
+
+class Audience(Message):
+    """Who a send request is for: any mix of selectors, narrowed by platform."""
+
+    tokens: list[Token] = Field(default_factory=list)
+    contact_ids: list[Id] = Field(default_factory=list)
+    cellphones: list[Id] = Field(default_factory=list)
+    emails: list[Id] = Field(default_factory=list)
+    platforms: list[Platform] = Field(default_factory=list)
+
+
+class RegisterDevice(Message):
+    """push.registrations: map a device token to a contact under an app."""
+
+    type: Literal["register"] = "register"
+    request_id: Id
+    account_id: Id
+    app_id: Id
+    platform: Platform
+    token: Token
+    subscription: WebPushSubscription | None = None
+    contact_id: Id | None = None
+    cellphone: Id | None = None
+    email: Id | None = None
+    verify: bool = False
+    track: bool = False
+    callback: Callback | None = None
+    source: Literal["native", "routee", "cij", "masiv", "kafka"] = "kafka"
+    received_at: datetime = Field(default_factory=utc_now)
+
+
+class CleanupDevices(Message):
+    """push.registrations: forget a contact's devices under an app, or one of them."""
+
+    type: Literal["cleanup"] = "cleanup"
+    request_id: Id
+    account_id: Id
+    app_id: Id
+    contact_id: Id | None = None
+    token: Token | None = None
+    received_at: datetime = Field(default_factory=utc_now)
+
+
+RegistrationCommand = Annotated[RegisterDevice | CleanupDevices, Field(discriminator="type")]
+
+
+class SendRequest(Message):
+    """push.send-requests: one notification to an audience."""
+
+    notification_id: Id
+    account_id: Id
+    app_id: Id | None = None
+    to: Audience
+    notification: Content
+    data: dict[str, str] = Field(default_factory=dict)
+    options: Options = Field(default_factory=Options)
+    accepted_at: datetime = Field(default_factory=utc_now)
+
+
+class PushJob(Message):
+    """push.jobs.{provider}: deliver one notification to one device token.
+
+    `kind="verify"` is a registration's dry-run check: validate-only where the provider
+    offers it, with `registration_id` naming the registration it decides.
+    """
+
+    kind: Literal["send", "verify"] = "send"
+    notification_id: Id | None = None
+    registration_id: Id | None = None
+    account_id: Id
+    app_id: Id
+    provider: Provider
+    platform: Platform
+    token: Token
+    token_hash: Id
+    subscription: WebPushSubscription | None = None
+    notification: Content = Field(default_factory=Content)
+    data: dict[str, str] = Field(default_factory=dict)
+    options: Options = Field(default_factory=Options)
+    accepted_at: datetime = Field(default_factory=utc_now)
+    attempt: Annotated[int, Field(ge=0)] = 0
+
+
+class DeliveryOutcome(Message):
+    """push.feedback: what a provider answered for one job."""
+
+    type: Literal["delivery"] = "delivery"
+    kind: Literal["send", "verify"] = "send"
+    notification_id: Id | None = None
+    registration_id: Id | None = None
+    app_id: Id
+    provider: Provider
+    token_hash: Id
+    outcome: Outcome
+    reason: Annotated[str, Field(max_length=500)] | None = None
+    provider_message_id: Annotated[str, Field(max_length=500)] | None = None
+    accepted_at: datetime
+    answered_at: datetime = Field(default_factory=utc_now)
+
+
+class FanoutCompleted(Message):
+    """push.feedback: the resolver produced every job of a notification."""
+
+    type: Literal["fanout"] = "fanout"
+    notification_id: Id
+    jobs: Annotated[int, Field(ge=0)]
+    by_platform: dict[Platform, int] = Field(default_factory=dict)
+
+
+FeedbackEvent = Annotated[DeliveryOutcome | FanoutCompleted, Field(discriminator="type")]
+
+
+class WebhookCall(Message):
+    """push.webhooks: one signed POST to a caller's callback URL."""
+
+    webhook_id: Id
+    registration_id: Id | None = None
+    url: Annotated[str, Field(min_length=8, max_length=2048)]
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: dict[str, str | None]
+    attempt: Annotated[int, Field(ge=0)] = 0
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class DeadLetter(Message):
+    """push.dlq: a message that could not be processed, with why."""
+
+    topic: str
+    key: str | None = None
+    value: str
+    error: Annotated[str, Field(max_length=2000)]
+    attempts: Annotated[int, Field(ge=0)] = 0
+    failed_at: datetime = Field(default_factory=utc_now)
+
+
+# The model of each topic's messages: the JSON Schema export and the (de)serialisers use it.
+TOPIC_MODELS: dict[str, TypeAdapter[object]] = {
+    topics.REGISTRATIONS.name: TypeAdapter(RegistrationCommand),
+    topics.SEND_REQUESTS.name: TypeAdapter(SendRequest),
+    topics.JOBS_FCM.name: TypeAdapter(PushJob),
+    topics.JOBS_APNS.name: TypeAdapter(PushJob),
+    topics.JOBS_WEBPUSH.name: TypeAdapter(PushJob),
+    topics.FEEDBACK.name: TypeAdapter(FeedbackEvent),
+    topics.WEBHOOKS.name: TypeAdapter(WebhookCall),
+    topics.DLQ.name: TypeAdapter(DeadLetter),
+}

@@ -1,0 +1,91 @@
+"""Kafka plumbing shared by every service: topic creation, the producer, (de)serialisation."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from pydantic import BaseModel
+
+from services.core.errors import KafkaUnavailableError
+from services.core.events import TOPIC_MODELS
+from services.core.settings import Settings
+from services.core.topics import ALL_TOPICS
+
+log = logging.getLogger(__name__)
+
+# Replicas per topic on a real cluster; a development broker has only one.
+_REPLICATION = 3
+
+
+def encode(message: BaseModel) -> bytes:
+    """A topic message as the JSON bytes every producer writes."""
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def decode(topic: str, value: bytes) -> object:
+    """Parse and validate one message of `topic` into its model.
+
+    Raises pydantic.ValidationError when the bytes do not hold a valid message.
+    """
+    return TOPIC_MODELS[topic].validate_json(value)
+
+
+def admin_client(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client for the configured cluster (not started)."""
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_servers,
+        client_id="pushline-admin",
+        request_timeout_ms=10_000,
+    )
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create every Pushline topic that is missing; return the names created.
+
+    Existing topics are left as they are (their partition count included).
+    Raises KafkaUnavailableError when the cluster does not answer.
+    """
+    admin = admin_client(settings)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replicas = min(_REPLICATION, brokers)
+        missing = [
+            NewTopic(
+                name=topic.name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=replicas,
+            )
+            for topic in ALL_TOPICS
+            if topic.name not in existing
+        ]
+        if missing:
+            # Another service may create them between our list and create: same result.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+            log.info("created topics", extra={"topics": [t.name for t in missing]})
+        return [t.name for t in missing]
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"Kafka at {settings.kafka_bootstrap} did not answer") from exc
+    finally:
+        await admin.close()
+
+
+def producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
+    """A producer that only reports a send once every in-sync replica has it.
+
+    Idempotence keeps retried sends from duplicating or reordering messages.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=15_000,
+    )

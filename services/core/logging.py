@@ -1,0 +1,75 @@
+"""JSON logging: one object per line, with the record's `extra` fields.
+
+Device tokens go through `services.core.tokens.redact()` before they reach a log call;
+secrets never do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+from datetime import UTC, datetime
+from typing import Any
+
+# Attributes every LogRecord has; anything else came from `extra=`.
+# uvicorn adds `color_message`, the same text with terminal colours.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+
+class JSONFormatter(logging.Formatter):
+    """Formats a record as a single JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def dict_config(level: str, service: str) -> dict[str, Any]:
+    """A `logging.config.dictConfig` that writes JSON to stderr, tagged with the service.
+
+    Faust's worker takes the same dict, so its own records come out as JSON too.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"service": {"()": ServiceTag, "service": service}},
+        "formatters": {"json": {"()": JSONFormatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["service"],
+            }
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+    }
+
+
+def configure(level: str, service: str) -> None:
+    """Configure the root logger with `dict_config`."""
+    logging.config.dictConfig(dict_config(level, service))
+
+
+class ServiceTag(logging.Filter):
+    """Adds `service` to every record."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        return True

@@ -1,0 +1,21 @@
+"""Every `pushline_*` Prometheus metric, defined once.
+
+Seconds for time; labels with few values (route, status, provider, outcome, reason);
+never a token, contact or app id as a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+INGEST_REQUESTS = Counter(
+    "pushline_ingest_requests_total",
+    "HTTP requests answered by the ingest.",
+    ["route", "status"],
+)
+INGEST_LATENCY = Histogram(
+    "pushline_ingest_request_seconds",
+    "Time from request to response at the ingest.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

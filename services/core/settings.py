@@ -1,0 +1,87 @@
+"""Typed settings, read once from `PUSHLINE_*` environment variables.
+
+Only `load_settings()` reads the environment; everything else receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.errors import ConfigError
+
+# host:port, host being a name, an IPv4 address or a bracketed IPv6 address.
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+def _bootstrap(value: str) -> str:
+    servers = [part.strip() for part in value.split(",")]
+    for server in servers:
+        match = _HOST_PORT.match(server)
+        if not match or not 0 < int(match.group(2)) < 65536:
+            raise ValueError(f"expected host:port[,host:port...] with ports 1-65535, got {value!r}")
+    return ",".join(servers)
+
+
+def _mongodb_uri(value: str) -> str:
+    if not value.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError(f"expected a mongodb:// or mongodb+srv:// URI, got {value[:40]!r}")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+Bootstrap = Annotated[str, AfterValidator(_bootstrap)]
+MongoURI = Annotated[str, AfterValidator(_mongodb_uri)]
+HttpURL = Annotated[str, AfterValidator(_http_url)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    """Every `PUSHLINE_*` variable; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="PUSHLINE_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: Bootstrap = "127.0.0.1:9092"
+    mongodb_uri: MongoURI = "mongodb://127.0.0.1:27017/pushline"
+    ingest_host: str = "127.0.0.1"
+    ingest_port: Port = 8080
+    admin_token: SecretStr | None = None
+    master_key: SecretStr | None = None
+    fcm_endpoint: HttpURL = "https://fcm.googleapis.com"
+    apns_endpoint: HttpURL | None = None
+    apns_ca_file: Path | None = None
+    webhook_allow_private: bool = False
+    topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Port | None = None
+    state_dir: Path = Path.home() / ".local" / "state" / "pushline"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """The bootstrap servers as a list, as aiokafka takes them."""
+        return self.kafka_bootstrap.split(",")
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment once.
+
+    Raises ConfigError naming each bad variable, its problem and the value's start.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            problems.append(f"PUSHLINE_{field.upper()}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from exc

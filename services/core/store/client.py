@@ -1,0 +1,39 @@
+"""The MongoDB client: one `AsyncMongoClient` per process and event loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from services.core.errors import StoreUnavailableError
+from services.core.settings import Settings
+
+Document = dict[str, Any]
+
+_DEFAULT_DATABASE = "pushline"
+
+
+def connect(settings: Settings) -> AsyncMongoClient[Document]:
+    """A client for `PUSHLINE_MONGODB_URI`; connects lazily, bound to the running loop."""
+    return AsyncMongoClient(
+        settings.mongodb_uri,
+        serverSelectionTimeoutMS=5_000,
+        tz_aware=True,
+        appname="pushline",
+    )
+
+
+def database(client: AsyncMongoClient[Document]) -> AsyncDatabase[Document]:
+    """The database named in the URI, or `pushline` when it names none."""
+    return client.get_default_database(default=_DEFAULT_DATABASE)
+
+
+async def ping(db: AsyncDatabase[Document]) -> None:
+    """Raise StoreUnavailableError unless the store answers a ping."""
+    try:
+        await db.command("ping")
+    except PyMongoError as exc:
+        raise StoreUnavailableError("the store did not answer a ping") from exc

@@ -1,0 +1,105 @@
+"""The Faust app every stream worker runs on, with its health and metrics pages.
+
+A worker's web server listens on its metrics port and serves `/metrics`, `/healthz` and
+`/readyz`. Before its agents subscribe, the worker creates missing topics and store
+indexes, so the services may start in any order.
+"""
+
+from __future__ import annotations
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.core import kafka
+from services.core import logging as logs
+from services.core.health import Readiness
+from services.core.settings import Settings
+from services.core.store import client as store
+from services.core.store.indexes import ensure_indexes
+
+
+class StreamApp(faust.App):
+    """A Faust app plus the store handle its agents share.
+
+    The store client is created when the app starts, on the worker's event loop,
+    because `AsyncMongoClient` is bound to one loop.
+    """
+
+    def __init__(self, app_id: str, settings: Settings, metrics_port: int) -> None:
+        super().__init__(
+            app_id,
+            broker=[f"kafka://{server}" for server in settings.kafka_servers],
+            store="memory://",
+            autodiscover=False,
+            topic_partitions=settings.topic_partitions,
+            topic_allow_declare=False,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_enabled=True,
+            web_bind=settings.metrics_host,
+            web_host=settings.metrics_host,
+            web_port=settings.metrics_port or metrics_port,
+        )
+        self.settings = settings
+        self._mongo: AsyncMongoClient[store.Document] | None = None
+        self._readiness: Readiness | None = None
+        self._add_pages()
+
+    @property
+    def db(self) -> AsyncDatabase[store.Document]:
+        """The store database; valid once the app has started."""
+        if self._mongo is None:
+            raise RuntimeError("the app has not started")
+        return store.database(self._mongo)
+
+    async def on_start(self) -> None:
+        """Create topics and indexes, and connect, before the agents subscribe."""
+        await super().on_start()
+        await kafka.ensure_topics(self.settings)
+        self._mongo = store.connect(self.settings)
+        await ensure_indexes(self.db)
+        admin = kafka.admin_client(self.settings)
+        await admin.start()
+        self._readiness = Readiness(self.db, admin)
+
+    async def on_stop(self) -> None:
+        """Close the connections `on_start` opened."""
+        if self._readiness is not None:
+            await self._readiness.close()
+            self._readiness = None
+        if self._mongo is not None:
+            await self._mongo.close()
+            self._mongo = None
+        await super().on_stop()
+
+    def _add_pages(self) -> None:
+        @self.page("/metrics")
+        async def metrics(web: View, request: Request) -> Response:
+            # aiohttp refuses a charset inside content_type, so set the header itself.
+            return web.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        @self.page("/healthz")
+        async def healthz(web: View, request: Request) -> Response:
+            return web.json({"status": "ok"})
+
+        @self.page("/readyz")
+        async def readyz(web: View, request: Request) -> Response:
+            if self._readiness is None:
+                return web.json({"status": "starting"}, status=503)
+            checks = await self._readiness.check()
+            ready = all(checks.values())
+            return web.json(
+                {"status": "ready" if ready else "unready", **checks},
+                status=200 if ready else 503,
+            )
+
+
+def run_worker(app: StreamApp) -> None:
+    """Run a stream app until a signal stops it; its logs go out as JSON."""
+    level = app.settings.log_level
+    faust.Worker(
+        app, loglevel=level, logging_config=logs.dict_config(level, app.conf.id)
+    ).execute_from_commandline()

@@ -1,0 +1,1 @@
+"""The feedback service. The only writer of device state; counts; webhooks."""

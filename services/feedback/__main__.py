@@ -1,0 +1,20 @@
+"""Entry point: `pushline feedback` or `python -m services.feedback`."""
+
+from __future__ import annotations
+
+import sys
+
+from services.core.settings import Settings
+from services.core.worker import run_worker
+from services.feedback.app import create_app
+
+
+def run(settings: Settings) -> None:
+    """Run the feedback worker until it is stopped."""
+    run_worker(create_app(settings))
+
+
+if __name__ == "__main__":
+    from services.cli import main
+
+    sys.exit(main(["feedback", *sys.argv[1:]]))

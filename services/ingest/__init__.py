@@ -1,0 +1,1 @@
+"""The HTTP ingest: validates requests and puts commands on Kafka topics."""

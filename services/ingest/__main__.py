@@ -1,0 +1,28 @@
+"""Entry point: `pushline ingest` or `python -m services.ingest`."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from services.core.settings import Settings
+from services.ingest.app import create_app
+
+
+def run(settings: Settings) -> None:
+    """Serve the ingest on PUSHLINE_INGEST_HOST:PUSHLINE_INGEST_PORT until stopped."""
+    uvicorn.run(
+        create_app(settings),
+        host=settings.ingest_host,
+        port=settings.ingest_port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    from services.cli import main
+
+    sys.exit(main(["ingest", *sys.argv[1:]]))

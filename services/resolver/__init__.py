@@ -1,0 +1,1 @@
+"""The resolver service. Expands registrations and send requests into per-token jobs."""

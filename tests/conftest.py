@@ -1,0 +1,57 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.core.settings import Settings
+from services.core.store.client import Document
+from tests import stack
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[tuple[str, str]]:
+    """(Kafka bootstrap, MongoDB URI) of the real servers this session tests against."""
+    with stack.endpoints() as found:
+        yield found
+
+
+@pytest.fixture
+def settings(endpoints: tuple[str, str]) -> Settings:
+    """Settings pointing at the real servers, with a database of this test's own."""
+    kafka, mongodb = endpoints
+    base, _, query = mongodb.partition("?")
+    root = base.rsplit("/", 1)[0]
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    uri = f"{root}/{database}" + (f"?{query}" if query else "")
+    return Settings(kafka_bootstrap=kafka, mongodb_uri=uri)
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]:
+    """The test's own database on the real store, dropped afterwards."""
+    client: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    database = client.get_default_database()
+    try:
+        yield database
+    finally:
+        await client.drop_database(database.name)
+        await client.close()
+
+
+@pytest.fixture
+def child_env(settings: Settings) -> dict[str, str]:
+    """Environment for a service subprocess: this test's endpoints and nothing stale."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHLINE_")}
+    env.update(
+        PUSHLINE_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        PUSHLINE_MONGODB_URI=settings.mongodb_uri,
+        PUSHLINE_TOPIC_PARTITIONS=str(settings.topic_partitions),
+    )
+    return env

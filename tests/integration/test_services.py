@@ -1,0 +1,76 @@
+"""Each service starts with its one command, connects, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration import processes
+from tests.stack import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+async def test_all_four_services_start_answer_and_stop(child_env: dict[str, str]) -> None:
+    ports = {name: processes.free_port() for name in ("ingest", "resolver", "sender", "feedback")}
+    started = {}
+    try:
+        for name, port in ports.items():
+            variable = "PUSHLINE_INGEST_PORT" if name == "ingest" else "PUSHLINE_METRICS_PORT"
+            env = {**child_env, variable: str(port)}
+            started[name] = processes.Process(["services.cli", name], env)
+        for name, service in started.items():
+            base = f"http://127.0.0.1:{ports[name]}"
+            health = await service.wait_ready(f"{base}/healthz")
+            assert health.json()["status"] == "ok"
+            ready = await service.wait_ready(f"{base}/readyz")
+            assert ready.json() == {"status": "ready", "store": True, "kafka": True}
+            metrics = await service.wait_ready(f"{base}/metrics")
+            assert "text/plain" in metrics.headers["content-type"]
+        for name, service in started.items():
+            # uvicorn re-raises SIGTERM after its graceful shutdown; SIGKILL means it hung.
+            code = service.stop()
+            assert code in (0, -signal.SIGTERM), f"{name} did not stop:\n{service.output()}"
+    finally:
+        for service in started.values():
+            service.close()
+
+
+async def test_ingest_is_unready_when_the_store_does_not_answer(
+    child_env: dict[str, str],
+) -> None:
+    port = processes.free_port()
+    env = {**child_env, "PUSHLINE_INGEST_PORT": str(port)}
+    ingest = processes.Process(["services.cli", "ingest"], env)
+    try:
+        await ingest.wait_ready(f"http://127.0.0.1:{port}/readyz")
+    finally:
+        ingest.close()
+    # The same ingest pointed at a store that is not there never becomes ready.
+    dead_store = f"mongodb://127.0.0.1:{processes.free_port()}/pushline"
+    env = {**env, "PUSHLINE_MONGODB_URI": dead_store}
+    ingest = processes.Process(["services.cli", "ingest"], env)
+    try:
+        with pytest.raises(AssertionError):
+            await ingest.wait_ready(f"http://127.0.0.1:{port}/readyz", within=10)
+    finally:
+        ingest.close()
+
+
+def test_a_bad_setting_stops_the_command_with_a_clear_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "ingest"],
+        cwd=ROOT,
+        env={"PUSHLINE_KAFKA_BOOTSTRAP": "kafka:notaport", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "PUSHLINE_KAFKA_BOOTSTRAP" in result.stderr
+    assert "kafka:notaport" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from services.core import topics
+from services.core.events import (
+    CleanupDevices,
+    Content,
+    DeliveryOutcome,
+    FanoutCompleted,
+    PushJob,
+    RegisterDevice,
+)
+from services.core.kafka import decode, encode
+from services.core.tokens import hash_token
+
+
+def test_registration_commands_round_trip_by_type() -> None:
+    register = RegisterDevice(
+        request_id="r1", account_id="acc", app_id="app", platform="android", token="tok"
+    )
+    cleanup = CleanupDevices(request_id="r2", account_id="acc", app_id="app", contact_id="c")
+    assert decode(topics.REGISTRATIONS.name, encode(register)) == register
+    assert decode(topics.REGISTRATIONS.name, encode(cleanup)) == cleanup
+
+
+def test_feedback_events_round_trip_by_type() -> None:
+    job = PushJob(
+        account_id="acc",
+        app_id="app",
+        provider="fcm",
+        platform="android",
+        token="tok",
+        token_hash=hash_token("tok"),
+        notification=Content(title="hi"),
+    )
+    outcome = DeliveryOutcome(
+        app_id="app",
+        provider="fcm",
+        token_hash=job.token_hash,
+        outcome="invalid_token",
+        reason="UNREGISTERED",
+        accepted_at=job.accepted_at,
+    )
+    fanout = FanoutCompleted(notification_id="n1", jobs=3, by_platform={"android": 3})
+    assert decode(topics.JOBS_FCM.name, encode(job)) == job
+    assert decode(topics.FEEDBACK.name, encode(outcome)) == outcome
+    assert decode(topics.FEEDBACK.name, encode(fanout)) == fanout
+
+
+def test_unknown_fields_from_newer_producers_are_ignored() -> None:
+    value = b'{"type":"cleanup","request_id":"r","account_id":"a","app_id":"b","new":1}'
+    message = decode(topics.REGISTRATIONS.name, value)
+    assert isinstance(message, CleanupDevices)
+
+
+def test_invalid_messages_are_refused() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        decode(topics.REGISTRATIONS.name, b'{"type":"register","request_id":"r"}')
+    with pytest.raises(pydantic.ValidationError):
+        decode(topics.FEEDBACK.name, b"not json")
+
+
+def test_messages_are_frozen() -> None:
+    content = Content(title="a")
+    with pytest.raises(pydantic.ValidationError):
+        content.title = "b"  # type: ignore[misc]
+
+
+def test_device_events_share_one_partition_key() -> None:
+    assert topics.device_key("app", hash_token("tok")) == f"app:{hash_token('tok')}".encode()
