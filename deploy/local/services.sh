@@ -7,7 +7,9 @@
 #
 # Every PUSHLINE_* variable in the caller's environment reaches every service unchanged.
 # For development only, a master key is generated once into the state directory when
-# PUSHLINE_MASTER_KEY is not set.
+# PUSHLINE_MASTER_KEY is not set. The workers' metrics ports default to 9101-9103;
+# RESOLVER_PORT, SENDER_PORT and FEEDBACK_PORT move them (PUSHLINE_METRICS_PORT would give
+# all three the same one).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -17,9 +19,9 @@ services=(ingest resolver sender feedback)
 # Where each service answers /healthz: the ingest on its HTTP port, workers on metrics ports.
 declare -A ports=(
   [ingest]=${PUSHLINE_INGEST_PORT:-8080}
-  [resolver]=${PUSHLINE_METRICS_PORT:-9101}
-  [sender]=${PUSHLINE_METRICS_PORT:-9102}
-  [feedback]=${PUSHLINE_METRICS_PORT:-9103}
+  [resolver]=${RESOLVER_PORT:-9101}
+  [sender]=${SENDER_PORT:-9102}
+  [feedback]=${FEEDBACK_PORT:-9103}
 )
 
 log() { printf 'services: %s\n' "$*" >&2; }
@@ -41,8 +43,7 @@ start() {
       log "$name already runs (pid $(cat "$state/run/$name.pid"))"
       continue
     fi
-    # Workers get their default metrics port unless the operator chose one.
-    PUSHLINE_METRICS_PORT=${PUSHLINE_METRICS_PORT:-${ports[$name]}} \
+    PUSHLINE_METRICS_PORT=${ports[$name]} \
       nohup "$python" -m services.cli "$name" >>"$state/logs/$name.log" 2>&1 &
     echo $! >"$state/run/$name.pid"
     log "started $name (pid $!, log $state/logs/$name.log)"
