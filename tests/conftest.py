@@ -10,6 +10,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.core import kafka
 from services.core.settings import Settings
 from services.core.store.client import Document
 from tests import stack
@@ -23,14 +24,26 @@ def endpoints() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def settings(endpoints: tuple[str, str]) -> Settings:
-    """Settings pointing at the real servers, with a database of this test's own."""
-    kafka, mongodb = endpoints
+async def settings(endpoints: tuple[str, str]) -> AsyncIterator[Settings]:
+    """Settings pointing at the real servers, with a database and a Kafka namespace
+    (topics, consumer groups) of this test's own; its topics are deleted afterwards."""
+    kafka_bootstrap, mongodb = endpoints
     base, _, query = mongodb.partition("?")
     root = base.rsplit("/", 1)[0]
-    database = f"test_{uuid.uuid4().hex[:12]}"
-    uri = f"{root}/{database}" + (f"?{query}" if query else "")
-    return Settings(kafka_bootstrap=kafka, mongodb_uri=uri)
+    run = uuid.uuid4().hex[:12]
+    uri = f"{root}/test_{run}" + (f"?{query}" if query else "")
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap, mongodb_uri=uri, namespace=f"t{run}", topic_partitions=2
+    )
+    yield settings
+    admin = kafka.admin_client(settings)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(f"{settings.namespace}.")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
@@ -53,5 +66,6 @@ def child_env(settings: Settings) -> dict[str, str]:
         PUSHLINE_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
         PUSHLINE_MONGODB_URI=settings.mongodb_uri,
         PUSHLINE_TOPIC_PARTITIONS=str(settings.topic_partitions),
+        PUSHLINE_NAMESPACE=settings.namespace,
     )
     return env

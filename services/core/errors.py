@@ -2,6 +2,7 @@
 
     PushlineError
     ├── ConfigError            a PUSHLINE_* variable is missing or malformed; fix and restart
+    ├── OutboundRefusedError   a caller's URL points where Pushline must not connect
     └── UnavailableError       a dependency (Kafka, the store) did not answer; retry later
         ├── KafkaUnavailableError
         └── StoreUnavailableError
@@ -18,6 +19,10 @@ class PushlineError(Exception):
 
 class ConfigError(PushlineError):
     """The configuration is invalid; the message names each bad variable."""
+
+
+class OutboundRefusedError(PushlineError):
+    """A webhook or push endpoint URL is not allowed (scheme, or a non-public address)."""
 
 
 class UnavailableError(PushlineError):

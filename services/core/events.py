@@ -8,7 +8,7 @@ ignore fields they do not know, so an older worker can read a newer producer's m
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -53,10 +53,15 @@ class WebPushSubscription(Message):
 
 
 class Callback(Message):
-    """A webhook target given with a request (seed 001's x-ms-callback-url)."""
+    """A webhook target given with a request (seed 001's x-ms-callback-url).
+
+    `signature` is computed by the ingest, the only place that sees the caller's API token
+    in clear (seed 001: base64 HMAC-SHA256 of the URL keyed by the token).
+    """
 
     url: Annotated[str, Field(min_length=8, max_length=2048)]
     headers: dict[str, str] = Field(default_factory=dict)
+    signature: str | None = None
 
 
 class Content(Message):
@@ -121,6 +126,29 @@ class CleanupDevices(Message):
 
 RegistrationCommand = Annotated[RegisterDevice | CleanupDevices, Field(discriminator="type")]
 
+RegistrationStatus = Literal["Pending", "Success", "Failed"]
+FailureReason = Literal[
+    "DuplicateExists",
+    "DryRunSendingFailed",
+    "DeviceTokenTooLong",
+    "FailedToStoreDevice",
+    "ApiTokenNotValid",
+]
+
+
+class RegistrationResolved(Message):
+    """push.feedback: the resolver's verdict on a registration, for feedback to apply.
+
+    `Success` means store the device; `Failed` stores only the status (and calls back).
+    """
+
+    type: Literal["registration"] = "registration"
+    command: RegisterDevice
+    provider: Provider
+    token_hash: Id
+    status: Literal["Success", "Failed"]
+    failure_reason: FailureReason | None = None
+
 
 class SendRequest(Message):
     """push.send-requests: one notification to an audience."""
@@ -139,12 +167,12 @@ class PushJob(Message):
     """push.jobs.{provider}: deliver one notification to one device token.
 
     `kind="verify"` is a registration's dry-run check: validate-only where the provider
-    offers it, with `registration_id` naming the registration it decides.
+    offers it, carrying the registration it decides so feedback can apply it.
     """
 
     kind: Literal["send", "verify"] = "send"
     notification_id: Id | None = None
-    registration_id: Id | None = None
+    registration: RegisterDevice | None = None
     account_id: Id
     app_id: Id
     provider: Provider
@@ -165,7 +193,7 @@ class DeliveryOutcome(Message):
     type: Literal["delivery"] = "delivery"
     kind: Literal["send", "verify"] = "send"
     notification_id: Id | None = None
-    registration_id: Id | None = None
+    registration: RegisterDevice | None = None
     app_id: Id
     provider: Provider
     token_hash: Id
@@ -185,7 +213,10 @@ class FanoutCompleted(Message):
     by_platform: dict[Platform, int] = Field(default_factory=dict)
 
 
-FeedbackEvent = Annotated[DeliveryOutcome | FanoutCompleted, Field(discriminator="type")]
+FeedbackEvent = Annotated[
+    DeliveryOutcome | FanoutCompleted | RegistrationResolved | CleanupDevices,
+    Field(discriminator="type"),
+]
 
 
 class WebhookCall(Message):
@@ -212,7 +243,7 @@ class DeadLetter(Message):
 
 
 # The model of each topic's messages: the JSON Schema export and the (de)serialisers use it.
-TOPIC_MODELS: dict[str, TypeAdapter[object]] = {
+TOPIC_MODELS: dict[str, TypeAdapter[Any]] = {
     topics.REGISTRATIONS.name: TypeAdapter(RegistrationCommand),
     topics.SEND_REQUESTS.name: TypeAdapter(SendRequest),
     topics.JOBS_FCM.name: TypeAdapter(PushJob),

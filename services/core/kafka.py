@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from services.core.errors import KafkaUnavailableError
 from services.core.events import TOPIC_MODELS
 from services.core.settings import Settings
-from services.core.topics import ALL_TOPICS
+from services.core.topics import ALL_TOPICS, Topic
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,12 @@ def encode(message: BaseModel) -> bytes:
     return message.model_dump_json(exclude_none=True).encode()
 
 
-def decode(topic: str, value: bytes) -> object:
+def decode(topic: Topic, value: bytes) -> object:
     """Parse and validate one message of `topic` into its model.
 
     Raises pydantic.ValidationError when the bytes do not hold a valid message.
     """
-    return TOPIC_MODELS[topic].validate_json(value)
+    return TOPIC_MODELS[topic.name].validate_json(value)
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
@@ -53,16 +53,15 @@ async def ensure_topics(settings: Settings) -> list[str]:
     try:
         await admin.start()
         existing = set(await admin.list_topics())
+        wanted = [settings.scoped(topic.name) for topic in ALL_TOPICS]
         brokers = len((await admin.describe_cluster())["brokers"])
         replicas = min(_REPLICATION, brokers)
         missing = [
             NewTopic(
-                name=topic.name,
-                num_partitions=settings.topic_partitions,
-                replication_factor=replicas,
+                name=name, num_partitions=settings.topic_partitions, replication_factor=replicas
             )
-            for topic in ALL_TOPICS
-            if topic.name not in existing
+            for name in wanted
+            if name not in existing
         ]
         if missing:
             # Another service may create them between our list and create: same result.

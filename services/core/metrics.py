@@ -19,3 +19,19 @@ INGEST_LATENCY = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+
+REGISTRATIONS = Counter(
+    "pushline_registrations_total",
+    "Registration requests decided, by status and failure reason.",
+    ["status", "reason"],
+)
+WEBHOOKS = Counter(
+    "pushline_webhooks_total",
+    "Webhook calls finished, by outcome (delivered, failed, refused).",
+    ["outcome"],
+)
+DEAD_LETTERS = Counter(
+    "pushline_dead_letters_total",
+    "Messages parked on push.dlq, by the topic they came from.",
+    ["topic"],
+)

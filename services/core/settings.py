@@ -63,8 +63,17 @@ class Settings(BaseSettings):
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
     metrics_host: str = "127.0.0.1"
     metrics_port: Port | None = None
+    namespace: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$")] = ""
     state_dir: Path = Path.home() / ".local" / "state" / "pushline"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def scoped(self, name: str) -> str:
+        """A topic name or consumer group id inside this deployment's namespace.
+
+        Several deployments (staging and production, or parallel test runs) can share one
+        Kafka cluster when each has its own `PUSHLINE_NAMESPACE`.
+        """
+        return f"{self.namespace}.{name}" if self.namespace else name
 
     @property
     def kafka_servers(self) -> list[str]:

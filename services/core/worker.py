@@ -7,18 +7,26 @@ indexes, so the services may start in any order.
 
 from __future__ import annotations
 
+import logging
+
 import faust
+import httpx
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core import kafka
+from services.core import kafka, metrics
 from services.core import logging as logs
+from services.core.events import DeadLetter
 from services.core.health import Readiness
 from services.core.settings import Settings
 from services.core.store import client as store
 from services.core.store.indexes import ensure_indexes
+from services.core.topics import DLQ, Topic
+
+log = logging.getLogger(__name__)
 
 
 class StreamApp(faust.App):
@@ -30,7 +38,7 @@ class StreamApp(faust.App):
 
     def __init__(self, app_id: str, settings: Settings, metrics_port: int) -> None:
         super().__init__(
-            app_id,
+            settings.scoped(app_id),
             broker=[f"kafka://{server}" for server in settings.kafka_servers],
             store="memory://",
             autodiscover=False,
@@ -45,6 +53,7 @@ class StreamApp(faust.App):
         )
         self.settings = settings
         self._mongo: AsyncMongoClient[store.Document] | None = None
+        self._http: httpx.AsyncClient | None = None
         self._readiness: Readiness | None = None
         self._add_pages()
 
@@ -55,6 +64,16 @@ class StreamApp(faust.App):
             raise RuntimeError("the app has not started")
         return store.database(self._mongo)
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The worker's one outbound HTTP client (connection pools are shared).
+
+        Redirects are never followed: a caller's URL could redirect to an internal host.
+        """
+        if self._http is None:
+            raise RuntimeError("the app has not started")
+        return self._http
+
     async def on_start(self) -> None:
         """Create topics and indexes, and connect, before the agents subscribe."""
         await super().on_start()
@@ -64,6 +83,9 @@ class StreamApp(faust.App):
         admin = kafka.admin_client(self.settings)
         await admin.start()
         self._readiness = Readiness(self.db, admin)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False
+        )
 
     async def on_stop(self) -> None:
         """Close the connections `on_start` opened."""
@@ -73,7 +95,37 @@ class StreamApp(faust.App):
         if self._mongo is not None:
             await self._mongo.close()
             self._mongo = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         await super().on_stop()
+
+    async def publish(self, topic: Topic, key: bytes, message: BaseModel) -> None:
+        """Put `message` on `topic` (in this namespace) and wait until Kafka has it.
+
+        Waiting keeps at-least-once: the agent acknowledges its input only afterwards.
+        """
+        name = self.settings.scoped(topic.name)
+        delivered = await self.producer.send(name, key, kafka.encode(message), None, None, None)
+        await delivered
+
+    async def dead_letter(self, topic: Topic, key: bytes | None, value: bytes, error: str) -> None:
+        """Park a message this worker cannot process on `push.dlq`, with why."""
+        log.warning("dead-lettering a message", extra={"topic": topic.name, "error": error})
+        metrics.DEAD_LETTERS.labels(topic.name).inc()
+        letter = DeadLetter(
+            topic=topic.name,
+            key=key.decode(errors="replace") if key is not None else None,
+            value=value.decode(errors="replace"),
+            error=error[:2000],
+        )
+        await self.publish(DLQ, key or b"", letter)
+
+    def source(self, topic: Topic) -> faust.TopicT:
+        """`topic` (in this namespace) as an agent's source of raw bytes."""
+        return self.topic(
+            self.settings.scoped(topic.name), key_serializer="raw", value_serializer="raw"
+        )
 
     def _add_pages(self) -> None:
         @self.page("/metrics")

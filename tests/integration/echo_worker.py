@@ -22,7 +22,7 @@ def main(app_id: str, topic: str) -> None:
     @app.agent(app.topic(topic, value_serializer="raw"))
     async def echo(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
-            message = decode(topics.REGISTRATIONS.name, value)
+            message = decode(topics.REGISTRATIONS, value)
             assert isinstance(message, RegisterDevice)
             await app.db.echoed.insert_one({"request_id": message.request_id})
 

@@ -1,0 +1,70 @@
+"""The `devices` collection: one document per (app, token hash).
+
+Only the feedback stream writes here; the resolver reads.
+"""
+
+from __future__ import annotations
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.core.events import CleanupDevices, Provider, RegisterDevice, utc_now
+from services.core.store.client import Document
+from services.core.tokens import hash_token
+
+
+class DevicesRepository:
+    """Reads and writes of device documents."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._devices = db.devices
+
+    async def find(self, app_id: str, token_hash: str) -> Document | None:
+        """The device with this token under this app, active or not."""
+        return await self._devices.find_one({"app_id": app_id, "token_hash": token_hash})
+
+    async def register(self, command: RegisterDevice, provider: Provider, token_hash: str) -> None:
+        """Create the device, or refresh it and make it active again.
+
+        Raises pymongo.errors.PyMongoError when the store refuses the write.
+        """
+        now = utc_now()
+        update = {
+            "$set": {
+                "account_id": command.account_id,
+                "platform": command.platform,
+                "provider": provider,
+                "token": command.token,
+                "subscription": (
+                    command.subscription.model_dump() if command.subscription else None
+                ),
+                "contact_id": command.contact_id,
+                "cellphone": command.cellphone,
+                "email": command.email,
+                "status": "active",
+                "invalid_reason": None,
+                "invalid_at": None,
+                "registered_at": command.received_at,
+                "updated": now,
+            },
+            "$setOnInsert": {"created": now},
+        }
+        query = {"app_id": command.app_id, "token_hash": token_hash}
+        try:
+            await self._devices.update_one(query, update, upsert=True)
+        except DuplicateKeyError:
+            # Two upserts of a new device raced; the loser now finds the winner's document.
+            await self._devices.update_one(query, update)
+
+    async def clean_up(self, command: CleanupDevices) -> int:
+        """Delete the devices the cleanup names; return how many were deleted."""
+        query: Document = {"app_id": command.app_id, "account_id": command.account_id}
+        if command.contact_id is not None:
+            query["contact_id"] = command.contact_id
+        if command.token is not None:
+            query["token_hash"] = hash_token(command.token)
+        if len(query) == 2:
+            # Neither a contact nor a token: refuse to wipe the whole app.
+            return 0
+        result = await self._devices.delete_many(query)
+        return result.deleted_count
