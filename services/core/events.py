@@ -200,6 +200,10 @@ class DeliveryOutcome(Message):
     outcome: Outcome
     reason: Annotated[str, Field(max_length=500)] | None = None
     provider_message_id: Annotated[str, Field(max_length=500)] | None = None
+    platform: Platform | None = None
+    # When the provider says the token stopped being valid (APNs 410 `timestamp`); a device
+    # registered after that moment stays active.
+    invalid_since: datetime | None = None
     accepted_at: datetime
     answered_at: datetime = Field(default_factory=utc_now)
 
@@ -211,6 +215,10 @@ class FanoutCompleted(Message):
     notification_id: Id
     jobs: Annotated[int, Field(ge=0)]
     by_platform: dict[Platform, int] = Field(default_factory=dict)
+    by_provider: dict[Provider, int] = Field(default_factory=dict)
+    # A dry run counts the audience (`jobs` is what a real run would produce) and
+    # produces no job.
+    dry_run: bool = False
 
 
 FeedbackEvent = Annotated[

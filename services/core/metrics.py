@@ -35,3 +35,19 @@ DEAD_LETTERS = Counter(
     "Messages parked on push.dlq, by the topic they came from.",
     ["topic"],
 )
+
+SENDS = Counter(
+    "pushline_sends_total",
+    "Jobs finished by a provider, by outcome (success, invalid_token, retry, failed, duplicate).",
+    ["provider", "outcome"],
+)
+TOKENS_INVALIDATED = Counter(
+    "pushline_tokens_invalidated_total",
+    "Devices marked invalid from a provider's answer, by provider and reason.",
+    ["provider", "reason"],
+)
+JOBS_RESOLVED = Counter(
+    "pushline_jobs_resolved_total",
+    "Delivery jobs produced by the resolver's fan-out, by provider.",
+    ["provider"],
+)

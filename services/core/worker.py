@@ -8,6 +8,7 @@ indexes, so the services may start in any order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 import faust
 import httpx
@@ -105,9 +106,18 @@ class StreamApp(faust.App):
 
         Waiting keeps at-least-once: the agent acknowledges its input only afterwards.
         """
+        await (await self.publish_soon(topic, key, message))
+
+    async def publish_soon(self, topic: Topic, key: bytes, message: BaseModel) -> Awaitable[object]:
+        """Hand `message` to the producer; the returned awaitable ends once Kafka has it.
+
+        For many messages in a row: await the results in windows, not one by one.
+        """
         name = self.settings.scoped(topic.name)
-        delivered = await self.producer.send(name, key, kafka.encode(message), None, None, None)
-        await delivered
+        delivered: Awaitable[object] = await self.producer.send(
+            name, key, kafka.encode(message), None, None, None
+        )
+        return delivered
 
     async def dead_letter(self, topic: Topic, key: bytes | None, value: bytes, error: str) -> None:
         """Park a message this worker cannot process on `push.dlq`, with why."""

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable
+
 import faust
 import pydantic
 
-from services.core import topics
-from services.core.events import CleanupDevices, PushJob, RegisterDevice
+from services.core import metrics, topics
+from services.core.events import (
+    CleanupDevices,
+    FanoutCompleted,
+    Platform,
+    Provider,
+    PushJob,
+    RegisterDevice,
+    SendRequest,
+)
 from services.core.kafka import decode
 from services.core.settings import Settings
-from services.core.topics import RESOLVER_APP_ID, device_key
+from services.core.store.notifications import NotificationsRepository
+from services.core.topics import RESOLVER_APP_ID, device_key, notification_key
 from services.core.worker import StreamApp
+from services.resolver.fanout import expand
 from services.resolver.registrations import resolve_registration
 
 METRICS_PORT = 9101
+# Jobs handed to the producer before waiting for Kafka to have them all.
+PUBLISH_WINDOW = 1000
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> StreamApp:
@@ -24,6 +43,11 @@ def create_app(settings: Settings) -> StreamApp:
     async def registrations(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             await on_registration(app, event.key, event.value)
+
+    @app.agent(app.source(topics.SEND_REQUESTS))
+    async def send_requests(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await on_send_request(app, event.key, event.value)
 
     return app
 
@@ -46,3 +70,46 @@ async def on_registration(app: StreamApp, key: bytes | None, value: bytes) -> No
         await app.publish(topics.JOB_TOPICS[result.provider], out_key, result)
     else:
         await app.publish(topics.FEEDBACK, out_key, result)
+
+
+async def on_send_request(app: StreamApp, key: bytes | None, value: bytes) -> None:
+    """Fan a send request out into jobs, then tell feedback how many there are."""
+    try:
+        request = decode(topics.SEND_REQUESTS, value)
+    except pydantic.ValidationError as exc:
+        await app.dead_letter(topics.SEND_REQUESTS, key, value, str(exc))
+        return
+    assert isinstance(request, SendRequest)
+    if not await NotificationsRepository(app.db).start_resolving(request):
+        log.info(
+            "send request already resolved", extra={"notification_id": request.notification_id}
+        )
+        return
+    by_platform: Counter[Platform] = Counter()
+    by_provider: Counter[Provider] = Counter()
+    in_flight: list[Awaitable[object]] = []
+    async for job in expand(request, app.db):
+        by_platform[job.platform] += 1
+        by_provider[job.provider] += 1
+        if request.options.dry_run:
+            continue
+        key_ = device_key(job.app_id, job.token_hash)
+        in_flight.append(await app.publish_soon(topics.JOB_TOPICS[job.provider], key_, job))
+        if len(in_flight) >= PUBLISH_WINDOW:
+            await asyncio.gather(*in_flight)
+            in_flight.clear()
+    await asyncio.gather(*in_flight)
+    for provider, count in by_provider.items():
+        metrics.JOBS_RESOLVED.labels(provider).inc(count)
+    done = FanoutCompleted(
+        notification_id=request.notification_id,
+        jobs=sum(by_provider.values()),
+        by_platform=dict(by_platform),
+        by_provider=dict(by_provider),
+        dry_run=request.options.dry_run,
+    )
+    await app.publish(topics.FEEDBACK, notification_key(request.notification_id), done)
+    log.info(
+        "send request resolved",
+        extra={"notification_id": request.notification_id, "jobs": done.jobs},
+    )

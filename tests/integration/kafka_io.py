@@ -38,23 +38,40 @@ async def read(
     settings: Settings, topic: Topic, predicate: Callable[[object], bool], within: float = 30.0
 ) -> object:
     """The first message on the test's `topic` (from the start) that `predicate` accepts."""
+    (found,) = await read_many(settings, [topic], predicate, 1, within)
+    return found
+
+
+async def read_many(
+    settings: Settings,
+    sources: list[Topic],
+    predicate: Callable[[object], bool],
+    count: int,
+    within: float = 60.0,
+) -> list[object]:
+    """The first `count` messages on the test's `sources` (from the start) that
+    `predicate` accepts; fails if fewer arrive within `within` seconds."""
+    by_name = {settings.scoped(topic.name): topic for topic in sources}
     consumer = AIOKafkaConsumer(
-        settings.scoped(topic.name),
+        *by_name,
         bootstrap_servers=settings.kafka_servers,
         group_id=f"test-reader-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
     )
     await consumer.start()
+    found: list[object] = []
     try:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
+            for partition, records in batches.items():
                 for record in records:
-                    message = kafka.decode(topic, record.value)
+                    message = kafka.decode(by_name[partition.topic], record.value)
                     if predicate(message):
-                        return message
-        raise AssertionError(f"no matching message on {topic.name} within {within} s")
+                        found.append(message)
+                        if len(found) == count:
+                            return found
+        raise AssertionError(f"{len(found)} of {count} messages within {within} s")
     finally:
         await consumer.stop()
 

@@ -27,7 +27,6 @@ from services.core.events import (
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.tokens import hash_token
-from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish, publish_raw, read
 from tests.integration.webhook_receiver import Received, Receiver, webhook_receiver
 
@@ -36,27 +35,6 @@ pytestmark = pytest.mark.integration
 ACCOUNT = "acc-1"
 APP = "app-1"
 VERIFYING_APP = "app-verify"
-
-
-@pytest.fixture
-async def workers(child_env: dict[str, str]) -> AsyncIterator[None]:
-    """The resolver and feedback services, running in the test's namespace."""
-    started = []
-    try:
-        for name in ("resolver", "feedback"):
-            port = processes.free_port()
-            env = {
-                **child_env,
-                "PUSHLINE_METRICS_PORT": str(port),
-                "PUSHLINE_WEBHOOK_ALLOW_PRIVATE": "true",
-            }
-            service = processes.Process(["services.cli", name], env)
-            started.append(service)
-            await service.wait_ready(f"http://127.0.0.1:{port}/readyz")
-        yield
-    finally:
-        for service in started:
-            service.close()
 
 
 @pytest.fixture

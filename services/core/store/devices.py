@@ -5,6 +5,8 @@ Only the feedback stream writes here; the resolver reads.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -55,6 +57,28 @@ class DevicesRepository:
         except DuplicateKeyError:
             # Two upserts of a new device raced; the loser now finds the winner's document.
             await self._devices.update_one(query, update)
+
+    async def invalidate(self, app_id: str, token_hash: str, reason: str, since: datetime) -> bool:
+        """Mark an active device invalid, unless it was registered after `since` (the
+        provider's answer and a re-registration race through Kafka: the newer one wins).
+        Returns whether the device changed."""
+        result = await self._devices.update_one(
+            {
+                "app_id": app_id,
+                "token_hash": token_hash,
+                "status": "active",
+                "registered_at": {"$lt": since},
+            },
+            {
+                "$set": {
+                    "status": "invalid",
+                    "invalid_reason": reason,
+                    "invalid_at": since,
+                    "updated": utc_now(),
+                }
+            },
+        )
+        return result.modified_count == 1
 
     async def clean_up(self, command: CleanupDevices) -> int:
         """Delete the devices the cleanup names; return how many were deleted."""

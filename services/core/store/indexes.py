@@ -17,14 +17,21 @@ INDEXES: dict[str, list[IndexModel]] = {
     "devices": [
         IndexModel([("app_id", ASCENDING), ("token_hash", ASCENDING)], unique=True, name="token"),
         IndexModel(
-            [("app_id", ASCENDING), ("contact_id", ASCENDING), ("created", DESCENDING)],
+            [("app_id", ASCENDING), ("contact_id", ASCENDING), ("registered_at", DESCENDING)],
             name="contact",
         ),
+        IndexModel(
+            [("account_id", ASCENDING), ("contact_id", ASCENDING), ("registered_at", DESCENDING)],
+            name="account_contact",
+        ),
+        IndexModel([("account_id", ASCENDING), ("token_hash", ASCENDING)], name="account_token"),
         IndexModel([("account_id", ASCENDING), ("cellphone", ASCENDING)], name="cellphone"),
         IndexModel([("account_id", ASCENDING), ("email", ASCENDING)], name="email"),
     ],
     "registrations": [IndexModel([("app_id", ASCENDING)], name="app")],
     "notifications": [IndexModel([("app_id", ASCENDING)], name="app")],
+    # One document per (notification, device) outcome: `_id` makes redeliveries visible.
+    "deliveries": [IndexModel([("notification_id", ASCENDING)], name="notification")],
 }
 
 

@@ -1,0 +1,108 @@
+"""The `notifications` collection: state and counters of each send request.
+
+States move forward only: accepted -> resolving -> sending -> done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.core.events import FanoutCompleted, SendRequest, utc_now
+from services.core.store.client import Document
+
+COUNTERS = ("targeted", "sent", "failed", "invalid", "opened", "clicked")
+# Outcomes that end a job, and the counter each one adds to.
+TERMINAL = {"success": "sent", "failed": "failed", "invalid_token": "invalid"}
+
+
+def _new(request: SendRequest, state: str) -> Document:
+    now = utc_now()
+    return {
+        "_id": request.notification_id,
+        "account_id": request.account_id,
+        "app_id": request.app_id,
+        "state": state,
+        "counters": dict.fromkeys(COUNTERS, 0),
+        "by_platform": {},
+        "created": now,
+        "updated": now,
+    }
+
+
+class NotificationsRepository:
+    """State and counters of notifications."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._notifications = db.notifications
+
+    async def accept(self, request: SendRequest) -> None:
+        """Record an accepted request (the ingest does this before publishing it)."""
+        await self._notifications.insert_one(_new(request, "accepted"))
+
+    async def start_resolving(self, request: SendRequest) -> bool:
+        """Move an accepted (or never seen: published straight on Kafka) request to
+        `resolving`; False once its fan-out has completed (a redelivered request).
+
+        A request still `resolving` is resolved again: the worker that began it died before
+        finishing, and the jobs it already produced are recognised downstream by
+        (notification id, token).
+        """
+        result = await self._notifications.update_one(
+            {"_id": request.notification_id, "state": {"$in": ["accepted", "resolving"]}},
+            {"$set": {"state": "resolving", "updated": utc_now()}},
+        )
+        if result.matched_count:
+            return True
+        try:
+            await self._notifications.insert_one(_new(request, "resolving"))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def fanout_completed(self, event: FanoutCompleted) -> None:
+        """Record how many jobs the resolver produced, then settle the state."""
+        # Outcomes may be counted before this arrives (they travel on other partitions):
+        # set each platform's `targeted` alone, never the whole `by_platform`.
+        fields: Document = {
+            "counters.targeted": event.jobs,
+            "by_provider": dict(event.by_provider),
+            "fanout_done": True,
+            "dry_run": event.dry_run,
+            "updated": utc_now(),
+        }
+        fields.update({f"by_platform.{p}.targeted": n for p, n in event.by_platform.items()})
+        await self._notifications.update_one({"_id": event.notification_id}, {"$set": fields})
+        await self.settle(event.notification_id)
+
+    async def add_outcomes(self, notification_id: str, counts: Mapping[str, int]) -> None:
+        """Add counter increments (`sent`, `android.sent`, ...), then settle the state."""
+        increments = {
+            (f"by_platform.{key}" if "." in key else f"counters.{key}"): value
+            for key, value in counts.items()
+        }
+        await self._notifications.update_one(
+            {"_id": notification_id},
+            {"$inc": increments, "$set": {"updated": utc_now()}},
+        )
+        await self.settle(notification_id)
+
+    async def settle(self, notification_id: str) -> None:
+        """Set `sending` once the fan-out is known, `done` once every job has ended."""
+        doc = await self._notifications.find_one({"_id": notification_id})
+        if doc is None or doc.get("state") == "done" or not doc.get("fanout_done"):
+            return
+        counters = doc["counters"]
+        ended = counters["sent"] + counters["failed"] + counters["invalid"]
+        state = "done" if doc.get("dry_run") or ended >= counters["targeted"] else "sending"
+        if state != doc["state"]:
+            await self._notifications.update_one(
+                {"_id": notification_id, "state": {"$ne": "done"}},
+                {"$set": {"state": state, "updated": utc_now()}},
+            )
+
+    async def get(self, notification_id: str) -> Document | None:
+        """The notification document, or None."""
+        return await self._notifications.find_one({"_id": notification_id})

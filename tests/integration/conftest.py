@@ -1,0 +1,30 @@
+"""Fixtures of the pipeline tests: Pushline's workers running as real processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.integration import processes
+
+
+@pytest.fixture
+async def workers(child_env: dict[str, str]) -> AsyncIterator[None]:
+    """The resolver and feedback services, running in the test's namespace and store."""
+    started = []
+    try:
+        for name in ("resolver", "feedback"):
+            port = processes.free_port()
+            env = {
+                **child_env,
+                "PUSHLINE_METRICS_PORT": str(port),
+                "PUSHLINE_WEBHOOK_ALLOW_PRIVATE": "true",
+            }
+            service = processes.Process(["services.cli", name], env)
+            started.append(service)
+            await service.wait_ready(f"http://127.0.0.1:{port}/readyz")
+        yield
+    finally:
+        for service in started:
+            service.close()
