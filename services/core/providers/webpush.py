@@ -1,0 +1,222 @@
+"""Web Push through pywebpush: RFC 8291 aes128gcm encryption, RFC 8292 VAPID, async httpx.
+
+pywebpush's `webpush()` blocks on `requests` and mutates the claims dict it is given, so
+this adapter uses only its `WebPusher.encode` for the encryption, signs VAPID JWTs itself
+with py_vapid (one per push-service origin, reused for under 24 h), and posts with an
+`httpx.AsyncClient` it is given or builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import ipaddress
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Final
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from py_vapid import Vapid02, VapidException
+from py_vapid.utils import b64urlencode
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pywebpush import WebPusher, WebPushException
+
+from services.core.errors import MessageInvalidError, ProviderAuthError
+from services.core.events import PushJob
+from services.core.providers.base import Provider, Result, parse_retry_after
+from services.core.providers.classify import ErrorClass, classify
+from services.core.providers.payload import build_payload
+from services.core.settings import Settings
+
+_RAW_POINT: Final = (
+    serialization.Encoding.X962,
+    serialization.PublicFormat.UncompressedPoint,
+)
+# Four weeks, FCM's and most push services' longest TTL, when a job gives none.
+DEFAULT_TTL: Final = 2_419_200
+# RFC 8030 section 5.4: a Topic is at most 32 characters of the URL-safe base64 alphabet.
+_TOPIC: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_URGENCY: Final = {"high": "high", "normal": "normal"}
+
+
+class WebPushCredentials(BaseModel):
+    """An app's VAPID key pair and contact (`mailto:` or `https:` URL)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vapid_private_key: SecretStr
+    vapid_public_key: str
+    subject: str
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        if not value.startswith(("mailto:", "https://")):
+            raise ValueError("the VAPID subject must be a mailto: or https: URL")
+        return value
+
+
+class VapidCache:
+    """VAPID `Authorization` headers, one per push-service origin, reused until near expiry.
+
+    A JWT lives `LIFETIME` seconds (RFC 8292 allows at most 24 h) and is replaced once
+    less than `MARGIN` seconds remain, so no header in flight is ever expired.
+    """
+
+    LIFETIME: ClassVar[int] = 12 * 3600
+    MARGIN: ClassVar[int] = 3600
+
+    def __init__(self, vapid: Vapid02, subject: str) -> None:
+        self._vapid = vapid
+        self._subject = subject
+        self._headers: dict[str, tuple[int, str]] = {}
+
+    def header(self, origin: str, now: float) -> str:
+        """The Authorization header for `origin` (scheme://host[:port]) at time `now`."""
+        cached = self._headers.get(origin)
+        if cached is not None and cached[0] - now > self.MARGIN:
+            return cached[1]
+        expires = int(now) + self.LIFETIME
+        # A fresh claims dict every time: signing libraries are known to mutate it.
+        claims: dict[str, str | int] = {"aud": origin, "sub": self._subject, "exp": expires}
+        header = str(self._vapid.sign(claims)["Authorization"])
+        self._headers[origin] = (expires, header)
+        return header
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class WebPushProvider(Provider):
+    """Web Push for one app's VAPID keys."""
+
+    name: ClassVar = "webpush"
+    TIMEOUT: ClassVar[float] = 10.0
+
+    def __init__(
+        self,
+        credentials: WebPushCredentials,
+        settings: Settings,
+        *,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """Raises ProviderAuthError when the VAPID keys are unusable or do not match."""
+        try:
+            vapid = Vapid02.from_string(credentials.vapid_private_key.get_secret_value())
+            public = b64urlencode(vapid.public_key.public_bytes(*_RAW_POINT))
+        except (VapidException, ValueError, TypeError, binascii.Error) as exc:
+            raise ProviderAuthError(
+                "the VAPID private key is not a valid P-256 key",
+                provider="webpush",
+                reason="BadVapidKey",
+            ) from exc
+        if public != credentials.vapid_public_key.rstrip("="):
+            raise ProviderAuthError(
+                "the VAPID public key does not belong to the private key",
+                provider="webpush",
+                reason="VapidKeyMismatch",
+            )
+        self._vapid = VapidCache(vapid, credentials.subject)
+        self._allow_private = settings.webhook_allow_private
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=self.TIMEOUT)
+
+    async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
+        """Encrypt and post each job to its subscription's push service."""
+        return list(await asyncio.gather(*(self._send_one(job) for job in jobs)))
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this provider built it."""
+        if self._own_client:
+            await self._client.aclose()
+
+    def _prepare(self, job: PushJob) -> _Prepared | Result:
+        subscription = job.subscription
+        if subscription is None:
+            return Result.from_error(
+                MessageInvalidError(
+                    "a Web Push job without a subscription",
+                    provider="webpush",
+                    reason="MissingSubscription",
+                )
+            )
+        parts = urlsplit(subscription.endpoint)
+        if not self._endpoint_allowed(parts.scheme, parts.hostname):
+            return Result.failure(
+                "webpush",
+                ErrorClass.INVALID_TOKEN,
+                reason="EndpointNotAllowed",
+                detail="push endpoints must be https on a public address",
+            )
+        try:
+            payload = build_payload("webpush", job.notification, job.data)
+        except MessageInvalidError as exc:
+            return Result.from_error(exc)
+        try:
+            pusher = WebPusher(subscription.model_dump(include={"endpoint", "keys"}))
+            body = pusher.encode(payload.encoded, content_encoding="aes128gcm")["body"]
+        except (WebPushException, ValueError, TypeError, IndexError, binascii.Error) as exc:
+            return Result.failure(
+                "webpush",
+                ErrorClass.INVALID_TOKEN,
+                reason="BadSubscriptionKeys",
+                detail=f"cannot encrypt for this subscription: {type(exc).__name__}",
+            )
+        origin = f"{parts.scheme}://{parts.netloc}"
+        headers = {
+            "Authorization": self._vapid.header(origin, time.time()),
+            "Content-Encoding": "aes128gcm",
+            "Content-Type": "application/octet-stream",
+            "TTL": str(job.options.ttl if job.options.ttl is not None else DEFAULT_TTL),
+            "Urgency": _URGENCY[job.options.priority],
+        }
+        if job.options.collapse_key and _TOPIC.match(job.options.collapse_key):
+            headers["Topic"] = job.options.collapse_key
+        return _Prepared(url=subscription.endpoint, headers=headers, body=bytes(body))
+
+    async def _send_one(self, job: PushJob) -> Result:
+        prepared = self._prepare(job)
+        if isinstance(prepared, Result):
+            return prepared
+        if job.kind == "verify":
+            # Web Push has no validate-only send: the subscription parsed and encrypts.
+            return Result.success(None, status=None)
+        try:
+            response = await self._client.post(
+                prepared.url, headers=prepared.headers, content=prepared.body
+            )
+        except httpx.HTTPError as exc:
+            return Result.failure(
+                "webpush", ErrorClass.RETRYABLE, reason=type(exc).__name__, detail=str(exc)
+            )
+        if 200 <= response.status_code < 300:
+            return Result.success(response.headers.get("Location"), status=response.status_code)
+        return Result.failure(
+            "webpush",
+            classify("webpush", response.status_code),
+            reason=str(response.status_code),
+            detail=response.text[:500] or None,
+            status=response.status_code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def _endpoint_allowed(self, scheme: str, host: str | None) -> bool:
+        if not host or scheme not in ("https", "http"):
+            return False
+        if self._allow_private:
+            return True
+        if scheme != "https" or host == "localhost" or host.endswith(".localhost"):
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return True  # a name; resolving it here would not stop DNS rebinding anyway
+        return address.is_global

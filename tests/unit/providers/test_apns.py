@@ -1,0 +1,234 @@
+"""The APNs adapter through aioapns, against a tiny HTTP/2 + TLS server in the test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from services.core.errors import ProviderAuthError, ProviderQuotaError
+from services.core.events import Content, Options, PushJob
+from services.core.providers.apns import APNsCredentials, APNsProvider, endpoint_for
+from services.core.providers.classify import ErrorClass
+from services.core.settings import Settings
+from tests.unit.providers.apns_server import FakeAPNs, start_apns
+from tests.unit.providers.tls import ServerTLS, make_tls
+
+TOKEN = "a" * 64
+OTHER = "b" * 64
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> ServerTLS:
+    return make_tls(tmp_path_factory.mktemp("apns-tls"))
+
+
+@pytest.fixture(scope="session")
+def p8() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def p8_text(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def credentials(key: ec.EllipticCurvePrivateKey, **fields: Any) -> APNsCredentials:
+    values: dict[str, Any] = {
+        "team_id": "TEAM123456",
+        "key_id": "KEY1234567",
+        "topic": "com.example.app",
+        "private_key": p8_text(key),
+        "sandbox": False,
+    }
+    values.update(fields)
+    return APNsCredentials(**values)
+
+
+@pytest.fixture
+async def apns(p8: ec.EllipticCurvePrivateKey, tls: ServerTLS) -> AsyncIterator[FakeAPNs]:
+    fake = FakeAPNs(key=p8)
+    server = await start_apns(fake, tls)
+    try:
+        yield fake
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+async def provider(
+    p8: ec.EllipticCurvePrivateKey, tls: ServerTLS, apns: FakeAPNs
+) -> AsyncIterator[APNsProvider]:
+    settings = Settings(apns_endpoint=f"https://127.0.0.1:{apns.port}", apns_ca_file=tls.ca_file)
+    built = APNsProvider(credentials(p8), settings)
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+def job(token: str = TOKEN, **fields: Any) -> PushJob:
+    values: dict[str, Any] = {
+        "notification_id": "n1",
+        "account_id": "acc",
+        "app_id": "app",
+        "provider": "apns",
+        "platform": "ios",
+        "token": token,
+        "token_hash": "h",
+        "notification": Content(title="Hi", body="There"),
+    }
+    values.update(fields)
+    return PushJob(**values)
+
+
+def test_endpoint_by_sandbox_flag_unless_configured() -> None:
+    assert endpoint_for(Settings(apns_endpoint=None), sandbox=False) == ("api.push.apple.com", 443)
+    assert endpoint_for(Settings(apns_endpoint=None), sandbox=True) == (
+        "api.sandbox.push.apple.com",
+        443,
+    )
+    configured = Settings(apns_endpoint="https://apns.internal:2197")
+    assert endpoint_for(configured, sandbox=True) == ("apns.internal", 2197)
+    with pytest.raises(ProviderAuthError):
+        endpoint_for(Settings(apns_endpoint="http://apns.internal"), sandbox=False)
+
+
+def test_provider_connects_where_the_endpoint_says(p8: ec.EllipticCurvePrivateKey) -> None:
+    sandbox = APNsProvider(credentials(p8, sandbox=True), Settings(apns_endpoint=None))
+    assert sandbox.endpoint == ("api.sandbox.push.apple.com", 443)
+
+
+async def test_alert_is_mapped_signed_and_sent_over_h2(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    before = int(time.time())
+    [result] = await provider.send(
+        [
+            job(
+                notification=Content(title="Hi", body="There", image_url="https://i.example/a"),
+                data={"order": "42"},
+                options=Options(ttl=600, priority="high", collapse_key="order-42"),
+            )
+        ]
+    )
+    assert (result.outcome, result.status) == ("success", 200)
+    [received] = apns.received
+    assert received.alpn == "h2"
+    assert received.body == {
+        "order": "42",
+        "image_url": "https://i.example/a",
+        "aps": {"alert": {"title": "Hi", "body": "There"}, "mutable-content": 1},
+    }
+    headers = received.headers
+    assert headers[":method"] == "POST"
+    assert headers[":path"] == f"/3/device/{TOKEN}"
+    assert headers["host"] == "127.0.0.1"
+    assert headers["apns-topic"] == "com.example.app"
+    assert headers["apns-priority"] == "10"
+    assert headers["apns-push-type"] == "alert"
+    assert headers["apns-collapse-id"] == "order-42"
+    assert before + 600 <= int(headers["apns-expiration"]) <= int(time.time()) + 600
+    assert result.provider_message_id == headers["apns-id"]
+    assert received.jwt_header is not None
+    assert (received.jwt_header["alg"], received.jwt_header["kid"]) == ("ES256", "KEY1234567")
+    assert received.jwt_claims is not None
+    assert received.jwt_claims["iss"] == "TEAM123456"
+
+
+async def test_data_only_is_a_background_push_at_priority_5(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    await provider.send([job(notification=Content(), data={"sync": "1"})])
+    [received] = apns.received
+    assert received.body == {"sync": "1", "aps": {"content-available": 1}}
+    assert received.headers["apns-push-type"] == "background"
+    assert received.headers["apns-priority"] == "5"
+    assert "apns-expiration" not in received.headers
+    assert "apns-collapse-id" not in received.headers
+
+
+async def test_error_answers_are_classified_and_410_keeps_its_timestamp(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    gone_at = 1_795_000_000_123
+    tokens: dict[str, tuple[int, dict[str, Any]]] = {
+        "1" * 64: (400, {"reason": "BadDeviceToken"}),
+        "2" * 64: (410, {"reason": "Unregistered", "timestamp": gone_at}),
+        "3" * 64: (429, {"reason": "TooManyRequests"}),
+        "4" * 64: (403, {"reason": "InvalidProviderToken"}),
+        "5" * 64: (413, {"reason": "PayloadTooLarge"}),
+        "6" * 64: (503, {"reason": "ServiceUnavailable"}),
+    }
+    apns.answers.update(tokens)
+    results = await provider.send([job(OTHER), *(job(token) for token in tokens)])
+    assert [(r.outcome, r.error_class, r.reason, r.status) for r in results] == [
+        ("success", None, None, 200),
+        ("invalid_token", ErrorClass.INVALID_TOKEN, "BadDeviceToken", 400),
+        ("invalid_token", ErrorClass.INVALID_TOKEN, "Unregistered", 410),
+        ("retry", ErrorClass.QUOTA, "TooManyRequests", 429),
+        ("failed", ErrorClass.AUTH_CONFIG, "InvalidProviderToken", 403),
+        ("failed", ErrorClass.MESSAGE_INVALID, "PayloadTooLarge", 413),
+        ("retry", ErrorClass.RETRYABLE, "ServiceUnavailable", 503),
+    ]
+    assert results[2].invalid_since == datetime.fromtimestamp(gone_at / 1000, UTC)
+    assert results[1].invalid_since is None
+    assert isinstance(results[3].error, ProviderQuotaError)
+    assert results[3].retry_after is not None
+
+
+async def test_malformed_tokens_and_verify_jobs_send_nothing(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    malformed, verified, oversize = await provider.send(
+        [
+            job("not a token"),
+            job(kind="verify", registration_id="r1", notification_id=None),
+            job(data={"k": "x" * 4096}),
+        ]
+    )
+    assert (malformed.outcome, malformed.reason) == ("invalid_token", "BadDeviceToken")
+    assert verified.outcome == "success"
+    assert (oversize.outcome, oversize.reason) == ("failed", "PayloadTooLarge")
+    assert apns.received == []
+
+
+async def test_untrusted_server_is_a_retryable_failure(
+    p8: ec.EllipticCurvePrivateKey, apns: FakeAPNs
+) -> None:
+    # Without PUSHLINE_APNS_CA_FILE the test CA is not trusted: no connection, no request.
+    provider = APNsProvider(
+        credentials(p8), Settings(apns_endpoint=f"https://127.0.0.1:{apns.port}")
+    )
+    try:
+        [result] = await provider.send([job()])
+    finally:
+        await provider.aclose()
+    assert (result.outcome, result.error_class, result.reason) == (
+        "retry",
+        ErrorClass.RETRYABLE,
+        "MaxAttemptsExceeded",
+    )
+    assert apns.received == []
+
+
+def test_key_must_be_a_p256_p8(tmp_path: Path) -> None:
+    with pytest.raises(ProviderAuthError) as caught:
+        APNsProvider(
+            credentials(ec.generate_private_key(ec.SECP256R1()), private_key="garbage"),
+            Settings(),
+        )
+    assert caught.value.reason == "BadKey"
+    assert caught.value.__cause__ is not None
+    with pytest.raises(ProviderAuthError):
+        APNsProvider(credentials(ec.generate_private_key(ec.SECP384R1())), Settings())
