@@ -248,6 +248,11 @@ class DeadLetter(Message):
     error: Annotated[str, Field(max_length=2000)]
     attempts: Annotated[int, Field(ge=0)] = 0
     failed_at: datetime = Field(default_factory=utc_now)
+    app_id: Id | None = None
+    # The provider's last code (`UNAVAILABLE`, `InvalidProviderToken`, ...), for filtering.
+    reason: Annotated[str, Field(max_length=200)] | None = None
+    # Whether putting `value` back on `topic` may succeed once the cause is fixed.
+    replayable: bool = False
 
 
 # The model of each topic's messages: the JSON Schema export and the (de)serialisers use it.

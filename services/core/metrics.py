@@ -51,3 +51,21 @@ JOBS_RESOLVED = Counter(
     "Delivery jobs produced by the resolver's fan-out, by provider.",
     ["provider"],
 )
+
+PROVIDER_LATENCY = Histogram(
+    "pushline_provider_call_seconds",
+    "Time of one provider call (a batch of jobs of one app).",
+    ["provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+END_TO_END = Histogram(
+    "pushline_end_to_end_seconds",
+    "Time from a request's acceptance to the provider's final answer for one job.",
+    ["provider"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0),
+)
+PROVIDER_AUTH_FAILURES = Counter(
+    "pushline_provider_auth_failures_total",
+    "Sends refused because an app's provider credentials or configuration are wrong.",
+    ["provider"],
+)

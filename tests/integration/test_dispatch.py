@@ -1,0 +1,206 @@
+"""The sender's dispatch policy against the real store: outcomes, retries, dead letters,
+acks, and no second send. The provider is scripted (the provider boundary)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+
+import pydantic
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.core.errors import ProviderAuthError
+from services.core.events import DeadLetter, DeliveryOutcome, PushJob
+from services.core.kafka import encode
+from services.core.providers.base import Provider, Result
+from services.core.providers.classify import ErrorClass
+from services.core.store.client import Document
+from services.core.tokens import hash_token
+from services.core.topics import Topic
+from services.sender.dispatch import Dispatcher, RetryPolicy
+
+
+class ScriptedProvider(Provider):
+    """Answers each token with the next result scripted for it."""
+
+    name = "fcm"
+
+    def __init__(self, script: dict[str, list[Result]]) -> None:
+        self.script = script
+        self.calls: list[list[str]] = []
+
+    async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
+        self.calls.append([job.token for job in jobs])
+        return [self.script[job.token].pop(0) for job in jobs]
+
+
+class Providers:
+    def __init__(self, provider: Provider | None) -> None:
+        self.provider = provider
+
+    async def get(self, app_id: str, provider: str) -> Provider:
+        if self.provider is None:
+            raise ProviderAuthError("no credentials", provider="fcm", reason="NoCredentials")
+        return self.provider
+
+
+class Harness:
+    def __init__(self, db: AsyncDatabase[Document], provider: Provider | None) -> None:
+        self.published: list[tuple[str, pydantic.BaseModel]] = []
+        self.acked: list[str] = []
+        self.dispatcher = Dispatcher(
+            "fcm",
+            Providers(provider),
+            self.publish,
+            db,
+            policy=RetryPolicy(attempts=3, base=0.0),
+        )
+
+    async def publish(
+        self, topic: Topic, key: bytes, message: pydantic.BaseModel
+    ) -> Awaitable[object]:
+        self.published.append((topic.name, message))
+
+        async def delivered() -> None:
+            return None
+
+        return delivered()
+
+    async def run(self, *jobs: PushJob) -> None:
+        def acker(token: str) -> object:
+            async def ack() -> None:
+                self.acked.append(token)
+
+            return ack
+
+        await self.dispatcher.dispatch(
+            [(b"key", encode(job), acker(job.token)) for job in jobs]  # type: ignore[misc]
+        )
+        await self.dispatcher.drain()
+
+    def outcomes(self) -> list[DeliveryOutcome]:
+        return [m for t, m in self.published if isinstance(m, DeliveryOutcome)]
+
+    def letters(self) -> list[DeadLetter]:
+        return [m for t, m in self.published if isinstance(m, DeadLetter)]
+
+
+def job(token: str, notification: str = "n1") -> PushJob:
+    return PushJob(
+        notification_id=notification,
+        account_id="acc",
+        app_id="app",
+        provider="fcm",
+        platform="android",
+        token=token,
+        token_hash=hash_token(token),
+    )
+
+
+def failure(error_class: ErrorClass, reason: str, status: int) -> Result:
+    return Result.failure("fcm", error_class, reason=reason, status=status, retry_after=0.0)
+
+
+async def test_each_job_gets_its_outcome_and_is_acked(db: AsyncDatabase[Document]) -> None:
+    provider = ScriptedProvider(
+        {
+            "ok": [Result.success("m1")],
+            "gone": [failure(ErrorClass.INVALID_TOKEN, "UNREGISTERED", 404)],
+            "bad": [failure(ErrorClass.MESSAGE_INVALID, "INVALID_ARGUMENT", 400)],
+        }
+    )
+    harness = Harness(db, provider)
+    await harness.run(job("ok"), job("gone"), job("bad"))
+    outcomes = {o.token_hash: (o.outcome, o.reason) for o in harness.outcomes()}
+    assert outcomes == {
+        hash_token("ok"): ("success", None),
+        hash_token("gone"): ("invalid_token", "UNREGISTERED"),
+        hash_token("bad"): ("failed", "INVALID_ARGUMENT"),
+    }
+    assert sorted(harness.acked) == ["bad", "gone", "ok"]
+    assert harness.letters() == []
+    assert provider.calls == [["ok", "gone", "bad"]]
+
+
+async def test_temporary_failures_are_retried_then_delivered(db: AsyncDatabase[Document]) -> None:
+    provider = ScriptedProvider(
+        {
+            "slow": [
+                failure(ErrorClass.QUOTA, "QUOTA_EXCEEDED", 429),
+                failure(ErrorClass.RETRYABLE, "UNAVAILABLE", 503),
+                Result.success("m2"),
+            ],
+            "ok": [Result.success("m1")],
+        }
+    )
+    harness = Harness(db, provider)
+    await harness.run(job("slow"), job("ok"))
+    assert provider.calls == [["slow", "ok"], ["slow"], ["slow"]]
+    assert [o.outcome for o in harness.outcomes() if o.token_hash == hash_token("slow")] == [
+        "retry",
+        "retry",
+        "success",
+    ]
+    assert sorted(harness.acked) == ["ok", "slow"]
+
+
+async def test_a_provider_that_always_fails_dead_letters_the_job(
+    db: AsyncDatabase[Document],
+) -> None:
+    provider = ScriptedProvider(
+        {"down": [failure(ErrorClass.RETRYABLE, "UNAVAILABLE", 503) for _ in range(3)]}
+    )
+    harness = Harness(db, provider)
+    await harness.run(job("down"))
+    assert [o.outcome for o in harness.outcomes()] == ["retry", "retry", "failed"]
+    (letter,) = harness.letters()
+    assert (letter.topic, letter.attempts, letter.reason, letter.replayable) == (
+        "push.jobs.fcm",
+        3,
+        "UNAVAILABLE",
+        True,
+    )
+    assert letter.error.count("UNAVAILABLE (503)") == 3
+    replay = PushJob.model_validate_json(letter.value)
+    assert (replay.token, replay.attempt) == ("down", 0)
+    assert harness.acked == ["down"]
+
+
+async def test_bad_credentials_fail_without_invalidating_and_are_replayable(
+    db: AsyncDatabase[Document],
+) -> None:
+    harness = Harness(db, None)
+    await harness.run(job("t1"), job("t2"))
+    assert {o.outcome for o in harness.outcomes()} == {"failed"}
+    assert len(harness.letters()) == 2
+    assert all(letter.replayable for letter in harness.letters())
+
+
+async def test_a_send_that_already_ended_is_not_sent_again(db: AsyncDatabase[Document]) -> None:
+    await db.deliveries.insert_one({"_id": f"n1:{hash_token('done')}", "outcome": "success"})
+    provider = ScriptedProvider({"new": [Result.success("m")]})
+    harness = Harness(db, provider)
+    await harness.run(job("done"), job("new"))
+    assert provider.calls == [["new"]]
+    assert sorted(harness.acked) == ["done", "new"]
+
+
+async def test_unreadable_jobs_are_dead_lettered_and_acked(db: AsyncDatabase[Document]) -> None:
+    harness = Harness(db, ScriptedProvider({}))
+    acked: list[bool] = []
+
+    async def ack() -> None:
+        acked.append(True)
+
+    await harness.dispatcher.dispatch([(b"k", b"{not json", ack)])
+    (letter,) = harness.letters()
+    assert (letter.replayable, acked) == (False, [True])
+
+
+@pytest.mark.parametrize(("attempt", "retry_after"), [(0, None), (3, None), (0, 30.0)])
+def test_backoff_grows_and_honours_retry_after(attempt: int, retry_after: float | None) -> None:
+    policy = RetryPolicy(base=1.0, cap=300.0)
+    delay = policy.delay(attempt, retry_after)
+    assert delay >= (retry_after or 0.0)
+    assert 0.5 * 2**attempt <= delay or retry_after
+    assert delay <= max(1.5 * 2**attempt, retry_after or 0.0)
