@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aiokafka.errors import KafkaError
 
 from services.core import logging as logs
+from services.core.deadletters import LetterFilter, read_letters, replay
 from services.core.errors import ConfigError, UnavailableError
 from services.core.kafka import ensure_topics
 from services.core.settings import Settings, load_settings
@@ -29,7 +34,39 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=f"run the {name} service")
     commands.add_parser("topics", help="create the Kafka topics that are missing")
     commands.add_parser("check-config", help="validate the PUSHLINE_* environment and exit")
+    dlq = commands.add_parser("dlq", help="list or replay dead-lettered messages")
+    dlq.add_argument("action", choices=("list", "replay"))
+    dlq.add_argument("--app", help="only this app's letters")
+    dlq.add_argument("--reason", help="only letters with this provider reason code")
+    dlq.add_argument("--since", type=_timestamp, help="only letters from this time (ISO 8601)")
+    dlq.add_argument("--until", type=_timestamp, help="only letters before this time")
     return parser
+
+
+def _timestamp(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _dlq(settings: Settings, args: argparse.Namespace) -> None:
+    which = LetterFilter(app_id=args.app, reason=args.reason, since=args.since, until=args.until)
+    if args.action == "replay":
+        print(f"replayed: {await replay(settings, which)}")
+        return
+    async for letter in read_letters(settings, which):
+        print(
+            json.dumps(
+                {
+                    "failed_at": letter.failed_at.isoformat(),
+                    "topic": letter.topic,
+                    "app_id": letter.app_id,
+                    "reason": letter.reason,
+                    "attempts": letter.attempts,
+                    "replayable": letter.replayable,
+                    "error": letter.error,
+                }
+            )
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pushline: {exc}", file=sys.stderr)
             return 1
         print("created: " + (", ".join(created) or "none (all present)"))
+    elif args.command == "dlq":
+        try:
+            asyncio.run(_dlq(settings, args))
+        except KafkaError as exc:
+            print(f"pushline: Kafka did not answer: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -6,7 +6,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from services.core import kafka
+from services.core.settings import Settings
 from tests.integration import processes
+
+
+@pytest.fixture
+async def created_topics(settings: Settings) -> None:
+    """The test namespace's topics, created as a service would at start-up."""
+    await kafka.ensure_topics(settings)
 
 
 @pytest.fixture
