@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.emulators.state import RECORD_LIMIT, Controls, TokenState
 
@@ -100,8 +100,9 @@ class Emulator(ABC):
         try:
             document = json.loads(body) if body.strip() else None
             return route(document)
-        except (ValueError, ValidationError) as exc:
-            # ValidationError is a ValueError; both mean the caller sent a bad body.
+        except ValueError as exc:
+            # Bad JSON, a body pydantic refuses (ValidationError is a ValueError) or a value
+            # the controls refuse: the caller's mistake either way.
             return 400, {"error": str(exc)}
 
     def _records(self) -> dict[str, Any]:

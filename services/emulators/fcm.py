@@ -238,7 +238,7 @@ class FCMEmulator(HTTPEmulator):
                 target=target,
                 status=status,
                 reason=reason,
-                headers={"authorization": request.headers.get("Authorization", "")[:7]},
+                headers={},
                 payload=document,
                 received_at=time.time(),
             )
@@ -328,11 +328,10 @@ def _message_problem(document: Any) -> tuple[str, str, bool] | None:
         return "message", "Invalid JSON payload received. 'message' must be an object.", False
     unknown = sorted(set(document) - {"message", "validate_only"})
     if unknown:
-        return (
-            "",
-            f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.',
-            False,
+        description = (
+            f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.'
         )
+        return unknown[0], description, False
     message = document["message"]
     unknown = sorted(set(message) - _MESSAGE_FIELDS)
     if unknown:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from aioapns import APNs, NotificationRequest, PushType
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -162,3 +164,41 @@ async def test_the_control_api_answers_over_http2(apns: APNSEmulator, client: AP
         assert config["ca_file"] == str(apns.tls.ca_file)
         bad = await control.post("/_emulator/faults", json={"status": 418})
         assert bad.status_code == 400
+
+
+async def test_provider_token_and_header_checks_over_raw_http2(apns: APNSEmulator) -> None:
+    now = int(time.time())
+
+    def bearer(iat: int) -> str:
+        token = jwt.encode(
+            {"iss": apns.team_id, "iat": iat},
+            apns.key_pem,
+            algorithm="ES256",
+            headers={"kid": apns.key_id},
+        )
+        return f"bearer {token}"
+
+    topic = {"apns-topic": apns.topics[0]}
+    cases = [
+        ({**topic}, 403, "MissingProviderToken"),
+        ({**topic, "authorization": bearer(now - 7200)}, 403, "ExpiredProviderToken"),
+        ({**topic, "authorization": "bearer not.a.jwt"}, 403, "InvalidProviderToken"),
+        ({"authorization": bearer(now)}, 400, "MissingTopic"),
+        ({**topic, "authorization": bearer(now), "apns-priority": "7"}, 400, "BadPriority"),
+        ({**topic, "authorization": bearer(now), "apns-id": "nope"}, 400, "BadMessageId"),
+    ]
+    context = ssl.create_default_context(cafile=str(apns.tls.ca_file))
+    async with httpx.AsyncClient(http2=True, verify=context, base_url=apns.url) as client:
+        for headers, status, reason in cases:
+            answer = await client.post(f"/3/device/{TOKEN}", headers=headers, content=b"{}")
+            assert (answer.status_code, answer.json()) == (status, {"reason": reason}), headers
+            assert answer.headers["apns-id"]
+        empty = await client.post(
+            f"/3/device/{TOKEN}", headers={**topic, "authorization": bearer(now)}
+        )
+        assert (empty.status_code, empty.json()) == (400, {"reason": "PayloadEmpty"})
+        wrong_method = await client.get(f"/3/device/{TOKEN}")
+        assert (wrong_method.status_code, wrong_method.json()) == (
+            405,
+            {"reason": "MethodNotAllowed"},
+        )

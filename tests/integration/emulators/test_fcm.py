@@ -249,3 +249,31 @@ async def test_the_token_endpoint_and_bearer_check(fcm: FCMEmulator) -> None:
             headers={"Authorization": f"Bearer {token}"},
         )
         assert other_project.json()["error"]["status"] == "PERMISSION_DENIED"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "fcm_error"),
+    [
+        ({"message": {"fid": "a", "colour": "red"}}, "message", False),
+        ({"message": {"data": {"k": "v"}}}, "message", True),
+        ({"message": {"fid": "a", "data": {"k": 1}}}, "message.data[0].value", False),
+        ({"message": {"fid": "a", "data": {"from": "x"}}}, "message.data", True),
+        ({"message": {"fid": "a"}, "dry_run": True}, "dry_run", False),
+    ],
+)
+async def test_invalid_messages_are_refused_like_fcm(
+    fcm: FCMEmulator, body: dict[str, Any], field: str, fcm_error: bool
+) -> None:
+    headers = {"Authorization": f"Bearer {fcm.issue_access_token()}"}
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            f"{fcm.url}/v1/projects/demo-project/messages:send", json=body, headers=headers
+        )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    types = [detail["@type"] for detail in error["details"]]
+    assert (FCM_ERROR in types) is fcm_error
+    violations = [v for d in error["details"] for v in d.get("fieldViolations", [])]
+    assert [v["field"] for v in violations] == [field]
+    assert fcm.controls.records()[0].reason == "INVALID_ARGUMENT"
