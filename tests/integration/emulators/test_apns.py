@@ -140,6 +140,13 @@ async def test_many_concurrent_streams_on_one_connection(apns: APNSEmulator, cli
     statuses = [r.status for r in results]
     assert statuses.count("410") == 100
     assert statuses.count("200") == 200
+    # The record is larger than HTTP/2's initial 64 KiB window: the server has to wait for
+    # the client's window updates to send it.
+    context = ssl.create_default_context(cafile=str(apns.tls.ca_file))
+    async with httpx.AsyncClient(http2=True, verify=context, base_url=apns.url) as control:
+        answer = await control.get("/_emulator/records")
+    assert len(answer.content) > 65_535
+    assert sorted(r["target"] for r in answer.json()["records"]) == sorted(tokens)
 
 
 async def test_the_control_api_answers_over_http2(apns: APNSEmulator, client: APNs) -> None:
