@@ -100,6 +100,8 @@ class FCMEmulator(HTTPEmulator):
         *,
         project_id: str = "pushline-sandbox",
         key: rsa.RSAPrivateKey | None = None,
+        key_id: str | None = None,
+        client_email: str | None = None,
         token_secret: bytes | None = None,
         record_limit: int = RECORD_LIMIT,
     ) -> None:
@@ -109,10 +111,34 @@ class FCMEmulator(HTTPEmulator):
         public_der = self._key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self.key_id = hashlib.sha256(public_der).hexdigest()[:40]
-        self.client_email = f"pushline-emulator@{project_id}.iam.gserviceaccount.com"
+        self.key_id = key_id or hashlib.sha256(public_der).hexdigest()[:40]
+        self.client_email = (
+            client_email or f"pushline-emulator@{project_id}.iam.gserviceaccount.com"
+        )
         # Access tokens are MACs of their expiry: valid across restarts, no table to grow.
         self._token_secret = token_secret or secret()
+
+    @classmethod
+    def from_service_account(
+        cls, info: dict[str, str], *, record_limit: int = RECORD_LIMIT
+    ) -> FCMEmulator:
+        """An emulator that accepts the tokens of an existing service-account key file.
+
+        Raises ValueError when `info` lacks a field or its key is not an RSA key.
+        """
+        try:
+            key = serialization.load_pem_private_key(info["private_key"].encode(), None)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise ValueError("the service account's private_key is not an RSA key")
+            return cls(
+                project_id=info["project_id"],
+                key=key,
+                key_id=info["private_key_id"],
+                client_email=info["client_email"],
+                record_limit=record_limit,
+            )
+        except KeyError as exc:
+            raise ValueError(f"service account lacks {exc}") from exc
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -277,3 +277,37 @@ async def test_invalid_messages_are_refused_like_fcm(
     violations = [v for d in error["details"] for v in d.get("fieldViolations", [])]
     assert [v["field"] for v in violations] == [field]
     assert fcm.controls.records()[0].reason == "INVALID_ARGUMENT"
+
+
+async def test_an_emulator_configured_with_an_existing_service_account() -> None:
+    account = FCMEmulator(project_id="existing").service_account()
+    account["client_email"] = "sender@existing.iam.gserviceaccount.com"
+    account["private_key_id"] = "0123abcd"
+    fcm = FCMEmulator.from_service_account(account)
+    with EmulatorThread(fcm):
+        assert fcm.service_account()["private_key"] == account["private_key"]
+        assert fcm.service_account()["client_email"] == account["client_email"]
+        now = int(time.time())
+        claims = {
+            "iss": account["client_email"],
+            "aud": "https://oauth2.googleapis.com/token",
+            "scope": "https://www.googleapis.com/auth/cloud-platform",
+            "iat": now,
+            "exp": now + 3600,
+        }
+        assertion = jwt.encode(claims, account["private_key"], "RS256", headers={"kid": "0123abcd"})
+        async with httpx.AsyncClient() as client:
+            granted = await client.post(
+                fcm.token_uri, data={"grant_type": JWT_BEARER, "assertion": assertion}
+            )
+            assert granted.status_code == 200
+            other_kid = jwt.encode(claims, account["private_key"], "RS256", headers={"kid": "x"})
+            refused = await client.post(
+                fcm.token_uri, data={"grant_type": JWT_BEARER, "assertion": other_kid}
+            )
+            assert refused.json() == {
+                "error": "invalid_grant",
+                "error_description": "Invalid JWT Signature.",
+            }
+    with pytest.raises(ValueError, match="lacks"):
+        FCMEmulator.from_service_account({"project_id": "x"})
