@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: Port | None = None
     namespace: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$")] = ""
+    emulator_fcm_port: Port = 9441
+    emulator_apns_port: Port = 9442
+    emulator_webpush_port: Port = 9443
     state_dir: Path = Path.home() / ".local" / "state" / "pushline"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
