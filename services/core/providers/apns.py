@@ -47,7 +47,8 @@ _DEVICE_TOKEN: Final = re.compile(r"^[0-9A-Fa-f]{16,200}$")
 class APNsCredentials(BaseModel):
     """An app's APNs token-auth key (the .p8 file's text) and where it sends."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Inputs stay out of validation errors: they are secrets.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     team_id: str
     key_id: str
@@ -131,6 +132,7 @@ class APNsProvider(Provider):
     """APNs for one app's token-auth key."""
 
     name: ClassVar = "apns"
+    credentials_model: ClassVar = APNsCredentials
     TIMEOUT: ClassVar[float] = 30.0
     MAX_CONNECTIONS: ClassVar[int] = 4
 

@@ -48,7 +48,8 @@ _SERVICE_ACCOUNT_FIELDS: Final = ("project_id", "private_key", "client_email", "
 class FCMCredentials(BaseModel):
     """An app's Google service account JSON (as downloaded from the Firebase console)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Inputs stay out of validation errors: they are secrets.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     service_account: dict[str, Any]
 
@@ -198,6 +199,7 @@ class FCMProvider(Provider):
     """FCM for one app's service account."""
 
     name: ClassVar = "fcm"
+    credentials_model: ClassVar = FCMCredentials
     TIMEOUT: ClassVar[float] = 30.0
 
     def __init__(self, credentials: FCMCredentials, settings: Settings) -> None:

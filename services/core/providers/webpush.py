@@ -46,7 +46,8 @@ _URGENCY: Final = {"high": "high", "normal": "normal"}
 class WebPushCredentials(BaseModel):
     """An app's VAPID key pair and contact (`mailto:` or `https:` URL)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Inputs stay out of validation errors: they are secrets.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     vapid_private_key: SecretStr
     vapid_public_key: str
@@ -99,6 +100,7 @@ class WebPushProvider(Provider):
     """Web Push for one app's VAPID keys."""
 
     name: ClassVar = "webpush"
+    credentials_model: ClassVar = WebPushCredentials
     TIMEOUT: ClassVar[float] = 10.0
 
     def __init__(
