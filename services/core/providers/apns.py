@@ -164,10 +164,18 @@ class APNsProvider(Provider):
         return list(await asyncio.gather(*(self._send_one(job) for job in jobs)))
 
     async def aclose(self) -> None:
-        """Close the HTTP/2 connections."""
-        if self._client is not None:
-            self._client.pool.close()
-            self._client = None
+        """Close the HTTP/2 connections and wait (up to 2 s) until they are gone."""
+        if self._client is None:
+            return
+        pool = self._client.pool
+        self._client = None
+        # pool.close() only starts closing the TLS transports; each leaves the pool when
+        # its connection_lost() runs.
+        pool.close()
+        for _ in range(200):
+            if not pool.connections:
+                return
+            await asyncio.sleep(0.01)
 
     def _connect(self) -> APNs:
         # Built on first use: aioapns binds its pool to the running event loop.
