@@ -223,7 +223,11 @@ class FCMProvider(Provider):
         self._lock = asyncio.Lock()
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
-        """Send the jobs through `messaging.send_each_async`; verify jobs as dry runs."""
+        """Send the jobs through `messaging.send_each_async`; verify jobs as dry runs.
+
+        Raises DependencyError (on first use) when the installed firebase-admin is not one
+        `bind_messaging` can configure: a deployment error, not a send failure.
+        """
         results: list[Result | None] = [None] * len(jobs)
         # Sends first, then dry runs (keyed by `dry_run`).
         ready: dict[bool, list[tuple[int, messaging.Message]]] = {False: [], True: []}
