@@ -112,7 +112,12 @@ class WebPushProvider(Provider):
     ) -> None:
         """Raises ProviderAuthError when the VAPID keys are unusable or do not match."""
         try:
-            vapid = Vapid02.from_string(credentials.vapid_private_key.get_secret_value())
+            private_key = credentials.vapid_private_key.get_secret_value()
+            # Raw (base64url scalar) or DER as web-push tools print them, or PEM.
+            if "-----BEGIN" in private_key:
+                vapid = Vapid02.from_pem(private_key.strip().encode())
+            else:
+                vapid = Vapid02.from_string(private_key)
             public = b64urlencode(vapid.public_key.public_bytes(*_RAW_POINT))
         except (VapidException, ValueError, TypeError, binascii.Error) as exc:
             raise ProviderAuthError(
