@@ -47,7 +47,8 @@ _DEVICE_TOKEN: Final = re.compile(r"^[0-9A-Fa-f]{16,200}$")
 class APNsCredentials(BaseModel):
     """An app's APNs token-auth key (the .p8 file's text) and where it sends."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Inputs stay out of validation errors: they are secrets.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     team_id: str
     key_id: str
@@ -131,6 +132,7 @@ class APNsProvider(Provider):
     """APNs for one app's token-auth key."""
 
     name: ClassVar = "apns"
+    credentials_model: ClassVar = APNsCredentials
     TIMEOUT: ClassVar[float] = 30.0
     MAX_CONNECTIONS: ClassVar[int] = 4
 
@@ -162,10 +164,18 @@ class APNsProvider(Provider):
         return list(await asyncio.gather(*(self._send_one(job) for job in jobs)))
 
     async def aclose(self) -> None:
-        """Close the HTTP/2 connections."""
-        if self._client is not None:
-            self._client.pool.close()
-            self._client = None
+        """Close the HTTP/2 connections and wait (up to 2 s) until they are gone."""
+        if self._client is None:
+            return
+        pool = self._client.pool
+        self._client = None
+        # pool.close() only starts closing the TLS transports; each leaves the pool when
+        # its connection_lost() runs.
+        pool.close()
+        for _ in range(200):
+            if not pool.connections:
+                return
+            await asyncio.sleep(0.01)
 
     def _connect(self) -> APNs:
         # Built on first use: aioapns binds its pool to the running event loop.

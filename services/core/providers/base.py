@@ -12,10 +12,12 @@ from __future__ import annotations
 import email.utils
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ValidationError
 
 from services.core.errors import (
     MessageInvalidError,
@@ -26,6 +28,7 @@ from services.core.errors import (
 )
 from services.core.events import PushJob
 from services.core.providers.classify import ErrorClass, ProviderName
+from services.core.settings import Settings
 
 SendOutcome = Literal["success", "invalid_token", "retry", "failed"]
 
@@ -169,6 +172,32 @@ class Provider(ABC):
     """
 
     name: ClassVar[ProviderName]
+    # The shape of the decrypted credentials this provider takes.
+    credentials_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, credentials: BaseModel, settings: Settings) -> None:  # noqa: B027
+        """Build the provider's clients for one app; subclasses narrow `credentials`."""
+
+    @classmethod
+    def from_credentials(cls, credentials: Mapping[str, Any], settings: Settings) -> Self:
+        """Validate an app's decrypted credentials dict and build the provider.
+
+        Raises ProviderAuthError when the credentials do not have the provider's shape or
+        cannot be used.
+        """
+        try:
+            model = cls.credentials_model.model_validate(credentials)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'credentials'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise ProviderAuthError(
+                f"{cls.name} credentials are malformed: {problems}",
+                provider=cls.name,
+                reason="MalformedCredentials",
+            ) from exc
+        return cls(model, settings)
 
     @abstractmethod
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:

@@ -48,7 +48,8 @@ _SERVICE_ACCOUNT_FIELDS: Final = ("project_id", "private_key", "client_email", "
 class FCMCredentials(BaseModel):
     """An app's Google service account JSON (as downloaded from the Firebase console)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Inputs stay out of validation errors: they are secrets.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     service_account: dict[str, Any]
 
@@ -198,6 +199,7 @@ class FCMProvider(Provider):
     """FCM for one app's service account."""
 
     name: ClassVar = "fcm"
+    credentials_model: ClassVar = FCMCredentials
     TIMEOUT: ClassVar[float] = 30.0
 
     def __init__(self, credentials: FCMCredentials, settings: Settings) -> None:
@@ -221,7 +223,11 @@ class FCMProvider(Provider):
         self._lock = asyncio.Lock()
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
-        """Send the jobs through `messaging.send_each_async`; verify jobs as dry runs."""
+        """Send the jobs through `messaging.send_each_async`; verify jobs as dry runs.
+
+        Raises DependencyError (on first use) when the installed firebase-admin is not one
+        `bind_messaging` can configure: a deployment error, not a send failure.
+        """
         results: list[Result | None] = [None] * len(jobs)
         # Sends first, then dry runs (keyed by `dry_run`).
         ready: dict[bool, list[tuple[int, messaging.Message]]] = {False: [], True: []}

@@ -46,7 +46,8 @@ _URGENCY: Final = {"high": "high", "normal": "normal"}
 class WebPushCredentials(BaseModel):
     """An app's VAPID key pair and contact (`mailto:` or `https:` URL)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Inputs stay out of validation errors: they are secrets.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     vapid_private_key: SecretStr
     vapid_public_key: str
@@ -99,6 +100,7 @@ class WebPushProvider(Provider):
     """Web Push for one app's VAPID keys."""
 
     name: ClassVar = "webpush"
+    credentials_model: ClassVar = WebPushCredentials
     TIMEOUT: ClassVar[float] = 10.0
 
     def __init__(
@@ -110,7 +112,12 @@ class WebPushProvider(Provider):
     ) -> None:
         """Raises ProviderAuthError when the VAPID keys are unusable or do not match."""
         try:
-            vapid = Vapid02.from_string(credentials.vapid_private_key.get_secret_value())
+            private_key = credentials.vapid_private_key.get_secret_value()
+            # Raw (base64url scalar) or DER as web-push tools print them, or PEM.
+            if "-----BEGIN" in private_key:
+                vapid = Vapid02.from_pem(private_key.strip().encode())
+            else:
+                vapid = Vapid02.from_string(private_key)
             public = b64urlencode(vapid.public_key.public_bytes(*_RAW_POINT))
         except (VapidException, ValueError, TypeError, binascii.Error) as exc:
             raise ProviderAuthError(

@@ -11,6 +11,7 @@ from typing import Any
 import http_ece
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
 
 from services.core.errors import ProviderAuthError, ProviderQuotaError, ProviderUnavailableError
@@ -334,3 +335,29 @@ def test_mismatched_vapid_keys_are_refused() -> None:
         )
     assert caught.value.reason == "BadVapidKey"
     assert caught.value.__cause__ is not None
+
+
+def test_vapid_private_key_may_be_pem_or_der() -> None:
+    pair = vapid_pair()
+    key = Vapid02.from_string(pair.private).private_key
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    der = base64.urlsafe_b64encode(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    ).decode()
+    for private in (pem, der):
+        WebPushProvider(
+            WebPushCredentials(
+                vapid_private_key=private,
+                vapid_public_key=pair.public,
+                subject="mailto:ops@pushline.example",
+            ),
+            NO_PRIVATE,
+        )
