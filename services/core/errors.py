@@ -2,9 +2,16 @@
 
     PushlineError
     ├── ConfigError            a PUSHLINE_* variable is missing or malformed; fix and restart
-    └── UnavailableError       a dependency (Kafka, the store) did not answer; retry later
-        ├── KafkaUnavailableError
-        └── StoreUnavailableError
+    │   └── MasterKeyMissingError   credentials asked to be stored or read without a master key
+    ├── UnavailableError       a dependency (Kafka, the store) did not answer; retry later
+    │   ├── KafkaUnavailableError
+    │   └── StoreUnavailableError
+    ├── SecretUnreadableError  a stored secret does not decrypt: wrong master key or tampered
+    └── RegistryError          an account or app operation that cannot be done as asked
+        ├── NotFoundError
+        ├── AlreadyExistsError
+        └── InvalidRequestError    the request contradicts the registry (e.g. a package name
+                                   already used by another app of the account)
 
 Causes are always chained (`raise ... from exc`).
 """
@@ -37,3 +44,27 @@ class KafkaUnavailableError(UnavailableError):
 
 class StoreUnavailableError(UnavailableError):
     """The MongoDB store did not answer."""
+
+
+class MasterKeyMissingError(ConfigError):
+    """PUSHLINE_MASTER_KEY is not set, so provider credentials can be neither stored nor read."""
+
+
+class SecretUnreadableError(PushlineError):
+    """A stored secret did not decrypt: another master key encrypted it, or it was altered."""
+
+
+class RegistryError(PushlineError):
+    """An account or app operation that cannot be done as asked; the message says why."""
+
+
+class NotFoundError(RegistryError):
+    """The account or app does not exist."""
+
+
+class AlreadyExistsError(RegistryError):
+    """An account or app with that id already exists."""
+
+
+class InvalidRequestError(RegistryError):
+    """The request is well formed but contradicts what the registry holds."""
