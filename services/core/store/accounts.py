@@ -19,8 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.core.errors import AlreadyExistsError, NotFoundError
-from services.core.events import utc_now
-from services.core.store.client import Document
+from services.core.store.client import Document, stored_now
 
 _KEY_PREFIX = "pl_"
 # Ids also appear in URL paths and Kafka keys: keep them to URL-safe characters.
@@ -68,7 +67,7 @@ class Accounts:
         Raises AlreadyExistsError when `account_id` is taken.
         """
         api_key = _new_api_key()
-        account = Account(id=account_id or new_id(), name=name, created=utc_now())
+        account = Account(id=account_id or new_id(), name=name, created=stored_now())
         try:
             await self._collection.insert_one(
                 {

@@ -27,10 +27,10 @@ from services.core.credentials import (
     WebPushCredentials,
 )
 from services.core.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
-from services.core.events import Provider, SendTo, utc_now
+from services.core.events import Provider, SendTo
 from services.core.secrets import Vault
 from services.core.store.accounts import Name, RecordId, new_id
-from services.core.store.client import Document
+from services.core.store.client import Document, stored_now
 
 PackageName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^\S+$")]
 PROVIDERS: tuple[Provider, ...] = ("fcm", "apns", "webpush")
@@ -147,7 +147,7 @@ class Apps:
             raise NotFoundError(f"account {new.account_id} not found")
         app_id = new.id or new_id()
         await self._check_packages(new.account_id, app_id, new.package_names)
-        now = utc_now()
+        now = stored_now()
         document: Document = {
             "_id": app_id,
             "account_id": new.account_id,
@@ -208,7 +208,7 @@ class Apps:
         if current is None:
             raise NotFoundError(f"app {app_id} not found")
         given = changes.model_fields_set
-        updates: Document = {"updated": utc_now()}
+        updates: Document = {"updated": stored_now()}
         removals: dict[str, str] = {}
         if changes.name is not None:
             updates["name"] = changes.name
