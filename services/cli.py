@@ -8,6 +8,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from services import admin_cli
 from services.core import logging as logs
 from services.core.errors import ConfigError, UnavailableError
 from services.core.kafka import ensure_topics
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=f"run the {name} service")
     commands.add_parser("topics", help="create the Kafka topics that are missing")
     commands.add_parser("check-config", help="validate the PUSHLINE_* environment and exit")
+    admin_cli.add_parser(commands)
     return parser
 
 
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pushline: {exc}", file=sys.stderr)
             return 1
         print("created: " + (", ".join(created) or "none (all present)"))
+    elif args.command == "admin":
+        return asyncio.run(admin_cli.run(args, settings))
     return 0
 
 
