@@ -21,7 +21,7 @@ from services.core.errors import (
 )
 from services.core.store.accounts import Account, Name, RecordId
 from services.core.store.apps import App, AppChanges, NewApp
-from services.ingest.bodies import Body, Invalid, Problem, parse
+from services.ingest.bodies import Body, Invalid, Problem, documented, parse
 from services.ingest.problems import invalid, problem
 from services.ingest.registry import bearer, registry_of
 
@@ -61,7 +61,12 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
 
     guarded = [Depends(authorize)]
 
-    @router.post("/accounts", status_code=201, dependencies=guarded)
+    @router.post(
+        "/accounts",
+        status_code=201,
+        dependencies=guarded,
+        openapi_extra=documented(NewAccount),
+    )
     async def create_account(request: Request) -> Response:
         """Create an account; the answer holds its API key, shown this once."""
         try:
@@ -82,7 +87,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             return problem(404, str(exc))
         return JSONResponse({"account_id": account_id, "api_key": api_key}, status_code=201)
 
-    @router.post("/apps", status_code=201, dependencies=guarded)
+    @router.post("/apps", status_code=201, dependencies=guarded, openapi_extra=documented(NewApp))
     async def create_app(request: Request) -> Response:
         """Create an app, with provider credentials sealed at rest."""
         try:
@@ -107,7 +112,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             return problem(404, f"app {app_id} not found")
         return JSONResponse(app_view(app))
 
-    @router.patch("/apps/{app_id}", dependencies=guarded)
+    @router.patch("/apps/{app_id}", dependencies=guarded, openapi_extra=documented(AppChanges))
     async def update_app(app_id: str, request: Request) -> Response:
         """Change the given fields; a provider set to null is removed."""
         try:

@@ -24,7 +24,7 @@ from pydantic import Field, TypeAdapter, model_validator
 
 from services.core.events import Callback, Platform
 from services.core.store.accounts import Account
-from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, parse
+from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
 from services.ingest.registry import (
     Command,
     Registry,
@@ -91,20 +91,20 @@ _REGISTRATIONS = TypeAdapter(
 _CLEANUPS = TypeAdapter(Annotated[list[Cleanup], Field(min_length=1, max_length=MAX_BATCH)])
 
 
-@router.post("/devices", status_code=202)
+@router.post("/devices", status_code=202, openapi_extra=documented(Registration))
 async def register_device(org_id: str, request: Request) -> Response:
     """Register one device; 202 with a RegistrationRequestId when tracked."""
     return await _register(org_id, request, batch=False)
 
 
-@router.post("/devices/batch", status_code=202)
+@router.post("/devices/batch", status_code=202, openapi_extra=documented(list[Registration]))
 async def register_devices(org_id: str, request: Request) -> Response:
     """Register 1 to 100 devices; 202 with their RegistrationRequestIds in order when
     tracked."""
     return await _register(org_id, request, batch=True)
 
 
-@router.post("/devices/status/")
+@router.post("/devices/status/", openapi_extra=documented(StatusQuery))
 @router.post("/devices/status", include_in_schema=False)
 async def registration_status(org_id: str, request: Request) -> Response:
     """Status of tracked registrations: Pending, Success or Failed with a FailureReason."""
@@ -123,13 +123,15 @@ async def registration_status(org_id: str, request: Request) -> Response:
     return JSONResponse([{"Status": s.status, "FailureReason": s.failure_reason} for s in statuses])
 
 
-@router.post("/devices/cleanup", status_code=202)
+@router.post("/devices/cleanup", status_code=202, openapi_extra=documented(Cleanup))
 async def cleanup_device(org_id: str, request: Request) -> Response:
     """Forget a user's devices (or one of them) under the app."""
     return await _cleanup(org_id, request, batch=False)
 
 
-@router.post("/devices/cleanup/batch", status_code=202)
+@router.post(
+    "/devices/cleanup/batch", status_code=202, openapi_extra=documented(Cleanup | list[Cleanup])
+)
 async def cleanup_devices(org_id: str, request: Request) -> Response:
     """Cleanup of 1 to 100 items; a single object is accepted too, as the seed shows one."""
     return await _cleanup(org_id, request, batch=True)

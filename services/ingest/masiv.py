@@ -24,7 +24,7 @@ from services.core.devices import is_apns_token, normalize_cellphone, normalize_
 from services.core.events import Platform, WebPushSubscription
 from services.core.store.accounts import Account
 from services.core.store.apps import App
-from services.ingest.bodies import Body, Invalid, NonBlank, TokenText, parse
+from services.ingest.bodies import Body, Invalid, NonBlank, TokenText, documented, parse
 from services.ingest.registry import (
     Registry,
     bearer,
@@ -69,7 +69,7 @@ class AssociationRequest(Body):
     ] = None
 
 
-@router.post("/v1/association/create")
+@router.post("/v1/association/create", openapi_extra=documented(AssociationRequest))
 async def create_association(request: Request) -> JSONResponse:
     """Associate a device token with a cellphone and/or email; 200 once on Kafka."""
     registry = registry_of(request)

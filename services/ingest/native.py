@@ -18,7 +18,7 @@ from services.core.devices import normalize_cellphone, normalize_email
 from services.core.events import Platform, RegisterDevice, WebPushSubscription
 from services.core.store.accounts import Account
 from services.core.store.apps import App
-from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, parse
+from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
 from services.ingest.problems import invalid, problem
 from services.ingest.registry import (
     Registry,
@@ -72,7 +72,7 @@ class Cleanup(Body):
         return self
 
 
-@router.post("/apps/{app_id}/devices", status_code=202)
+@router.post("/apps/{app_id}/devices", status_code=202, openapi_extra=documented(Device))
 async def register_device(app_id: str, request: Request) -> Response:
     """Register (or refresh) one device; 202 with the registration id."""
     registry = registry_of(request)
@@ -94,7 +94,7 @@ async def register_device(app_id: str, request: Request) -> Response:
     )
 
 
-@router.post("/apps/{app_id}/devices:batch", status_code=202)
+@router.post("/apps/{app_id}/devices:batch", status_code=202, openapi_extra=documented(Devices))
 async def register_devices(app_id: str, request: Request) -> Response:
     """Register 1 to 100 devices; 202 with their registration ids in request order."""
     registry = registry_of(request)
@@ -120,7 +120,7 @@ async def register_devices(app_id: str, request: Request) -> Response:
     return JSONResponse({"registrations": ids}, status_code=202)
 
 
-@router.post("/apps/{app_id}/devices:cleanup", status_code=202)
+@router.post("/apps/{app_id}/devices:cleanup", status_code=202, openapi_extra=documented(Cleanup))
 async def cleanup_devices(app_id: str, request: Request) -> Response:
     """Forget a token or a contact's devices; 202 with the request id."""
     registry = registry_of(request)

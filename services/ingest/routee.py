@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from services.core.events import Platform
-from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, parse
+from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
 from services.ingest.registry import (
     bearer,
     device_provider,
@@ -42,7 +42,7 @@ class RouteeDevice(Body):
     implementation_id: Annotated[NonBlank, Field(alias="implementationId")]
 
 
-@router.post("/messages/{device_type}")
+@router.post("/messages/{device_type}", openapi_extra=documented(RouteeDevice))
 async def map_device(device_type: str, request: Request) -> JSONResponse:
     """Map a device token to a Routee contact; 200 once the command is on Kafka."""
     registry = registry_of(request)
