@@ -387,3 +387,27 @@ async def test_one_bad_batch_item_rejects_the_whole_batch(
     assert response.status_code == 400
     assert response.json()["errors"] == {"[99].UserId": ["is required"]}
     assert await tap.drain(tenant.app.id) == []
+
+
+async def test_a_batch_drops_only_the_items_with_an_invalid_api_token(
+    client: httpx.AsyncClient, tap: Tap, tenants: TenantFactory
+) -> None:
+    tenant = await tenants.make()
+    items = [
+        _item(tenant, UserId="kept-1"),
+        _item(tenant, UserId="dropped", ApiToken="pl_wrong"),
+        _item(tenant, UserId="kept-2"),
+    ]
+    response = await client.post(
+        fill(f"{BASE}/devices/batch", tenant),
+        json=items,
+        headers={"x-ms-track-registration": "true"},
+    )
+    assert response.status_code == 202
+    ids = [item["RegistrationRequestId"] for item in response.json()]
+    assert len(ids) == 3
+    published = [c for _, c in await tap.drain(tenant.app.id)]
+    assert [(c.request_id, c.contact_id) for c in published] == [
+        (ids[0], "kept-1"),
+        (ids[2], "kept-2"),
+    ]

@@ -178,3 +178,26 @@ async def test_a_missing_or_unknown_key_is_401(
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
     assert await tap.drain(tenant.app.id) == []
+
+
+async def test_a_web_token_holding_a_push_subscription_goes_to_web_push(
+    client: httpx.AsyncClient, tap: Tap, tenants: TenantFactory
+) -> None:
+    tenant = await tenants.make()
+    subscription = {
+        "endpoint": "https://push.example.net/send/xyz",
+        "keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA", "auth": "tBHItJI5svbpez7KI4CC"},
+    }
+    body = {
+        "routeeContactId": "test1",
+        "token": json.dumps(subscription),
+        "implementationId": tenant.app.id,
+    }
+    response = await client.post("/messages/web", json=body, headers=headers(tenant.api_key))
+    assert response.status_code == 200
+    [(key, command)] = await tap.drain(tenant.app.id)
+    assert isinstance(command, RegisterDevice)
+    assert command.token == subscription["endpoint"]
+    assert command.subscription is not None
+    assert command.subscription.endpoint == subscription["endpoint"]
+    assert key == device_key(tenant.app.id, hash_token(str(subscription["endpoint"])))
