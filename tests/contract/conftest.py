@@ -9,22 +9,19 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core import topics
 from services.core.credentials import APNSCredentials, FCMCredentials, WebPushCredentials
-from services.core.events import CleanupDevices, RegisterDevice
-from services.core.kafka import admin_client, decode
 from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.apps import App, Apps, NewApp
 from services.core.store.client import Document
 from services.ingest.app import create_app
+from tests.registrations import Tap, registrations_tap
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 MASTER_KEY = "master-" + uuid.uuid4().hex
@@ -128,53 +125,9 @@ class TenantFactory:
         return Tenant(account.id, api_key, await self.apps.create(new))
 
 
-class Tap:
-    """Reads what was published on push.registrations since it started."""
-
-    def __init__(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
-        self._consumer = consumer
-        self._partitions = partitions
-
-    async def drain(self, app_id: str) -> list[tuple[bytes, RegisterDevice | CleanupDevices]]:
-        """Every message about `app_id` up to the current end of each partition."""
-        ends = await self._consumer.end_offsets(self._partitions)
-        found: list[tuple[bytes, RegisterDevice | CleanupDevices]] = []
-        while True:
-            behind = [tp for tp in self._partitions if await self._consumer.position(tp) < ends[tp]]
-            if not behind:
-                return found
-            batches = await self._consumer.getmany(*behind, timeout_ms=1000)
-            for records in batches.values():
-                for record in records:
-                    message = decode(topics.REGISTRATIONS.name, record.value)
-                    assert isinstance(message, RegisterDevice | CleanupDevices)
-                    if message.app_id == app_id:
-                        found.append((record.key, message))
-
-
 @pytest.fixture
 async def tap(client: httpx.AsyncClient, ingest_settings: Settings) -> AsyncIterator[Tap]:
-    # Started after the client, whose lifespan creates the topic.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=ingest_settings.kafka_servers,
-        group_id=f"test-registry-{uuid.uuid4().hex}",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        admin = admin_client(ingest_settings)
-        await admin.start()
-        try:
-            [described] = await admin.describe_topics([topics.REGISTRATIONS.name])
-        finally:
-            await admin.close()
-        numbers = [p["partition"] for p in described["partitions"]]
-        assert numbers
-        partitions = [TopicPartition(topics.REGISTRATIONS.name, n) for n in sorted(numbers)]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for partition in partitions:
-            await consumer.position(partition)
-        yield Tap(consumer, partitions)
-    finally:
-        await consumer.stop()
+    """What the ingest publishes from now on; started after the client, whose lifespan
+    creates the topic."""
+    async with registrations_tap(ingest_settings) as opened:
+        yield opened

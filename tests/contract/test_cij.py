@@ -17,7 +17,8 @@ from services.core.events import CleanupDevices, RegisterDevice
 from services.core.store.client import Document
 from services.core.tokens import hash_token
 from services.core.topics import device_key
-from tests.contract.conftest import Tap, Tenant, TenantFactory
+from tests.contract.conftest import Tenant, TenantFactory
+from tests.registrations import Tap
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.store.client import Document
-from tests.contract.conftest import Tap, Tenant, TenantFactory
+from tests.contract.conftest import Tenant, TenantFactory
+from tests.registrations import Tap
 
 pytestmark = pytest.mark.integration
 

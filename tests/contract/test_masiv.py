@@ -14,7 +14,8 @@ from services.core.store.apps import NewApp
 from services.core.store.client import Document
 from services.core.tokens import hash_token
 from services.core.topics import device_key
-from tests.contract.conftest import Tap, TenantFactory, fcm_credentials
+from tests.contract.conftest import TenantFactory, fcm_credentials
+from tests.registrations import Tap
 
 pytestmark = pytest.mark.integration
 
