@@ -2,9 +2,16 @@
 
     PushlineError
     ├── ConfigError                a PUSHLINE_* variable is missing or malformed; fix and restart
+    │   └── MasterKeyMissingError  credentials asked to be stored or read without a master key
     ├── OutboundRefusedError       a caller's URL points where Pushline must not connect
     ├── DependencyError            an installed library is not the one Pushline was built
     │                              against (a private seam moved); pin it and redeploy
+    ├── SecretUnreadableError      a stored secret does not decrypt: wrong master key or tampered
+    ├── RegistryError              an account or app operation that cannot be done as asked
+    │   ├── NotFoundError
+    │   ├── AlreadyExistsError
+    │   └── InvalidRequestError    the request contradicts the registry (e.g. a package name
+    │                              already used by another app of the account)
     ├── UnavailableError           a dependency did not answer; retry after `retry_after`
     │   ├── KafkaUnavailableError
     │   ├── StoreUnavailableError
@@ -120,3 +127,27 @@ class PayloadTooLargeError(MessageInvalidError):
         )
         self.size = size
         self.limit = limit
+
+
+class MasterKeyMissingError(ConfigError):
+    """PUSHLINE_MASTER_KEY is not set, so provider credentials can be neither stored nor read."""
+
+
+class SecretUnreadableError(PushlineError):
+    """A stored secret did not decrypt: another master key encrypted it, or it was altered."""
+
+
+class RegistryError(PushlineError):
+    """An account or app operation that cannot be done as asked; the message says why."""
+
+
+class NotFoundError(RegistryError):
+    """The account or app does not exist."""
+
+
+class AlreadyExistsError(RegistryError):
+    """An account or app with that id already exists."""
+
+
+class InvalidRequestError(RegistryError):
+    """The request is well formed but contradicts what the registry holds."""

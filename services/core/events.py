@@ -61,7 +61,9 @@ class Callback(Message):
 
     url: Annotated[str, Field(min_length=8, max_length=2048)]
     headers: dict[str, str] = Field(default_factory=dict)
-    signature: str | None = None
+    # Seed 001's `Signature`: base64 HMAC-SHA256 of `url` keyed by the caller's API token.
+    # Computed where the token is seen, at the ingest, since the store keeps only key hashes.
+    signature: Annotated[str, Field(max_length=100)] | None = None
 
 
 class Content(Message):

@@ -11,11 +11,16 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Match
 
-from services.core import kafka, metrics
+from services.core import kafka, metrics, topics
+from services.core.errors import KafkaUnavailableError
 from services.core.health import Readiness
+from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store import client as store
+from services.core.store.apps import Apps
 from services.core.store.indexes import ensure_indexes
+from services.ingest import admin, cij, masiv, native, routee
+from services.ingest.registry import Registry
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -33,6 +38,12 @@ def create_app(settings: Settings) -> FastAPI:
         await admin.start()
         app.state.db = db
         app.state.producer = producer
+        app.state.registry = Registry(
+            db,
+            Apps(db, Vault(settings.master_key)),
+            producer,
+            settings.scoped(topics.REGISTRATIONS.name),
+        )
         app.state.readiness = Readiness(db, admin)
         try:
             yield
@@ -43,6 +54,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Pushline ingest", version="1", lifespan=lifespan)
     app.middleware("http")(_observe)
+    app.add_exception_handler(admin.Unauthorized, admin.unauthorized)
+    app.add_exception_handler(KafkaUnavailableError, _kafka_unavailable)
+    for router in (native.router, routee.router, cij.router, masiv.router):
+        app.include_router(router)
+    app.include_router(admin.routes(settings.admin_token))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -76,6 +92,15 @@ async def _observe(
     metrics.INGEST_REQUESTS.labels(route, str(response.status_code)).inc()
     metrics.INGEST_LATENCY.labels(route).observe(time.perf_counter() - started)
     return response
+
+
+async def _kafka_unavailable(request: Request, exc: Exception) -> Response:
+    # Nothing was accepted: the caller may retry the whole request.
+    return JSONResponse(
+        {"detail": "the pipeline is unavailable; retry later"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
 
 
 def _route_of(request: Request) -> str:

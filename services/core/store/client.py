@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -9,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from services.core.errors import StoreUnavailableError
+from services.core.events import utc_now
 from services.core.settings import Settings
 
 Document = dict[str, Any]
@@ -37,3 +39,10 @@ async def ping(db: AsyncDatabase[Document]) -> None:
         await db.command("ping")
     except PyMongoError as exc:
         raise StoreUnavailableError("the store did not answer a ping") from exc
+
+
+def stored_now() -> datetime:
+    """The current UTC time at the millisecond precision BSON keeps, so that what a write
+    returns equals what a later read gives."""
+    now = utc_now()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

@@ -1,0 +1,164 @@
+"""`pushline admin ...`: the admin API's operations, straight against the store.
+
+Each command prints JSON on stdout (the same objects the admin API answers) and exits 0;
+a refused operation prints `pushline admin: <why>` on stderr and exits 1. Creating or
+changing provider credentials needs PUSHLINE_MASTER_KEY, the same one the services use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from services.core.errors import PushlineError
+from services.core.secrets import Vault
+from services.core.settings import Settings
+from services.core.store import client as store
+from services.core.store.accounts import Accounts
+from services.core.store.apps import App, AppChanges, Apps, NewApp
+from services.core.store.indexes import ensure_indexes
+
+COMMANDS = ("create-account", "issue-key", "create-app", "get-app", "update-app")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `admin` and its subcommands to the `pushline` parser."""
+    admin = commands.add_parser("admin", help="manage accounts, API keys and apps")
+    actions = admin.add_subparsers(dest="action", required=True)
+
+    account = actions.add_parser("create-account", help="create an account; prints its API key")
+    account.add_argument("--name", required=True)
+    account.add_argument("--id", help="the account id (default: generated)")
+
+    key = actions.add_parser("issue-key", help="issue another API key for an account")
+    key.add_argument("account_id")
+
+    create = actions.add_parser("create-app", help="create an app")
+    create.add_argument("--account-id")
+    create.add_argument("--id", help="the app id (default: generated)")
+    _app_options(create)
+
+    get = actions.add_parser("get-app", help="show an app (never its secrets)")
+    get.add_argument("app_id")
+
+    update = actions.add_parser("update-app", help="change an app")
+    update.add_argument("app_id")
+    _app_options(update)
+    update.add_argument(
+        "--remove-provider",
+        action="append",
+        default=[],
+        choices=("fcm", "apns", "webpush"),
+        help="remove a provider and its credentials (repeatable)",
+    )
+
+
+def _app_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="a body as the admin API takes it ('-' for stdin); the options below override it",
+    )
+    parser.add_argument("--name")
+    parser.add_argument("--package-name", action="append", dest="package_names", help="repeatable")
+    parser.add_argument("--send-to", choices=("all", "latest"))
+    parser.add_argument("--verify-on-register", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument(
+        "--fcm-service-account", metavar="FILE", help="the service-account JSON from Google"
+    )
+    parser.add_argument("--apns-team-id")
+    parser.add_argument("--apns-key-id")
+    parser.add_argument("--apns-topic")
+    parser.add_argument("--apns-key-file", metavar="FILE", help="the .p8 key")
+    parser.add_argument("--apns-sandbox", action=argparse.BooleanOptionalAction, default=None)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Carry out one admin command; return the exit code."""
+    mongo = store.connect(settings)
+    db = store.database(mongo)
+    try:
+        await ensure_indexes(db)
+        result = await _dispatch(args, Accounts(db), Apps(db, Vault(settings.master_key)))
+    except (PushlineError, ValueError, OSError) as exc:
+        print(f"pushline admin: {_reason(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        await mongo.close()
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+async def _dispatch(args: argparse.Namespace, accounts: Accounts, apps: Apps) -> object:
+    if args.action == "create-account":
+        account, api_key = await accounts.create(args.name, args.id)
+        return {"id": account.id, "name": account.name, "api_key": api_key}
+    if args.action == "issue-key":
+        return {"account_id": args.account_id, "api_key": await accounts.issue_key(args.account_id)}
+    if args.action == "create-app":
+        body = _body(args)
+        for name in ("account_id", "id"):
+            if getattr(args, name) is not None:
+                body[name] = getattr(args, name)
+        return _shown(await apps.create(NewApp.model_validate(body)))
+    if args.action == "get-app":
+        app = await apps.get(args.app_id)
+        if app is None:
+            raise ValueError(f"app {args.app_id} not found")
+        return _shown(app)
+    body = _body(args)
+    for provider in args.remove_provider:
+        body[provider] = None
+    return _shown(await apps.update(args.app_id, AppChanges.model_validate(body)))
+
+
+def _body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if args.json is not None:
+        text = sys.stdin.read() if args.json == "-" else Path(args.json).read_text()
+        loaded = json.loads(text)
+        if not isinstance(loaded, dict):
+            raise ValueError("--json must hold a JSON object")
+        body.update(loaded)
+    for name in ("name", "package_names"):
+        if getattr(args, name) is not None:
+            body[name] = getattr(args, name)
+    settings = dict(body.get("settings") or {})
+    if args.send_to is not None:
+        settings["send_to"] = args.send_to
+    if args.verify_on_register is not None:
+        settings["verify_on_register"] = args.verify_on_register
+    if settings:
+        body["settings"] = settings
+    if args.fcm_service_account is not None:
+        service_account = json.loads(Path(args.fcm_service_account).read_text())
+        body["fcm"] = {"service_account": service_account}
+    apns = {
+        "team_id": args.apns_team_id,
+        "key_id": args.apns_key_id,
+        "topic": args.apns_topic,
+        "private_key": Path(args.apns_key_file).read_text() if args.apns_key_file else None,
+        "sandbox": args.apns_sandbox,
+    }
+    if any(value is not None for value in apns.values()):
+        given = {k: v for k, v in apns.items() if v is not None}
+        body["apns"] = {**(body.get("apns") or {}), **given}
+    return body
+
+
+def _shown(app: App) -> dict[str, object]:
+    return app.model_dump(mode="json")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors()
+        )
+    return str(exc)

@@ -1,0 +1,318 @@
+"""The `apps` collection: an account's apps, their settings and provider credentials.
+
+Document:
+`{_id, account_id, name, package_names, settings: {send_to, verify_on_register}, sandbox,
+  providers: {fcm?: {project_id}, apns?: {team_id, key_id, topic, sandbox},
+              webpush?: {vapid_public_key, subject}},
+  credentials: {fcm?, apns?, webpush?: sealed JSON of the admin API body}, created, updated}`
+
+`providers` holds what may be shown; `credentials` is sealed with the master key
+(services.core.secrets) and bound to the app and provider, and no API returns it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, overload
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.core.credentials import (
+    APNSCredentials,
+    Credentials,
+    FCMCredentials,
+    WebPushCredentials,
+)
+from services.core.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
+from services.core.events import Provider, SendTo
+from services.core.secrets import Vault
+from services.core.store.accounts import Name, RecordId, new_id
+from services.core.store.client import Document, stored_now
+
+PackageName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^\S+$")]
+PROVIDERS: tuple[Provider, ...] = ("fcm", "apns", "webpush")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AppSettings(_Model):
+    """How the pipeline treats the app's devices."""
+
+    send_to: SendTo = "all"
+    verify_on_register: bool = False
+
+
+class FCMConfig(_Model):
+    """The shown part of the FCM credentials."""
+
+    project_id: str
+
+
+class APNSConfig(_Model):
+    """The shown part of the APNs credentials."""
+
+    team_id: str
+    key_id: str
+    topic: str
+    sandbox: bool
+
+
+class WebPushConfig(_Model):
+    """The shown part of the Web Push credentials."""
+
+    vapid_public_key: str
+    subject: str
+
+
+class ProviderConfigs(_Model):
+    """Which providers the app has credentials for, without the secrets."""
+
+    fcm: FCMConfig | None = None
+    apns: APNSConfig | None = None
+    webpush: WebPushConfig | None = None
+
+
+class App(_Model):
+    """An app as every stage sees it; never holds secrets."""
+
+    id: str
+    account_id: str
+    name: str
+    package_names: list[str]
+    settings: AppSettings
+    sandbox: bool
+    providers: ProviderConfigs
+    created: datetime
+    updated: datetime
+
+    @property
+    def configured(self) -> frozenset[Provider]:
+        """The providers the app has credentials for."""
+        return frozenset(p for p in PROVIDERS if getattr(self.providers, p) is not None)
+
+
+class NewApp(_Model):
+    """What creating an app takes (the admin API body)."""
+
+    account_id: str
+    id: RecordId | None = None
+    name: Name
+    package_names: Annotated[list[PackageName], Field(max_length=50)] = []
+    settings: AppSettings = AppSettings()
+    fcm: FCMCredentials | None = None
+    apns: APNSCredentials | None = None
+    webpush: WebPushCredentials | None = None
+
+
+class SettingsChanges(_Model):
+    """Settings to change; the others keep their values."""
+
+    send_to: SendTo | None = None
+    verify_on_register: bool | None = None
+
+
+class AppChanges(_Model):
+    """What updating an app takes. An absent field is kept; a provider set to null is
+    removed, with its credentials."""
+
+    name: Name | None = None
+    package_names: Annotated[list[PackageName], Field(max_length=50)] | None = None
+    settings: SettingsChanges | None = None
+    fcm: FCMCredentials | None = None
+    apns: APNSCredentials | None = None
+    webpush: WebPushCredentials | None = None
+
+
+class Apps:
+    """Repository of apps; seals credentials on the way in and opens them for the sender."""
+
+    def __init__(self, db: AsyncDatabase[Document], vault: Vault) -> None:
+        self._apps = db["apps"]
+        self._accounts = db["accounts"]
+        self._vault = vault
+
+    async def create(self, new: NewApp) -> App:
+        """Create an app under an existing account.
+
+        Raises NotFoundError (no such account), AlreadyExistsError (id taken),
+        InvalidRequestError (a package name another app of the account uses) and
+        MasterKeyMissingError (credentials given, but no master key to seal them with).
+        """
+        if await self._accounts.find_one({"_id": new.account_id}, {"_id": 1}) is None:
+            raise NotFoundError(f"account {new.account_id} not found")
+        app_id = new.id or new_id()
+        await self._check_packages(new.account_id, app_id, new.package_names)
+        now = stored_now()
+        document: Document = {
+            "_id": app_id,
+            "account_id": new.account_id,
+            "name": new.name,
+            "package_names": new.package_names,
+            "settings": new.settings.model_dump(),
+            "sandbox": False,
+            "providers": {},
+            "credentials": {},
+            "created": now,
+            "updated": now,
+        }
+        for provider in PROVIDERS:
+            credentials = getattr(new, provider)
+            if credentials is not None:
+                shown, sealed = self._seal(app_id, provider, credentials)
+                document["providers"][provider] = shown
+                document["credentials"][provider] = sealed
+        if new.apns is not None:
+            document["sandbox"] = new.apns.sandbox
+        try:
+            await self._apps.insert_one(document)
+        except DuplicateKeyError as exc:
+            raise AlreadyExistsError(f"app {app_id} already exists") from exc
+        return _app(document)
+
+    async def get(self, app_id: str) -> App | None:
+        """The app with this id in any account (for workers; the ingest uses `find`)."""
+        document = await self._apps.find_one({"_id": app_id}, {"credentials": 0})
+        return None if document is None else _app(document)
+
+    async def find(self, account_id: str, app_id: str) -> App | None:
+        """The app with this id if the account owns it, else None (as if it did not exist)."""
+        document = await self._apps.find_one(
+            {"_id": app_id, "account_id": account_id}, {"credentials": 0}
+        )
+        return None if document is None else _app(document)
+
+    async def find_by_package(self, account_id: str, package_name: str) -> App | None:
+        """The account's app that lists `package_name`, or None."""
+        document = await self._apps.find_one(
+            {"account_id": account_id, "package_names": package_name}, {"credentials": 0}
+        )
+        return None if document is None else _app(document)
+
+    async def of_account(self, account_id: str, limit: int = 100) -> list[App]:
+        """Up to `limit` apps of the account, oldest first."""
+        cursor = self._apps.find({"account_id": account_id}, {"credentials": 0})
+        return [_app(d) for d in await cursor.sort("created", 1).limit(limit).to_list(None)]
+
+    async def update(self, app_id: str, changes: AppChanges) -> App:
+        """Apply `changes` to the app and return it.
+
+        Raises NotFoundError, InvalidRequestError (package name clash) and
+        MasterKeyMissingError (credentials given without a master key).
+        """
+        current = await self.get(app_id)
+        if current is None:
+            raise NotFoundError(f"app {app_id} not found")
+        given = changes.model_fields_set
+        updates: Document = {"updated": stored_now()}
+        removals: dict[str, str] = {}
+        if changes.name is not None:
+            updates["name"] = changes.name
+        if changes.package_names is not None:
+            await self._check_packages(current.account_id, app_id, changes.package_names)
+            updates["package_names"] = changes.package_names
+        if changes.settings is not None:
+            merged = current.settings.model_copy(
+                update=changes.settings.model_dump(exclude_none=True)
+            )
+            updates["settings"] = merged.model_dump()
+        for provider in PROVIDERS:
+            if provider not in given:
+                continue
+            credentials = getattr(changes, provider)
+            if credentials is None:
+                removals[f"providers.{provider}"] = ""
+                removals[f"credentials.{provider}"] = ""
+            else:
+                shown, sealed = self._seal(app_id, provider, credentials)
+                updates[f"providers.{provider}"] = shown
+                updates[f"credentials.{provider}"] = sealed
+        if "apns" in given:
+            updates["sandbox"] = changes.apns.sandbox if changes.apns is not None else False
+        operation: Document = {"$set": updates}
+        if removals:
+            operation["$unset"] = removals
+        document = await self._apps.find_one_and_update(
+            {"_id": app_id},
+            operation,
+            projection={"credentials": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            raise NotFoundError(f"app {app_id} not found")
+        return _app(document)
+
+    @overload
+    async def credentials(self, app_id: str, provider: Literal["fcm"]) -> FCMCredentials | None: ...
+    @overload
+    async def credentials(
+        self, app_id: str, provider: Literal["apns"]
+    ) -> APNSCredentials | None: ...
+    @overload
+    async def credentials(
+        self, app_id: str, provider: Literal["webpush"]
+    ) -> WebPushCredentials | None: ...
+    async def credentials(self, app_id: str, provider: Provider) -> Credentials | None:
+        """The app's decrypted credentials for `provider`, or None when it has none.
+
+        Raises MasterKeyMissingError without a master key and SecretUnreadableError when
+        they were sealed under another key or altered. Never log what this returns.
+        """
+        document = await self._apps.find_one({"_id": app_id}, {f"credentials.{provider}": 1})
+        sealed = None if document is None else document.get("credentials", {}).get(provider)
+        if sealed is None:
+            return None
+        plaintext = self._vault.open(sealed, context=f"{app_id}/{provider}")
+        if provider == "fcm":
+            return FCMCredentials.model_validate_json(plaintext)
+        if provider == "apns":
+            return APNSCredentials.model_validate_json(plaintext)
+        return WebPushCredentials.model_validate_json(plaintext)
+
+    def _seal(
+        self, app_id: str, provider: Provider, credentials: Credentials
+    ) -> tuple[Document, str]:
+        sealed = self._vault.seal(
+            credentials.model_dump_json().encode(), context=f"{app_id}/{provider}"
+        )
+        return _shown(credentials), sealed
+
+    async def _check_packages(self, account_id: str, app_id: str, names: list[str]) -> None:
+        # Masiv finds an app by package name within the account, so a name names one app.
+        if not names:
+            return
+        clash = await self._apps.find_one(
+            {"account_id": account_id, "package_names": {"$in": names}, "_id": {"$ne": app_id}},
+            {"package_names": 1},
+        )
+        if clash is not None:
+            taken = sorted(set(names) & set(clash["package_names"]))
+            raise InvalidRequestError(
+                f"package name {', '.join(taken)} is already used by app {clash['_id']}"
+            )
+
+
+def _shown(credentials: Credentials) -> Document:
+    if isinstance(credentials, FCMCredentials):
+        return FCMConfig(project_id=credentials.project_id).model_dump()
+    if isinstance(credentials, APNSCredentials):
+        return credentials.model_dump(include={"team_id", "key_id", "topic", "sandbox"})
+    return credentials.model_dump(include={"vapid_public_key", "subject"})
+
+
+def _app(document: Document) -> App:
+    return App(
+        id=document["_id"],
+        account_id=document["account_id"],
+        name=document["name"],
+        package_names=document.get("package_names", []),
+        settings=AppSettings.model_validate(document.get("settings", {})),
+        sandbox=document.get("sandbox", False),
+        providers=ProviderConfigs.model_validate(document.get("providers", {})),
+        created=document["created"],
+        updated=document["updated"],
+    )

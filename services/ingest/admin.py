@@ -1,0 +1,137 @@
+"""The admin API, `/admin/v1/...`: accounts, API keys and apps with provider credentials.
+
+Bearer `PUSHLINE_ADMIN_TOKEN`, compared in constant time. Without the setting the API is
+not mounted at all: every admin path answers 404. Errors are RFC 9457 problem+json.
+Provider secrets go in; none ever comes out.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+
+from services.core.errors import (
+    AlreadyExistsError,
+    InvalidRequestError,
+    MasterKeyMissingError,
+    NotFoundError,
+)
+from services.core.store.accounts import Account, Name, RecordId
+from services.core.store.apps import App, AppChanges, NewApp
+from services.ingest.bodies import Body, Invalid, Problem, documented, parse
+from services.ingest.problems import invalid, problem
+from services.ingest.registry import bearer, registry_of
+
+
+class NewAccount(Body):
+    """`{"name", "id"?}`: the id is generated when not given."""
+
+    name: Name
+    id: RecordId | None = None
+
+
+class Unauthorized(Exception):  # noqa: N818 - an answer, not a failure of ours
+    """The request did not carry the admin token."""
+
+
+def account_view(account: Account, api_key: str) -> dict[str, str]:
+    """What creating an account answers: its id, name and first API key."""
+    return {"id": account.id, "name": account.name, "api_key": api_key}
+
+
+def app_view(app: App) -> dict[str, object]:
+    """An app as the admin API and CLI show it (it holds no secrets)."""
+    return app.model_dump(mode="json")
+
+
+def routes(admin_token: SecretStr | None) -> APIRouter:
+    """The admin router; an empty one (so 404 everywhere) when no admin token is set."""
+    router = APIRouter(prefix="/admin/v1", tags=["Admin"])
+    if admin_token is None:
+        return router
+    expected = admin_token.get_secret_value().encode()
+
+    def authorize(request: Request) -> None:
+        given = (bearer(request) or "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise Unauthorized
+
+    guarded = [Depends(authorize)]
+
+    @router.post(
+        "/accounts",
+        status_code=201,
+        dependencies=guarded,
+        openapi_extra=documented(NewAccount),
+    )
+    async def create_account(request: Request) -> Response:
+        """Create an account; the answer holds its API key, shown this once."""
+        try:
+            body = parse(NewAccount, await request.body())
+            account, api_key = await registry_of(request).accounts.create(body.name, body.id)
+        except Invalid as exc:
+            return invalid(exc.problems)
+        except AlreadyExistsError as exc:
+            return problem(409, str(exc))
+        return JSONResponse(account_view(account, api_key), status_code=201)
+
+    @router.post("/accounts/{account_id}/api-keys", status_code=201, dependencies=guarded)
+    async def issue_key(account_id: str, request: Request) -> Response:
+        """Issue another API key for the account (shown this once)."""
+        try:
+            api_key = await registry_of(request).accounts.issue_key(account_id)
+        except NotFoundError as exc:
+            return problem(404, str(exc))
+        return JSONResponse({"account_id": account_id, "api_key": api_key}, status_code=201)
+
+    @router.post("/apps", status_code=201, dependencies=guarded, openapi_extra=documented(NewApp))
+    async def create_app(request: Request) -> Response:
+        """Create an app, with provider credentials sealed at rest."""
+        try:
+            new = parse(NewApp, await request.body())
+            app = await registry_of(request).apps.create(new)
+        except Invalid as exc:
+            return invalid(exc.problems)
+        except NotFoundError as exc:
+            return invalid([Problem("account_id", str(exc))])
+        except (AlreadyExistsError, InvalidRequestError) as exc:
+            return problem(409, str(exc))
+        except MasterKeyMissingError as exc:
+            # A set-up problem of the server, not the caller's: say so plainly.
+            return problem(500, str(exc))
+        return JSONResponse(app_view(app), status_code=201)
+
+    @router.get("/apps/{app_id}", dependencies=guarded)
+    async def get_app(app_id: str, request: Request) -> Response:
+        """The app, without secrets."""
+        app = await registry_of(request).apps.get(app_id)
+        if app is None:
+            return problem(404, f"app {app_id} not found")
+        return JSONResponse(app_view(app))
+
+    @router.patch("/apps/{app_id}", dependencies=guarded, openapi_extra=documented(AppChanges))
+    async def update_app(app_id: str, request: Request) -> Response:
+        """Change the given fields; a provider set to null is removed."""
+        try:
+            changes = parse(AppChanges, await request.body())
+            app = await registry_of(request).apps.update(app_id, changes)
+        except Invalid as exc:
+            return invalid(exc.problems)
+        except NotFoundError as exc:
+            return problem(404, str(exc))
+        except (AlreadyExistsError, InvalidRequestError) as exc:
+            return problem(409, str(exc))
+        except MasterKeyMissingError as exc:
+            # A set-up problem of the server, not the caller's: say so plainly.
+            return problem(500, str(exc))
+        return JSONResponse(app_view(app))
+
+    return router
+
+
+async def unauthorized(request: Request, exc: Exception) -> Response:
+    """The answer to a request without the admin token."""
+    return problem(401, "missing or wrong admin token")

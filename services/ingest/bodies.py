@@ -1,0 +1,130 @@
+"""Request bodies: strict parsing, and validation problems in plain words.
+
+Every dialect parses its JSON through `parse`, which accepts no type coercion (a number is
+not a string, "true" is not a boolean), and renders the `Invalid` it raises in its own
+400 shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from services.core.devices import MAX_TOKEN_LENGTH
+
+T = TypeVar("T")
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+# Bounds match services.core.events (ids 200, tokens 4096 characters).
+NonBlank = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+TokenText = Annotated[
+    str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH), AfterValidator(_not_blank)
+]
+
+
+class Body(BaseModel):
+    """Base of the dialects' bodies: frozen, strict, unknown fields ignored (as the seeds'
+    systems do)."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a body: where (a dotted path, `[i]` for items) and what."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class Invalid(Exception):  # noqa: N818 - a verdict on the input, not an error of ours
+    """The body is not acceptable; `problems` says why, in request order."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def parse(shape: type[T] | TypeAdapter[T], raw: bytes) -> T:
+    """Validate JSON bytes as `shape` (a model class or a TypeAdapter).
+
+    Raises Invalid for malformed JSON, a wrong type, a missing or bad field.
+    """
+    adapter = shape if isinstance(shape, TypeAdapter) else TypeAdapter(shape)
+    try:
+        return adapter.validate_json(raw or b"null", strict=True)
+    except ValidationError as exc:
+        raise Invalid([_problem(error) for error in exc.errors()]) from exc
+
+
+def _problem(error: Any) -> Problem:
+    kind: str = error["type"]
+    ctx: dict[str, Any] = error.get("ctx", {})
+    path = "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+    ).lstrip(".")
+    if kind == "json_invalid":
+        return Problem("", "the body is not valid JSON")
+    messages = {
+        "missing": "is required",
+        "string_type": "must be a string",
+        "bool_type": "must be true or false",
+        "list_type": "must be an array",
+        "model_type": "must be an object",
+        "model_attributes_type": "must be an object",
+        "dict_type": "must be an object",
+        "string_too_short": "must not be blank",
+        "string_too_long": f"is too long (at most {ctx.get('max_length')} characters)",
+        "too_long": f"must have at most {ctx.get('max_length')} items",
+        "too_short": f"must have at least {ctx.get('min_length')} item(s)",
+        "literal_error": f"must be one of {ctx.get('expected')}",
+        "string_pattern_mismatch": "has characters that are not allowed",
+    }
+    if kind == "value_error":
+        message = str(error["msg"]).removeprefix("Value error, ")
+    else:
+        message = messages.get(kind, str(error["msg"]))
+    if not path and kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = "the body must be a JSON object"
+    elif not path and kind == "list_type":
+        message = "the body must be a JSON array"
+    return Problem(path, message)
+
+
+def documented(shape: Any) -> dict[str, Any]:
+    """`openapi_extra` that shows `shape` as the route's JSON body in /docs.
+
+    The routes read the raw body themselves (to answer in their dialect's 400 shape), so
+    FastAPI would otherwise document no body at all.
+    """
+    schema = TypeAdapter(shape).json_schema(by_alias=True)
+    definitions = schema.pop("$defs", {})
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline(schema, definitions)}},
+        }
+    }
+
+
+def _inline(node: Any, definitions: dict[str, Any]) -> Any:
+    # OpenAPI resolves references against its own components, not a schema's $defs.
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {key: _inline(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline(value, definitions) for value in node]
+    return node

@@ -1,0 +1,279 @@
+"""Customer Insights - Journeys dialect (seed 001), under
+`/api/v1.0/orgs/{orgId}/pushdeviceregistration/`.
+
+The `ApiToken` in each body authenticates against the org (= the account). As the seed
+says, a request with an invalid API token stores no history, to keep it from being a
+denial-of-service lever: it is answered 202 like any other (with request ids when tracked)
+and nothing is published, so its status stays Pending. The status endpoint, which only
+reads, answers 400 `ApiTokenNotValid` instead.
+
+A 400 is ASP.NET's validation problem shape, `{"type", "title", "status", "errors":
+{field: [messages]}}`, with `[i].Field` for batch items. A token over 4096 characters is a
+400 whose message starts with `DeviceTokenTooLong`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field, TypeAdapter, model_validator
+
+from services.core.events import Callback, Platform
+from services.core.store.accounts import Account
+from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
+from services.ingest.registry import (
+    Command,
+    Registry,
+    cleanup,
+    device_provider,
+    new_request_id,
+    register,
+    registry_of,
+    signature,
+)
+
+router = APIRouter(prefix="/api/v1.0/orgs/{org_id}/pushdeviceregistration", tags=["CIJ"])
+
+MAX_BATCH = 100
+_MAX_URL = 2048
+
+
+class Registration(Body):
+    """One device registration; exactly one of the two device tokens."""
+
+    mobile_app_id: Annotated[NonBlank, Field(alias="MobileAppId")]
+    user_id: Annotated[NonBlank, Field(alias="UserId")]
+    api_token: Annotated[NonBlank, Field(alias="ApiToken")]
+    apns_device_token: Annotated[TokenText | None, Field(alias="ApnsDeviceToken")] = None
+    fcm_device_token: Annotated[TokenText | None, Field(alias="FcmDeviceToken")] = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> Registration:
+        if (self.apns_device_token is None) == (self.fcm_device_token is None):
+            raise ValueError("give exactly one of ApnsDeviceToken and FcmDeviceToken")
+        return self
+
+    @property
+    def device(self) -> tuple[Platform, str]:
+        """The platform and token: an APNs token is an iOS device, an FCM token Android."""
+        if self.apns_device_token is not None:
+            return "ios", self.apns_device_token
+        assert self.fcm_device_token is not None
+        return "android", self.fcm_device_token
+
+
+class Cleanup(Body):
+    """Forget a user's devices under the app, or only the one with `DeviceToken`."""
+
+    mobile_app_id: Annotated[NonBlank, Field(alias="MobileAppId")]
+    api_token: Annotated[NonBlank, Field(alias="ApiToken")]
+    user_id: Annotated[NonBlank, Field(alias="UserId")]
+    device_token: Annotated[TokenText | None, Field(alias="DeviceToken")] = None
+
+
+class StatusQuery(Body):
+    """Registration request ids to look up, in the order to answer them."""
+
+    registration_request_ids: Annotated[
+        list[NonBlank], Field(alias="RegistrationRequestIds", min_length=1, max_length=MAX_BATCH)
+    ]
+    mobile_app_id: Annotated[NonBlank, Field(alias="MobileAppId")]
+    api_token: Annotated[NonBlank, Field(alias="ApiToken")]
+
+
+_REGISTRATIONS = TypeAdapter(
+    Annotated[list[Registration], Field(min_length=1, max_length=MAX_BATCH)]
+)
+_CLEANUPS = TypeAdapter(Annotated[list[Cleanup], Field(min_length=1, max_length=MAX_BATCH)])
+
+
+@router.post("/devices", status_code=202, openapi_extra=documented(Registration))
+async def register_device(org_id: str, request: Request) -> Response:
+    """Register one device; 202 with a RegistrationRequestId when tracked."""
+    return await _register(org_id, request, batch=False)
+
+
+@router.post("/devices/batch", status_code=202, openapi_extra=documented(list[Registration]))
+async def register_devices(org_id: str, request: Request) -> Response:
+    """Register 1 to 100 devices; 202 with their RegistrationRequestIds in order when
+    tracked."""
+    return await _register(org_id, request, batch=True)
+
+
+@router.post("/devices/status/", openapi_extra=documented(StatusQuery))
+@router.post("/devices/status", include_in_schema=False)
+async def registration_status(org_id: str, request: Request) -> Response:
+    """Status of tracked registrations: Pending, Success or Failed with a FailureReason."""
+    registry = registry_of(request)
+    try:
+        query = parse(StatusQuery, await request.body())
+    except Invalid as exc:
+        return _bad_request(exc.problems)
+    account = await _account(registry, org_id, query.api_token, {})
+    if account is None:
+        return _bad_request([Problem("ApiToken", "ApiTokenNotValid")])
+    app = await registry.app(account, query.mobile_app_id)
+    if app is None:
+        return _bad_request([Problem("MobileAppId", "no such mobile app in this org")])
+    statuses = await registry.statuses(account, app, query.registration_request_ids)
+    return JSONResponse([{"Status": s.status, "FailureReason": s.failure_reason} for s in statuses])
+
+
+@router.post("/devices/cleanup", status_code=202, openapi_extra=documented(Cleanup))
+async def cleanup_device(org_id: str, request: Request) -> Response:
+    """Forget a user's devices (or one of them) under the app."""
+    return await _cleanup(org_id, request, batch=False)
+
+
+@router.post(
+    "/devices/cleanup/batch", status_code=202, openapi_extra=documented(Cleanup | list[Cleanup])
+)
+async def cleanup_devices(org_id: str, request: Request) -> Response:
+    """Cleanup of 1 to 100 items; a single object is accepted too, as the seed shows one."""
+    return await _cleanup(org_id, request, batch=True)
+
+
+async def _register(org_id: str, request: Request, *, batch: bool) -> Response:
+    registry = registry_of(request)
+    raw = await request.body()
+    try:
+        callback_url, callback_headers = _callback(request)
+        items = parse(_REGISTRATIONS, raw) if batch else [parse(Registration, raw)]
+    except Invalid as exc:
+        return _bad_request(exc.problems)
+    track = request.headers.get("x-ms-track-registration", "").strip().lower() == "true"
+    commands: list[Command] = []
+    ids: list[str] = []
+    problems: list[Problem] = []
+    accounts: dict[str, Account | None] = {}
+    for index, item in enumerate(items):
+        request_id = new_request_id()
+        ids.append(request_id)
+        account = await _account(registry, org_id, item.api_token, accounts)
+        if account is None:
+            continue  # the seed's rule: an invalid API token leaves no trace
+        where = f"[{index}]." if batch else ""
+        app = await registry.app(account, item.mobile_app_id)
+        if app is None:
+            problems.append(Problem(f"{where}MobileAppId", "no such mobile app in this org"))
+            continue
+        platform, token = item.device
+        if device_provider(app, platform, token, None) is None:
+            field = "ApnsDeviceToken" if platform == "ios" else "FcmDeviceToken"
+            message = f"the mobile app has no push configuration for {platform}"
+            problems.append(Problem(f"{where}{field}", message))
+            continue
+        callback = None
+        if callback_url is not None:
+            callback = Callback(
+                url=callback_url,
+                headers=callback_headers,
+                signature=signature(item.api_token, callback_url),
+            )
+        commands.append(
+            register(
+                app,
+                source="cij",
+                platform=platform,
+                token=token,
+                contact_id=item.user_id,
+                track=track,
+                callback=callback,
+                request_id=request_id,
+            )
+        )
+    if problems:
+        return _bad_request(problems)
+    await registry.publish(commands)
+    if not track:
+        return Response(status_code=202)
+    answer = [{"RegistrationRequestId": i} for i in ids]
+    return JSONResponse(answer if batch else answer[0], status_code=202)
+
+
+async def _cleanup(org_id: str, request: Request, *, batch: bool) -> Response:
+    registry = registry_of(request)
+    raw = await request.body()
+    as_list = batch and raw.lstrip().startswith(b"[")
+    try:
+        items = parse(_CLEANUPS, raw) if as_list else [parse(Cleanup, raw)]
+    except Invalid as exc:
+        return _bad_request(exc.problems)
+    commands: list[Command] = []
+    problems: list[Problem] = []
+    accounts: dict[str, Account | None] = {}
+    for index, item in enumerate(items):
+        account = await _account(registry, org_id, item.api_token, accounts)
+        if account is None:
+            continue  # as for registrations: no trace of an invalid API token
+        app = await registry.app(account, item.mobile_app_id)
+        if app is None:
+            where = f"[{index}]." if as_list else ""
+            problems.append(Problem(f"{where}MobileAppId", "no such mobile app in this org"))
+            continue
+        commands.append(cleanup(app, contact_id=item.user_id, token=item.device_token))
+    if problems:
+        return _bad_request(problems)
+    await registry.publish(commands)
+    return Response(status_code=202)
+
+
+async def _account(
+    registry: Registry, org_id: str, api_token: str, seen: dict[str, Account | None]
+) -> Account | None:
+    # A token authenticates against its own org only; `seen` spares a batch repeated lookups.
+    if api_token not in seen:
+        account = await registry.account(api_token)
+        seen[api_token] = account if account is not None and account.id == org_id else None
+    return seen[api_token]
+
+
+def _callback(request: Request) -> tuple[str | None, dict[str, str]]:
+    # The seed names the header both x-ms-callback-url and x-ms-status-callback-url.
+    url = (
+        request.headers.get("x-ms-callback-url")
+        or request.headers.get("x-ms-status-callback-url")
+        or ""
+    ).strip()
+    if not url:
+        return None, {}
+    if not url.startswith(("https://", "http://")) or len(url) > _MAX_URL:
+        raise Invalid([Problem("x-ms-callback-url", "must be an http(s) URL")])
+    raw = request.headers.get("x-ms-callback-url-headers", "").strip()
+    if not raw:
+        return url, {}
+    try:
+        headers = json.loads(raw)
+    except ValueError as exc:
+        raise Invalid([Problem("x-ms-callback-url-headers", "is not valid JSON")]) from exc
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        message = "must be a JSON object of string to string"
+        raise Invalid([Problem("x-ms-callback-url-headers", message)])
+    return url, headers
+
+
+def _bad_request(problems: Sequence[Problem]) -> JSONResponse:
+    errors: dict[str, list[str]] = {}
+    for problem in problems:
+        errors.setdefault(problem.field or "$", []).append(_reason(problem))
+    return JSONResponse(
+        {
+            "type": "https://tools.ietf.org/html/rfc9110#section-15.5.1",
+            "title": "One or more validation errors occurred.",
+            "status": 400,
+            "errors": errors,
+        },
+        status_code=400,
+    )
+
+
+def _reason(problem: Problem) -> str:
+    if problem.field.endswith("DeviceToken") and problem.message.startswith("is too long"):
+        return f"DeviceTokenTooLong: the token {problem.message}"
+    return problem.message

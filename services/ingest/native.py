@@ -1,0 +1,182 @@
+"""The native API, `/v1/...`: register, batch-register and clean up devices, read a
+registration's status. Bearer API key; errors are RFC 9457 problem+json.
+
+Every registration is tracked: 202 returns its id, and `GET /v1/registrations/{id}`
+answers Pending until the feedback stage decides it. Registering the same device again
+is accepted the same way and refreshes it (the feedback stage upserts on app and token).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, Field, model_validator
+
+from services.core.devices import normalize_cellphone, normalize_email
+from services.core.events import Platform, RegisterDevice, WebPushSubscription
+from services.core.store.accounts import Account
+from services.core.store.apps import App
+from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
+from services.ingest.problems import invalid, problem
+from services.ingest.registry import (
+    Registry,
+    bearer,
+    cleanup,
+    device_provider,
+    register,
+    registry_of,
+)
+
+router = APIRouter(prefix="/v1", tags=["Native API"])
+
+MAX_BATCH = 100
+
+
+class Device(Body):
+    """A device: a token, or for Web Push a subscription, and who it belongs to."""
+
+    platform: Platform
+    token: TokenText | None = None
+    subscription: WebPushSubscription | None = None
+    contact_id: NonBlank | None = None
+    cellphone: Annotated[NonBlank, AfterValidator(normalize_cellphone)] | None = None
+    email: Annotated[NonBlank, AfterValidator(normalize_email)] | None = None
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Device:
+        if (self.token is None) == (self.subscription is None):
+            raise ValueError("give exactly one of token and subscription")
+        if self.subscription is not None and self.platform != "web":
+            raise ValueError("a subscription is only for the web platform")
+        return self
+
+
+class Devices(Body):
+    """1 to 100 devices, registered together."""
+
+    devices: Annotated[list[Device], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Cleanup(Body):
+    """Forget one token, every device of a contact, or that contact's one token."""
+
+    contact_id: NonBlank | None = None
+    token: TokenText | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Cleanup:
+        if self.contact_id is None and self.token is None:
+            raise ValueError("give a contact_id, a token or both")
+        return self
+
+
+@router.post("/apps/{app_id}/devices", status_code=202, openapi_extra=documented(Device))
+async def register_device(app_id: str, request: Request) -> Response:
+    """Register (or refresh) one device; 202 with the registration id."""
+    registry = registry_of(request)
+    found = await _caller_app(registry, request, app_id)
+    if isinstance(found, Response):
+        return found
+    try:
+        device = parse(Device, await request.body())
+    except Invalid as exc:
+        return invalid(exc.problems)
+    command = _register(found, device)
+    if isinstance(command, Problem):
+        return invalid([command])
+    await registry.publish([command])
+    return JSONResponse(
+        {"registration_id": command.request_id, "status": "Pending"},
+        status_code=202,
+        headers={"Location": f"/v1/registrations/{command.request_id}"},
+    )
+
+
+@router.post("/apps/{app_id}/devices:batch", status_code=202, openapi_extra=documented(Devices))
+async def register_devices(app_id: str, request: Request) -> Response:
+    """Register 1 to 100 devices; 202 with their registration ids in request order."""
+    registry = registry_of(request)
+    found = await _caller_app(registry, request, app_id)
+    if isinstance(found, Response):
+        return found
+    try:
+        batch = parse(Devices, await request.body())
+    except Invalid as exc:
+        return invalid(exc.problems)
+    commands: list[RegisterDevice] = []
+    problems: list[Problem] = []
+    for index, device in enumerate(batch.devices):
+        command = _register(found, device)
+        if isinstance(command, Problem):
+            problems.append(Problem(f"devices[{index}].{command.field}", command.message))
+        else:
+            commands.append(command)
+    if problems:
+        return invalid(problems)
+    await registry.publish(commands)
+    ids = [{"registration_id": c.request_id, "status": "Pending"} for c in commands]
+    return JSONResponse({"registrations": ids}, status_code=202)
+
+
+@router.post("/apps/{app_id}/devices:cleanup", status_code=202, openapi_extra=documented(Cleanup))
+async def cleanup_devices(app_id: str, request: Request) -> Response:
+    """Forget a token or a contact's devices; 202 with the request id."""
+    registry = registry_of(request)
+    found = await _caller_app(registry, request, app_id)
+    if isinstance(found, Response):
+        return found
+    try:
+        body = parse(Cleanup, await request.body())
+    except Invalid as exc:
+        return invalid(exc.problems)
+    command = cleanup(found, contact_id=body.contact_id, token=body.token)
+    await registry.publish([command])
+    return JSONResponse({"request_id": command.request_id}, status_code=202)
+
+
+@router.get("/registrations/{registration_id}")
+async def registration_status(registration_id: str, request: Request) -> Response:
+    """A registration's status: Pending, Success, or Failed with its reason."""
+    registry = registry_of(request)
+    account = await registry.account(bearer(request))
+    if account is None:
+        return problem(401, "missing or unknown API key")
+    status = await registry.status(account, registration_id)
+    return JSONResponse(
+        {
+            "registration_id": registration_id,
+            "status": status.status,
+            "failure_reason": status.failure_reason,
+        }
+    )
+
+
+async def _caller_app(registry: Registry, request: Request, app_id: str) -> App | Response:
+    account: Account | None = await registry.account(bearer(request))
+    if account is None:
+        return problem(401, "missing or unknown API key")
+    app = await registry.app(account, app_id)
+    if app is None:
+        return problem(404, f"app {app_id} not found")
+    return app
+
+
+def _register(app: App, device: Device) -> RegisterDevice | Problem:
+    token = device.token if device.subscription is None else device.subscription.endpoint
+    assert token is not None
+    if device_provider(app, device.platform, token, device.subscription) is None:
+        field = "subscription" if device.subscription is not None else "platform"
+        return Problem(field, f"the app has no provider configured for {device.platform}")
+    return register(
+        app,
+        source="native",
+        platform=device.platform,
+        token=token,
+        subscription=device.subscription,
+        contact_id=device.contact_id,
+        cellphone=device.cellphone,
+        email=device.email,
+        track=True,
+    )

@@ -1,0 +1,226 @@
+"""What every dialect does the same way: authenticate an API key, find the caller's app,
+build the registration commands and put them durably on `push.registrations`.
+
+Tenant isolation lives here: an app is only ever found through the caller's account, so an
+app of another account looks exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import Request
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.core import topics
+from services.core.devices import provider_for
+from services.core.errors import KafkaUnavailableError
+from services.core.events import (
+    Callback,
+    CleanupDevices,
+    Platform,
+    Provider,
+    RegisterDevice,
+    WebPushSubscription,
+)
+from services.core.kafka import encode
+from services.core.store.accounts import Account, Accounts
+from services.core.store.apps import App, Apps
+from services.core.store.client import Document
+from services.core.tokens import hash_token
+
+Command = RegisterDevice | CleanupDevices
+
+
+@dataclass(frozen=True)
+class Status:
+    """A registration's state as the `registrations` collection (written by feedback) has it."""
+
+    status: str
+    failure_reason: str | None = None
+
+
+PENDING = Status("Pending")
+
+
+class Registry:
+    """The ingest's view of accounts, apps, registrations, and its Kafka producer."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        apps: Apps,
+        producer: AIOKafkaProducer,
+        registrations_topic: str,
+    ) -> None:
+        self.accounts = Accounts(db)
+        self.apps = apps
+        self._registrations = db["registrations"]
+        self._producer = producer
+        self._topic = registrations_topic
+
+    async def account(self, api_key: str | None) -> Account | None:
+        """The account of an API key; None when the key is absent or unknown."""
+        if not api_key:
+            return None
+        return await self.accounts.authenticate(api_key)
+
+    async def app(self, account: Account, app_id: str) -> App | None:
+        """The account's app with this id; None also when another account owns it."""
+        return await self.apps.find(account.id, app_id)
+
+    async def publish(self, commands: Sequence[Command]) -> None:
+        """Put the commands on `push.registrations` and return once Kafka has them all.
+
+        Raises KafkaUnavailableError when the broker does not take them.
+        """
+        try:
+            pending = [
+                await self._producer.send(
+                    self._topic, key=command_key(command), value=encode(command)
+                )
+                for command in commands
+            ]
+            await asyncio.gather(*pending)
+        except KafkaError as exc:
+            raise KafkaUnavailableError("Kafka did not take the registration commands") from exc
+
+    async def status(self, account: Account, registration_id: str) -> Status:
+        """The status of one of the account's registrations; Pending when none is recorded."""
+        document = await self._registrations.find_one(
+            {"_id": registration_id, "account_id": account.id},
+            {"status": 1, "failure_reason": 1},
+        )
+        return PENDING if document is None else _status(document)
+
+    async def statuses(self, account: Account, app: App, ids: Sequence[str]) -> list[Status]:
+        """The status of each registration id, in the order asked.
+
+        An id without a document (not yet decided, never tracked, or another app's) is
+        Pending: the answer tells nothing about other tenants.
+        """
+        cursor = self._registrations.find(
+            {"_id": {"$in": list(ids)}, "app_id": app.id, "account_id": account.id},
+            {"status": 1, "failure_reason": 1},
+        )
+        found = {d["_id"]: _status(d) for d in await cursor.to_list(None)}
+        return [found.get(i, PENDING) for i in ids]
+
+
+def _status(document: Document) -> Status:
+    return Status(document.get("status", PENDING.status), document.get("failure_reason"))
+
+
+def bearer(request: Request) -> str | None:
+    """The credential of an `Authorization: Bearer ...` header, or None."""
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    return credential.strip()
+
+
+def new_request_id() -> str:
+    """A registration request id (a GUID, as seed 001 shows them)."""
+    return str(uuid.uuid4())
+
+
+def subscription_in(token: str) -> WebPushSubscription | None:
+    """The W3C push subscription a string token holds as JSON, if it holds one.
+
+    Dialects that carry only a string token (Routee, Masiv) may pass a browser's
+    `JSON.stringify(subscription)` there; anything else is an FCM token.
+    """
+    if not token.lstrip().startswith("{"):
+        return None
+    try:
+        return WebPushSubscription.model_validate_json(token)
+    except ValueError:
+        return None
+
+
+def registry_of(request: Request) -> Registry:
+    """The Registry the ingest's lifespan built."""
+    found = request.app.state.registry
+    assert isinstance(found, Registry)
+    return found
+
+
+def device_provider(
+    app: App, platform: Platform, token: str, subscription: WebPushSubscription | None
+) -> Provider | None:
+    """The provider this device would be sent through, or None when the app has none."""
+    return provider_for(
+        platform, token, web_subscription=subscription is not None, configured=app.configured
+    )
+
+
+def register(
+    app: App,
+    *,
+    source: str,
+    platform: Platform,
+    token: str,
+    subscription: WebPushSubscription | None = None,
+    contact_id: str | None = None,
+    cellphone: str | None = None,
+    email: str | None = None,
+    track: bool = False,
+    callback: Callback | None = None,
+    request_id: str | None = None,
+) -> RegisterDevice:
+    """A RegisterDevice command for the app; for a Web Push subscription the token is its
+    endpoint."""
+    return RegisterDevice.model_validate(
+        {
+            "request_id": request_id or new_request_id(),
+            "account_id": app.account_id,
+            "app_id": app.id,
+            "platform": platform,
+            "token": subscription.endpoint if subscription is not None else token,
+            "subscription": subscription,
+            "contact_id": contact_id,
+            "cellphone": cellphone,
+            "email": email,
+            "verify": app.settings.verify_on_register,
+            "track": track,
+            "callback": callback,
+            "source": source,
+        }
+    )
+
+
+def cleanup(
+    app: App, *, contact_id: str | None, token: str | None, request_id: str | None = None
+) -> CleanupDevices:
+    """A CleanupDevices command for the app: one token, or every device of the contact."""
+    return CleanupDevices(
+        request_id=request_id or new_request_id(),
+        account_id=app.account_id,
+        app_id=app.id,
+        contact_id=contact_id,
+        token=token,
+    )
+
+
+def command_key(command: Command) -> bytes:
+    """The partition key: the device's `{app_id}:{token_hash}`.
+
+    A contact-wide cleanup names no token; it is keyed by the hash of the contact id, so all
+    cleanups of one contact stay in order.
+    """
+    subject = command.token or f"contact:{command.contact_id}"
+    return topics.device_key(command.app_id, hash_token(subject))
+
+
+def signature(api_token: str, url: str) -> str:
+    """Seed 001's webhook Signature: base64 HMAC-SHA256 of the URL keyed by the API token."""
+    digest = hmac.new(api_token.encode(), url.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")

@@ -1,0 +1,97 @@
+"""Routee dialect (seed 000): `POST /messages/{deviceType}` maps a device token to a Routee
+contact under an implementation (app) of the caller's account.
+
+Errors: 400 `{"routeeContactId": <the seed's message>, "error": "error occured",
+"details": [...]}`. The seed lists its messages under `routeeContactId`, so that is where
+they go; `details` says exactly what was wrong. A missing or unknown API key is 401 in the
+same shape. `deviceType` is matched case-insensitively (the seeds write both `Android` and
+`ANDROID`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from services.core.events import Platform
+from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
+from services.ingest.registry import (
+    bearer,
+    device_provider,
+    register,
+    registry_of,
+    subscription_in,
+)
+
+router = APIRouter(tags=["Routee"])
+
+NOT_FOUND = "Routee Details not Found"
+NO_CONFIG = "Device Config not found"
+BAD_CONTACT = "Error in getting routee Contact"
+_PLATFORMS: dict[str, Platform] = {"android": "android", "ios": "ios", "web": "web"}
+
+
+class RouteeDevice(Body):
+    """The seed's body; all three fields are required and not blank."""
+
+    routee_contact_id: Annotated[NonBlank, Field(alias="routeeContactId")]
+    token: TokenText
+    implementation_id: Annotated[NonBlank, Field(alias="implementationId")]
+
+
+@router.post("/messages/{device_type}", openapi_extra=documented(RouteeDevice))
+async def map_device(device_type: str, request: Request) -> JSONResponse:
+    """Map a device token to a Routee contact; 200 once the command is on Kafka."""
+    registry = registry_of(request)
+    account = await registry.account(bearer(request))
+    if account is None:
+        return _error(401, NOT_FOUND, [Problem("Authorization", "missing or unknown API key")])
+    try:
+        body = parse(RouteeDevice, await request.body())
+    except Invalid as exc:
+        return _error(400, _message_for(exc.problems), exc.problems)
+    platform = _PLATFORMS.get(device_type.lower())
+    if platform is None:
+        return _error(400, NO_CONFIG, [Problem("deviceType", "must be android, ios or web")])
+    app = await registry.app(account, body.implementation_id)
+    if app is None:
+        return _error(400, NOT_FOUND, [Problem("implementationId", "no such implementation")])
+    subscription = subscription_in(body.token) if platform == "web" else None
+    if device_provider(app, platform, body.token, subscription) is None:
+        problem = Problem("deviceType", f"the implementation has no provider for {platform}")
+        return _error(400, NO_CONFIG, [problem])
+    command = register(
+        app,
+        source="routee",
+        platform=platform,
+        token=body.token,
+        subscription=subscription,
+        contact_id=body.routee_contact_id,
+    )
+    await registry.publish([command])
+    return JSONResponse({"routeeContactId": body.routee_contact_id})
+
+
+def _message_for(problems: list[Problem]) -> str:
+    field = problems[0].field
+    if field == "routeeContactId":
+        return BAD_CONTACT
+    if field == "token":
+        return NO_CONFIG
+    return NOT_FOUND
+
+
+def _error(status: int, message: str, problems: list[Problem]) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {
+            "routeeContactId": message,
+            "error": "error occured",
+            "details": [str(p) for p in problems],
+        },
+        status_code=status,
+        headers=headers,
+    )

@@ -1,0 +1,170 @@
+"""`pushline admin ...` against the real store: the admin API's operations, same results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import SecretStr
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.core.secrets import Vault
+from services.core.store.accounts import Accounts
+from services.core.store.apps import Apps
+from services.core.store.client import Document
+from tests.stack import ROOT
+
+pytestmark = pytest.mark.integration
+
+MASTER_KEY = "cli-test-master-key"
+
+
+async def pushline(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        "admin",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def p8_key() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+async def test_cli_manages_accounts_keys_and_apps(
+    child_env: dict[str, str], db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
+    env = {**child_env, "PUSHLINE_MASTER_KEY": MASTER_KEY}
+    code, out, err = await pushline(env, "create-account", "--name", "Acme", "--id", "acme")
+    assert code == 0, err
+    account = json.loads(out)
+    assert (account["id"], account["name"]) == ("acme", "Acme")
+    accounts = Accounts(db)
+    assert (await accounts.authenticate(account["api_key"])) is not None
+
+    code, out, err = await pushline(env, "issue-key", "acme")
+    assert code == 0, err
+    assert (await accounts.authenticate(json.loads(out)["api_key"])) is not None
+
+    service_account = tmp_path / "sa.json"
+    service_account.write_text(
+        json.dumps(
+            {
+                "project_id": "acme-push",
+                "client_email": "a@acme-push.iam.gserviceaccount.com",
+                "private_key": "FCM-SECRET",
+            }
+        )
+    )
+    key_file = tmp_path / "AuthKey.p8"
+    key = p8_key()
+    key_file.write_text(key)
+    webpush = {
+        "webpush": {
+            "vapid_private_key": "VAPID-SECRET",
+            "vapid_public_key": "BPub",
+            "subject": "mailto:ops@acme.com",
+        }
+    }
+    code, out, err = await pushline(
+        env,
+        "create-app",
+        "--account-id",
+        "acme",
+        "--id",
+        "acme-app",
+        "--name",
+        "Acme App",
+        "--package-name",
+        "com.acme.app",
+        "--send-to",
+        "latest",
+        "--verify-on-register",
+        "--fcm-service-account",
+        str(service_account),
+        "--apns-team-id",
+        "ABCDE12345",
+        "--apns-key-id",
+        "KEY1234567",
+        "--apns-topic",
+        "com.acme.app",
+        "--apns-key-file",
+        str(key_file),
+        "--apns-sandbox",
+        "--json",
+        "-",
+        stdin=json.dumps(webpush),
+    )
+    assert code == 0, err
+    app = json.loads(out)
+    assert app["settings"] == {"send_to": "latest", "verify_on_register": True}
+    assert app["providers"]["apns"]["sandbox"] is True
+    assert app["providers"]["webpush"]["subject"] == "mailto:ops@acme.com"
+    for secret in ("FCM-SECRET", "VAPID-SECRET", key):
+        assert secret not in out
+        assert secret not in str(await db["apps"].find_one({"_id": "acme-app"}))
+    apps = Apps(db, Vault(SecretStr(MASTER_KEY)))
+    apns = await apps.credentials("acme-app", "apns")
+    assert apns is not None
+    assert apns.private_key == key
+
+    code, out, err = await pushline(
+        env, "update-app", "acme-app", "--no-verify-on-register", "--remove-provider", "webpush"
+    )
+    assert code == 0, err
+    updated = json.loads(out)
+    assert updated["settings"]["verify_on_register"] is False
+    assert updated["providers"]["webpush"] is None
+
+    code, out, err = await pushline(env, "get-app", "acme-app")
+    assert code == 0, err
+    assert json.loads(out) == updated
+
+
+async def test_cli_refusals_exit_1_with_a_reason(
+    child_env: dict[str, str], db: AsyncDatabase[Document]
+) -> None:
+    code, _, err = await pushline(child_env, "get-app", "nope")
+    assert (code, err.strip()) == (1, "pushline admin: app nope not found")
+    code, _, err = await pushline(child_env, "issue-key", "nobody")
+    assert (code, err.strip()) == (1, "pushline admin: account nobody not found")
+    code, _, err = await pushline(child_env, "create-account", "--name", "A", "--id", "a1")
+    assert code == 0, err
+    code, _, err = await pushline(
+        child_env,
+        "create-app",
+        "--account-id",
+        "a1",
+        "--name",
+        "X",
+        "--send-to",
+        "latest",
+        "--json",
+        "-",
+        stdin='{"webpush": {"vapid_private_key": "k", "vapid_public_key": "p",'
+        ' "subject": "mailto:a@b.co"}}',
+    )
+    # No PUSHLINE_MASTER_KEY in this environment: credentials are refused, clearly.
+    assert code == 1
+    assert "PUSHLINE_MASTER_KEY is not set" in err
+    assert await db["apps"].count_documents({}) == 0
