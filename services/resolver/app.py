@@ -21,7 +21,9 @@ from services.core.events import (
     SendRequest,
 )
 from services.core.kafka import decode
+from services.core.secrets import Vault
 from services.core.settings import Settings
+from services.core.store.apps import Apps
 from services.core.store.notifications import NotificationsRepository
 from services.core.topics import RESOLVER_APP_ID, device_key, notification_key
 from services.core.worker import StreamApp
@@ -64,7 +66,8 @@ async def on_registration(app: StreamApp, key: bytes | None, value: bytes) -> No
         await app.publish(topics.FEEDBACK, key or b"", command)
         return
     assert isinstance(command, RegisterDevice)
-    result = await resolve_registration(command, app.db)
+    apps = Apps(app.db, Vault(None))  # reads apps only: never needs their secrets
+    result = await resolve_registration(command, apps, app.db)
     out_key = device_key(command.app_id, result.token_hash)
     if isinstance(result, PushJob):
         await app.publish(topics.JOB_TOPICS[result.provider], out_key, result)

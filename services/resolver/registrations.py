@@ -6,10 +6,9 @@ verify on register, a validate-only job for the provider whose answer decides.
 
 from __future__ import annotations
 
-import re
-
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.core.devices import provider_for
 from services.core.events import (
     FailureReason,
     Provider,
@@ -17,6 +16,7 @@ from services.core.events import (
     RegisterDevice,
     RegistrationResolved,
 )
+from services.core.store.apps import Apps
 from services.core.store.client import Document
 from services.core.store.devices import DevicesRepository
 from services.core.tokens import hash_token
@@ -25,31 +25,11 @@ from services.core.tokens import hash_token
 # APNs tokens are 32-100 bytes in hex, Web Push endpoints are URLs.
 MAX_TOKEN_LENGTH: dict[Provider, int] = {"fcm": 1024, "apns": 200, "webpush": 2048}
 
-_APNS_TOKEN = re.compile(r"^[0-9A-Fa-f]{64,200}$")
-
-
-def choose_provider(command: RegisterDevice, configured: set[Provider]) -> Provider:
-    """The provider that delivers to this device (ARCHITECTURE.md, "Provider choice").
-
-    iOS goes through APNs when the token is an APNs token and the app can use APNs, else
-    through FCM; Web goes through Web Push when the token is a push subscription.
-    """
-    if command.platform == "ios" and "apns" in configured and _APNS_TOKEN.match(command.token):
-        return "apns"
-    if command.platform == "web" and command.subscription is not None:
-        return "webpush"
-    return "fcm"
-
-
-def configured_providers(app: Document) -> set[Provider]:
-    """Providers the app can deliver through: its credentials, or all three in sandbox."""
-    if app.get("sandbox"):
-        return {"fcm", "apns", "webpush"}
-    return {p for p in ("fcm", "apns", "webpush") if p in (app.get("providers") or {})}
+ALL_PROVIDERS: frozenset[Provider] = frozenset({"fcm", "apns", "webpush"})
 
 
 async def resolve_registration(
-    command: RegisterDevice, db: AsyncDatabase[Document]
+    command: RegisterDevice, apps: Apps, db: AsyncDatabase[Document]
 ) -> RegistrationResolved | PushJob:
     """Check a registration against its app and the registry.
 
@@ -57,9 +37,16 @@ async def resolve_registration(
     a Customer Insights caller registers a device already active for the same user (other
     dialects refresh it), and `FailedToStoreDevice` when the app is gone.
     """
-    app = await db.apps.find_one({"_id": command.app_id, "account_id": command.account_id})
-    configured = configured_providers(app) if app else set()
-    provider = choose_provider(command, configured)
+    app = await apps.find(command.account_id, command.app_id)
+    # A sandbox app delivers through the built-in emulators, so every provider is open to it.
+    configured = (ALL_PROVIDERS if app.sandbox else app.configured) if app else frozenset()
+    chosen = provider_for(
+        command.platform,
+        command.token,
+        web_subscription=command.subscription is not None,
+        configured=configured,
+    )
+    provider: Provider = chosen or "fcm"
     token_hash = hash_token(command.token)
 
     def failed(reason: FailureReason) -> RegistrationResolved:
@@ -71,7 +58,7 @@ async def resolve_registration(
             failure_reason=reason,
         )
 
-    if app is None or provider not in configured:
+    if app is None or chosen is None:
         return failed("FailedToStoreDevice")
     if len(command.token) > MAX_TOKEN_LENGTH[provider]:
         return failed("DeviceTokenTooLong")
@@ -83,7 +70,7 @@ async def resolve_registration(
             and existing.get("contact_id") == command.contact_id
         ):
             return failed("DuplicateExists")
-    if command.verify or (app.get("settings") or {}).get("verify_on_register"):
+    if command.verify or app.settings.verify_on_register:
         return PushJob(
             kind="verify",
             registration=command,

@@ -23,6 +23,7 @@ from services.core.events import (
     DeliveryOutcome,
     PushJob,
     RegisterDevice,
+    utc_now,
 )
 from services.core.settings import Settings
 from services.core.store.client import Document
@@ -39,15 +40,18 @@ VERIFYING_APP = "app-verify"
 
 @pytest.fixture
 async def apps(db: AsyncDatabase[Document]) -> None:
+    now = utc_now()
+    common = {
+        "account_id": ACCOUNT,
+        "name": "App",
+        "providers": {"fcm": {"project_id": "p"}},
+        "created": now,
+        "updated": now,
+    }
     await db.apps.insert_many(
         [
-            {"_id": APP, "account_id": ACCOUNT, "providers": {"fcm": {"project_id": "p"}}},
-            {
-                "_id": VERIFYING_APP,
-                "account_id": ACCOUNT,
-                "providers": {"fcm": {"project_id": "p"}},
-                "settings": {"verify_on_register": True},
-            },
+            {"_id": APP, **common},
+            {"_id": VERIFYING_APP, **common, "settings": {"verify_on_register": True}},
         ]
     )
 
