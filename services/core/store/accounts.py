@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import uuid
 from datetime import datetime
@@ -24,7 +23,6 @@ from services.core.store.client import Document, stored_now
 _KEY_PREFIX = "pl_"
 # Ids also appear in URL paths and Kafka keys: keep them to URL-safe characters.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-_ID = re.compile(ID_PATTERN)
 
 RecordId = Annotated[str, Field(pattern=ID_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -43,11 +41,6 @@ class Account(BaseModel):
 def new_id() -> str:
     """A generated account or app id."""
     return str(uuid.uuid4())
-
-
-def valid_id(value: str) -> bool:
-    """Whether `value` may be used as an account or app id."""
-    return _ID.fullmatch(value) is not None
 
 
 def hash_api_key(api_key: str) -> str:
