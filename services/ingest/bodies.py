@@ -90,6 +90,7 @@ def _problem(error: Any) -> Problem:
         "too_short": f"must have at least {ctx.get('min_length')} item(s)",
         "literal_error": f"must be one of {ctx.get('expected')}",
         "string_pattern_mismatch": "has characters that are not allowed",
+        "extra_forbidden": "is not a known field",
     }
     if kind == "value_error":
         message = str(error["msg"]).removeprefix("Value error, ")
