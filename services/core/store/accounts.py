@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from datetime import datetime
@@ -17,12 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.core.errors import AlreadyExistsError, NotFoundError
+from services.core.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
 from services.core.store.client import Document, stored_now
 
 _KEY_PREFIX = "pl_"
 # Ids also appear in URL paths and Kafka keys: keep them to URL-safe characters.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_ID = re.compile(ID_PATTERN)
 
 RecordId = Annotated[str, Field(pattern=ID_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -57,8 +59,13 @@ class Accounts:
     async def create(self, name: str, account_id: str | None = None) -> tuple[Account, str]:
         """Create an account; return it and its first API key (the only time it is shown).
 
-        Raises AlreadyExistsError when `account_id` is taken.
+        Raises AlreadyExistsError when `account_id` is taken, InvalidRequestError when it
+        is not a valid id.
         """
+        if account_id is not None and not _ID.fullmatch(account_id):
+            raise InvalidRequestError(
+                "an id is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         api_key = _new_api_key()
         account = Account(id=account_id or new_id(), name=name, created=stored_now())
         try:
