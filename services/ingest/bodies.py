@@ -16,6 +16,8 @@ from services.core.devices import MAX_TOKEN_LENGTH
 
 T = TypeVar("T")
 
+NOT_JSON = "the body is not valid JSON"
+
 
 def _not_blank(value: str) -> str:
     if not value.strip():
@@ -75,7 +77,7 @@ def _problem(error: Any) -> Problem:
         f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
     ).lstrip(".")
     if kind == "json_invalid":
-        return Problem("", "the body is not valid JSON")
+        return Problem("", NOT_JSON)
     messages = {
         "missing": "is required",
         "string_type": "must be a string",
