@@ -35,11 +35,6 @@ class Vault:
     def __init__(self, master_key: SecretStr | None) -> None:
         self._aead = None if master_key is None else AESGCM(_derive(master_key))
 
-    @property
-    def enabled(self) -> bool:
-        """Whether a master key is configured."""
-        return self._aead is not None
-
     def seal(self, plaintext: bytes, *, context: str) -> str:
         """Encrypt `plaintext` bound to `context`.
 

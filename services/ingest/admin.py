@@ -8,6 +8,7 @@ Provider secrets go in; none ever comes out.
 from __future__ import annotations
 
 import hmac
+import logging
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -24,6 +25,8 @@ from services.core.store.apps import App, AppChanges, NewApp
 from services.ingest.bodies import Body, Invalid, Problem, documented, parse
 from services.ingest.problems import invalid, problem
 from services.ingest.registry import bearer, registry_of
+
+log = logging.getLogger(__name__)
 
 
 class NewAccount(Body):
@@ -100,7 +103,8 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
         except (AlreadyExistsError, InvalidRequestError) as exc:
             return problem(409, str(exc))
         except MasterKeyMissingError as exc:
-            # A set-up problem of the server, not the caller's: say so plainly.
+            # A set-up problem of the server, not the caller's: say so plainly, to both.
+            log.error("provider credentials refused: %s", exc)
             return problem(500, str(exc))
         return JSONResponse(app_view(app), status_code=201)
 
@@ -125,7 +129,8 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
         except (AlreadyExistsError, InvalidRequestError) as exc:
             return problem(409, str(exc))
         except MasterKeyMissingError as exc:
-            # A set-up problem of the server, not the caller's: say so plainly.
+            # A set-up problem of the server, not the caller's: say so plainly, to both.
+            log.error("provider credentials refused: %s", exc)
             return problem(500, str(exc))
         return JSONResponse(app_view(app))
 

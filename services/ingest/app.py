@@ -19,7 +19,8 @@ from services.core.settings import Settings
 from services.core.store import client as store
 from services.core.store.apps import Apps
 from services.core.store.indexes import ensure_indexes
-from services.ingest import admin, cij, masiv, native, routee
+from services.ingest import admin as admin_api
+from services.ingest import cij, masiv, native, routee
 from services.ingest.registry import Registry
 
 
@@ -54,11 +55,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Pushline ingest", version="1", lifespan=lifespan)
     app.middleware("http")(_observe)
-    app.add_exception_handler(admin.Unauthorized, admin.unauthorized)
+    app.add_exception_handler(admin_api.Unauthorized, admin_api.unauthorized)
     app.add_exception_handler(KafkaUnavailableError, _kafka_unavailable)
     for router in (native.router, routee.router, cij.router, masiv.router):
         app.include_router(router)
-    app.include_router(admin.routes(settings.admin_token))
+    app.include_router(admin_api.routes(settings.admin_token))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -16,6 +16,8 @@ from services.core.devices import MAX_TOKEN_LENGTH
 
 T = TypeVar("T")
 
+NOT_JSON = "the body is not valid JSON"
+
 
 def _not_blank(value: str) -> str:
     if not value.strip():
@@ -75,7 +77,7 @@ def _problem(error: Any) -> Problem:
         f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
     ).lstrip(".")
     if kind == "json_invalid":
-        return Problem("", "the body is not valid JSON")
+        return Problem("", NOT_JSON)
     messages = {
         "missing": "is required",
         "string_type": "must be a string",
@@ -90,6 +92,7 @@ def _problem(error: Any) -> Problem:
         "too_short": f"must have at least {ctx.get('min_length')} item(s)",
         "literal_error": f"must be one of {ctx.get('expected')}",
         "string_pattern_mismatch": "has characters that are not allowed",
+        "extra_forbidden": "is not a known field",
     }
     if kind == "value_error":
         message = str(error["msg"]).removeprefix("Value error, ")

@@ -5,7 +5,9 @@ Errors: 400 `{"routeeContactId": <the seed's message>, "error": "error occured",
 "details": [...]}`. The seed lists its messages under `routeeContactId`, so that is where
 they go; `details` says exactly what was wrong. A missing or unknown API key is 401 in the
 same shape. `deviceType` is matched case-insensitively (the seeds write both `Android` and
-`ANDROID`).
+`ANDROID`). The seed's request samples quote the token with typographic quotes
+(`"token": “12345678”`); a body that is not JSON only because of such quotes is read with
+them as plain ones, so that the sample works when copied.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from services.core.events import Platform
-from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
+from services.ingest.bodies import (
+    NOT_JSON,
+    Body,
+    Invalid,
+    NonBlank,
+    Problem,
+    TokenText,
+    documented,
+    parse,
+)
 from services.ingest.registry import (
     bearer,
     device_provider,
@@ -50,7 +61,7 @@ async def map_device(device_type: str, request: Request) -> JSONResponse:
     if account is None:
         return _error(401, NOT_FOUND, [Problem("Authorization", "missing or unknown API key")])
     try:
-        body = parse(RouteeDevice, await request.body())
+        body = _parse(await request.body())
     except Invalid as exc:
         return _error(400, _message_for(exc.problems), exc.problems)
     platform = _PLATFORMS.get(device_type.lower())
@@ -73,6 +84,16 @@ async def map_device(device_type: str, request: Request) -> JSONResponse:
     )
     await registry.publish([command])
     return JSONResponse({"routeeContactId": body.routee_contact_id})
+
+
+def _parse(raw: bytes) -> RouteeDevice:
+    try:
+        return parse(RouteeDevice, raw)
+    except Invalid as exc:
+        curly = "\u201c".encode(), "\u201d".encode()
+        if exc.problems[0].message != NOT_JSON or not any(q in raw for q in curly):
+            raise
+        return parse(RouteeDevice, raw.replace(curly[0], b'"').replace(curly[1], b'"'))
 
 
 def _message_for(problems: list[Problem]) -> str:

@@ -168,6 +168,11 @@ async def test_update_app(client: httpx.AsyncClient, db: AsyncDatabase[Document]
     assert (await apps.credentials(created["id"], "apns")) is not None
     missing = await client.patch("/admin/v1/apps/nope", json={"name": "x"}, headers=ADMIN)
     assert missing.status_code == 404
+    moved = await client.patch(
+        f"/admin/v1/apps/{created['id']}", json={"account_id": "other"}, headers=ADMIN
+    )
+    assert moved.status_code == 400
+    assert moved.json()["errors"] == [{"field": "account_id", "message": "is not a known field"}]
 
 
 async def test_package_names_name_one_app_per_account(client: httpx.AsyncClient) -> None:

@@ -202,3 +202,28 @@ async def test_a_web_token_holding_a_push_subscription_goes_to_web_push(
     assert command.subscription is not None
     assert command.subscription.endpoint == subscription["endpoint"]
     assert key == device_key(tenant.app.id, hash_token(str(subscription["endpoint"])))
+
+
+async def test_the_seeds_request_sample_with_typographic_quotes_works_as_copied(
+    client: httpx.AsyncClient, tap: Tap, tenants: TenantFactory
+) -> None:
+    tenant = await tenants.make()
+    sample = """{
+"routeeContactId": "64be7af142fe590001a22923",
+"token": \u201c12345678\u201d,
+"implementationId":"66447faae76e4b00011d9cef"
+}""".replace("66447faae76e4b00011d9cef", tenant.app.id)
+    response = await client.post(
+        "/messages/ios", content=sample.encode(), headers=headers(tenant.api_key)
+    )
+    assert response.status_code == 200
+    assert response.json() == {"routeeContactId": "64be7af142fe590001a22923"}
+    [(_, command)] = await tap.drain(tenant.app.id)
+    assert isinstance(command, RegisterDevice)
+    assert (command.token, command.platform) == ("12345678", "ios")
+    # Other malformed bodies stay malformed.
+    broken = await client.post(
+        "/messages/ios", content=sample.encode()[:-1], headers=headers(tenant.api_key)
+    )
+    assert broken.status_code == 400
+    assert broken.json()["details"] == ["the body is not valid JSON"]

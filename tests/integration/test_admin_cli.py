@@ -146,6 +146,9 @@ async def test_cli_refusals_exit_1_with_a_reason(
 ) -> None:
     code, _, err = await pushline(child_env, "get-app", "nope")
     assert (code, err.strip()) == (1, "pushline admin: app nope not found")
+    code, _, err = await pushline(child_env, "create-account", "--name", "A", "--id", "a/b")
+    assert code == 1
+    assert "an id is 1-128 letters" in err
     code, _, err = await pushline(child_env, "issue-key", "nobody")
     assert (code, err.strip()) == (1, "pushline admin: account nobody not found")
     code, _, err = await pushline(child_env, "create-account", "--name", "A", "--id", "a1")

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.core.errors import AlreadyExistsError, NotFoundError
+from services.core.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
 from services.core.store.client import Document, stored_now
 
 _KEY_PREFIX = "pl_"
@@ -45,11 +45,6 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def valid_id(value: str) -> bool:
-    """Whether `value` may be used as an account or app id."""
-    return _ID.fullmatch(value) is not None
-
-
 def hash_api_key(api_key: str) -> str:
     """The SHA-256 hex digest under which an API key is stored and looked up."""
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
@@ -64,8 +59,13 @@ class Accounts:
     async def create(self, name: str, account_id: str | None = None) -> tuple[Account, str]:
         """Create an account; return it and its first API key (the only time it is shown).
 
-        Raises AlreadyExistsError when `account_id` is taken.
+        Raises AlreadyExistsError when `account_id` is taken, InvalidRequestError when it
+        is not a valid id.
         """
+        if account_id is not None and not _ID.fullmatch(account_id):
+            raise InvalidRequestError(
+                "an id is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         api_key = _new_api_key()
         account = Account(id=account_id or new_id(), name=name, created=stored_now())
         try:

@@ -44,7 +44,6 @@ def test_an_altered_value_does_not_open() -> None:
 
 def test_without_a_master_key_nothing_is_sealed_or_opened() -> None:
     vault = Vault(None)
-    assert not vault.enabled
     with pytest.raises(MasterKeyMissingError, match="PUSHLINE_MASTER_KEY is not set"):
         vault.seal(b"x", context="c")
     with pytest.raises(MasterKeyMissingError):
