@@ -69,6 +69,12 @@ def _app_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--send-to", choices=("all", "latest"))
     parser.add_argument("--verify-on-register", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument(
+        "--sandbox",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="deliver to the built-in provider emulators",
+    )
+    parser.add_argument(
         "--fcm-service-account", metavar="FILE", help="the service-account JSON from Google"
     )
     parser.add_argument("--apns-team-id")
@@ -125,7 +131,7 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise ValueError("--json must hold a JSON object")
         body.update(loaded)
-    for name in ("name", "package_names"):
+    for name in ("name", "package_names", "sandbox"):
         if getattr(args, name) is not None:
             body[name] = getattr(args, name)
     settings = dict(body.get("settings") or {})

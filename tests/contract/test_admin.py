@@ -51,6 +51,7 @@ def app_body(account_id: str, **more: object) -> dict[str, object]:
             "vapid_public_key": "BPublicKey",
             "subject": "mailto:ops@empresa.com",
         },
+        "sandbox": True,
         **more,
     }
 
@@ -139,6 +140,7 @@ async def test_update_app(client: httpx.AsyncClient, db: AsyncDatabase[Document]
     ).json()
     changes = {
         "name": "Renamed",
+        "sandbox": False,
         "settings": {"verify_on_register": False},
         "webpush": None,
         "apns": {

@@ -78,7 +78,11 @@ class ProviderConfigs(_Model):
 
 
 class App(_Model):
-    """An app as every stage sees it; never holds secrets."""
+    """An app as every stage sees it; never holds secrets.
+
+    `sandbox` apps deliver to Pushline's built-in provider emulators, whatever their
+    credentials (APNs's own sandbox environment is `providers.apns.sandbox`).
+    """
 
     id: str
     account_id: str
@@ -104,6 +108,7 @@ class NewApp(_Model):
     name: Name
     package_names: Annotated[list[PackageName], Field(max_length=50)] = []
     settings: AppSettings = AppSettings()
+    sandbox: bool = False
     fcm: FCMCredentials | None = None
     apns: APNSCredentials | None = None
     webpush: WebPushCredentials | None = None
@@ -123,6 +128,7 @@ class AppChanges(_Model):
     name: Name | None = None
     package_names: Annotated[list[PackageName], Field(max_length=50)] | None = None
     settings: SettingsChanges | None = None
+    sandbox: bool | None = None
     fcm: FCMCredentials | None = None
     apns: APNSCredentials | None = None
     webpush: WebPushCredentials | None = None
@@ -154,7 +160,7 @@ class Apps:
             "name": new.name,
             "package_names": new.package_names,
             "settings": new.settings.model_dump(),
-            "sandbox": False,
+            "sandbox": new.sandbox,
             "providers": {},
             "credentials": {},
             "created": now,
@@ -166,8 +172,6 @@ class Apps:
                 shown, sealed = self._seal(app_id, provider, credentials)
                 document["providers"][provider] = shown
                 document["credentials"][provider] = sealed
-        if new.apns is not None:
-            document["sandbox"] = new.apns.sandbox
         try:
             await self._apps.insert_one(document)
         except DuplicateKeyError as exc:
@@ -231,8 +235,8 @@ class Apps:
                 shown, sealed = self._seal(app_id, provider, credentials)
                 updates[f"providers.{provider}"] = shown
                 updates[f"credentials.{provider}"] = sealed
-        if "apns" in given:
-            updates["sandbox"] = changes.apns.sandbox if changes.apns is not None else False
+        if changes.sandbox is not None:
+            updates["sandbox"] = changes.sandbox
         operation: Document = {"$set": updates}
         if removals:
             operation["$unset"] = removals
