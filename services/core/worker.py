@@ -7,8 +7,10 @@ indexes, so the services may start in any order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 import faust
 import httpx
@@ -56,6 +58,7 @@ class StreamApp(faust.App):
         self._mongo: AsyncMongoClient[store.Document] | None = None
         self._http: httpx.AsyncClient | None = None
         self._readiness: Readiness | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self._add_pages()
 
     @property
@@ -88,8 +91,15 @@ class StreamApp(faust.App):
             timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False
         )
 
+    def close_on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Have `closer` awaited when the app stops (for clients an agent built)."""
+        self._closers.append(closer)
+
     async def on_stop(self) -> None:
-        """Close the connections `on_start` opened."""
+        """Close the connections `on_start` opened, and whatever was registered."""
+        for closer in self._closers:
+            await closer()
+        self._closers.clear()
         if self._readiness is not None:
             await self._readiness.close()
             self._readiness = None
@@ -157,6 +167,34 @@ class StreamApp(faust.App):
                 {"status": "ready" if ready else "unready", **checks},
                 status=200 if ready else 503,
             )
+
+
+async def unacked_batches(
+    stream: faust.StreamT[bytes], size: int, within: float
+) -> AsyncIterator[list[faust.EventT[Any]]]:
+    """Batches of up to `size` events, each yielded at most `within` seconds after its
+    first event arrived, and never acknowledged here: the caller acks each event (with
+    `stream.ack(event)`) once it is done with it, in any order. Faust commits an offset
+    only when every event before it is acknowledged.
+    """
+    # The StreamT protocol lacks `noack`; the Stream class every agent gets has it.
+    events = aiter(cast(faust.Stream[bytes], stream).noack().events())
+    waiting: asyncio.Task[faust.EventT[Any]] | None = None
+    while True:
+        if waiting is None:
+            waiting = asyncio.ensure_future(anext(events))
+        batch = [await waiting]
+        waiting = None
+        deadline = asyncio.get_running_loop().time() + within
+        while len(batch) < size:
+            waiting = asyncio.ensure_future(anext(events))
+            timeout = deadline - asyncio.get_running_loop().time()
+            done, _ = await asyncio.wait({waiting}, timeout=max(timeout, 0))
+            if not done:
+                break
+            batch.append(waiting.result())
+            waiting = None
+        yield batch
 
 
 def run_worker(app: StreamApp) -> None:

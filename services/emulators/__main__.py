@@ -13,12 +13,14 @@ import logging
 import signal
 import sys
 
+from cryptography.hazmat.primitives import serialization
+
 from services.core.settings import Settings
 from services.emulators.apns import APNSEmulator
 from services.emulators.emulator import Emulator
 from services.emulators.fcm import FCMEmulator
-from services.emulators.keys import ec_key, rsa_key, secret
-from services.emulators.webpush import WebPushEmulator
+from services.emulators.keys import ec_key, pkcs8_pem, rsa_key, secret
+from services.emulators.webpush import WebPushEmulator, b64url
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,20 @@ def build(settings: Settings) -> list[tuple[Emulator, int]]:
     ]
 
 
+def sandbox_vapid(settings: Settings) -> dict[str, str]:
+    """VAPID credentials for sandbox apps that have none (a browser-bound subscription
+    still needs the app's own key)."""
+    key = ec_key(settings.state_dir / "emulators" / "sandbox-vapid.pem")
+    public = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return {
+        "vapid_private_key": pkcs8_pem(key),
+        "vapid_public_key": b64url(public),
+        "subject": "mailto:sandbox@pushline.invalid",
+    }
+
+
 async def serve(settings: Settings) -> None:
     """Start the emulators, write clients.json, and serve until a stop signal."""
     stop = asyncio.Event()
@@ -54,6 +70,7 @@ async def serve(settings: Settings) -> None:
             await emulator.start(HOST, port)
             started.append(emulator)
         clients = {emulator.provider: emulator.client_config() for emulator in started}
+        clients["webpush"]["vapid"] = sandbox_vapid(settings)
         path = settings.state_dir / "emulators" / "clients.json"
         path.write_text(json.dumps(clients, indent=2) + "\n")
         path.chmod(0o600)

@@ -1,0 +1,100 @@
+"""Each app's provider clients: built from its own credentials, or, for sandbox apps,
+pointed at the built-in emulators that `pushline emulators` runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from services.core.errors import ProviderAuthError
+from services.core.providers.base import Provider
+from services.core.providers.registry import ProviderCache
+from services.core.settings import Settings
+from services.core.store.apps import Apps
+
+# How long an app's sandbox flag is trusted before it is read again.
+_FLAG_TTL = 60.0
+
+
+class AppProviders:
+    """`get(app_id, provider)` for the dispatcher; clients are cached per app."""
+
+    def __init__(self, settings: Settings, apps: Apps) -> None:
+        self._settings = settings
+        self._apps = apps
+        self._own = ProviderCache(settings, self._own_credentials)
+        self._sandbox: ProviderCache | None = None
+        self._emulators: dict[str, Any] = {}
+        self._flags: dict[str, tuple[bool, float]] = {}
+
+    async def get(self, app_id: str, provider: str) -> Provider:
+        """The app's provider. Raises ProviderAuthError when the app cannot use it (no
+        credentials, unusable credentials, or a sandbox app while no emulators run)."""
+        if await self._is_sandbox(app_id):
+            return await self._sandbox_cache().get(app_id, provider)
+        return await self._own.get(app_id, provider)
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        await self._own.aclose()
+        if self._sandbox is not None:
+            await self._sandbox.aclose()
+
+    async def _is_sandbox(self, app_id: str) -> bool:
+        flag, read_at = self._flags.get(app_id, (False, -_FLAG_TTL))
+        if time.monotonic() - read_at >= _FLAG_TTL:
+            app = await self._apps.get(app_id)
+            flag = app is not None and app.sandbox
+            self._flags[app_id] = (flag, time.monotonic())
+        return flag
+
+    async def _own_credentials(self, app_id: str, provider: str) -> Mapping[str, Any]:
+        credentials = await self._apps.credentials(app_id, provider)  # type: ignore[call-overload]
+        if credentials is None:
+            raise ProviderAuthError(
+                f"app {app_id} has no {provider} credentials",
+                provider=provider,
+                reason="NoCredentials",
+            )
+        return dict(credentials.model_dump())
+
+    def _sandbox_cache(self) -> ProviderCache:
+        clients = self._settings.state_dir / "emulators" / "clients.json"
+        try:
+            self._emulators = json.loads(clients.read_text())
+        except (OSError, ValueError) as exc:
+            raise ProviderAuthError(
+                f"sandbox app, but the emulators are not running ({clients} unreadable)",
+                provider="sandbox",
+                reason="NoEmulators",
+            ) from exc
+        if self._sandbox is None:
+            apns = self._emulators["apns"]
+            pointed = self._settings.model_copy(
+                update={
+                    "fcm_endpoint": self._emulators["fcm"]["endpoint"],
+                    "apns_endpoint": apns["endpoint"],
+                    "apns_ca_file": apns["ca_file"],
+                    # The emulators listen on loopback.
+                    "webhook_allow_private": True,
+                }
+            )
+            self._sandbox = ProviderCache(pointed, self._sandbox_credentials)
+        return self._sandbox
+
+    async def _sandbox_credentials(self, app_id: str, provider: str) -> Mapping[str, Any]:
+        if provider == "fcm":
+            return {"service_account": self._emulators["fcm"]["service_account"]}
+        if provider == "apns":
+            apns = self._emulators["apns"]
+            return {
+                "team_id": apns["team_id"],
+                "key_id": apns["key_id"],
+                "topic": apns["topics"][0],
+                "private_key": apns["key"],
+                "sandbox": False,
+            }
+        vapid: dict[str, Any] = self._emulators["webpush"]["vapid"]
+        return vapid
