@@ -85,13 +85,19 @@ class Options(Message):
 
 
 class Audience(Message):
-    """Who a send request is for: any mix of selectors, narrowed by platform."""
+    """Who a send request is for: any mix of selectors.
+
+    `platforms` narrows the association selectors (contact ids, cellphones, emails), not
+    the raw tokens. Raw tokens match devices of the request's app, or of any app of the
+    account with `tokens_from="account"` (Masiv's rule).
+    """
 
     tokens: list[Token] = Field(default_factory=list)
     contact_ids: list[Id] = Field(default_factory=list)
     cellphones: list[Id] = Field(default_factory=list)
     emails: list[Id] = Field(default_factory=list)
     platforms: list[Platform] = Field(default_factory=list)
+    tokens_from: Literal["app", "account"] = "app"
 
 
 class RegisterDevice(Message):
@@ -223,8 +229,22 @@ class FanoutCompleted(Message):
     dry_run: bool = False
 
 
+InteractionType = Literal["delivered", "opened", "clicked", "dismissed"]
+
+
+class Interaction(Message):
+    """push.feedback: an app reports what its user did with a notification."""
+
+    type: Literal["interaction"] = "interaction"
+    notification_id: Id
+    app_id: Id
+    token_hash: Id
+    interaction: InteractionType
+    at: datetime = Field(default_factory=utc_now)
+
+
 FeedbackEvent = Annotated[
-    DeliveryOutcome | FanoutCompleted | RegistrationResolved | CleanupDevices,
+    DeliveryOutcome | FanoutCompleted | RegistrationResolved | CleanupDevices | Interaction,
     Field(discriminator="type"),
 ]
 

@@ -16,6 +16,7 @@ from services.core.events import (
     CleanupDevices,
     DeliveryOutcome,
     FanoutCompleted,
+    Interaction,
     RegistrationResolved,
     WebhookCall,
 )
@@ -25,7 +26,7 @@ from services.core.store.devices import DevicesRepository
 from services.core.store.notifications import NotificationsRepository
 from services.core.topics import FEEDBACK_APP_ID
 from services.core.worker import StreamApp
-from services.feedback.deliveries import apply_outcomes
+from services.feedback.deliveries import apply_interactions, apply_outcomes
 from services.feedback.registrations import apply_registration, verdict_of_verification
 from services.feedback.webhooks import WebhookSender
 
@@ -73,6 +74,7 @@ async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -
     an invalidation and a re-registration of one device keep their order.
     """
     outcomes: list[DeliveryOutcome] = []
+    interactions: list[Interaction] = []
     for key, value in batch:
         try:
             event = decode(topics.FEEDBACK, value)
@@ -81,6 +83,9 @@ async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -
             continue
         if isinstance(event, DeliveryOutcome) and event.kind == "send":
             outcomes.append(event)
+            continue
+        if isinstance(event, Interaction):
+            interactions.append(event)
             continue
         await apply_outcomes(outcomes, app.db)
         outcomes.clear()
@@ -96,3 +101,4 @@ async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -
             if call is not None:
                 await app.publish(topics.WEBHOOKS, call.webhook_id.encode(), call)
     await apply_outcomes(outcomes, app.db)
+    await apply_interactions(interactions, app.db)

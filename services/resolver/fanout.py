@@ -81,9 +81,12 @@ async def targeted_devices(
     ]
     platforms = set(request.to.platforms)
 
+    raw_scope = scope
+    if request.to.tokens_from == "account":
+        raw_scope = {k: v for k, v in scope.items() if k != "app_id"}
     for chunk in _chunks(hashes):
         cursor = db.devices.find(
-            {**scope, "token_hash": {"$in": chunk}}, _PROJECTION, batch_size=CURSOR_BATCH
+            {**raw_scope, "token_hash": {"$in": chunk}}, _PROJECTION, batch_size=CURSOR_BATCH
         )
         async for device in cursor:
             yield device

@@ -25,8 +25,6 @@ from services.core.tokens import hash_token
 # APNs tokens are 32-100 bytes in hex, Web Push endpoints are URLs.
 MAX_TOKEN_LENGTH: dict[Provider, int] = {"fcm": 1024, "apns": 200, "webpush": 2048}
 
-ALL_PROVIDERS: frozenset[Provider] = frozenset({"fcm", "apns", "webpush"})
-
 
 async def resolve_registration(
     command: RegisterDevice, apps: Apps, db: AsyncDatabase[Document]
@@ -38,8 +36,7 @@ async def resolve_registration(
     dialects refresh it), and `FailedToStoreDevice` when the app is gone.
     """
     app = await apps.find(command.account_id, command.app_id)
-    # A sandbox app delivers through the built-in emulators, so every provider is open to it.
-    configured = (ALL_PROVIDERS if app.sandbox else app.configured) if app else frozenset()
+    configured = app.configured if app else frozenset()
     chosen = provider_for(
         command.platform,
         command.token,

@@ -96,7 +96,10 @@ class App(_Model):
 
     @property
     def configured(self) -> frozenset[Provider]:
-        """The providers the app has credentials for."""
+        """The providers the app can deliver through: those it has credentials for, or
+        all of them in sandbox (the emulators need none)."""
+        if self.sandbox:
+            return frozenset(PROVIDERS)
         return frozenset(p for p in PROVIDERS if getattr(self.providers, p) is not None)
 
 

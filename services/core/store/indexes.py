@@ -32,6 +32,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     "notifications": [IndexModel([("app_id", ASCENDING)], name="app")],
     # One document per (notification, device) outcome: `_id` makes redeliveries visible.
     "deliveries": [IndexModel([("notification_id", ASCENDING)], name="notification")],
+    "interactions": [IndexModel([("notification_id", ASCENDING)], name="notification")],
+    # Idempotency keys of send requests, `_id` = account and key.
+    "idempotency": [IndexModel([("created", ASCENDING)], name="created")],
 }
 
 

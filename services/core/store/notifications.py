@@ -13,7 +13,16 @@ from pymongo.errors import DuplicateKeyError
 from services.core.events import FanoutCompleted, SendRequest, utc_now
 from services.core.store.client import Document
 
-COUNTERS = ("targeted", "sent", "failed", "invalid", "opened", "clicked")
+COUNTERS = (
+    "targeted",
+    "sent",
+    "failed",
+    "invalid",
+    "delivered",
+    "opened",
+    "clicked",
+    "dismissed",
+)
 # Outcomes that end a job, and the counter each one adds to.
 TERMINAL = {"success": "sent", "failed": "failed", "invalid_token": "invalid"}
 

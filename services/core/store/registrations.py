@@ -39,23 +39,3 @@ class RegistrationsRepository:
             },
             upsert=True,
         )
-
-    async def statuses(self, account_id: str, request_ids: list[str]) -> list[Document]:
-        """One `{status, failure_reason}` per id, in the order asked.
-
-        An id with no document, or one of another account, is `Pending`: nothing about
-        another tenant's requests is revealed.
-        """
-        found = {
-            doc["_id"]: doc
-            async for doc in self._registrations.find(
-                {"_id": {"$in": request_ids}, "account_id": account_id}
-            )
-        }
-        return [
-            {
-                "status": found[i]["status"] if i in found else "Pending",
-                "failure_reason": found[i]["failure_reason"] if i in found else None,
-            }
-            for i in request_ids
-        ]
