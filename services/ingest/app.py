@@ -22,6 +22,7 @@ from services.core.store.indexes import ensure_indexes
 from services.ingest import admin as admin_api
 from services.ingest import cij, masiv, native, routee
 from services.ingest.registry import Registry
+from services.ingest.sending import Sends
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
             producer,
             settings.scoped(topics.REGISTRATIONS.name),
         )
+        app.state.sends = Sends(db, producer, settings)
         app.state.readiness = Readiness(db, admin)
         try:
             yield

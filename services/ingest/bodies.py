@@ -27,6 +27,8 @@ def _not_blank(value: str) -> str:
 
 # Bounds match services.core.events (ids 200, tokens 4096 characters).
 NonBlank = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+# Free text that must say something (a title, a message), without the id length bound.
+NonBlankText = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
 TokenText = Annotated[
     str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH), AfterValidator(_not_blank)
 ]

@@ -1,5 +1,7 @@
 """Masiv dialect (seed 002): `POST /v1/association/create` links a device token to a
-cellphone and/or an email under an app of the caller's account (Bearer API key).
+cellphone and/or an email under an app of the caller's account (Bearer API key);
+`POST /v1/notification/sendToList` sends to raw tokens and to the devices associated
+with cellphones and emails.
 
 `appId` matches the package names (or, failing that, the id) of the account's apps; it
 may be left out when the account has exactly one app. The seed does not say the device's
@@ -13,18 +15,29 @@ Errors take the seed's (Spring Boot's) shape `{"timestamp", "status", "error", "
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field, model_validator
 
 from services.core.devices import is_apns_token, normalize_cellphone, normalize_email
-from services.core.events import Platform, WebPushSubscription
+from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
+from services.core.providers.payload import ALL_PROVIDERS
 from services.core.store.accounts import Account
 from services.core.store.apps import App
-from services.ingest.bodies import Body, Invalid, NonBlank, TokenText, documented, parse
+from services.ingest.bodies import (
+    Body,
+    Invalid,
+    NonBlank,
+    NonBlankText,
+    TokenText,
+    documented,
+    parse,
+)
 from services.ingest.registry import (
     Registry,
     bearer,
@@ -33,6 +46,7 @@ from services.ingest.registry import (
     registry_of,
     subscription_in,
 )
+from services.ingest.sending import Sends, sends_of
 
 router = APIRouter(tags=["Masiv"])
 
@@ -120,6 +134,145 @@ def _platform_of(body: AssociationRequest, subscription: WebPushSubscription | N
     if subscription is not None:
         return "web"
     return "ios" if is_apns_token(body.token) else "android"
+
+
+# Data keys FCM keeps for itself (seed 002): these words, and anything starting with these.
+_RESERVED_KEYS = ("from", "message_type")
+_RESERVED_PREFIXES = ("google", "gcm")
+MAX_LIST = 10_000
+
+
+def _data_keys(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if key in _RESERVED_KEYS or key.lower().startswith(_RESERVED_PREFIXES):
+            raise ValueError(
+                f"key {key!r} is reserved (from, message_type, google*, gcm* are not allowed)"
+            )
+    return value
+
+
+class MasivNotification(Body):
+    """`title` and `message` are required, `imageUrl` optional."""
+
+    title: Annotated[NonBlankText, Field(max_length=1000)]
+    message: Annotated[NonBlankText, Field(max_length=4000)]
+    image_url: Annotated[str | None, Field(alias="imageUrl", max_length=2048)] = None
+
+
+class TokensByAssociation(Body):
+    """Cellphones and/or emails, narrowed by app and device types."""
+
+    app_id: Annotated[NonBlank | None, Field(alias="appId")] = None
+    device_types: Annotated[
+        list[Annotated[NonBlank, AfterValidator(_platform)]],
+        Field(alias="deviceTypesToSend", default_factory=list, max_length=3),
+    ]
+    cellphones: Annotated[
+        list[Annotated[NonBlank, AfterValidator(normalize_cellphone)]],
+        Field(default_factory=list, max_length=MAX_LIST),
+    ]
+    emails: Annotated[
+        list[Annotated[NonBlank, AfterValidator(normalize_email)]],
+        Field(default_factory=list, max_length=MAX_LIST),
+    ]
+
+    @model_validator(mode="after")
+    def _someone(self) -> TokensByAssociation:
+        if not (self.cellphones or self.emails):
+            raise ValueError("tokensByAssociation needs cellphones, emails or both")
+        return self
+
+
+class SendToList(Body):
+    """The seed's body."""
+
+    tokens: Annotated[list[TokenText], Field(default_factory=list, max_length=MAX_LIST)]
+    by_association: Annotated[TokensByAssociation | None, Field(alias="tokensByAssociation")] = None
+    notification: MasivNotification
+    data: Annotated[
+        dict[str, str], Field(default_factory=dict, max_length=100), AfterValidator(_data_keys)
+    ]
+
+    @model_validator(mode="after")
+    def _someone(self) -> SendToList:
+        if not self.tokens and self.by_association is None:
+            raise ValueError("give tokens, tokensByAssociation or both")
+        return self
+
+
+@router.post("/v1/notification/sendToList", openapi_extra=documented(SendToList))
+async def send_to_list(request: Request) -> JSONResponse:
+    """Send to raw tokens and associated cellphones/emails; 200 once on Kafka."""
+    registry = registry_of(request)
+    account = await registry.account(bearer(request))
+    if account is None:
+        return _error(request, 401, "missing or unknown API key")
+    try:
+        body = parse(SendToList, _trimmed_keys(await request.body()))
+    except Invalid as exc:
+        return _error(request, 400, str(exc))
+    association = body.by_association
+    app: App | None = None
+    if association is not None and association.app_id is not None:
+        app, problem = await _app(registry, account, association.app_id)
+        if app is None:
+            return _error(request, 400, problem)
+    else:
+        apps = await registry.apps.of_account(account.id, limit=2)
+        if not apps:
+            return _error(request, 400, "the account has no app")
+        app = apps[0] if len(apps) == 1 else None
+    if app is None and await sends_of(request).unregistered(account.id, body.tokens):
+        return _error(
+            request,
+            400,
+            "some tokens are not registered and the account has several apps: "
+            "give tokensByAssociation.appId to say which app sends to them",
+        )
+    content = Content(
+        title=body.notification.title,
+        body=body.notification.message,
+        image_url=body.notification.image_url,
+    )
+    refused = Sends.check(
+        content, body.data, sorted(app.configured) if app is not None else ALL_PROVIDERS
+    )
+    if refused is not None:
+        return _error(request, 400, refused)
+    send = SendRequest(
+        notification_id=str(uuid.uuid4()),
+        account_id=account.id,
+        app_id=app.id if app is not None else None,
+        to=Audience(
+            tokens=body.tokens,
+            cellphones=association.cellphones if association else [],
+            emails=association.emails if association else [],
+            platforms=[_PLATFORMS[t] for t in association.device_types] if association else [],
+            tokens_from="account",
+        ),
+        notification=content,
+        data=body.data,
+    )
+    await sends_of(request).accept(send, request.headers.get("idempotency-key"))
+    return JSONResponse({"status": "OK", "data": "Notification has been sent", "error": None})
+
+
+def _trimmed_keys(raw: bytes) -> bytes:
+    """The body with stray whitespace around object keys removed (the seed's own example
+    writes `"cellphones "`); unparseable bodies pass through for `parse` to refuse."""
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return raw
+    return json.dumps(_trim(document)).encode()
+
+
+def _trim(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(key).strip(): _trim(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_trim(value) for value in node]
+    return node
 
 
 def _error(request: Request, status: int, message: str) -> JSONResponse:

@@ -1,5 +1,6 @@
 """The native API, `/v1/...`: register, batch-register and clean up devices, read a
-registration's status. Bearer API key; errors are RFC 9457 problem+json.
+registration's status; send notifications, read their state, report interactions, ask
+how reachable a contact is. Bearer API key; errors are RFC 9457 problem+json.
 
 Every registration is tracked: 202 returns its id, and `GET /v1/registrations/{id}`
 answers Pending until the feedback stage decides it. Registering the same device again
@@ -8,14 +9,24 @@ is accepted the same way and refreshes it (the feedback stage upserts on app and
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field, model_validator
 
 from services.core.devices import normalize_cellphone, normalize_email
-from services.core.events import Platform, RegisterDevice, WebPushSubscription
+from services.core.events import (
+    Audience,
+    Content,
+    InteractionType,
+    Options,
+    Platform,
+    RegisterDevice,
+    SendRequest,
+    WebPushSubscription,
+)
 from services.core.store.accounts import Account
 from services.core.store.apps import App
 from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
@@ -28,6 +39,7 @@ from services.ingest.registry import (
     register,
     registry_of,
 )
+from services.ingest.sending import Sends, sends_of, shown
 
 router = APIRouter(prefix="/v1", tags=["Native API"])
 
@@ -180,3 +192,167 @@ def _register(app: App, device: Device) -> RegisterDevice | Problem:
         email=device.email,
         track=True,
     )
+
+
+# Selector values per send request; larger audiences are addressed by contact lists
+# published on Kafka in several requests, or by several HTTP calls.
+MAX_SELECTOR = 10_000
+Selector = Annotated[list[NonBlank], Field(max_length=MAX_SELECTOR)]
+
+
+class Target(Body):
+    """Who receives it: any mix of raw tokens, contact ids, cellphones and emails.
+
+    `platforms` narrows the contact ids, cellphones and emails (not the raw tokens)."""
+
+    tokens: Annotated[list[TokenText], Field(max_length=MAX_SELECTOR, default_factory=list)]
+    contact_ids: Annotated[Selector, Field(default_factory=list)]
+    cellphones: Annotated[
+        list[Annotated[NonBlank, AfterValidator(normalize_cellphone)]],
+        Field(max_length=MAX_SELECTOR, default_factory=list),
+    ]
+    emails: Annotated[
+        list[Annotated[NonBlank, AfterValidator(normalize_email)]],
+        Field(max_length=MAX_SELECTOR, default_factory=list),
+    ]
+    platforms: Annotated[list[Platform], Field(default_factory=list)]
+
+    @model_validator(mode="after")
+    def _someone(self) -> Target:
+        if not (self.tokens or self.contact_ids or self.cellphones or self.emails):
+            raise ValueError("name at least one token, contact id, cellphone or email")
+        return self
+
+
+class Notification(Body):
+    """What the user sees."""
+
+    title: Annotated[str, Field(max_length=1000)] = ""
+    body: Annotated[str, Field(max_length=4000)] = ""
+    image_url: Annotated[str, Field(max_length=2048)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Notification:
+        if not (self.title.strip() or self.body.strip()):
+            raise ValueError("give a title, a body or both")
+        return self
+
+
+class SendOptions(Body):
+    """How to deliver: time to live (seconds), priority, collapse key, send_to, dry run."""
+
+    ttl: Annotated[int, Field(ge=0, le=2_419_200)] | None = None
+    priority: Literal["normal", "high"] = "high"
+    collapse_key: Annotated[str, Field(max_length=64)] | None = None
+    send_to: Literal["all", "latest"] | None = None
+    dry_run: bool = False
+
+
+class NotificationRequest(Body):
+    """`POST /v1/notifications`."""
+
+    app_id: NonBlank
+    to: Target
+    notification: Notification
+    data: Annotated[dict[str, str], Field(max_length=100, default_factory=dict)]
+    options: SendOptions = SendOptions()
+
+
+class InteractionEvent(Body):
+    """`POST /v1/events`: what the user did with a notification on one device."""
+
+    notification_id: NonBlank
+    token: TokenText
+    type: InteractionType
+
+
+@router.post("/notifications", status_code=202, openapi_extra=documented(NotificationRequest))
+async def send_notification(request: Request) -> Response:
+    """Send a notification; 202 with its id. A repeated `Idempotency-Key` (24 hours)
+    answers the first request's id and sends nothing new."""
+    registry = registry_of(request)
+    account = await registry.account(bearer(request))
+    if account is None:
+        return problem(401, "missing or unknown API key")
+    try:
+        body = parse(NotificationRequest, await request.body())
+    except Invalid as exc:
+        return invalid(exc.problems)
+    app = await registry.app(account, body.app_id)
+    if app is None:
+        return problem(404, f"app {body.app_id} not found")
+    content = Content(
+        title=body.notification.title,
+        body=body.notification.body,
+        image_url=body.notification.image_url,
+    )
+    refused = Sends.check(content, body.data, sorted(app.configured))
+    if refused is not None:
+        return invalid([Problem("notification", refused)])
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= 200:
+        return invalid([Problem("Idempotency-Key", "must be 1 to 200 characters")])
+    send = SendRequest(
+        notification_id=str(uuid.uuid4()),
+        account_id=account.id,
+        app_id=app.id,
+        to=Audience(
+            tokens=body.to.tokens,
+            contact_ids=body.to.contact_ids,
+            cellphones=body.to.cellphones,
+            emails=body.to.emails,
+            platforms=body.to.platforms,
+        ),
+        notification=content,
+        data=body.data,
+        options=Options(**body.options.model_dump()),
+    )
+    notification_id = await sends_of(request).accept(send, key)
+    return JSONResponse(
+        {"id": notification_id},
+        status_code=202,
+        headers={"Location": f"/v1/notifications/{notification_id}"},
+    )
+
+
+@router.get("/notifications/{notification_id}")
+async def notification_status(notification_id: str, request: Request) -> Response:
+    """State (accepted, resolving, sending, done), counters and per-platform counts."""
+    registry = registry_of(request)
+    account = await registry.account(bearer(request))
+    if account is None:
+        return problem(401, "missing or unknown API key")
+    found = await sends_of(request).notification(account.id, notification_id)
+    if found is None:
+        return problem(404, f"notification {notification_id} not found")
+    return JSONResponse(shown(found))
+
+
+@router.post("/events", status_code=202, openapi_extra=documented(InteractionEvent))
+async def report_interaction(request: Request) -> Response:
+    """Report that a notification was delivered, opened, clicked or dismissed on a device."""
+    registry = registry_of(request)
+    account = await registry.account(bearer(request))
+    if account is None:
+        return problem(401, "missing or unknown API key")
+    try:
+        body = parse(InteractionEvent, await request.body())
+    except Invalid as exc:
+        return invalid(exc.problems)
+    sends = sends_of(request)
+    found = await sends.notification(account.id, body.notification_id)
+    if found is None:
+        return problem(404, f"notification {body.notification_id} not found")
+    await sends.report(found, body.token, body.type)
+    return Response(status_code=202)
+
+
+@router.get("/apps/{app_id}/contacts/{contact_id}")
+async def contact_reachability(app_id: str, contact_id: str, request: Request) -> Response:
+    """Per platform, the contact's active and invalid devices and the last invalidation."""
+    registry = registry_of(request)
+    found = await _caller_app(registry, request, app_id)
+    if isinstance(found, Response):
+        return found
+    platforms = await sends_of(request).reachability(found.id, contact_id)
+    return JSONResponse({"contact_id": contact_id, "platforms": platforms})

@@ -1,0 +1,187 @@
+"""Accepting send requests, shared by the native API and Masiv: refuse what no provider
+would take, honour idempotency keys, record the notification, put it on Kafka.
+
+Also what callers read back: a notification's state and counters, a contact's
+reachability, and the interaction events apps report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import Request
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.core import topics
+from services.core.errors import KafkaUnavailableError, MessageInvalidError
+from services.core.events import Content, Interaction, InteractionType, SendRequest, utc_now
+from services.core.kafka import encode
+from services.core.providers.classify import ProviderName
+from services.core.providers.payload import check_notification
+from services.core.settings import Settings
+from services.core.store.client import Document
+from services.core.store.notifications import COUNTERS, NotificationsRepository
+from services.core.tokens import hash_token
+
+# A repeated Idempotency-Key within this time returns the first request's id.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+class Sends:
+    """The ingest's side of sending."""
+
+    def __init__(
+        self, db: AsyncDatabase[Document], producer: AIOKafkaProducer, settings: Settings
+    ) -> None:
+        self._db = db
+        self._notifications = NotificationsRepository(db)
+        self._producer = producer
+        self._send_requests = settings.scoped(topics.SEND_REQUESTS.name)
+        self._feedback = settings.scoped(topics.FEEDBACK.name)
+
+    @staticmethod
+    def check(
+        notification: Content, data: dict[str, str], providers: Iterable[ProviderName]
+    ) -> str | None:
+        """Why no provider of `providers` would take this notification, or None."""
+        try:
+            check_notification(notification, data, providers)
+        except MessageInvalidError as exc:
+            return str(exc)
+        return None
+
+    async def accept(self, request: SendRequest, idempotency_key: str | None) -> str:
+        """Record and publish the request; return its notification id.
+
+        With an idempotency key seen in the last 24 hours for this account, nothing new is
+        sent and the first request's id is returned. Raises KafkaUnavailableError.
+        """
+        if idempotency_key is not None:
+            first = await self._remember(request, idempotency_key)
+            if first is not None:
+                return first
+        await self._notifications.accept(request)
+        await self._send(
+            self._send_requests, topics.notification_key(request.notification_id), request
+        )
+        return request.notification_id
+
+    async def _remember(self, request: SendRequest, key: str) -> str | None:
+        """Claim the key for this request; the id it already names, if claimed before."""
+        key_id = f"{request.account_id}:{key}"
+        now = utc_now()
+        for _ in range(2):
+            try:
+                await self._db.idempotency.insert_one(
+                    {"_id": key_id, "notification_id": request.notification_id, "created": now}
+                )
+                return None
+            except DuplicateKeyError:
+                seen = await self._db.idempotency.find_one({"_id": key_id})
+                if seen is None:
+                    continue
+                if seen["created"] > now - IDEMPOTENCY_WINDOW:
+                    return str(seen["notification_id"])
+                # Expired: the key may name a new request (no TTL index on every store).
+                await self._db.idempotency.delete_one({"_id": key_id, "created": seen["created"]})
+        return None
+
+    async def unregistered(self, account_id: str, tokens: list[str]) -> list[str]:
+        """The tokens no device of the account has registered."""
+        if not tokens:
+            return []
+        by_hash = {hash_token(token): token for token in tokens}
+        known = {
+            device["token_hash"]
+            async for device in self._db.devices.find(
+                {"account_id": account_id, "token_hash": {"$in": list(by_hash)}},
+                {"token_hash": 1},
+            )
+        }
+        return [token for digest, token in by_hash.items() if digest not in known]
+
+    async def notification(self, account_id: str, notification_id: str) -> Document | None:
+        """The account's notification, or None (also when another account owns it)."""
+        found = await self._notifications.get(notification_id)
+        if found is None or found.get("account_id") != account_id:
+            return None
+        return found
+
+    async def report(
+        self, notification: Document, token: str, interaction: InteractionType
+    ) -> None:
+        """Pass an app's interaction event to feedback, which counts it once."""
+        event = Interaction(
+            notification_id=notification["_id"],
+            # A Masiv request across all apps names none: key by the account instead.
+            app_id=notification.get("app_id") or notification["account_id"],
+            token_hash=hash_token(token),
+            interaction=interaction,
+        )
+        await self._send(self._feedback, topics.device_key(event.app_id, event.token_hash), event)
+
+    async def reachability(self, app_id: str, contact_id: str) -> dict[str, dict[str, object]]:
+        """Per platform: the contact's active and invalid devices, and the latest
+        invalidation (when and why), so a caller can fall back to another channel."""
+        found: dict[str, _Reach] = {}
+        cursor = self._db.devices.find(
+            {"app_id": app_id, "contact_id": contact_id},
+            {"platform": 1, "status": 1, "invalid_reason": 1, "invalid_at": 1},
+        )
+        async for device in cursor:
+            reach = found.setdefault(device["platform"], _Reach())
+            if device.get("status") == "active":
+                reach.active += 1
+                continue
+            reach.invalid += 1
+            when = device.get("invalid_at")
+            if when is not None and (reach.last_invalid_at is None or when > reach.last_invalid_at):
+                reach.last_invalid_at = when
+                reach.last_invalid_reason = device.get("invalid_reason")
+        return {platform: reach.shown() for platform, reach in found.items()}
+
+    async def _send(self, topic: str, key: bytes, message: SendRequest | Interaction) -> None:
+        try:
+            delivered = await self._producer.send(topic, key=key, value=encode(message))
+            await asyncio.shield(delivered)
+        except KafkaError as exc:
+            raise KafkaUnavailableError("Kafka did not take the request") from exc
+
+
+@dataclass
+class _Reach:
+    active: int = 0
+    invalid: int = 0
+    last_invalid_at: datetime | None = None
+    last_invalid_reason: str | None = None
+
+    def shown(self) -> dict[str, object]:
+        at = self.last_invalid_at
+        return {**asdict(self), "last_invalid_at": at.isoformat() if at else None}
+
+
+def shown(notification: Document) -> dict[str, object]:
+    """A notification as the native API answers it."""
+    counters = notification.get("counters") or {}
+    return {
+        "id": notification["_id"],
+        "app_id": notification.get("app_id"),
+        "state": notification["state"],
+        "counters": {name: int(counters.get(name, 0)) for name in COUNTERS},
+        "platforms": notification.get("by_platform") or {},
+        "created": notification["created"].isoformat(),
+        "updated": notification["updated"].isoformat(),
+    }
+
+
+def sends_of(request: Request) -> Sends:
+    """The Sends the ingest's lifespan built."""
+    found = request.app.state.sends
+    assert isinstance(found, Sends)
+    return found

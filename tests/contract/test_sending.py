@@ -1,0 +1,312 @@
+"""The send APIs: Masiv sendToList (seed 002's example, verbatim but for host, ids and
+keys) and the native notifications API, on the real Kafka and store."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.core import topics
+from services.core.events import Interaction, SendRequest, utc_now
+from services.core.settings import Settings
+from services.core.store.apps import NewApp
+from services.core.store.client import Document
+from services.core.tokens import hash_token
+from tests.contract.conftest import TenantFactory
+from tests.integration.kafka_io import read
+
+pytestmark = pytest.mark.integration
+
+SEED_BODY = b"""{
+"tokens": [
+"e5b7244fe8e07a38eea633aaaec5c",
+"969423461e6a6adf967920efbd764",
+"12bh8c2ioq308kkd19csbokctqlcq21"
+],
+"tokensByAssociation": {
+"appId": "com.empresa.miapp",
+"deviceTypesToSend": [
+"ANDROID",
+"IOS"
+],
+"cellphones ": [
+"5713140000000",
+"5713140000001"
+],
+"emails": [
+"usuario1@dominio.com",
+"usuario2@dominio.com"
+]
+},
+"notification": {
+"title": "Mensaje para lista",
+"message": "Este es un mensaje para una lista de dispositivos",
+"imageUrl": "https://dominio.com/ruta/imagen.png"
+},
+"data": {
+"Campa\xc3\xb1a": "Cr\xc3\xa9ditos nuevos",
+"Destinatarios": "Todos los clientes",
+"Notificar m\xc3\xa1ximo": "3 dispositivos"
+}
+}"""
+
+
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+
+
+async def test_masiv_send_to_list_seed_example(
+    client: httpx.AsyncClient,
+    tenants: TenantFactory,
+    ingest_settings: Settings,
+    db: AsyncDatabase[Document],
+) -> None:
+    tenant = await tenants.make(package_names=["com.empresa.miapp"])
+    await tenants.make()  # another tenant's app must not matter
+    response = await client.post(
+        "/v1/notification/sendToList", content=SEED_BODY, headers=auth(tenant.api_key)
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "OK", "data": "Notification has been sent", "error": None}
+
+    send = await read(
+        ingest_settings,
+        topics.SEND_REQUESTS,
+        lambda m: isinstance(m, SendRequest) and m.account_id == tenant.account_id,
+    )
+    assert isinstance(send, SendRequest)
+    assert send.app_id == tenant.app.id
+    assert send.to.tokens == [
+        "e5b7244fe8e07a38eea633aaaec5c",
+        "969423461e6a6adf967920efbd764",
+        "12bh8c2ioq308kkd19csbokctqlcq21",
+    ]
+    assert send.to.cellphones == ["5713140000000", "5713140000001"]
+    assert send.to.emails == ["usuario1@dominio.com", "usuario2@dominio.com"]
+    assert send.to.platforms == ["android", "ios"]
+    assert send.to.tokens_from == "account"
+    assert send.notification.title == "Mensaje para lista"
+    assert send.notification.body == "Este es un mensaje para una lista de dispositivos"
+    assert send.notification.image_url == "https://dominio.com/ruta/imagen.png"
+    assert send.data["Campaña"] == "Créditos nuevos"
+    stored = await db.notifications.find_one({"_id": send.notification_id})
+    assert stored is not None
+    assert stored["state"] == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"tokens": ["t"], "notification": {"title": "x", "message": "y"}, '
+            b'"data": {"from": "me"}}',
+            "'from' is reserved",
+        ),
+        (
+            b'{"tokens": ["t"], "notification": {"title": "x", "message": "y"}, '
+            b'"data": {"google.c.a": "1"}}',
+            "'google.c.a' is reserved",
+        ),
+        (
+            b'{"tokens": ["t"], "notification": {"title": "x", "message": "y"}, '
+            b'"data": {"GCM_x": "1"}}',
+            "'GCM_x' is reserved",
+        ),
+        (b'{"tokens": ["t"], "notification": {"message": "y"}}', "notification.title"),
+        (
+            b'{"tokens": ["t"], "notification": {"title": "x", "message": "  "}}',
+            "notification.message",
+        ),
+        (b'{"notification": {"title": "x", "message": "y"}}', "tokensByAssociation"),
+        (
+            b'{"tokensByAssociation": {"appId": "com.empresa.miapp"}, '
+            b'"notification": {"title": "x", "message": "y"}}',
+            "cellphones, emails",
+        ),
+        (b'{"tokens": "t", "notification": {"title": "x", "message": "y"}}', "tokens"),
+        (b'{"tokens": ["t"],', "not valid JSON"),
+    ],
+)
+async def test_masiv_bad_bodies_are_400_and_send_nothing(
+    client: httpx.AsyncClient,
+    tenants: TenantFactory,
+    db: AsyncDatabase[Document],
+    body: bytes,
+    message: str,
+) -> None:
+    tenant = await tenants.make(package_names=["com.empresa.miapp"])
+    response = await client.post(
+        "/v1/notification/sendToList", content=body, headers=auth(tenant.api_key)
+    )
+    assert response.status_code == 400
+    error = response.json()
+    assert (error["status"], error["error"], error["path"]) == (
+        400,
+        "Bad Request",
+        "/v1/notification/sendToList",
+    )
+    assert message in error["message"]
+    assert await db.notifications.count_documents({}) == 0
+
+
+async def test_masiv_unregistered_tokens_need_an_app_when_there_are_several(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    await tenants.apps.create(NewApp(account_id=tenant.account_id, name="Second"))
+    body = b'{"tokens": ["never-registered"], "notification": {"title": "x", "message": "y"}}'
+    response = await client.post(
+        "/v1/notification/sendToList", content=body, headers=auth(tenant.api_key)
+    )
+    assert response.status_code == 400
+    assert "appId" in response.json()["message"]
+    assert await db.notifications.count_documents({}) == 0
+
+
+async def test_native_send_status_and_idempotency(
+    client: httpx.AsyncClient,
+    tenants: TenantFactory,
+    ingest_settings: Settings,
+    db: AsyncDatabase[Document],
+) -> None:
+    tenant = await tenants.make()
+    other = await tenants.make()
+    body = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"], "platforms": ["android"]},
+        "notification": {"title": "Hola", "body": "Mundo", "image_url": "https://x.example/i.png"},
+        "data": {"k": "v"},
+        "options": {"ttl": 60, "priority": "normal", "collapse_key": "c", "send_to": "latest"},
+    }
+    headers = {**auth(tenant.api_key), "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    first = await client.post("/v1/notifications", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    notification_id = first.json()["id"]
+    assert first.headers["Location"] == f"/v1/notifications/{notification_id}"
+    again = await client.post("/v1/notifications", json=body, headers=headers)
+    assert (again.status_code, again.json()["id"]) == (202, notification_id)
+    assert await db.notifications.count_documents({}) == 1
+
+    send = await read(
+        ingest_settings,
+        topics.SEND_REQUESTS,
+        lambda m: isinstance(m, SendRequest) and m.notification_id == notification_id,
+    )
+    assert isinstance(send, SendRequest)
+    assert (send.options.ttl, send.options.priority, send.options.send_to) == (
+        60,
+        "normal",
+        "latest",
+    )
+    assert send.to.platforms == ["android"]
+    assert send.to.tokens_from == "app"
+
+    status = await client.get(f"/v1/notifications/{notification_id}", headers=headers)
+    assert status.status_code == 200
+    shown = status.json()
+    assert shown["state"] == "accepted"
+    assert shown["counters"]["sent"] == 0
+    foreign = await client.get(f"/v1/notifications/{notification_id}", headers=auth(other.api_key))
+    assert foreign.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"to": {}}, "to"),
+        ({"notification": {}}, "notification"),
+        ({"notification": {"title": "x" * 5000}}, "notification"),
+        ({"data": {"from": "x"}}, "notification"),
+        ({"options": {"priority": "urgent"}}, "options.priority"),
+        ({"to": {"cellphones": ["12"]}}, "to.cellphones[0]"),
+    ],
+)
+async def test_native_bad_sends_are_problems(
+    client: httpx.AsyncClient,
+    tenants: TenantFactory,
+    db: AsyncDatabase[Document],
+    change: dict[str, object],
+    field: str,
+) -> None:
+    tenant = await tenants.make()
+    body = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {"title": "Hola"},
+        **change,
+    }
+    response = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert any(e["field"].startswith(field) for e in response.json()["errors"])
+    assert await db.notifications.count_documents({}) == 0
+
+
+async def test_interaction_events_go_to_feedback(
+    client: httpx.AsyncClient, tenants: TenantFactory, ingest_settings: Settings
+) -> None:
+    tenant = await tenants.make()
+    sent = await client.post(
+        "/v1/notifications",
+        json={"app_id": tenant.app.id, "to": {"tokens": ["tok-1"]}, "notification": {"title": "x"}},
+        headers=auth(tenant.api_key),
+    )
+    notification_id = sent.json()["id"]
+    reported = await client.post(
+        "/v1/events",
+        json={"notification_id": notification_id, "token": "tok-1", "type": "opened"},
+        headers=auth(tenant.api_key),
+    )
+    assert reported.status_code == 202
+    event = await read(
+        ingest_settings,
+        topics.FEEDBACK,
+        lambda m: isinstance(m, Interaction) and m.notification_id == notification_id,
+    )
+    assert isinstance(event, Interaction)
+    assert (event.token_hash, event.interaction) == (hash_token("tok-1"), "opened")
+    unknown = await client.post(
+        "/v1/events",
+        json={"notification_id": "nope", "token": "tok-1", "type": "opened"},
+        headers=auth(tenant.api_key),
+    )
+    assert unknown.status_code == 404
+
+
+async def test_contact_reachability(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    now = utc_now()
+    base = {"app_id": tenant.app.id, "account_id": tenant.account_id, "contact_id": "ana"}
+    await db.devices.insert_many(
+        [
+            {**base, "token_hash": "a", "platform": "android", "status": "active"},
+            {
+                **base,
+                "token_hash": "b",
+                "platform": "android",
+                "status": "invalid",
+                "invalid_reason": "UNREGISTERED",
+                "invalid_at": now,
+            },
+            {**base, "token_hash": "c", "platform": "ios", "status": "active"},
+        ]
+    )
+    response = await client.get(
+        f"/v1/apps/{tenant.app.id}/contacts/ana", headers=auth(tenant.api_key)
+    )
+    assert response.status_code == 200
+    platforms = response.json()["platforms"]
+    assert platforms["ios"] == {
+        "active": 1,
+        "invalid": 0,
+        "last_invalid_at": None,
+        "last_invalid_reason": None,
+    }
+    assert platforms["android"]["active"] == 1
+    assert platforms["android"]["invalid"] == 1
+    assert platforms["android"]["last_invalid_reason"] == "UNREGISTERED"
