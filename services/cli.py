@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from aiokafka.errors import KafkaError
 
-from services import admin_cli
+from services import admin_cli, sandbox
 from services.core import logging as logs
 from services.core.deadletters import LetterFilter, read_letters, replay
 from services.core.errors import ConfigError, UnavailableError
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_argument("--since", type=_timestamp, help="only letters from this time (ISO 8601)")
     dlq.add_argument("--until", type=_timestamp, help="only letters before this time")
     admin_cli.add_parser(commands)
+    sandbox.add_parser(commands)
     return parser
 
 
@@ -100,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     elif args.command == "admin":
         return asyncio.run(admin_cli.run(args, settings))
+    elif args.command == "sandbox":
+        return asyncio.run(sandbox.run(args, settings))
     return 0
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The four Pushline services as background processes, for `make run` / `make stop`.
 #
-#   services.sh start   start every service that is not running, wait until each answers
+#   services.sh start   start every service (and the provider emulators, for sandbox apps)
+#                       that is not running, wait until each answers, set up the demo
+#                       sandbox app and print how to try it
 #   services.sh stop    SIGTERM them, then SIGKILL what is left after 30 s
 #   services.sh status  say what runs
 #
@@ -15,14 +17,17 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 state=${PUSHLINE_STATE_DIR:-$HOME/.local/state/pushline}
 python=${PUSHLINE_PYTHON:-$root/.venv/bin/python}
-services=(ingest resolver sender feedback)
-# Where each service answers /healthz: the ingest on its HTTP port, workers on metrics ports.
+services=(emulators ingest resolver sender feedback)
+# Where each process answers when ready: the ingest on its HTTP port, workers on their
+# metrics ports, the emulators (for sandbox apps) on the FCM emulator's control API.
 declare -A ports=(
+  [emulators]=${PUSHLINE_EMULATOR_FCM_PORT:-9441}
   [ingest]=${PUSHLINE_INGEST_PORT:-8080}
   [resolver]=${RESOLVER_PORT:-9101}
   [sender]=${SENDER_PORT:-9102}
   [feedback]=${FEEDBACK_PORT:-9103}
 )
+declare -A ready_paths=([emulators]=/_emulator/records)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 alive() { [[ -f $state/run/$1.pid ]] && kill -0 "$(cat "$state/run/$1.pid")" 2>/dev/null; }
@@ -49,7 +54,7 @@ start() {
     log "started $name (pid $!, log $state/logs/$name.log)"
   done
   for name in "${services[@]}"; do
-    local url="http://127.0.0.1:${ports[$name]}/readyz" i
+    local url="http://127.0.0.1:${ports[$name]}${ready_paths[$name]:-/readyz}" i
     for i in $(seq 1 180); do
       if curl -fsS -o /dev/null "$url" 2>/dev/null; then
         break
@@ -66,6 +71,7 @@ start() {
   local host=${PUSHLINE_INGEST_HOST:-127.0.0.1}
   echo "Pushline is running. Ingest: http://$host:${ports[ingest]} (OpenAPI docs at /docs)"
   echo "Logs: $state/logs/   Stop: make stop"
+  "$python" -m services.cli sandbox setup
 }
 
 stop() {

@@ -1,0 +1,98 @@
+"""`pushline sandbox`: a demo account and sandbox app wired to the built-in emulators, and
+the inbox of what the emulators received.
+
+`make run` calls `pushline sandbox setup` once every service answers; it prints the app id,
+a fresh API key and three commands to try.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from typing import Any
+
+import httpx
+
+from services.core.errors import AlreadyExistsError
+from services.core.secrets import Vault
+from services.core.settings import Settings
+from services.core.store import client as store
+from services.core.store.accounts import Accounts
+from services.core.store.apps import Apps, NewApp
+
+ACCOUNT_ID = "demo"
+APP_ID = "demo-app"
+
+
+def add_parser(commands: Any) -> None:
+    """Add `sandbox setup|inbox` to the `pushline` command."""
+    parser = commands.add_parser("sandbox", help="the demo sandbox app and the emulators' inbox")
+    parser.add_argument("action", choices=("setup", "inbox"))
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Carry out `pushline sandbox ACTION`; return the exit code."""
+    if args.action == "setup":
+        print(await setup(settings))
+    else:
+        print(json.dumps(await inbox(settings), indent=2))
+    return 0
+
+
+async def setup(settings: Settings) -> str:
+    """Create the demo account and its sandbox app if missing, issue an API key, and return
+    the instructions to print."""
+    mongo = store.connect(settings)
+    try:
+        db = store.database(mongo)
+        accounts = Accounts(db)
+        try:
+            _, api_key = await accounts.create("Demo", ACCOUNT_ID)
+        except AlreadyExistsError:
+            api_key = await accounts.issue_key(ACCOUNT_ID)
+        apps = Apps(db, Vault(settings.master_key))
+        # The app of an earlier run stays, with the devices registered to it.
+        with contextlib.suppress(AlreadyExistsError):
+            await apps.create(
+                NewApp(account_id=ACCOUNT_ID, id=APP_ID, name="Demo (sandbox)", sandbox=True)
+            )
+    finally:
+        await mongo.close()
+    base = f"http://{settings.ingest_host}:{settings.ingest_port}"
+    auth = f"-H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json'"
+    return "\n".join(
+        [
+            "",
+            f"Sandbox app: {APP_ID} (account {ACCOUNT_ID}); it delivers to the built-in emulators.",
+            f"API key (shown once): {api_key}",
+            "",
+            "1. Register a device:",
+            f"  curl -s {auth} {base}/v1/apps/{APP_ID}/devices \\",
+            '    -d \'{"platform": "android", "token": "demo-device-1", '
+            '"contact_id": "demo-user"}\'',
+            "2. Send it a notification (prints its id):",
+            f"  curl -s {auth} {base}/v1/notifications \\",
+            f'    -d \'{{"app_id": "{APP_ID}", "to": {{"contact_ids": ["demo-user"]}}, '
+            '"notification": {"title": "Hello", "body": "From Pushline"}}\'',
+            "3. Read its state and counters:",
+            f"  curl -s {auth} {base}/v1/notifications/ID_FROM_STEP_2",
+            "What the emulators received: .venv/bin/pushline sandbox inbox",
+        ]
+    )
+
+
+async def inbox(settings: Settings) -> dict[str, Any]:
+    """What each emulator recorded, read through its control API."""
+    clients = json.loads((settings.state_dir / "emulators" / "clients.json").read_text())
+    found: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=5.0) as plain:
+        for provider in ("fcm", "webpush"):
+            answer = await plain.get(f"{clients[provider]['endpoint']}/_emulator/records")
+            found[provider] = answer.json()["records"]
+    apns = clients["apns"]
+    # The APNs emulator speaks HTTP/2 over TLS only, with its own CA.
+    async with httpx.AsyncClient(timeout=5.0, http2=True, verify=apns["ca_file"]) as tls:
+        answer = await tls.get(f"{apns['endpoint']}/_emulator/records")
+        found["apns"] = answer.json()["records"]
+    return found
