@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
     metrics_host: str = "127.0.0.1"
     metrics_port: Port | None = None
+    send_attempts: Annotated[int, Field(ge=1, le=50)] = 5
+    retry_base_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0
     namespace: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$")] = ""
     emulator_fcm_port: Port = 9441
     emulator_apns_port: Port = 9442

@@ -49,6 +49,10 @@ class StreamApp(faust.App):
             topic_allow_declare=False,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            # A worker that dies without leaving the group holds its partitions until the
+            # session times out: keep that short so a replacement takes over quickly.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
             web_enabled=True,
             web_bind=settings.metrics_host,
             web_host=settings.metrics_host,

@@ -19,7 +19,7 @@ from services.core.settings import Settings
 from services.core.store.apps import Apps
 from services.core.topics import SENDER_APP_ID
 from services.core.worker import StreamApp, unacked_batches
-from services.sender.dispatch import Dispatcher
+from services.sender.dispatch import Dispatcher, RetryPolicy
 from services.sender.providers import AppProviders
 
 METRICS_PORT = 9102
@@ -49,8 +49,11 @@ def create_app(settings: Settings) -> StreamApp:
 
 def _add_agent(app: StreamApp, name: ProviderName, providers: Callable[[], AppProviders]) -> None:
     async def deliver(stream: faust.StreamT[bytes]) -> None:
+        policy = RetryPolicy(
+            attempts=app.settings.send_attempts, base=app.settings.retry_base_seconds
+        )
         dispatcher = Dispatcher(
-            name, providers(), app.publish_soon, app.db, concurrency=CONCURRENCY
+            name, providers(), app.publish_soon, app.db, policy=policy, concurrency=CONCURRENCY
         )
         try:
             async for batch in unacked_batches(stream, BATCH, BATCH_WINDOW):

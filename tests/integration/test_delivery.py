@@ -13,7 +13,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
-from services.core.events import Audience, Content, SendRequest, utc_now
+from services.core.events import Audience, Content, DeadLetter, SendRequest, utc_now
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
@@ -22,7 +22,7 @@ from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPus
 from services.emulators.__main__ import sandbox_vapid
 from services.emulators.state import TokenState
 from tests.integration import processes
-from tests.integration.kafka_io import eventually, publish
+from tests.integration.kafka_io import eventually, publish, read
 
 pytestmark = pytest.mark.integration
 
@@ -56,27 +56,52 @@ def emulators(tmp_path: Path, settings: Settings) -> Iterator[Emulators]:
         yield running
 
 
+class Pipeline:
+    """Resolver, sender and feedback as processes, the sandbox pointed at the emulators."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.running: dict[str, processes.Process] = {}
+        self.stopped: list[processes.Process] = []
+
+    async def start(self, name: str) -> None:
+        port = processes.free_port()
+        service = processes.Process(
+            ["services.cli", name], {**self.env, "PUSHLINE_METRICS_PORT": str(port)}
+        )
+        self.running[name] = service
+        await service.wait_ready(f"http://127.0.0.1:{port}/readyz")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown, no last commit."""
+        service = self.running.pop(name)
+        service.popen.kill()
+        service.popen.wait()
+        self.stopped.append(service)
+
+    def close(self) -> None:
+        for service in [*self.running.values(), *self.stopped]:
+            service.close()
+
+
 @pytest.fixture
 async def pipeline(
     child_env: dict[str, str], tmp_path: Path, emulators: Emulators
-) -> AsyncIterator[None]:
-    """Resolver, sender and feedback as processes, the sandbox pointed at the emulators."""
-    started = []
+) -> AsyncIterator[Pipeline]:
+    running = Pipeline(
+        {
+            **child_env,
+            "PUSHLINE_STATE_DIR": str(tmp_path / "state"),
+            "PUSHLINE_SEND_ATTEMPTS": "3",
+            "PUSHLINE_RETRY_BASE_SECONDS": "0.1",
+        }
+    )
     try:
         for name in ("resolver", "sender", "feedback"):
-            port = processes.free_port()
-            env = {
-                **child_env,
-                "PUSHLINE_METRICS_PORT": str(port),
-                "PUSHLINE_STATE_DIR": str(tmp_path / "state"),
-            }
-            service = processes.Process(["services.cli", name], env)
-            started.append(service)
-            await service.wait_ready(f"http://127.0.0.1:{port}/readyz")
-        yield
+            await running.start(name)
+        yield running
     finally:
-        for service in started:
-            service.close()
+        running.close()
 
 
 def device(token: str, platform: str, provider: str, **more: object) -> Document:
@@ -96,10 +121,7 @@ def device(token: str, platform: str, provider: str, **more: object) -> Document
     }
 
 
-@pytest.mark.usefixtures("pipeline")
-async def test_a_notification_reaches_every_provider_and_counts_exactly(
-    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
-) -> None:
+async def sandbox_app(db: AsyncDatabase[Document]) -> None:
     await ensure_indexes(db)
     now = utc_now()
     await db.apps.insert_one(
@@ -112,17 +134,9 @@ async def test_a_notification_reaches_every_provider_and_counts_exactly(
             "updated": now,
         }
     )
-    subscription = emulators.webpush.subscribe()
-    gone = f"fcm-gone-{uuid.uuid4().hex}"
-    emulators.fcm.controls.mark([gone], TokenState.UNREGISTERED)
-    await db.devices.insert_many(
-        [
-            device("fcm-token-ana", "android", "fcm"),
-            device(gone, "android", "fcm"),
-            device(APNS_TOKEN, "ios", "apns"),
-            device(subscription["endpoint"], "web", "webpush", subscription=subscription),
-        ]
-    )
+
+
+async def send_to_ana(settings: Settings) -> SendRequest:
     send = SendRequest(
         notification_id=f"n-{uuid.uuid4()}",
         account_id=ACCOUNT,
@@ -134,12 +148,35 @@ async def test_a_notification_reaches_every_provider_and_counts_exactly(
     await publish(
         settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
     )
+    return send
 
+
+async def finished(db: AsyncDatabase[Document], send: SendRequest, within: float = 90) -> Document:
     async def done() -> Document | None:
         doc = await db.notifications.find_one({"_id": send.notification_id})
         return doc if doc and doc["state"] == "done" else None
 
-    notification = await eventually(done, within=90)
+    return await eventually(done, within=within)
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_a_notification_reaches_every_provider_and_counts_exactly(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    subscription = emulators.webpush.subscribe()
+    gone = f"fcm-gone-{uuid.uuid4().hex}"
+    emulators.fcm.controls.mark([gone], TokenState.UNREGISTERED)
+    await db.devices.insert_many(
+        [
+            device("fcm-token-ana", "android", "fcm"),
+            device(gone, "android", "fcm"),
+            device(APNS_TOKEN, "ios", "apns"),
+            device(subscription["endpoint"], "web", "webpush", subscription=subscription),
+        ]
+    )
+    send = await send_to_ana(settings)
+    notification = await finished(db, send)
     counters = notification["counters"]
     assert (counters["targeted"], counters["sent"], counters["invalid"], counters["failed"]) == (
         4,
@@ -167,3 +204,67 @@ async def test_a_notification_reaches_every_provider_and_counts_exactly(
     assert webpush.status == 201
     assert webpush.plaintext is not None
     assert b"Hola Ana" in webpush.plaintext
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_throttled_and_unavailable_answers_are_retried_then_delivered(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    await db.devices.insert_one(device(APNS_TOKEN, "ios", "apns"))
+    emulators.apns.controls.fail(429, count=1, retry_after=1)
+    send = await send_to_ana(settings)
+    notification = await finished(db, send)
+    assert notification["counters"]["sent"] == 1
+    statuses = [r.status for r in emulators.apns.controls.records()]
+    assert statuses == [429, 200]
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_a_provider_that_always_fails_dead_letters_the_job(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    await db.devices.insert_one(device(APNS_TOKEN, "ios", "apns"))
+    emulators.apns.controls.fail(503)
+    send = await send_to_ana(settings)
+    notification = await finished(db, send)
+    assert (notification["counters"]["sent"], notification["counters"]["failed"]) == (0, 1)
+    assert len(emulators.apns.controls.records()) == 3  # PUSHLINE_SEND_ATTEMPTS
+    letter = await read(
+        settings, topics.DLQ, lambda m: isinstance(m, DeadLetter) and m.app_id == APP
+    )
+    assert isinstance(letter, DeadLetter)
+    assert (letter.reason, letter.attempts, letter.replayable) == ("ServiceUnavailable", 3, True)
+    device_now = await db.devices.find_one({"token": APNS_TOKEN})
+    assert device_now is not None
+    assert device_now["status"] == "active"
+
+
+async def test_a_sender_killed_mid_send_loses_nothing_and_counts_once(
+    settings: Settings,
+    db: AsyncDatabase[Document],
+    emulators: Emulators,
+    pipeline: Pipeline,
+) -> None:
+    await sandbox_app(db)
+    tokens = [f"{i:064x}" for i in range(2000)]
+    await db.devices.insert_many([device(token, "ios", "apns") for token in tokens])
+    # Slow enough that the kill lands mid-send.
+    emulators.apns.controls.slow_down(0.002)
+    send = await send_to_ana(settings)
+
+    async def some_sent() -> bool:
+        return len(emulators.apns.controls.records()) >= 300
+
+    await eventually(some_sent)
+    pipeline.kill("sender")
+    await pipeline.start("sender")
+    notification = await finished(db, send, within=180)
+    assert notification["counters"]["targeted"] == 2000
+    assert notification["counters"]["sent"] == 2000
+    received = [r.target for r in emulators.apns.controls.records() if r.status == 200]
+    assert set(received) == set(tokens)
+    # At least once: only jobs in flight at the kill (unacknowledged batches) come again.
+    duplicates = len(received) - len(set(received))
+    assert duplicates <= 1000
