@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run stop status test lint typecheck unit integration schemas install clean
+.PHONY: run stop status test lint typecheck unit integration schemas bench install clean
 
 run: install
 	deploy/local/stack.sh up
@@ -37,6 +37,10 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+bench: install
+	deploy/local/stack.sh up
+	$(BIN)/python -m bench deliver
 
 schemas: install
 	$(BIN)/python -m services.core.schemas
