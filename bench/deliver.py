@@ -182,7 +182,7 @@ async def _measure(
                 process.kill()
         await mongo.drop_database(db.name)
         await mongo.close()
-        await _drop_topics(settings)
+        await kafka.delete_namespace(settings)
 
 
 async def _ready(http: httpx.AsyncClient, url: str) -> None:
@@ -195,14 +195,3 @@ async def _ready(http: httpx.AsyncClient, url: str) -> None:
             pass
         await asyncio.sleep(0.3)
     raise RuntimeError(f"{url} did not become ready")
-
-
-async def _drop_topics(settings: Settings) -> None:
-    admin = kafka.admin_client(settings)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(f"{settings.namespace}.")]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()

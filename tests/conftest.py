@@ -36,14 +36,7 @@ async def settings(endpoints: tuple[str, str]) -> AsyncIterator[Settings]:
         kafka_bootstrap=kafka_bootstrap, mongodb_uri=uri, namespace=f"t{run}", topic_partitions=2
     )
     yield settings
-    admin = kafka.admin_client(settings)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(f"{settings.namespace}.")]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
+    await kafka.delete_namespace(settings)
 
 
 @pytest.fixture

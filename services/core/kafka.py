@@ -88,3 +88,20 @@ def producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         linger_ms=5,
         request_timeout_ms=15_000,
     )
+
+
+async def delete_namespace(settings: Settings) -> list[str]:
+    """Delete every topic of `settings.namespace` (a finished test or benchmark run);
+    return their names. Refuses the empty namespace: that is a real deployment's."""
+    if not settings.namespace:
+        raise ValueError("no namespace: refusing to delete a deployment's topics")
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        prefix = settings.scoped("")
+        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+        return mine
+    finally:
+        await admin.close()

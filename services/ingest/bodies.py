@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from services.core.devices import MAX_TOKEN_LENGTH
+from services.core.devices import MAX_TOKEN_LENGTH, normalize_cellphone, normalize_email
 
 T = TypeVar("T")
 
@@ -27,6 +27,9 @@ def _not_blank(value: str) -> str:
 
 # Bounds match services.core.events (ids 200, tokens 4096 characters).
 NonBlank = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+# A cellphone (country code + number, digits only) and an email (lower-cased), as stored.
+Cellphone = Annotated[NonBlank, AfterValidator(normalize_cellphone)]
+Email = Annotated[NonBlank, AfterValidator(normalize_email)]
 # Free text that must say something (a title, a message), without the id length bound.
 NonBlankText = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
 TokenText = Annotated[

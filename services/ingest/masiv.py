@@ -24,13 +24,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field, model_validator
 
-from services.core.devices import is_apns_token, normalize_cellphone, normalize_email
+from services.core.devices import is_apns_token
 from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
 from services.core.providers.payload import ALL_PROVIDERS
 from services.core.store.accounts import Account
 from services.core.store.apps import App
 from services.ingest.bodies import (
     Body,
+    Cellphone,
+    Email,
     Invalid,
     NonBlank,
     NonBlankText,
@@ -62,8 +64,8 @@ def _platform(value: str) -> str:
 class Association(Body):
     """At least one of a cellphone (country code + number) and an email."""
 
-    cellphone: Annotated[NonBlank, AfterValidator(normalize_cellphone)] | None = None
-    email: Annotated[NonBlank, AfterValidator(normalize_email)] | None = None
+    cellphone: Cellphone | None = None
+    email: Email | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Association:
@@ -168,11 +170,11 @@ class TokensByAssociation(Body):
         Field(alias="deviceTypesToSend", default_factory=list, max_length=3),
     ]
     cellphones: Annotated[
-        list[Annotated[NonBlank, AfterValidator(normalize_cellphone)]],
+        list[Cellphone],
         Field(default_factory=list, max_length=MAX_LIST),
     ]
     emails: Annotated[
-        list[Annotated[NonBlank, AfterValidator(normalize_email)]],
+        list[Email],
         Field(default_factory=list, max_length=MAX_LIST),
     ]
 

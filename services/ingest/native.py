@@ -14,9 +14,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from services.core.devices import normalize_cellphone, normalize_email
 from services.core.events import (
     Audience,
     Content,
@@ -29,7 +28,17 @@ from services.core.events import (
 )
 from services.core.store.accounts import Account
 from services.core.store.apps import App
-from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
+from services.ingest.bodies import (
+    Body,
+    Cellphone,
+    Email,
+    Invalid,
+    NonBlank,
+    Problem,
+    TokenText,
+    documented,
+    parse,
+)
 from services.ingest.problems import invalid, problem
 from services.ingest.registry import (
     Registry,
@@ -53,8 +62,8 @@ class Device(Body):
     token: TokenText | None = None
     subscription: WebPushSubscription | None = None
     contact_id: NonBlank | None = None
-    cellphone: Annotated[NonBlank, AfterValidator(normalize_cellphone)] | None = None
-    email: Annotated[NonBlank, AfterValidator(normalize_email)] | None = None
+    cellphone: Cellphone | None = None
+    email: Email | None = None
 
     @model_validator(mode="after")
     def _one_address(self) -> Device:
@@ -208,11 +217,11 @@ class Target(Body):
     tokens: Annotated[list[TokenText], Field(max_length=MAX_SELECTOR, default_factory=list)]
     contact_ids: Annotated[Selector, Field(default_factory=list)]
     cellphones: Annotated[
-        list[Annotated[NonBlank, AfterValidator(normalize_cellphone)]],
+        list[Cellphone],
         Field(max_length=MAX_SELECTOR, default_factory=list),
     ]
     emails: Annotated[
-        list[Annotated[NonBlank, AfterValidator(normalize_email)]],
+        list[Email],
         Field(max_length=MAX_SELECTOR, default_factory=list),
     ]
     platforms: Annotated[list[Platform], Field(default_factory=list)]

@@ -9,18 +9,21 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
 from services.core.events import Audience, Content, DeadLetter, SendRequest, utc_now
 from services.core.settings import Settings
+from services.core.store.accounts import Accounts
 from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
 from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
 from services.emulators.__main__ import sandbox_vapid
 from services.emulators.state import TokenState
+from services.ingest.app import create_app
 from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish, read
 
@@ -34,7 +37,7 @@ APNS_TOKEN = "ab" * 32
 class Emulators:
     def __init__(self, cert_dir: Path) -> None:
         self.fcm = FCMEmulator()
-        self.apns = APNSEmulator(cert_dir=cert_dir)
+        self.apns = APNSEmulator(cert_dir=cert_dir, record_limit=50_000)
         self.webpush = WebPushEmulator()
         self.thread = EmulatorThread(self.fcm, self.apns, self.webpush)
 
@@ -268,3 +271,79 @@ async def test_a_sender_killed_mid_send_loses_nothing_and_counts_once(
     # At least once: only jobs in flight at the kill (unacknowledged batches) come again.
     duplicates = len(received) - len(set(received))
     assert duplicates <= 1000
+
+
+@pytest.fixture
+async def ingest(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            yield http
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_masiv_send_to_list_reaches_the_listed_devices(
+    db: AsyncDatabase[Document], emulators: Emulators, ingest: httpx.AsyncClient
+) -> None:
+    await sandbox_app(db)
+    await db.apps.update_one({"_id": APP}, {"$set": {"package_names": ["com.empresa.miapp"]}})
+    account, api_key = await Accounts(db).create("Empresa", ACCOUNT)
+    subscription = emulators.webpush.subscribe()
+    await db.devices.insert_many(
+        [
+            device("fcm-by-phone", "android", "fcm", cellphone="5713140000000"),
+            device(APNS_TOKEN, "ios", "apns", email="usuario1@dominio.com"),
+            # Web is not among deviceTypesToSend.
+            device(
+                subscription["endpoint"],
+                "web",
+                "webpush",
+                subscription=subscription,
+                email="usuario2@dominio.com",
+            ),
+            device("fcm-raw-registered", "android", "fcm"),
+        ]
+    )
+    body = {
+        "tokens": ["fcm-raw-registered", "fcm-raw-unknown"],
+        "tokensByAssociation": {
+            "appId": "com.empresa.miapp",
+            "deviceTypesToSend": ["ANDROID", "IOS"],
+            "cellphones ": ["5713140000000"],
+            "emails": ["usuario1@dominio.com", "usuario2@dominio.com"],
+        },
+        "notification": {"title": "Mensaje para lista", "message": "Hola"},
+        "data": {"Campaña": "Créditos nuevos"},
+    }
+    response = await ingest.post(
+        "/v1/notification/sendToList", json=body, headers={"Authorization": f"Bearer {api_key}"}
+    )
+    assert response.status_code == 200, response.text
+
+    async def delivered() -> bool:
+        fcm = {r.payload["message"].get("token") for r in emulators.fcm.controls.records()}
+        return len(fcm) == 3 and len(emulators.apns.controls.records()) == 1
+
+    await eventually(delivered, within=60)
+    fcm = {r.payload["message"].get("token") for r in emulators.fcm.controls.records()}
+    assert fcm == {"fcm-by-phone", "fcm-raw-registered", "fcm-raw-unknown"}
+    assert emulators.webpush.controls.records() == []
+    (apns,) = emulators.apns.controls.records()
+    assert apns.payload["Campaña"] == "Créditos nuevos"
+    assert account.id == ACCOUNT
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_ten_thousand_devices_complete_with_exact_counters(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    tokens = [f"{i:064x}" for i in range(10_000)]
+    await db.devices.insert_many([device(token, "ios", "apns") for token in tokens])
+    send = await send_to_ana(settings)
+    notification = await finished(db, send, within=240)
+    counters = notification["counters"]
+    assert (counters["targeted"], counters["sent"], counters["failed"]) == (10_000, 10_000, 0)
+    assert notification["by_platform"]["ios"] == {"targeted": 10_000, "sent": 10_000}
+    assert {r.target for r in emulators.apns.controls.records()} == set(tokens)
