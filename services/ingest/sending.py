@@ -175,6 +175,8 @@ def shown(notification: Document) -> dict[str, object]:
         "state": notification["state"],
         "counters": {name: int(counters.get(name, 0)) for name in COUNTERS},
         "platforms": notification.get("by_platform") or {},
+        # Jobs per provider, once resolved: what a dry run answers.
+        "providers": notification.get("by_provider") or {},
         "created": notification["created"].isoformat(),
         "updated": notification["updated"].isoformat(),
     }

@@ -347,3 +347,62 @@ async def test_ten_thousand_devices_complete_with_exact_counters(
     assert (counters["targeted"], counters["sent"], counters["failed"]) == (10_000, 10_000, 0)
     assert notification["by_platform"]["ios"] == {"targeted": 10_000, "sent": 10_000}
     assert {r.target for r in emulators.apns.controls.records()} == set(tokens)
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_every_invalid_token_answer_invalidates_and_a_bad_message_does_not(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    gone_sub = emulators.webpush.subscribe()
+    apns_gone, apns_bad, apns_back = "cd" * 32, "ef" * 32, "a1" * 32
+    await db.devices.insert_many(
+        [
+            device(apns_gone, "ios", "apns"),
+            device(apns_bad, "ios", "apns"),
+            device(apns_back, "ios", "apns"),
+            device("fcm-invalid", "android", "fcm"),
+            device(gone_sub["endpoint"], "web", "webpush", subscription=gone_sub),
+            device("fcm-fine", "android", "fcm"),
+        ]
+    )
+    emulators.apns.controls.mark([apns_gone], TokenState.UNREGISTERED)
+    emulators.apns.controls.mark([apns_bad], TokenState.INVALID)
+    # Apple says this token died a minute ago; it was registered again since.
+    a_minute_ago = int(utc_now().timestamp() * 1000) - 60_000
+    emulators.apns.controls.mark([apns_back], TokenState.UNREGISTERED, at_ms=a_minute_ago)
+    emulators.fcm.controls.mark(["fcm-invalid"], TokenState.INVALID)
+    emulators.webpush.controls.mark([gone_sub["endpoint"]], TokenState.UNREGISTERED)
+    send = await send_to_ana(settings)
+    notification = await finished(db, send)
+    assert (notification["counters"]["invalid"], notification["counters"]["sent"]) == (5, 1)
+    reasons = {
+        d["token"]: (d["status"], d.get("invalid_reason")) async for d in db.devices.find({})
+    }
+    assert reasons == {
+        apns_gone: ("invalid", "Unregistered"),
+        apns_bad: ("invalid", "BadDeviceToken"),
+        apns_back: ("active", None),
+        "fcm-invalid": ("invalid", "INVALID_ARGUMENT"),
+        gone_sub["endpoint"]: ("invalid", "410"),
+        "fcm-fine": ("active", None),
+    }
+
+    # A message FCM refuses (a reserved data key, published straight on Kafka past the
+    # ingest's check) fails the send and leaves the device active.
+    bad = SendRequest(
+        notification_id=f"n-{uuid.uuid4()}",
+        account_id=ACCOUNT,
+        app_id=APP,
+        to=Audience(contact_ids=["ana"]),
+        notification=Content(title="x"),
+        data={"from": "me"},
+    )
+    await publish(settings, topics.SEND_REQUESTS, topics.notification_key(bad.notification_id), bad)
+    refused = await finished(db, bad)
+    counters = refused["counters"]
+    # fcm-fine fails on the message; apns_back is still answered Unregistered (old stamp).
+    assert (counters["failed"], counters["invalid"], counters["sent"]) == (1, 1, 0)
+    fine = await db.devices.find_one({"token": "fcm-fine"})
+    assert fine is not None
+    assert fine["status"] == "active"
