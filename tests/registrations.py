@@ -6,6 +6,7 @@ from its end at opening and hands back only the messages about the app asked for
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,15 +53,8 @@ async def registrations_tap(settings: Settings) -> AsyncIterator[Tap]:
     )
     await consumer.start()
     try:
-        admin = admin_client(settings)
-        await admin.start()
         name = settings.scoped(topics.REGISTRATIONS.name)
-        try:
-            [described] = await admin.describe_topics([name])
-        finally:
-            await admin.close()
-        numbers = [p["partition"] for p in described["partitions"]]
-        assert numbers
+        numbers = await _partitions(settings, name)
         partitions = [TopicPartition(name, n) for n in sorted(numbers)]
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
@@ -69,3 +63,20 @@ async def registrations_tap(settings: Settings) -> AsyncIterator[Tap]:
         yield Tap(consumer, partitions)
     finally:
         await consumer.stop()
+
+
+async def _partitions(settings: Settings, name: str) -> list[int]:
+    """The topic's partition ids, once the cluster's metadata lists them (a topic created
+    a moment ago may show none yet)."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        for _ in range(50):
+            [described] = await admin.describe_topics([name])
+            numbers = [int(p["partition"]) for p in described["partitions"]]
+            if numbers:
+                return numbers
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    raise AssertionError(f"topic {name} has no partitions")
