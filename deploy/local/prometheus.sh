@@ -5,7 +5,8 @@
 #                         start Prometheus (or reload it when it already runs), wait until ready
 #   prometheus.sh down    stop it
 #   prometheus.sh status  say whether it runs
-#   prometheus.sh check   promtool check rules on deploy/prometheus/alerts.yml
+#   prometheus.sh check   promtool check rules on deploy/prometheus/alerts.yml, then its
+#                         unit tests (promtool test rules alerts_test.yml)
 #
 # It listens on 127.0.0.1:${PROMETHEUS_PORT:-9090} and scrapes the four services on the
 # ports services.sh gives them (PUSHLINE_INGEST_PORT, RESOLVER_PORT, SENDER_PORT,
@@ -108,6 +109,7 @@ case ${1:-} in
   check)
     "$here/tools.sh" prometheus
     promtool check rules "$rules"
+    promtool test rules "$(dirname "$rules")/alerts_test.yml"
     ;;
   *)
     echo "usage: $0 up|down|status|check" >&2

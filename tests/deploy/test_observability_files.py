@@ -63,6 +63,9 @@ def test_the_alert_rules_pass_promtool(tmp_path: Path) -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(names.alert_rules())} rules found" in checked.stdout
+    # The rules' own unit tests (deploy/prometheus/alerts_test.yml) ran and passed.
+    assert "Unit Testing:" in checked.stdout
+    assert "FAILED" not in checked.stdout
 
     broken = tmp_path / "alerts.yml"
     broken.write_text(names.ALERTS.read_text().replace("> 0.05", "> > 0.05"))
