@@ -1,26 +1,30 @@
 # The two commands: `make run` and `make test`. Everything they need is installed from this
 # repository's own files: the virtualenv from pyproject.toml, Kafka and the store from the
-# POMs in deploy/local/ (cached in ~/.cache/pushline).
+# POMs in deploy/local/ (cached in ~/.cache/pushline), Prometheus from Debian's package and
+# the manifest validators from the Go module proxy (deploy/local/tools.sh).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run stop status test lint typecheck unit integration schemas bench install clean
+.PHONY: run stop status test lint typecheck unit integration schemas bench install tools clean
 
 run: install
 	deploy/local/stack.sh up
 	deploy/local/services.sh start
+	deploy/local/prometheus.sh up
 
 stop:
+	deploy/local/prometheus.sh down
 	deploy/local/services.sh stop
 	deploy/local/stack.sh down
 
 status:
 	@deploy/local/stack.sh status
 	@deploy/local/services.sh status
+	@deploy/local/prometheus.sh status
 
-test: install lint typecheck
+test: install lint typecheck tools
 	deploy/local/stack.sh up
 	$(BIN)/pytest
 
@@ -46,6 +50,11 @@ schemas: install
 	$(BIN)/python -m services.core.schemas
 
 install: $(VENV)/.installed
+
+# Prometheus and promtool (Debian), kubeconform and kustomize (Go module proxy), the
+# Kubernetes schemas (from the kubernetes-validate wheel in .venv).
+tools: install
+	deploy/local/tools.sh all
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \

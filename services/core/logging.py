@@ -20,6 +20,11 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "color_message",
 }
 
+# Library loggers that write whole messages at DEBUG: aiokafka's producer every record it
+# sends, PyMongo every command with its documents. Both carry device tokens, so they stay
+# at INFO even when the services log at DEBUG.
+_PAYLOAD_LOGGERS = ("aiokafka.producer.producer", "pymongo.command")
+
 
 class JSONFormatter(logging.Formatter):
     """Formats a record as a single JSON object."""
@@ -55,6 +60,7 @@ def dict_config(level: str, service: str) -> dict[str, Any]:
             }
         },
         "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {name: {"level": "INFO"} for name in _PAYLOAD_LOGGERS},
     }
 
 

@@ -6,7 +6,7 @@ never a token, contact or app id as a label.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 INGEST_REQUESTS = Counter(
     "pushline_ingest_requests_total",
@@ -68,4 +68,10 @@ PROVIDER_AUTH_FAILURES = Counter(
     "pushline_provider_auth_failures_total",
     "Sends refused because an app's provider credentials or configuration are wrong.",
     ["provider"],
+)
+
+CONSUMER_LAG = Gauge(
+    "pushline_consumer_lag",
+    "Messages a worker's consumer group has yet to process, per topic and partition it reads.",
+    ["topic", "partition"],
 )

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import faust
 import httpx
+from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -24,12 +25,16 @@ from services.core import kafka, metrics
 from services.core import logging as logs
 from services.core.events import DeadLetter
 from services.core.health import Readiness
+from services.core.lag import LagMeter
 from services.core.settings import Settings
 from services.core.store import client as store
 from services.core.store.indexes import ensure_indexes
 from services.core.topics import DLQ, Topic
 
 log = logging.getLogger(__name__)
+
+# Seconds between two measurements of the consumer lag (Prometheus scrapes every 15 s).
+LAG_INTERVAL = 10.0
 
 
 class StreamApp(faust.App):
@@ -63,7 +68,9 @@ class StreamApp(faust.App):
         self._http: httpx.AsyncClient | None = None
         self._readiness: Readiness | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._lag: LagMeter | None = None
         self._add_pages()
+        self.timer(LAG_INTERVAL, name="consumer-lag")(self._measure_lag)
 
     @property
     def db(self) -> AsyncDatabase[store.Document]:
@@ -91,6 +98,9 @@ class StreamApp(faust.App):
         admin = kafka.admin_client(self.settings)
         await admin.start()
         self._readiness = Readiness(self.db, admin)
+        lag = LagMeter(self.settings, self.conf.id)
+        await lag.start()
+        self._lag = lag
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False
         )
@@ -107,6 +117,9 @@ class StreamApp(faust.App):
         if self._readiness is not None:
             await self._readiness.close()
             self._readiness = None
+        if self._lag is not None:
+            await self._lag.close()
+            self._lag = None
         if self._mongo is not None:
             await self._mongo.close()
             self._mongo = None
@@ -135,7 +148,12 @@ class StreamApp(faust.App):
 
     async def dead_letter(self, topic: Topic, key: bytes | None, value: bytes, error: str) -> None:
         """Park a message this worker cannot process on `push.dlq`, with why."""
-        log.warning("dead-lettering a message", extra={"topic": topic.name, "error": error})
+        # Only the error's first line: validation errors quote the message, which may hold
+        # a device token; the dead letter itself keeps the whole text.
+        log.warning(
+            "dead-lettering a message",
+            extra={"topic": topic.name, "error": error.partition("\n")[0]},
+        )
         metrics.DEAD_LETTERS.labels(topic.name).inc()
         letter = DeadLetter(
             topic=topic.name,
@@ -150,6 +168,17 @@ class StreamApp(faust.App):
         return self.topic(
             self.settings.scoped(topic.name), key_serializer="raw", value_serializer="raw"
         )
+
+    async def _measure_lag(self) -> None:
+        """Publish the lag of the partitions assigned to this worker right now."""
+        if self._lag is None:
+            return
+        assigned = [(tp.topic, tp.partition) for tp in self.consumer.assignment()]
+        try:
+            await self._lag.measure(assigned)
+        except (KafkaError, TimeoutError):
+            # A rebalance or a broker restart; the next round measures again.
+            log.debug("could not measure the consumer lag", exc_info=True)
 
     def _add_pages(self) -> None:
         @self.page("/metrics")
