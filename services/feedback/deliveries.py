@@ -52,6 +52,9 @@ async def apply_outcomes(outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[
             if await devices.invalidate(outcome.app_id, outcome.token_hash, reason, since):
                 metrics.TOKENS_INVALIDATED.labels(outcome.provider, reason).inc()
 
+    await devices.mark_reached(
+        [(o.app_id, o.token_hash, o.answered_at) for o in outcomes if o.outcome == "success"]
+    )
     ended = [
         o
         for o in outcomes

@@ -127,15 +127,27 @@ class Sends:
         await self._send(self._feedback, topics.device_key(event.app_id, event.token_hash), event)
 
     async def reachability(self, app_id: str, contact_id: str) -> dict[str, dict[str, object]]:
-        """Per platform: the contact's active and invalid devices, and the latest
-        invalidation (when and why), so a caller can fall back to another channel."""
+        """Per platform: the contact's active and invalid devices, the last notification
+        one of them took, and the latest invalidation (when and why), so a caller can fall
+        back to another channel."""
         found: dict[str, _Reach] = {}
         cursor = self._db.devices.find(
             {"app_id": app_id, "contact_id": contact_id},
-            {"platform": 1, "status": 1, "invalid_reason": 1, "invalid_at": 1},
+            {
+                "platform": 1,
+                "status": 1,
+                "invalid_reason": 1,
+                "invalid_at": 1,
+                "last_success_at": 1,
+            },
         )
         async for device in cursor:
             reach = found.setdefault(device["platform"], _Reach())
+            success = device.get("last_success_at")
+            if success is not None and (
+                reach.last_success_at is None or success > reach.last_success_at
+            ):
+                reach.last_success_at = success
             if device.get("status") == "active":
                 reach.active += 1
                 continue
@@ -158,12 +170,16 @@ class Sends:
 class _Reach:
     active: int = 0
     invalid: int = 0
+    last_success_at: datetime | None = None
     last_invalid_at: datetime | None = None
     last_invalid_reason: str | None = None
 
     def shown(self) -> dict[str, object]:
-        at = self.last_invalid_at
-        return {**asdict(self), "last_invalid_at": at.isoformat() if at else None}
+        shown: dict[str, object] = asdict(self)
+        for name in ("last_success_at", "last_invalid_at"):
+            at = getattr(self, name)
+            shown[name] = at.isoformat() if at else None
+        return shown
 
 
 def shown(notification: Document) -> dict[str, object]:

@@ -284,7 +284,13 @@ async def test_contact_reachability(
     base = {"app_id": tenant.app.id, "account_id": tenant.account_id, "contact_id": "ana"}
     await db.devices.insert_many(
         [
-            {**base, "token_hash": "a", "platform": "android", "status": "active"},
+            {
+                **base,
+                "token_hash": "a",
+                "platform": "android",
+                "status": "active",
+                "last_success_at": now,
+            },
             {
                 **base,
                 "token_hash": "b",
@@ -304,9 +310,11 @@ async def test_contact_reachability(
     assert platforms["ios"] == {
         "active": 1,
         "invalid": 0,
+        "last_success_at": None,
         "last_invalid_at": None,
         "last_invalid_reason": None,
     }
+    assert platforms["android"]["last_success_at"] is not None
     assert platforms["android"]["active"] == 1
     assert platforms["android"]["invalid"] == 1
     assert platforms["android"]["last_invalid_reason"] == "UNREGISTERED"

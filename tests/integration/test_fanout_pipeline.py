@@ -199,6 +199,9 @@ async def test_outcomes_count_once_and_invalidate_devices(
         1,
     )
     assert doc["by_platform"]["android"] == {"targeted": 3, "sent": 2, "invalid": 1}
+    phone = await db.devices.find_one({"token": "tok-ana-phone"})
+    assert phone is not None
+    assert phone["last_success_at"] is not None
     tablet = await db.devices.find_one({"token": "tok-ana-tablet"})
     assert tablet is not None
     assert (tablet["status"], tablet["invalid_reason"]) == ("invalid", "UNREGISTERED")

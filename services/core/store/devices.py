@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -79,6 +80,20 @@ class DevicesRepository:
             },
         )
         return result.modified_count == 1
+
+    async def mark_reached(self, reached: list[tuple[str, str, datetime]]) -> None:
+        """Record when each (app, token hash) last took a notification: one bulk write."""
+        if reached:
+            await self._devices.bulk_write(
+                [
+                    UpdateOne(
+                        {"app_id": app_id, "token_hash": token_hash},
+                        {"$set": {"last_success_at": at}},
+                    )
+                    for app_id, token_hash, at in reached
+                ],
+                ordered=False,
+            )
 
     async def clean_up(self, command: CleanupDevices) -> int:
         """Delete the devices the cleanup names; return how many were deleted."""
