@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in SERVICES:
         commands.add_parser(name, help=f"run the {name} service")
+    commands.add_parser(
+        "emulators", help="run the FCM, APNs and Web Push emulators (tests and the sandbox)"
+    )
     commands.add_parser("topics", help="create the Kafka topics that are missing")
     commands.add_parser("check-config", help="validate the PUSHLINE_* environment and exit")
     return parser
@@ -41,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pushline: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, f"pushline-{args.command}")
-    if args.command in SERVICES:
+    if args.command in (*SERVICES, "emulators"):
         _run_service(args.command, settings)
     elif args.command == "topics":
         try:

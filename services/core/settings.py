@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
     metrics_host: str = "127.0.0.1"
     metrics_port: Port | None = None
+    emulator_fcm_port: Port = 9441
+    emulator_apns_port: Port = 9442
+    emulator_webpush_port: Port = 9443
     state_dir: Path = Path.home() / ".local" / "state" / "pushline"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

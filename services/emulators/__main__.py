@@ -1,0 +1,78 @@
+"""Entry point: `pushline emulators` or `python -m services.emulators`.
+
+Runs the three emulators on 127.0.0.1 until SIGTERM or SIGINT. Keys, the CA and what a
+client needs to reach each emulator (`clients.json`) live in `$PUSHLINE_STATE_DIR/emulators`
+and are reused on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+from services.core.settings import Settings
+from services.emulators.apns import APNSEmulator
+from services.emulators.emulator import Emulator
+from services.emulators.fcm import FCMEmulator
+from services.emulators.keys import ec_key, rsa_key, secret
+from services.emulators.webpush import WebPushEmulator
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+
+def build(settings: Settings) -> list[tuple[Emulator, int]]:
+    """The three emulators with their keys from the state directory, and their ports."""
+    directory = settings.state_dir / "emulators"
+    fcm = FCMEmulator(
+        key=rsa_key(directory / "fcm-service-account-key.pem"),
+        token_secret=secret(directory / "fcm-token-secret"),
+    )
+    apns = APNSEmulator(cert_dir=directory / "tls", key=ec_key(directory / "apns-key.p8"))
+    webpush = WebPushEmulator(subscription_secret=secret(directory / "webpush-secret"))
+    return [
+        (fcm, settings.emulator_fcm_port),
+        (apns, settings.emulator_apns_port),
+        (webpush, settings.emulator_webpush_port),
+    ]
+
+
+async def serve(settings: Settings) -> None:
+    """Start the emulators, write clients.json, and serve until a stop signal."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    emulators = build(settings)
+    started: list[Emulator] = []
+    try:
+        for emulator, port in emulators:
+            await emulator.start(HOST, port)
+            started.append(emulator)
+        clients = {emulator.provider: emulator.client_config() for emulator in started}
+        path = settings.state_dir / "emulators" / "clients.json"
+        path.write_text(json.dumps(clients, indent=2) + "\n")
+        path.chmod(0o600)
+        log.info(
+            "emulators listening",
+            extra={"urls": {e.provider: e.url for e in started}, "clients": str(path)},
+        )
+        await stop.wait()
+    finally:
+        for emulator in started:
+            await emulator.stop()
+
+
+def run(settings: Settings) -> None:
+    """Run the emulators until they are stopped."""
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    from services.cli import main
+
+    sys.exit(main(["emulators", *sys.argv[1:]]))

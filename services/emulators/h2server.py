@@ -1,0 +1,207 @@
+"""A small HTTP/2-over-TLS server on asyncio and h2, for the APNs emulator.
+
+Each request is handed to an async handler once its stream ends. A response body that fits
+the peer's flow-control window and frame size goes out as ONE DATA frame that ends the
+stream, as Apple's servers send it: aioapns 4.0 parses every DATA frame as a whole JSON
+document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+log = logging.getLogger(__name__)
+
+# Apple advertises 1,000 concurrent streams per connection.
+MAX_CONCURRENT_STREAMS = 1000
+_MAX_BODY = 1 << 20
+
+
+@dataclass(frozen=True)
+class H2Request:
+    """A complete request: pseudo-headers stripped into fields, header names lower-case."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class H2Response:
+    """What the handler answers."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+Handler = Callable[[H2Request], Awaitable[H2Response]]
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, handler: Handler, connections: set[_Connection]) -> None:
+        config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        self._h2 = h2.connection.H2Connection(config=config)
+        self._handler = handler
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._headers: dict[int, list[tuple[str, str]]] = {}
+        self._bodies: dict[int, bytearray] = {}
+        self._windows: dict[int, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._connections.add(self)
+        self._h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS
+            },
+        )
+        self._h2.initiate_connection()
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
+        for task in self._tasks:
+            task.cancel()
+        for window in self._windows.values():
+            window.set()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            log.debug("HTTP/2 protocol error; closing the connection", exc_info=True)
+            self._flush()
+            self.close()
+            return
+        for event in events:
+            self._on(event)
+        self._flush()
+
+    def _on(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived) and event.stream_id is not None:
+            self._headers[event.stream_id] = [
+                (str(name), str(value)) for name, value in event.headers or []
+            ]
+            self._bodies[event.stream_id] = bytearray()
+        elif isinstance(event, h2.events.DataReceived) and event.stream_id is not None:
+            body = self._bodies.get(event.stream_id)
+            if body is not None and len(body) + len(event.data or b"") <= _MAX_BODY:
+                body.extend(event.data or b"")
+            self._h2.acknowledge_received_data(event.flow_controlled_length or 0, event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded) and event.stream_id is not None:
+            self._dispatch(event.stream_id)
+        elif isinstance(event, h2.events.StreamReset) and event.stream_id is not None:
+            self._headers.pop(event.stream_id, None)
+            self._bodies.pop(event.stream_id, None)
+        elif isinstance(event, h2.events.WindowUpdated):
+            for window in self._windows.values():
+                window.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.close()
+
+    def _dispatch(self, stream_id: int) -> None:
+        raw = self._headers.pop(stream_id, [])
+        body = bytes(self._bodies.pop(stream_id, b""))
+        pseudo = {name: value for name, value in raw if name.startswith(":")}
+        headers = {name.lower(): value for name, value in raw if not name.startswith(":")}
+        request = H2Request(pseudo.get(":method", ""), pseudo.get(":path", ""), headers, body)
+        task = asyncio.get_running_loop().create_task(self._answer(stream_id, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, stream_id: int, request: H2Request) -> None:
+        try:
+            response = await self._handler(request)
+        except Exception:
+            log.exception("emulator handler failed")
+            response = H2Response(500, [("content-type", "application/json")], b"{}")
+        try:
+            headers = [(":status", str(response.status)), *response.headers]
+            if response.body:
+                headers.append(("content-length", str(len(response.body))))
+            self._h2.send_headers(stream_id, headers, end_stream=not response.body)
+            await self._send_body(stream_id, response.body)
+        except h2.exceptions.StreamClosedError:
+            return
+        self._flush()
+
+    async def _send_body(self, stream_id: int, body: bytes) -> None:
+        view = memoryview(body)
+        while view:
+            size = min(
+                len(view),
+                self._h2.local_flow_control_window(stream_id),
+                self._h2.max_outbound_frame_size,
+            )
+            if size <= 0:
+                window = self._windows.setdefault(stream_id, asyncio.Event())
+                window.clear()
+                self._flush()
+                await window.wait()
+                if self._transport is None or self._transport.is_closing():
+                    return
+                continue
+            chunk, view = view[:size], view[size:]
+            self._h2.send_data(stream_id, bytes(chunk), end_stream=not view)
+        self._windows.pop(stream_id, None)
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+
+class H2Server:
+    """Serves `handler` over HTTP/2 with TLS (ALPN h2)."""
+
+    def __init__(self, handler: Handler, context: ssl.SSLContext) -> None:
+        self._handler = handler
+        self._context = context
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; return the bound port."""
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self._handler, self._connections), sock=sock, ssl=self._context
+        )
+        return int(sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop listening and close every open connection."""
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self._connections):
+            connection.close()
+        await self._server.wait_closed()
+        self._server = None

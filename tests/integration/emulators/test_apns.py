@@ -1,0 +1,211 @@
+"""The APNs emulator driven by aioapns 4.0, the client the sender uses."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from aioapns import APNs, NotificationRequest, PushType
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from services.emulators.apns import APNSEmulator
+from services.emulators.keys import pkcs8_pem
+from services.emulators.runner import EmulatorThread
+from services.emulators.state import TokenState
+from tests.integration.emulators.apple import apns_client, close_client
+
+TOKEN = "ab" * 32
+
+
+@pytest.fixture
+def apns(tmp_path: Path) -> Iterator[APNSEmulator]:
+    emulator = APNSEmulator(cert_dir=tmp_path / "tls")
+    with EmulatorThread(emulator):
+        yield emulator
+
+
+@pytest.fixture
+async def client(apns: APNSEmulator) -> AsyncIterator[APNs]:
+    client = apns_client(apns)
+    yield client
+    await close_client(client)
+
+
+async def test_a_notification_is_delivered_with_its_headers_and_payload(
+    apns: APNSEmulator, client: APNs
+) -> None:
+    message = {"aps": {"alert": {"title": "Hi", "body": "there"}, "mutable-content": 1}, "k": "v"}
+    request = NotificationRequest(
+        device_token=TOKEN,
+        message=message,
+        priority=10,
+        time_to_live=60,
+        collapse_key="news",
+        push_type=PushType.ALERT,
+    )
+    result = await client.send_notification(request)
+    assert (result.status, result.description) == ("200", None)
+    assert result.notification_id == request.notification_id
+    (record,) = apns.controls.records()
+    assert (record.target, record.status, record.reason) == (TOKEN, 200, None)
+    assert record.payload == message
+    assert record.headers["apns-topic"] == "com.example.pushline"
+    assert record.headers["apns-priority"] == "10"
+    assert record.headers["apns-collapse-id"] == "news"
+    assert record.headers["apns-push-type"] == "alert"
+    assert record.headers["apns-id"] == request.notification_id
+    assert record.headers["apns-expiration"].isdigit()
+
+
+async def test_unregistered_comes_back_with_its_timestamp(apns: APNSEmulator, client: APNs) -> None:
+    apns.controls.mark([TOKEN], TokenState.UNREGISTERED, at_ms=1_700_000_000_123)
+    result = await client.send_notification(NotificationRequest(TOKEN, {"aps": {}}))
+    assert (result.status, result.description, result.timestamp) == (
+        "410",
+        "Unregistered",
+        1_700_000_000_123,
+    )
+
+
+@pytest.mark.parametrize("token", ["not-a-token", "ab" * 31, "zz" * 32])
+async def test_a_malformed_token_is_a_bad_device_token(client: APNs, token: str) -> None:
+    result = await client.send_notification(NotificationRequest(token, {"aps": {}}))
+    assert (result.status, result.description) == ("400", "BadDeviceToken")
+
+
+async def test_a_token_marked_invalid_is_a_bad_device_token(
+    apns: APNSEmulator, client: APNs
+) -> None:
+    apns.controls.mark([TOKEN], TokenState.INVALID)
+    result = await client.send_notification(NotificationRequest(TOKEN, {"aps": {}}))
+    assert (result.status, result.description) == ("400", "BadDeviceToken")
+    apns.controls.mark([TOKEN], TokenState.ACTIVE)
+    result = await client.send_notification(NotificationRequest(TOKEN, {"aps": {}}))
+    assert result.status == "200"
+
+
+async def test_injected_faults_fail_the_requested_share(apns: APNSEmulator, client: APNs) -> None:
+    apns.controls.fail(429, share=0.5, count=2)
+    results = [
+        await client.send_notification(NotificationRequest(TOKEN, {"aps": {}})) for _ in range(6)
+    ]
+    assert [(r.status, r.description) for r in results] == [
+        ("200", None),
+        ("429", "TooManyRequests"),
+        ("200", None),
+        ("429", "TooManyRequests"),
+        ("200", None),
+        ("200", None),
+    ]
+    apns.controls.fail(503)
+    result = await client.send_notification(NotificationRequest(TOKEN, {"aps": {}}))
+    assert (result.status, result.description) == ("503", "ServiceUnavailable")
+
+
+async def test_a_token_signed_with_another_key_is_refused(apns: APNSEmulator) -> None:
+    other = pkcs8_pem(ec.generate_private_key(ec.SECP256R1()))
+    for client in (apns_client(apns, key=other), apns_client(apns, key_id="OTHERKEY01")):
+        try:
+            result = await client.send_notification(NotificationRequest(TOKEN, {"aps": {}}))
+        finally:
+            await close_client(client)
+        assert (result.status, result.description) == ("403", "InvalidProviderToken")
+    assert [r.reason for r in apns.controls.records()] == ["InvalidProviderToken"] * 2
+
+
+async def test_the_topic_must_be_the_apps(client: APNs) -> None:
+    request = NotificationRequest(TOKEN, {"aps": {}}, apns_topic="com.example.other")
+    result = await client.send_notification(request)
+    assert (result.status, result.description) == ("400", "DeviceTokenNotForTopic")
+
+
+async def test_an_oversized_payload_is_refused(client: APNs) -> None:
+    request = NotificationRequest(TOKEN, {"aps": {"alert": "x" * 4100}})
+    result = await client.send_notification(request)
+    assert (result.status, result.description) == ("413", "PayloadTooLarge")
+
+
+async def test_many_concurrent_streams_on_one_connection(apns: APNSEmulator, client: APNs) -> None:
+    tokens = [f"{i:064x}" for i in range(300)]
+    apns.controls.mark(tokens[::3], TokenState.UNREGISTERED)
+    results = await asyncio.gather(
+        *(client.send_notification(NotificationRequest(t, {"aps": {}})) for t in tokens)
+    )
+    statuses = [r.status for r in results]
+    assert statuses.count("410") == 100
+    assert statuses.count("200") == 200
+    # The record is larger than HTTP/2's initial 64 KiB window: the server has to wait for
+    # the client's window updates to send it.
+    context = ssl.create_default_context(cafile=str(apns.tls.ca_file))
+    async with httpx.AsyncClient(http2=True, verify=context, base_url=apns.url) as control:
+        answer = await control.get("/_emulator/records")
+    assert len(answer.content) > 65_535
+    assert sorted(r["target"] for r in answer.json()["records"]) == sorted(tokens)
+
+
+async def test_the_control_api_answers_over_http2(apns: APNSEmulator, client: APNs) -> None:
+    async with httpx.AsyncClient(
+        http2=True,
+        verify=ssl.create_default_context(cafile=str(apns.tls.ca_file)),
+        base_url=apns.url,
+    ) as control:
+        marked = await control.post(
+            "/_emulator/tokens", json={"tokens": [TOKEN], "state": "unregistered"}
+        )
+        assert marked.status_code == 200
+        assert marked.http_version == "HTTP/2"
+        result = await client.send_notification(NotificationRequest(TOKEN, {"aps": {"x": 1}}))
+        assert result.description == "Unregistered"
+        records = (await control.get("/_emulator/records")).json()["records"]
+        assert [(r["status"], r["reason"], r["payload"]) for r in records] == [
+            (410, "Unregistered", {"aps": {"x": 1}})
+        ]
+        config = (await control.get("/_emulator/config")).json()
+        assert config["key"] == apns.key_pem
+        assert config["ca_file"] == str(apns.tls.ca_file)
+        bad = await control.post("/_emulator/faults", json={"status": 418})
+        assert bad.status_code == 400
+
+
+async def test_provider_token_and_header_checks_over_raw_http2(apns: APNSEmulator) -> None:
+    now = int(time.time())
+
+    def bearer(iat: int) -> str:
+        token = jwt.encode(
+            {"iss": apns.team_id, "iat": iat},
+            apns.key_pem,
+            algorithm="ES256",
+            headers={"kid": apns.key_id},
+        )
+        return f"bearer {token}"
+
+    topic = {"apns-topic": apns.topics[0]}
+    cases = [
+        ({**topic}, 403, "MissingProviderToken"),
+        ({**topic, "authorization": bearer(now - 7200)}, 403, "ExpiredProviderToken"),
+        ({**topic, "authorization": "bearer not.a.jwt"}, 403, "InvalidProviderToken"),
+        ({"authorization": bearer(now)}, 400, "MissingTopic"),
+        ({**topic, "authorization": bearer(now), "apns-priority": "7"}, 400, "BadPriority"),
+        ({**topic, "authorization": bearer(now), "apns-id": "nope"}, 400, "BadMessageId"),
+    ]
+    context = ssl.create_default_context(cafile=str(apns.tls.ca_file))
+    async with httpx.AsyncClient(http2=True, verify=context, base_url=apns.url) as client:
+        for headers, status, reason in cases:
+            answer = await client.post(f"/3/device/{TOKEN}", headers=headers, content=b"{}")
+            assert (answer.status_code, answer.json()) == (status, {"reason": reason}), headers
+            assert answer.headers["apns-id"]
+        empty = await client.post(
+            f"/3/device/{TOKEN}", headers={**topic, "authorization": bearer(now)}
+        )
+        assert (empty.status_code, empty.json()) == (400, {"reason": "PayloadEmpty"})
+        wrong_method = await client.get(f"/3/device/{TOKEN}")
+        assert (wrong_method.status_code, wrong_method.json()) == (
+            405,
+            {"reason": "MethodNotAllowed"},
+        )
