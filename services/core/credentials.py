@@ -1,7 +1,8 @@
 """Provider credentials of an app, exactly as the admin API takes them.
 
 Each model's JSON is what the apps repository seals at rest and what
-`Apps.credentials()` returns, decrypted, to the sender. Secret fields are left out of
+`Apps.credentials()` returns, decrypted, to the sender; the provider adapters take the same
+models (`Provider.credentials_model`). Secret fields are left out of
 `repr()`, so a credentials object in a log line or traceback shows no key.
 """
 
@@ -15,13 +16,15 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _APPLE_ID = re.compile(r"[A-Z0-9]{10}")
-_SERVICE_ACCOUNT_FIELDS = ("project_id", "client_email", "private_key")
+# What google-auth needs to sign its token requests, and where to send them.
+_SERVICE_ACCOUNT_FIELDS = ("project_id", "client_email", "private_key", "token_uri")
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
 
 class _Credentials(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Inputs stay out of validation errors: they are secrets.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class FCMCredentials(_Credentials):
@@ -32,6 +35,10 @@ class FCMCredentials(_Credentials):
     @field_validator("service_account")
     @classmethod
     def _complete(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("type") != "service_account":
+            raise ValueError(
+                'service_account must be a service account JSON ("type": "service_account")'
+            )
         missing = [
             name
             for name in _SERVICE_ACCOUNT_FIELDS

@@ -37,6 +37,7 @@ def app_body(account_id: str, **more: object) -> dict[str, object]:
                 "project_id": "mi-proyecto",
                 "private_key": "FCM-PRIVATE-KEY-SECRET",
                 "client_email": "push@mi-proyecto.iam.gserviceaccount.com",
+                "token_uri": "https://oauth2.googleapis.com/token",
             }
         },
         "apns": {

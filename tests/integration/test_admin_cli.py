@@ -70,9 +70,11 @@ async def test_cli_manages_accounts_keys_and_apps(
     service_account.write_text(
         json.dumps(
             {
+                "type": "service_account",
                 "project_id": "acme-push",
                 "client_email": "a@acme-push.iam.gserviceaccount.com",
                 "private_key": "FCM-SECRET",
+                "token_uri": "https://oauth2.googleapis.com/token",
             }
         )
     )

@@ -18,6 +18,7 @@ SERVICE_ACCOUNT = {
     "project_id": "mi-proyecto",
     "private_key": "-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n",
     "client_email": "push@mi-proyecto.iam.gserviceaccount.com",
+    "token_uri": "https://oauth2.googleapis.com/token",
 }
 
 

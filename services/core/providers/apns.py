@@ -26,10 +26,8 @@ from aioapns.common import NotificationResult
 from aioapns.connection import APNsTLSClientProtocol
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as APNsConnectionError
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from pydantic import BaseModel, ConfigDict, SecretStr
 
+from services.core.credentials import APNSCredentials
 from services.core.errors import MessageInvalidError, ProviderAuthError
 from services.core.events import PushJob
 from services.core.providers.base import Provider, Result
@@ -42,19 +40,6 @@ SANDBOX: Final = "https://api.sandbox.push.apple.com"
 _PRIORITY: Final = {"high": 10, "normal": 5}
 # Apple's tokens are 64 hex digits today and documented as variable length.
 _DEVICE_TOKEN: Final = re.compile(r"^[0-9A-Fa-f]{16,200}$")
-
-
-class APNsCredentials(BaseModel):
-    """An app's APNs token-auth key (the .p8 file's text) and where it sends."""
-
-    # Inputs stay out of validation errors: they are secrets.
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
-
-    team_id: str
-    key_id: str
-    topic: str
-    private_key: SecretStr
-    sandbox: bool = False
 
 
 def endpoint_for(settings: Settings, sandbox: bool) -> tuple[str, int]:
@@ -132,23 +117,13 @@ class APNsProvider(Provider):
     """APNs for one app's token-auth key."""
 
     name: ClassVar = "apns"
-    credentials_model: ClassVar = APNsCredentials
+    credentials_model: ClassVar = APNSCredentials
     TIMEOUT: ClassVar[float] = 30.0
     MAX_CONNECTIONS: ClassVar[int] = 4
 
-    def __init__(self, credentials: APNsCredentials, settings: Settings) -> None:
-        """Raises ProviderAuthError for a key that is not a P-256 .p8 or a bad endpoint."""
-        key_text = credentials.private_key.get_secret_value()
-        try:
-            key = load_pem_private_key(key_text.encode(), password=None)
-        except (ValueError, TypeError) as exc:
-            raise ProviderAuthError(
-                "the APNs key is not a PEM (.p8) private key", provider="apns", reason="BadKey"
-            ) from exc
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-            raise ProviderAuthError(
-                "the APNs key must be an ES256 (P-256) key", provider="apns", reason="BadKey"
-            )
+    def __init__(self, credentials: APNSCredentials, settings: Settings) -> None:
+        """Raises ProviderAuthError for a bad endpoint (the credentials model has already
+        refused a key that is not a P-256 .p8)."""
         self._credentials = credentials
         self._protocol = protocol_for(*endpoint_for(settings, credentials.sandbox))
         self._ssl = ssl_context_for(settings)
@@ -182,7 +157,7 @@ class APNsProvider(Provider):
         if self._client is None:
             credentials = self._credentials
             client = APNs(
-                key=credentials.private_key.get_secret_value(),
+                key=credentials.private_key,
                 key_id=credentials.key_id,
                 team_id=credentials.team_id,
                 topic=credentials.topic,

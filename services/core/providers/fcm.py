@@ -30,8 +30,8 @@ from firebase_admin import exceptions as firebase_exceptions
 from firebase_admin import messaging
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport import requests as auth_requests
-from pydantic import BaseModel, ConfigDict, field_validator
 
+from services.core.credentials import FCMCredentials
 from services.core.errors import DependencyError, MessageInvalidError, ProviderAuthError
 from services.core.events import PushJob
 from services.core.providers.base import Provider, Result, parse_retry_after
@@ -42,34 +42,6 @@ from services.core.settings import Settings
 # firebase-admin refuses more than 500 messages per batch call.
 MAX_BATCH: Final = 500
 _APNS_PRIORITY: Final = {"high": "10", "normal": "5"}
-_SERVICE_ACCOUNT_FIELDS: Final = ("project_id", "private_key", "client_email", "token_uri")
-
-
-class FCMCredentials(BaseModel):
-    """An app's Google service account JSON (as downloaded from the Firebase console)."""
-
-    # Inputs stay out of validation errors: they are secrets.
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
-
-    service_account: dict[str, Any]
-
-    @field_validator("service_account")
-    @classmethod
-    def _service_account(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if value.get("type") != "service_account":
-            raise ValueError('the service account JSON must have "type": "service_account"')
-        missing = [field for field in _SERVICE_ACCOUNT_FIELDS if not value.get(field)]
-        if missing:
-            raise ValueError(f"the service account JSON lacks {', '.join(missing)}")
-        return value
-
-    @property
-    def project_id(self) -> str:
-        """The Firebase project the messages are sent through."""
-        return str(self.service_account["project_id"])
-
-    def __repr__(self) -> str:
-        return f"FCMCredentials(project_id={self.project_id!r})"
 
 
 async def bind_messaging(app: firebase_admin.App, endpoint: str, http_timeout: float) -> None:

@@ -22,9 +22,9 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02, VapidException
 from py_vapid.utils import b64urlencode
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from pywebpush import WebPusher, WebPushException
 
+from services.core.credentials import WebPushCredentials
 from services.core.errors import MessageInvalidError, ProviderAuthError
 from services.core.events import PushJob
 from services.core.providers.base import Provider, Result, parse_retry_after
@@ -41,24 +41,6 @@ DEFAULT_TTL: Final = 2_419_200
 # RFC 8030 section 5.4: a Topic is at most 32 characters of the URL-safe base64 alphabet.
 _TOPIC: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _URGENCY: Final = {"high": "high", "normal": "normal"}
-
-
-class WebPushCredentials(BaseModel):
-    """An app's VAPID key pair and contact (`mailto:` or `https:` URL)."""
-
-    # Inputs stay out of validation errors: they are secrets.
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
-
-    vapid_private_key: SecretStr
-    vapid_public_key: str
-    subject: str
-
-    @field_validator("subject")
-    @classmethod
-    def _subject(cls, value: str) -> str:
-        if not value.startswith(("mailto:", "https://")):
-            raise ValueError("the VAPID subject must be a mailto: or https: URL")
-        return value
 
 
 class VapidCache:
@@ -112,7 +94,7 @@ class WebPushProvider(Provider):
     ) -> None:
         """Raises ProviderAuthError when the VAPID keys are unusable or do not match."""
         try:
-            private_key = credentials.vapid_private_key.get_secret_value()
+            private_key = credentials.vapid_private_key
             # Raw (base64url scalar) or DER as web-push tools print them, or PEM.
             if "-----BEGIN" in private_key:
                 vapid = Vapid02.from_pem(private_key.strip().encode())

@@ -18,12 +18,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from services.core.credentials import APNSCredentials, FCMCredentials, WebPushCredentials
 from services.core.errors import ProviderQuotaError, ProviderUnavailableError
 from services.core.events import Content, Options, PushJob, WebPushSubscription
-from services.core.providers.apns import APNsCredentials, APNsProvider
+from services.core.providers.apns import APNsProvider
 from services.core.providers.classify import ErrorClass, classify
-from services.core.providers.fcm import FCMCredentials, FCMProvider
-from services.core.providers.webpush import WebPushCredentials, WebPushProvider
+from services.core.providers.fcm import FCMProvider
+from services.core.providers.webpush import WebPushProvider
 from services.core.settings import Settings
 from services.emulators import (
     APNSEmulator,
@@ -236,7 +237,7 @@ async def test_fcm_emulator_error_bodies_classify(
 # APNs
 
 
-def apns_credentials(apns: APNSEmulator, **fields: Any) -> APNsCredentials:
+def apns_credentials(apns: APNSEmulator, **fields: Any) -> APNSCredentials:
     values: dict[str, Any] = {
         "team_id": apns.team_id,
         "key_id": apns.key_id,
@@ -245,7 +246,7 @@ def apns_credentials(apns: APNSEmulator, **fields: Any) -> APNsCredentials:
         "sandbox": True,
     }
     values.update(fields)
-    return APNsCredentials(**values)
+    return APNSCredentials(**values)
 
 
 def apns_settings(apns: APNSEmulator) -> Settings:

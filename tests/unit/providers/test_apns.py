@@ -12,9 +12,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from services.core.credentials import APNSCredentials
 from services.core.errors import ProviderAuthError, ProviderQuotaError
 from services.core.events import Content, Options, PushJob
-from services.core.providers.apns import APNsCredentials, APNsProvider, endpoint_for
+from services.core.providers.apns import APNsProvider, endpoint_for
 from services.core.providers.classify import ErrorClass
 from services.core.settings import Settings
 from tests.unit.providers.apns_server import FakeAPNs, start_apns
@@ -42,7 +43,7 @@ def p8_text(key: ec.EllipticCurvePrivateKey) -> str:
     ).decode()
 
 
-def credentials(key: ec.EllipticCurvePrivateKey, **fields: Any) -> APNsCredentials:
+def credentials(key: ec.EllipticCurvePrivateKey, **fields: Any) -> APNSCredentials:
     values: dict[str, Any] = {
         "team_id": "TEAM123456",
         "key_id": "KEY1234567",
@@ -51,7 +52,7 @@ def credentials(key: ec.EllipticCurvePrivateKey, **fields: Any) -> APNsCredentia
         "sandbox": False,
     }
     values.update(fields)
-    return APNsCredentials(**values)
+    return APNSCredentials(**values)
 
 
 @pytest.fixture
@@ -223,12 +224,10 @@ async def test_untrusted_server_is_a_retryable_failure(
 
 
 def test_key_must_be_a_p256_p8(tmp_path: Path) -> None:
-    with pytest.raises(ProviderAuthError) as caught:
-        APNsProvider(
-            credentials(ec.generate_private_key(ec.SECP256R1()), private_key="garbage"),
-            Settings(),
-        )
-    assert caught.value.reason == "BadKey"
-    assert caught.value.__cause__ is not None
-    with pytest.raises(ProviderAuthError):
-        APNsProvider(credentials(ec.generate_private_key(ec.SECP384R1())), Settings())
+    good = credentials(ec.generate_private_key(ec.SECP256R1())).model_dump()
+    for key in ("garbage", p8_text(ec.generate_private_key(ec.SECP384R1()))):
+        with pytest.raises(ProviderAuthError) as caught:
+            APNsProvider.from_credentials({**good, "private_key": key}, Settings())
+        assert caught.value.reason == "MalformedCredentials"
+        assert caught.value.__cause__ is not None
+        assert key not in str(caught.value)

@@ -12,10 +12,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import messaging
 
+from services.core.credentials import FCMCredentials
 from services.core.errors import ProviderQuotaError, ProviderUnavailableError
 from services.core.events import Content, Options, PushJob
 from services.core.providers.classify import ErrorClass
-from services.core.providers.fcm import FCMCredentials, FCMProvider
+from services.core.providers.fcm import FCMProvider
 from services.core.settings import Settings
 from tests.unit.providers.fcm_server import (
     Answer,

@@ -14,10 +14,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
 
+from services.core.credentials import WebPushCredentials
 from services.core.errors import ProviderAuthError, ProviderQuotaError, ProviderUnavailableError
 from services.core.events import Content, Options, PushJob, WebPushKeys, WebPushSubscription
 from services.core.providers.classify import ErrorClass
-from services.core.providers.webpush import VapidCache, WebPushCredentials, WebPushProvider
+from services.core.providers.webpush import VapidCache, WebPushProvider
 from services.core.settings import Settings
 from tests.unit.providers.keys import Subscriber, VapidPair, subscriber, vapid_pair
 
