@@ -19,7 +19,7 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, RequestReceived, StreamEnded
 
-from tests.unit.providers.tls import ServerTLS
+from services.emulators.tls import TLSFiles
 
 
 @dataclass
@@ -96,7 +96,7 @@ class _Protocol(asyncio.Protocol):
             self.conn.send_data(stream_id, json.dumps(error).encode(), end_stream=True)
 
 
-async def start_apns(fake: FakeAPNs, tls: ServerTLS) -> asyncio.Server:
+async def start_apns(fake: FakeAPNs, tls: TLSFiles) -> asyncio.Server:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
     context.set_alpn_protocols(["h2"])

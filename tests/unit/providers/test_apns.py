@@ -18,16 +18,16 @@ from services.core.events import Content, Options, PushJob
 from services.core.providers.apns import APNsProvider, endpoint_for
 from services.core.providers.classify import ErrorClass
 from services.core.settings import Settings
+from services.emulators.tls import TLSFiles, certificates
 from tests.unit.providers.apns_server import FakeAPNs, start_apns
-from tests.unit.providers.tls import ServerTLS, make_tls
 
 TOKEN = "a" * 64
 OTHER = "b" * 64
 
 
 @pytest.fixture(scope="session")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> ServerTLS:
-    return make_tls(tmp_path_factory.mktemp("apns-tls"))
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return certificates(tmp_path_factory.mktemp("apns-tls"))
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +56,7 @@ def credentials(key: ec.EllipticCurvePrivateKey, **fields: Any) -> APNSCredentia
 
 
 @pytest.fixture
-async def apns(p8: ec.EllipticCurvePrivateKey, tls: ServerTLS) -> AsyncIterator[FakeAPNs]:
+async def apns(p8: ec.EllipticCurvePrivateKey, tls: TLSFiles) -> AsyncIterator[FakeAPNs]:
     fake = FakeAPNs(key=p8)
     server = await start_apns(fake, tls)
     try:
@@ -68,7 +68,7 @@ async def apns(p8: ec.EllipticCurvePrivateKey, tls: ServerTLS) -> AsyncIterator[
 
 @pytest.fixture
 async def provider(
-    p8: ec.EllipticCurvePrivateKey, tls: ServerTLS, apns: FakeAPNs
+    p8: ec.EllipticCurvePrivateKey, tls: TLSFiles, apns: FakeAPNs
 ) -> AsyncIterator[APNsProvider]:
     settings = Settings(apns_endpoint=f"https://127.0.0.1:{apns.port}", apns_ca_file=tls.ca_file)
     built = APNsProvider(credentials(p8), settings)
