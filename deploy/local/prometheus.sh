@@ -28,7 +28,9 @@ declare -A targets=(
 )
 
 log() { printf 'prometheus: %s\n' "$*" >&2; }
-alive() { [[ -f $dir/prometheus.pid ]] && kill -0 "$(cat "$dir/prometheus.pid")" 2>/dev/null; }
+# shellcheck source=deploy/local/pidfile.sh
+source "$here/pidfile.sh"
+alive() { pid_alive "$dir/prometheus.pid"; }
 
 write_config() {
   mkdir -p "$dir/data"
@@ -84,20 +86,8 @@ up() {
 }
 
 down() {
-  if ! alive; then
-    rm -f "$dir/prometheus.pid"
-    return
-  fi
-  local pid i
-  pid=$(cat "$dir/prometheus.pid")
-  log "stopping ($pid)"
-  kill "$pid"
-  for i in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$dir/prometheus.pid"
+  alive && log "stopping ($(cat "$dir/prometheus.pid"))"
+  pid_stop "$dir/prometheus.pid"
 }
 
 case ${1:-} in

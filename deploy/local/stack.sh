@@ -39,11 +39,11 @@ fetch_jars() {
   echo "$stamp" >"$dir/.stamp"
 }
 
-# alive NAME: the pid file names a live process.
-alive() {
-  local pidfile=$state/$1.pid
-  [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
-}
+# shellcheck source=deploy/local/pidfile.sh
+source "$here/pidfile.sh"
+
+# alive NAME: the pid file of NAME names a live process.
+alive() { pid_alive "$state/$1.pid"; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -115,21 +115,8 @@ store_up() {
 
 # stop NAME: SIGTERM, then SIGKILL after 30 s.
 stop() {
-  local name=$1 pidfile=$state/$1.pid
-  if ! alive "$name"; then
-    rm -f "$pidfile"
-    return
-  fi
-  local pid i
-  pid=$(cat "$pidfile")
-  log "stopping $name ($pid)"
-  kill "$pid"
-  for i in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
+  alive "$1" && log "stopping $1 ($(cat "$state/$1.pid"))"
+  pid_stop "$state/$1.pid"
 }
 
 mkdir -p "$state"

@@ -161,9 +161,9 @@ async def cleanup_devices(app_id: str, request: Request) -> Response:
 async def registration_status(registration_id: str, request: Request) -> Response:
     """A registration's status: Pending, Success, or Failed with its reason."""
     registry = registry_of(request)
-    account = await registry.account(bearer(request))
-    if account is None:
-        return problem(401, "missing or unknown API key")
+    account = await _caller(registry, request)
+    if isinstance(account, Response):
+        return account
     status = await registry.status(account, registration_id)
     return JSONResponse(
         {
@@ -174,10 +174,16 @@ async def registration_status(registration_id: str, request: Request) -> Respons
     )
 
 
+async def _caller(registry: Registry, request: Request) -> Account | Response:
+    """The account of the request's Bearer key, or the 401 to answer."""
+    account = await registry.account(bearer(request))
+    return problem(401, "missing or unknown API key") if account is None else account
+
+
 async def _caller_app(registry: Registry, request: Request, app_id: str) -> App | Response:
-    account: Account | None = await registry.account(bearer(request))
-    if account is None:
-        return problem(401, "missing or unknown API key")
+    account = await _caller(registry, request)
+    if isinstance(account, Response):
+        return account
     app = await registry.app(account, app_id)
     if app is None:
         return problem(404, f"app {app_id} not found")
@@ -280,9 +286,9 @@ async def send_notification(request: Request) -> Response:
     """Send a notification; 202 with its id. A repeated `Idempotency-Key` (24 hours)
     answers the first request's id and sends nothing new."""
     registry = registry_of(request)
-    account = await registry.account(bearer(request))
-    if account is None:
-        return problem(401, "missing or unknown API key")
+    account = await _caller(registry, request)
+    if isinstance(account, Response):
+        return account
     try:
         body = parse(NotificationRequest, await request.body())
     except Invalid as exc:
@@ -328,9 +334,9 @@ async def send_notification(request: Request) -> Response:
 async def notification_status(notification_id: str, request: Request) -> Response:
     """State (accepted, resolving, sending, done), counters and per-platform counts."""
     registry = registry_of(request)
-    account = await registry.account(bearer(request))
-    if account is None:
-        return problem(401, "missing or unknown API key")
+    account = await _caller(registry, request)
+    if isinstance(account, Response):
+        return account
     found = await sends_of(request).notification(account.id, notification_id)
     if found is None:
         return problem(404, f"notification {notification_id} not found")
@@ -341,9 +347,9 @@ async def notification_status(notification_id: str, request: Request) -> Respons
 async def report_interaction(request: Request) -> Response:
     """Report that a notification was delivered, opened, clicked or dismissed on a device."""
     registry = registry_of(request)
-    account = await registry.account(bearer(request))
-    if account is None:
-        return problem(401, "missing or unknown API key")
+    account = await _caller(registry, request)
+    if isinstance(account, Response):
+        return account
     try:
         body = parse(InteractionEvent, await request.body())
     except Invalid as exc:
