@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The local infrastructure as plain processes (no Docker engine on these machines):
 # Apache Kafka (KRaft, one combined node) on 127.0.0.1:9092 and the MongoDB-protocol
-# store on 127.0.0.1:27017.
+# store on 127.0.0.1:27017. PUSHLINE_KAFKA_PORT, PUSHLINE_KAFKA_CONTROLLER_PORT (9093) and
+# PUSHLINE_STORE_PORT, with a state dir of its own, run a second, separate stack (the
+# fault tests kill and restart theirs without touching the shared one).
 #
 #   stack.sh up      fetch what is missing, start what is not running, wait until both answer
 #                    (skips a component whose PUSHLINE_* variable points elsewhere)
@@ -18,6 +20,9 @@ cache=${PUSHLINE_CACHE_DIR:-$HOME/.cache/pushline}
 state=${PUSHLINE_STATE_DIR:-$HOME/.local/state/pushline}
 kafka_heap=${PUSHLINE_KAFKA_HEAP:-1g}
 store_heap=${PUSHLINE_STORE_HEAP:-1g}
+kafka_port=${PUSHLINE_KAFKA_PORT:-9092}
+controller_port=${PUSHLINE_KAFKA_CONTROLLER_PORT:-9093}
+store_port=${PUSHLINE_STORE_PORT:-27017}
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 
@@ -48,13 +53,13 @@ alive() { pid_alive "$state/$1.pid"; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 kafka_ready() {
-  java -cp "$cache/kafka/libs/*" "$here/KafkaReady.java" 127.0.0.1:9092 "$1"
+  java -cp "$cache/kafka/libs/*" "$here/KafkaReady.java" "127.0.0.1:$kafka_port" "$1"
 }
 
 kafka_up() {
   fetch_jars kafka "$here/kafka-pom.xml"
   if kafka_ready 2; then
-    log "kafka already answers on 127.0.0.1:9092"
+    log "kafka already answers on 127.0.0.1:$kafka_port"
     return
   fi
   if alive kafka; then
@@ -62,7 +67,8 @@ kafka_up() {
   else
     local dir=$state/kafka
     mkdir -p "$dir"
-    sed "s|@STATE@|$state|g" "$here/kafka.properties" >"$dir/server.properties"
+    sed -e "s|@STATE@|$state|g" -e "s|@PORT@|$kafka_port|g" \
+      -e "s|@CONTROLLER_PORT@|$controller_port|g" "$here/kafka.properties" >"$dir/server.properties"
     local java=(java "-Xms$kafka_heap" "-Xmx$kafka_heap" -XX:+UseG1GC
       -Dlog4j2.configurationFile="$here/log4j2.properties"
       -cp "$cache/kafka/libs/*")
@@ -82,13 +88,13 @@ kafka_up() {
     log "kafka did not answer an admin call within 90 s"
     exit 1
   fi
-  log "kafka answers on 127.0.0.1:9092"
+  log "kafka answers on 127.0.0.1:$kafka_port"
 }
 
 store_up() {
   fetch_jars store "$here/store-pom.xml"
-  if port_open 27017; then
-    log "store already answers on 127.0.0.1:27017"
+  if port_open "$store_port"; then
+    log "store already answers on 127.0.0.1:$store_port"
     return
   fi
   local dir=$state/store
@@ -96,13 +102,13 @@ store_up() {
   if ! alive store; then
     log "starting store"
     nohup java "-Xmx$store_heap" -cp "$cache/store/libs/*" "$here/StoreServer.java" \
-      127.0.0.1 27017 "$dir/pushline.mv" >"$dir/store.log" 2>&1 &
+      127.0.0.1 "$store_port" "$dir/pushline.mv" >"$dir/store.log" 2>&1 &
     echo $! >"$state/store.pid"
   fi
   local i
   for i in $(seq 1 120); do
-    if grep -q 'store listening' "$dir/store.log" 2>/dev/null && port_open 27017; then
-      log "store answers on 127.0.0.1:27017"
+    if grep -q 'store listening' "$dir/store.log" 2>/dev/null && port_open "$store_port"; then
+      log "store answers on 127.0.0.1:$store_port"
       return
     fi
     alive store || break
@@ -125,13 +131,13 @@ case ${1:-} in
     # A component configured elsewhere (PUSHLINE_KAFKA_BOOTSTRAP / PUSHLINE_MONGODB_URI set
     # to something other than the local default) is not started here.
     pids=()
-    if [[ ${PUSHLINE_KAFKA_BOOTSTRAP:-127.0.0.1:9092} == 127.0.0.1:9092 ]]; then
+    if [[ ${PUSHLINE_KAFKA_BOOTSTRAP:-127.0.0.1:$kafka_port} == "127.0.0.1:$kafka_port" ]]; then
       kafka_up &
       pids+=($!)
     else
       log "kafka: using PUSHLINE_KAFKA_BOOTSTRAP=$PUSHLINE_KAFKA_BOOTSTRAP"
     fi
-    if [[ ${PUSHLINE_MONGODB_URI:-mongodb://127.0.0.1:27017/} == mongodb://127.0.0.1:27017/* ]]; then
+    if [[ ${PUSHLINE_MONGODB_URI:-mongodb://127.0.0.1:$store_port/} == "mongodb://127.0.0.1:$store_port/"* ]]; then
       store_up &
       pids+=($!)
     else
