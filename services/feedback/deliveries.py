@@ -2,14 +2,25 @@
 redelivery, invalid devices.
 
 A send is identified by (notification id, token hash). Each ended send is recorded once
-in `deliveries`; a second record of the same send is a redelivery, counted as a duplicate
-and not added to the notification's counters.
+in `deliveries`; a second record of the same send is a redelivery and adds nothing to the
+notification's counters. When the provider answered it again (a second `answered_at`),
+the device really got it twice, and the `duplicate` metric counts it.
+
+Recording and counting are two writes. Every record names the batch it was written in,
+and a notification keeps the ids of the batches it has counted (in the same atomic
+update that adds them). A worker that died between the two writes leaves a batch of
+records uncounted; the redelivery that finds those records counts their batch from the
+store, once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,6 +33,20 @@ from services.core.store.devices import DevicesRepository
 from services.core.store.notifications import TERMINAL, NotificationsRepository
 
 _DUPLICATE_KEY = 11000
+# How old an uncounted batch must be before a redelivery counts it: a live worker counts
+# its own batch within this time, one that has not is gone (or its counting failed).
+UNCOUNTED_GRACE = 20.0
+
+Increments = Callable[[Document], Counter[str]]
+
+
+def _new_batch() -> str:
+    # Its creation time leads, so anyone can tell how old an uncounted batch is.
+    return f"{time.time():.3f}:{uuid.uuid4().hex[:12]}"
+
+
+def _age(batch: str) -> float:
+    return time.time() - float(batch.partition(":")[0])
 
 
 async def _record(collection: AsyncCollection[Document], documents: list[Document]) -> list[bool]:
@@ -37,6 +62,65 @@ async def _record(collection: AsyncCollection[Document], documents: list[Documen
                 raise
             fresh[error["index"]] = False
     return fresh
+
+
+async def _record_and_count(
+    db: AsyncDatabase[Document],
+    collection: AsyncCollection[Document],
+    documents: list[Document],
+    increments: Increments,
+) -> dict[str, Document]:
+    """Record the documents (each with `notification_id`) and add each new one's
+    increments to its notification exactly once.
+
+    Returns the earlier records of the documents that were already there, by `_id`.
+    """
+    batch = _new_batch()
+    for document in documents:
+        document["batch"] = batch
+    fresh = await _record(collection, documents)
+    counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for document, new in zip(documents, fresh, strict=True):
+        if new:
+            counts[document["notification_id"]].update(increments(document))
+    notifications = NotificationsRepository(db)
+    for notification_id, increment in counts.items():
+        await notifications.add_outcomes(notification_id, increment, batch)
+    seen = [document["_id"] for document, new in zip(documents, fresh, strict=True) if not new]
+    if not seen:
+        return {}
+    earlier = {doc["_id"]: doc async for doc in collection.find({"_id": {"$in": seen}})}
+    await _count_left_over(notifications, collection, earlier.values(), increments)
+    return earlier
+
+
+async def _count_left_over(
+    notifications: NotificationsRepository,
+    collection: AsyncCollection[Document],
+    records: Iterable[Document],
+    increments: Increments,
+) -> None:
+    """Count the batches of `records` that their writer recorded but never counted."""
+    batches = {(r["notification_id"], r["batch"]) for r in records}
+    for notification_id, batch in sorted(batches):
+        if await notifications.counted(notification_id, batch):
+            continue
+        wait = UNCOUNTED_GRACE - _age(batch)
+        if wait > 0:
+            # Perhaps its writer is still at it: give it the time to count it itself.
+            await asyncio.sleep(wait)
+            if await notifications.counted(notification_id, batch):
+                continue
+        total: Counter[str] = Counter()
+        async for record in collection.find({"notification_id": notification_id, "batch": batch}):
+            total.update(increments(record))
+        await notifications.add_outcomes(notification_id, total, batch)
+
+
+def _delivery_increments(record: Document) -> Counter[str]:
+    counter = TERMINAL[record["outcome"]]
+    platform = record.get("platform")
+    return Counter({counter: 1, **({f"{platform}.{counter}": 1} if platform else {})})
 
 
 async def apply_outcomes(outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[Document]) -> None:
@@ -62,49 +146,43 @@ async def apply_outcomes(outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[
     ]
     if not ended:
         return
-    counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    documents = [
+    records = [
         {
             "_id": f"{o.notification_id}:{o.token_hash}",
             "notification_id": o.notification_id,
             "outcome": o.outcome,
+            "platform": o.platform,
             "reason": o.reason,
             "answered_at": o.answered_at,
         }
         for o in ended
     ]
-    for outcome, fresh in zip(ended, await _record(db.deliveries, documents), strict=True):
-        if not fresh:
+    earlier = await _record_and_count(db, db.deliveries, records, _delivery_increments)
+    for outcome, record in zip(ended, records, strict=True):
+        first = earlier.get(str(record["_id"]))
+        # The same answer again is a redelivered message; another answer, a second send.
+        if first is not None and first["answered_at"] != _stored(outcome.answered_at):
             metrics.SENDS.labels(outcome.provider, "duplicate").inc()
-            continue
-        counter = TERMINAL[outcome.outcome]
-        assert outcome.notification_id is not None
-        counts[outcome.notification_id][counter] += 1
-        if outcome.platform is not None:
-            counts[outcome.notification_id][f"{outcome.platform}.{counter}"] += 1
-    notifications = NotificationsRepository(db)
-    for notification_id, increments in counts.items():
-        await notifications.add_outcomes(notification_id, increments)
+
+
+def _stored(at: datetime) -> datetime:
+    """`at` as the store gives it back: BSON keeps milliseconds."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 async def apply_interactions(
     interactions: Sequence[Interaction], db: AsyncDatabase[Document]
 ) -> None:
     """Count what users did with notifications, each (notification, device, type) once."""
-    documents = [
+    records = [
         {
             "_id": f"{i.notification_id}:{i.token_hash}:{i.interaction}",
             "notification_id": i.notification_id,
+            "interaction": i.interaction,
             "at": i.at,
         }
         for i in interactions
     ]
-    counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for interaction, fresh in zip(
-        interactions, await _record(db.interactions, documents), strict=True
-    ):
-        if fresh:
-            counts[interaction.notification_id][interaction.interaction] += 1
-    notifications = NotificationsRepository(db)
-    for notification_id, increments in counts.items():
-        await notifications.add_outcomes(notification_id, increments)
+    await _record_and_count(
+        db, db.interactions, records, lambda record: Counter({record["interaction"]: 1})
+    )

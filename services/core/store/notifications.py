@@ -25,6 +25,8 @@ COUNTERS = (
 )
 # Outcomes that end a job, and the counter each one adds to.
 TERMINAL = {"success": "sent", "failed": "failed", "invalid_token": "invalid"}
+# The ids of counted batches are bookkeeping, never part of what a reader gets.
+_NO_BATCHES = {"counted_batches": 0}
 
 
 def _new(request: SendRequest, state: str) -> Document:
@@ -86,21 +88,40 @@ class NotificationsRepository:
         await self._notifications.update_one({"_id": event.notification_id}, {"$set": fields})
         await self.settle(event.notification_id)
 
-    async def add_outcomes(self, notification_id: str, counts: Mapping[str, int]) -> None:
-        """Add counter increments (`sent`, `android.sent`, ...), then settle the state."""
+    async def add_outcomes(
+        self, notification_id: str, counts: Mapping[str, int], batch: str
+    ) -> bool:
+        """Add counter increments (`sent`, `android.sent`, ...) once per `batch`, then settle
+        the state. False if `batch` was counted before (nothing added).
+
+        The batch id is kept on the notification by the same atomic update that adds its
+        counts, so a batch applied twice (a worker retried or replaced) counts once.
+        """
         increments = {
             (f"by_platform.{key}" if "." in key else f"counters.{key}"): value
             for key, value in counts.items()
         }
-        await self._notifications.update_one(
-            {"_id": notification_id},
-            {"$inc": increments, "$set": {"updated": utc_now()}},
+        result = await self._notifications.update_one(
+            {"_id": notification_id, "counted_batches": {"$ne": batch}},
+            {
+                "$inc": increments,
+                "$set": {"updated": utc_now()},
+                "$push": {"counted_batches": batch},
+            },
         )
         await self.settle(notification_id)
+        return bool(result.modified_count)
+
+    async def counted(self, notification_id: str, batch: str) -> bool:
+        """Whether `batch` was added to the notification's counters."""
+        found = await self._notifications.find_one(
+            {"_id": notification_id, "counted_batches": batch}, {"_id": 1}
+        )
+        return found is not None
 
     async def settle(self, notification_id: str) -> None:
         """Set `sending` once the fan-out is known, `done` once every job has ended."""
-        doc = await self._notifications.find_one({"_id": notification_id})
+        doc = await self._notifications.find_one({"_id": notification_id}, _NO_BATCHES)
         if doc is None or doc.get("state") == "done" or not doc.get("fanout_done"):
             return
         counters = doc["counters"]
@@ -114,4 +135,4 @@ class NotificationsRepository:
 
     async def get(self, notification_id: str) -> Document | None:
         """The notification document, or None."""
-        return await self._notifications.find_one({"_id": notification_id})
+        return await self._notifications.find_one({"_id": notification_id}, _NO_BATCHES)
