@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run stop status test lint typecheck unit integration schemas bench install tools clean
+.PHONY: run stop status test lint typecheck unit integration fault schemas bench install tools clean
 
 run: install
 	deploy/local/stack.sh up
@@ -41,6 +41,11 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+# The fault tests at full size: a send to 20,000 devices while each worker is killed in
+# turn, the broker is killed, the store is stopped (`make test` runs them at 3,000).
+fault: install
+	PUSHLINE_FAULT_DEVICES=20000 $(BIN)/pytest -s tests/fault
 
 bench: install
 	deploy/local/stack.sh up

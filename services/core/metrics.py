@@ -69,7 +69,11 @@ PROVIDER_AUTH_FAILURES = Counter(
     "Sends refused because an app's provider credentials or configuration are wrong.",
     ["provider"],
 )
-
+OUTAGE_RETRIES = Counter(
+    "pushline_outage_retries_total",
+    "Work a worker paused and tried again because the store or the broker did not answer.",
+    ["work"],
+)
 CONSUMER_LAG = Gauge(
     "pushline_consumer_lag",
     "Messages a worker's consumer group has yet to process, per topic and partition it reads.",

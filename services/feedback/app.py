@@ -21,6 +21,7 @@ from services.core.events import (
     WebhookCall,
 )
 from services.core.kafka import decode
+from services.core.outages import until_done
 from services.core.settings import Settings
 from services.core.store.devices import DevicesRepository
 from services.core.store.notifications import NotificationsRepository
@@ -49,7 +50,9 @@ def create_app(settings: Settings) -> StreamApp:
         # the StreamT protocol does not declare it, the Stream class does.
         batches = cast(faust.Stream[bytes], stream).take_events(BATCH, within=BATCH_WINDOW)
         async for batch in batches:
-            await on_feedback(app, [(event.key, event.value) for event in batch])
+            events = [(event.key, event.value) for event in batch]
+            # Every step of a batch is safe to repeat (see `deliveries`).
+            await until_done(lambda: on_feedback(app, events), "feedback")  # noqa: B023
 
     @app.agent(app.source(topics.WEBHOOKS), concurrency=WEBHOOK_CONCURRENCY)
     async def webhook_calls(stream: faust.StreamT[bytes]) -> None:

@@ -21,6 +21,7 @@ from services.core.events import (
     SendRequest,
 )
 from services.core.kafka import decode
+from services.core.outages import until_done
 from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store.apps import Apps
@@ -44,12 +45,19 @@ def create_app(settings: Settings) -> StreamApp:
     @app.agent(app.source(topics.REGISTRATIONS))
     async def registrations(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await on_registration(app, event.key, event.value)
+            await until_done(
+                lambda: on_registration(app, event.key, event.value),  # noqa: B023 - awaited here
+                "registration",
+            )
 
     @app.agent(app.source(topics.SEND_REQUESTS))
     async def send_requests(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await on_send_request(app, event.key, event.value)
+            # Resolving again from the start is safe: jobs already produced end once.
+            await until_done(
+                lambda: on_send_request(app, event.key, event.value),  # noqa: B023 - awaited here
+                "send_request",
+            )
 
     return app
 

@@ -24,6 +24,7 @@ from services.core import metrics, topics
 from services.core.errors import ProviderRejectedError
 from services.core.events import DeadLetter, DeliveryOutcome, PushJob
 from services.core.kafka import decode, encode
+from services.core.outages import until_done
 from services.core.providers.base import Provider, Result
 from services.core.providers.classify import ErrorClass, ProviderName
 from services.core.store.client import Document
@@ -123,7 +124,9 @@ class Dispatcher:
 
     async def _deliver(self, deliveries: list[Delivery]) -> None:
         try:
-            await self._send(deliveries)
+            # A batch interrupted by an outage is sent again whole: jobs whose outcome
+            # feedback recorded meanwhile are skipped, the others may reach a device twice.
+            await until_done(lambda: self._send(deliveries), "send")
         except Exception:
             # Unacknowledged, the jobs come back after a restart; say why loudly.
             log.exception("a batch of jobs failed unexpectedly", extra={"jobs": len(deliveries)})
@@ -225,7 +228,7 @@ class Dispatcher:
                 delivery.ack,
                 delivery.history,
             )
-            await self._send([retried])
+            await until_done(lambda: self._send([retried]), "send")
         except Exception:
             log.exception("a retry failed unexpectedly")
         finally:

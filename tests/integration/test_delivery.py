@@ -4,7 +4,6 @@ notification ends `done` with exact counters."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,73 +17,31 @@ from services.core.events import Audience, Content, DeadLetter, SendRequest, utc
 from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.client import Document
-from services.core.store.indexes import ensure_indexes
-from services.core.tokens import hash_token
-from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
-from services.emulators.__main__ import sandbox_vapid
 from services.emulators.state import TokenState
 from services.ingest.app import create_app
-from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish, read
+from tests.integration.pipeline import (
+    ACCOUNT,
+    APP,
+    Emulators,
+    Pipeline,
+    device,
+    finished,
+    sandbox_app,
+    send_to_ana,
+)
 
 pytestmark = pytest.mark.integration
 
-ACCOUNT = "acc-e2e"
-APP = "sandbox-app"
 APNS_TOKEN = "ab" * 32
-
-
-class Emulators:
-    def __init__(self, cert_dir: Path) -> None:
-        self.fcm = FCMEmulator()
-        self.apns = APNSEmulator(cert_dir=cert_dir, record_limit=50_000)
-        self.webpush = WebPushEmulator()
-        self.thread = EmulatorThread(self.fcm, self.apns, self.webpush)
 
 
 @pytest.fixture
 def emulators(tmp_path: Path, settings: Settings) -> Iterator[Emulators]:
     running = Emulators(tmp_path / "tls")
     with running.thread:
-        # What `pushline emulators` writes for sandbox apps.
-        directory = tmp_path / "state" / "emulators"
-        directory.mkdir(parents=True)
-        clients = {
-            e.provider: e.client_config() for e in (running.fcm, running.apns, running.webpush)
-        }
-        clients["webpush"]["vapid"] = sandbox_vapid(
-            settings.model_copy(update={"state_dir": tmp_path / "state"})
-        )
-        (directory / "clients.json").write_text(json.dumps(clients))
+        running.write_clients(tmp_path / "state", settings)
         yield running
-
-
-class Pipeline:
-    """Resolver, sender and feedback as processes, the sandbox pointed at the emulators."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.running: dict[str, processes.Process] = {}
-        self.stopped: list[processes.Process] = []
-
-    async def start(self, name: str) -> None:
-        port = processes.free_port()
-        service = processes.Process(
-            ["services.cli", name], {**self.env, "PUSHLINE_METRICS_PORT": str(port)}
-        )
-        self.running[name] = service
-        await service.wait_ready(f"http://127.0.0.1:{port}/readyz")
-
-    def kill(self, name: str) -> None:
-        """SIGKILL: no shutdown, no last commit."""
-        service = self.running.pop(name)
-        service.popen.kill()
-        service.popen.wait()
-        self.stopped.append(service)
-
-    def close(self) -> None:
-        for service in [*self.running.values(), *self.stopped]:
-            service.close()
 
 
 @pytest.fixture
@@ -105,61 +62,6 @@ async def pipeline(
         yield running
     finally:
         running.close()
-
-
-def device(token: str, platform: str, provider: str, **more: object) -> Document:
-    now = utc_now()
-    return {
-        "app_id": APP,
-        "account_id": ACCOUNT,
-        "platform": platform,
-        "provider": provider,
-        "token": token,
-        "token_hash": hash_token(token),
-        "contact_id": "ana",
-        "status": "active",
-        "registered_at": now,
-        "created": now,
-        **more,
-    }
-
-
-async def sandbox_app(db: AsyncDatabase[Document]) -> None:
-    await ensure_indexes(db)
-    now = utc_now()
-    await db.apps.insert_one(
-        {
-            "_id": APP,
-            "account_id": ACCOUNT,
-            "name": "Sandbox",
-            "sandbox": True,
-            "created": now,
-            "updated": now,
-        }
-    )
-
-
-async def send_to_ana(settings: Settings) -> SendRequest:
-    send = SendRequest(
-        notification_id=f"n-{uuid.uuid4()}",
-        account_id=ACCOUNT,
-        app_id=APP,
-        to=Audience(contact_ids=["ana"]),
-        notification=Content(title="Hola Ana", body="Tu pedido va en camino"),
-        data={"order": "42"},
-    )
-    await publish(
-        settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
-    )
-    return send
-
-
-async def finished(db: AsyncDatabase[Document], send: SendRequest, within: float = 90) -> Document:
-    async def done() -> Document | None:
-        doc = await db.notifications.find_one({"_id": send.notification_id})
-        return doc if doc and doc["state"] == "done" else None
-
-    return await eventually(done, within=within)
 
 
 @pytest.mark.usefixtures("pipeline")
@@ -242,35 +144,6 @@ async def test_a_provider_that_always_fails_dead_letters_the_job(
     device_now = await db.devices.find_one({"token": APNS_TOKEN})
     assert device_now is not None
     assert device_now["status"] == "active"
-
-
-async def test_a_sender_killed_mid_send_loses_nothing_and_counts_once(
-    settings: Settings,
-    db: AsyncDatabase[Document],
-    emulators: Emulators,
-    pipeline: Pipeline,
-) -> None:
-    await sandbox_app(db)
-    tokens = [f"{i:064x}" for i in range(2000)]
-    await db.devices.insert_many([device(token, "ios", "apns") for token in tokens])
-    # Slow enough that the kill lands mid-send.
-    emulators.apns.controls.slow_down(0.002)
-    send = await send_to_ana(settings)
-
-    async def some_sent() -> bool:
-        return len(emulators.apns.controls.records()) >= 300
-
-    await eventually(some_sent)
-    pipeline.kill("sender")
-    await pipeline.start("sender")
-    notification = await finished(db, send, within=180)
-    assert notification["counters"]["targeted"] == 2000
-    assert notification["counters"]["sent"] == 2000
-    received = [r.target for r in emulators.apns.controls.records() if r.status == 200]
-    assert set(received) == set(tokens)
-    # At least once: only jobs in flight at the kill (unacknowledged batches) come again.
-    duplicates = len(received) - len(set(received))
-    assert duplicates <= 1000
 
 
 @pytest.fixture

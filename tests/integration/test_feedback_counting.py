@@ -36,9 +36,12 @@ def outcome(index: int, **more: object) -> DeliveryOutcome:
 
 
 def duplicates() -> float:
-    return REGISTRY.get_sample_value(
-        "pushline_sends_total", {"provider": "apns", "outcome": "duplicate"}
-    ) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "pushline_sends_total", {"provider": "apns", "outcome": "duplicate"}
+        )
+        or 0.0
+    )
 
 
 async def notification(db: AsyncDatabase[Document], jobs: int) -> None:

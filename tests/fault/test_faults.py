@@ -1,0 +1,201 @@
+"""Faults during a send: each worker killed in turn, the broker killed, the store stopped.
+
+Every device receives the notification at least once, its counters end exact, and the
+devices reached twice stay under 1%, each counted by the `duplicate` metric when
+feedback saw both answers. `make fault` runs it at 20,000 devices; `make test` at the
+size `PUSHLINE_FAULT_DEVICES` gives, 3,000 by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.core.events import SendRequest
+from services.core.settings import Settings
+from services.core.store.client import Document
+from services.emulators.state import Record
+from tests.fault.conftest import Stack
+from tests.integration.kafka_io import eventually
+from tests.integration.pipeline import (
+    Emulators,
+    Pipeline,
+    device,
+    finished,
+    sandbox_app,
+    send_to_ana,
+)
+
+pytestmark = pytest.mark.integration
+
+DEVICES = int(os.environ.get("PUSHLINE_FAULT_DEVICES", "3000"))
+# Two sender processes share the job topics' partitions: each is killed in turn.
+WORKERS = {
+    "resolver": "resolver",
+    "sender-1": "sender",
+    "sender-2": "sender",
+    "feedback": "feedback",
+}
+_DUPLICATE = re.compile(r'^pushline_sends_total\{outcome="duplicate",provider="\w+"\} (\S+)$', re.M)
+
+
+@pytest.fixture
+def emulators(tmp_path: Path, settings: Settings) -> Iterator[Emulators]:
+    running = Emulators(tmp_path / "tls")
+    with running.thread:
+        running.write_clients(tmp_path / "state", settings)
+        # Slow enough that every fault lands mid-send.
+        running.apns.controls.slow_down(0.002)
+        yield running
+
+
+@pytest.fixture
+async def pipeline(
+    child_env: dict[str, str], tmp_path: Path, emulators: Emulators
+) -> AsyncIterator[Pipeline]:
+    running = Pipeline({**child_env, "PUSHLINE_STATE_DIR": str(tmp_path / "state")})
+    try:
+        await asyncio.gather(*(running.start(name, s) for name, s in WORKERS.items()))
+        yield running
+    finally:
+        running.close()
+
+
+class Audience:
+    """DEVICES devices of one contact: 80% iOS, 10% Android, 10% Web."""
+
+    def __init__(self, emulators: Emulators) -> None:
+        self.emulators = emulators
+        self.expected: Counter[str] = Counter()
+
+    async def register(self, db: AsyncDatabase[Document]) -> None:
+        await sandbox_app(db)
+        documents = []
+        for index in range(DEVICES):
+            if index % 10 == 0:
+                documents.append(device(f"fcm-{index}", "android", "fcm"))
+                self.expected["fcm"] += 1
+            elif index % 10 == 1:
+                subscription = self.emulators.webpush.subscribe()
+                documents.append(
+                    device(subscription["endpoint"], "web", "webpush", subscription=subscription)
+                )
+                self.expected["webpush"] += 1
+            else:
+                documents.append(device(f"{index:064x}", "ios", "apns"))
+                self.expected["apns"] += 1
+        await db.devices.insert_many(documents)
+
+    def records(self) -> list[Record]:
+        return [
+            record
+            for emulator in (self.emulators.fcm, self.emulators.apns, self.emulators.webpush)
+            for record in emulator.controls.records()
+            if 200 <= record.status < 300
+        ]
+
+    async def reached(self, share: float) -> None:
+        """Wait until `share` of the audience was delivered to."""
+
+        async def enough() -> bool:
+            return len(self.records()) >= share * DEVICES
+
+        await eventually(enough, within=300)
+
+    def check_everyone_got_it(self) -> int:
+        """Assert each device was reached; return how many were reached twice or more."""
+        records = self.records()
+        reached = Counter(
+            record.provider for record in {(r.provider, r.target): r for r in records}.values()
+        )
+        assert reached == self.expected
+        return len(records) - sum(reached.values())
+
+
+async def duplicates_counted(pipeline: Pipeline) -> float:
+    """The `duplicate` sends the running feedback process has counted."""
+    async with httpx.AsyncClient() as http:
+        page = await http.get(f"http://127.0.0.1:{pipeline.ports['feedback']}/metrics")
+    return sum(float(value) for value in _DUPLICATE.findall(page.text))
+
+
+async def check_outcome(
+    what: str,
+    db: AsyncDatabase[Document],
+    send: SendRequest,
+    audience: Audience,
+    pipeline: Pipeline,
+    counted: float = 0.0,
+) -> None:
+    """Exact counters, everyone reached, under 1% reached twice and none counted wrongly."""
+    notification = await finished(db, send, within=120 + DEVICES * 0.02)
+    counters = notification["counters"]
+    assert (counters["targeted"], counters["sent"], counters["failed"], counters["invalid"]) == (
+        DEVICES,
+        DEVICES,
+        0,
+        0,
+    )
+    duplicates = audience.check_everyone_got_it()
+    counted += await duplicates_counted(pipeline)
+    print(f"\n{DEVICES} devices, {what}: {duplicates} reached twice, {counted:.0f} counted")
+    assert duplicates < 0.01 * DEVICES
+    # Feedback sees a second send only when both answers were published.
+    assert counted <= duplicates
+
+
+async def test_each_worker_killed_in_turn_loses_nothing_and_counts_once(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators, pipeline: Pipeline
+) -> None:
+    audience = Audience(emulators)
+    await audience.register(db)
+    send = await send_to_ana(settings)
+    counted = 0.0
+    for share, name in zip((0.02, 0.2, 0.4, 0.6), WORKERS, strict=True):
+        await audience.reached(share)
+        if name == "feedback":
+            counted += await duplicates_counted(pipeline)
+        pipeline.kill(name)
+        await pipeline.start(name, WORKERS[name])
+    await check_outcome("4 workers killed in turn", db, send, audience, pipeline, counted)
+
+
+async def test_the_broker_killed_and_restarted_mid_send_loses_nothing(
+    settings: Settings,
+    db: AsyncDatabase[Document],
+    emulators: Emulators,
+    pipeline: Pipeline,
+    fault_stack: Stack,
+) -> None:
+    audience = Audience(emulators)
+    await audience.register(db)
+    send = await send_to_ana(settings)
+    await audience.reached(0.3)
+    fault_stack.kill_broker()
+    await asyncio.to_thread(fault_stack.up)
+    await check_outcome("broker killed", db, send, audience, pipeline)
+
+
+async def test_the_store_stopped_for_twenty_seconds_mid_send_loses_nothing(
+    settings: Settings,
+    db: AsyncDatabase[Document],
+    emulators: Emulators,
+    pipeline: Pipeline,
+    fault_stack: Stack,
+) -> None:
+    audience = Audience(emulators)
+    await audience.register(db)
+    send = await send_to_ana(settings)
+    await audience.reached(0.3)
+    fault_stack.stop_store()
+    await asyncio.sleep(20)
+    await asyncio.to_thread(fault_stack.up)
+    await check_outcome("store stopped 20 s", db, send, audience, pipeline)

@@ -1,0 +1,130 @@
+"""Pushline's workers as processes, the provider emulators in a thread, and a sandbox app
+whose devices they reach: what the end-to-end and fault tests run on."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.core import topics
+from services.core.events import Audience, Content, SendRequest, utc_now
+from services.core.settings import Settings
+from services.core.store.client import Document
+from services.core.store.indexes import ensure_indexes
+from services.core.tokens import hash_token
+from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
+from services.emulators.__main__ import sandbox_vapid
+from tests.integration import processes
+from tests.integration.kafka_io import eventually, publish
+
+ACCOUNT = "acc-e2e"
+APP = "sandbox-app"
+
+
+class Emulators:
+    """FCM, APNs and Web Push emulators, serving from a thread of the test process."""
+
+    def __init__(self, cert_dir: Path) -> None:
+        self.fcm = FCMEmulator(record_limit=100_000)
+        self.apns = APNSEmulator(cert_dir=cert_dir, record_limit=100_000)
+        self.webpush = WebPushEmulator(record_limit=100_000)
+        self.thread = EmulatorThread(self.fcm, self.apns, self.webpush)
+
+    def write_clients(self, state_dir: Path, settings: Settings) -> None:
+        """What `pushline emulators` writes for sandbox apps, under `state_dir`."""
+        directory = state_dir / "emulators"
+        directory.mkdir(parents=True)
+        clients = {e.provider: e.client_config() for e in (self.fcm, self.apns, self.webpush)}
+        clients["webpush"]["vapid"] = sandbox_vapid(
+            settings.model_copy(update={"state_dir": state_dir})
+        )
+        (directory / "clients.json").write_text(json.dumps(clients))
+
+
+class Pipeline:
+    """Resolver, sender and feedback as processes, the sandbox pointed at the emulators."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.running: dict[str, processes.Process] = {}
+        self.ports: dict[str, int] = {}
+        self.stopped: list[processes.Process] = []
+
+    async def start(self, name: str, service: str | None = None) -> None:
+        """Start `service` (default: `name`) as the process called `name`."""
+        port = processes.free_port()
+        process = processes.Process(
+            ["services.cli", service or name], {**self.env, "PUSHLINE_METRICS_PORT": str(port)}
+        )
+        self.running[name] = process
+        self.ports[name] = port
+        await process.wait_ready(f"http://127.0.0.1:{port}/readyz")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown, no last commit."""
+        process = self.running.pop(name)
+        process.popen.kill()
+        process.popen.wait()
+        self.stopped.append(process)
+
+    def close(self) -> None:
+        for process in [*self.running.values(), *self.stopped]:
+            process.close()
+
+
+def device(token: str, platform: str, provider: str, **more: object) -> Document:
+    now = utc_now()
+    return {
+        "app_id": APP,
+        "account_id": ACCOUNT,
+        "platform": platform,
+        "provider": provider,
+        "token": token,
+        "token_hash": hash_token(token),
+        "contact_id": "ana",
+        "status": "active",
+        "registered_at": now,
+        "created": now,
+        **more,
+    }
+
+
+async def sandbox_app(db: AsyncDatabase[Document]) -> None:
+    await ensure_indexes(db)
+    now = utc_now()
+    await db.apps.insert_one(
+        {
+            "_id": APP,
+            "account_id": ACCOUNT,
+            "name": "Sandbox",
+            "sandbox": True,
+            "created": now,
+            "updated": now,
+        }
+    )
+
+
+async def send_to_ana(settings: Settings) -> SendRequest:
+    send = SendRequest(
+        notification_id=f"n-{uuid.uuid4()}",
+        account_id=ACCOUNT,
+        app_id=APP,
+        to=Audience(contact_ids=["ana"]),
+        notification=Content(title="Hola Ana", body="Tu pedido va en camino"),
+        data={"order": "42"},
+    )
+    await publish(
+        settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
+    )
+    return send
+
+
+async def finished(db: AsyncDatabase[Document], send: SendRequest, within: float = 90) -> Document:
+    async def done() -> Document | None:
+        doc = await db.notifications.find_one({"_id": send.notification_id})
+        return doc if doc and doc["state"] == "done" else None
+
+    return await eventually(done, within=within)
