@@ -3,7 +3,9 @@
 A worker whose store or broker stops answering pauses the work at hand and tries it again,
 with a growing wait, until it succeeds: what it holds is not acknowledged meanwhile, so
 nothing is lost, and the work is written to be safe to repeat. Any other error is a bug
-and propagates.
+and propagates, and so does the outage once the worker is stopping: a worker that held on
+to its unacknowledged input would never finish stopping, while its input is redelivered
+to whoever owns the partition next.
 """
 
 from __future__ import annotations
@@ -37,14 +39,21 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, KafkaError) and bool(exc.retriable)
 
 
-async def until_done(work: Callable[[], Awaitable[T]], what: str) -> T:
-    """Await `work()`; while it fails with an outage, wait and call it again."""
+def _never() -> bool:
+    return False
+
+
+async def until_done(
+    work: Callable[[], Awaitable[T]], what: str, stopping: Callable[[], bool] = _never
+) -> T:
+    """Await `work()`; while it fails with an outage, wait and call it again, until
+    `stopping()` says the worker is on its way out."""
     wait = FIRST_WAIT
     while True:
         try:
             return await work()
         except Exception as exc:
-            if not is_outage(exc):
+            if not is_outage(exc) or stopping():
                 raise
             metrics.OUTAGE_RETRIES.labels(what).inc()
             log.warning(

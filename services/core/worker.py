@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 import httpx
@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core import kafka, metrics
+from services.core import kafka, metrics, outages
 from services.core import logging as logs
 from services.core.events import DeadLetter
 from services.core.health import Readiness
@@ -32,6 +32,8 @@ from services.core.store.indexes import ensure_indexes
 from services.core.topics import DLQ, Topic
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Seconds between two measurements of the consumer lag (Prometheus scrapes every 15 s).
 LAG_INTERVAL = 10.0
@@ -127,6 +129,10 @@ class StreamApp(faust.App):
             await self._http.aclose()
             self._http = None
         await super().on_stop()
+
+    async def until_done(self, work: Callable[[], Awaitable[T]], what: str) -> T:
+        """`work()`, tried again through a store or broker outage while the app runs."""
+        return await outages.until_done(work, what, lambda: self.should_stop)
 
     async def publish(self, topic: Topic, key: bytes, message: BaseModel) -> None:
         """Put `message` on `topic` (in this namespace) and wait until Kafka has it.

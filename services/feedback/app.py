@@ -21,7 +21,6 @@ from services.core.events import (
     WebhookCall,
 )
 from services.core.kafka import decode
-from services.core.outages import until_done
 from services.core.settings import Settings
 from services.core.store.devices import DevicesRepository
 from services.core.store.notifications import NotificationsRepository
@@ -52,7 +51,7 @@ def create_app(settings: Settings) -> StreamApp:
         async for batch in batches:
             events = [(event.key, event.value) for event in batch]
             # Every step of a batch is safe to repeat (see `deliveries`).
-            await until_done(lambda: on_feedback(app, events), "feedback")  # noqa: B023
+            await app.until_done(lambda: on_feedback(app, events), "feedback")  # noqa: B023
 
     @app.agent(app.source(topics.WEBHOOKS), concurrency=WEBHOOK_CONCURRENCY)
     async def webhook_calls(stream: faust.StreamT[bytes]) -> None:

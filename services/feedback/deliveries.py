@@ -24,15 +24,13 @@ from datetime import datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from services.core import metrics
 from services.core.events import DeliveryOutcome, Interaction
-from services.core.store.client import Document
+from services.core.store.client import Document, insert_new
 from services.core.store.devices import DevicesRepository
 from services.core.store.notifications import TERMINAL, NotificationsRepository
 
-_DUPLICATE_KEY = 11000
 # How old an uncounted batch must be before a redelivery counts it: a live worker counts
 # its own batch within this time, one that has not is gone (or its counting failed).
 UNCOUNTED_GRACE = 20.0
@@ -49,21 +47,6 @@ def _age(batch: str) -> float:
     return time.time() - float(batch.partition(":")[0])
 
 
-async def _record(collection: AsyncCollection[Document], documents: list[Document]) -> list[bool]:
-    """Insert the documents; return, per document, whether it is new (its `_id` unseen)."""
-    fresh = [True] * len(documents)
-    if not documents:
-        return fresh
-    try:
-        await collection.insert_many(documents, ordered=False)
-    except BulkWriteError as exc:
-        for error in exc.details.get("writeErrors", []):
-            if error.get("code") != _DUPLICATE_KEY:
-                raise
-            fresh[error["index"]] = False
-    return fresh
-
-
 async def _record_and_count(
     db: AsyncDatabase[Document],
     collection: AsyncCollection[Document],
@@ -78,7 +61,7 @@ async def _record_and_count(
     batch = _new_batch()
     for document in documents:
         document["batch"] = batch
-    fresh = await _record(collection, documents)
+    fresh = await insert_new(collection, documents)
     counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for document, new in zip(documents, fresh, strict=True):
         if new:

@@ -21,7 +21,6 @@ from services.core.events import (
     SendRequest,
 )
 from services.core.kafka import decode
-from services.core.outages import until_done
 from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store.apps import Apps
@@ -45,7 +44,7 @@ def create_app(settings: Settings) -> StreamApp:
     @app.agent(app.source(topics.REGISTRATIONS))
     async def registrations(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await until_done(
+            await app.until_done(
                 lambda: on_registration(app, event.key, event.value),  # noqa: B023 - awaited here
                 "registration",
             )
@@ -54,7 +53,7 @@ def create_app(settings: Settings) -> StreamApp:
     async def send_requests(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             # Resolving again from the start is safe: jobs already produced end once.
-            await until_done(
+            await app.until_done(
                 lambda: on_send_request(app, event.key, event.value),  # noqa: B023 - awaited here
                 "send_request",
             )

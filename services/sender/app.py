@@ -53,7 +53,13 @@ def _add_agent(app: StreamApp, name: ProviderName, providers: Callable[[], AppPr
             attempts=app.settings.send_attempts, base=app.settings.retry_base_seconds
         )
         dispatcher = Dispatcher(
-            name, providers(), app.publish_soon, app.db, policy=policy, concurrency=CONCURRENCY
+            name,
+            providers(),
+            app.publish_soon,
+            app.db,
+            policy=policy,
+            concurrency=CONCURRENCY,
+            stopping=lambda: app.should_stop,
         )
         try:
             async for batch in unacked_batches(stream, BATCH, BATCH_WINDOW):

@@ -2,7 +2,11 @@
 
 A job's Kafka offset is acknowledged only once its final word (its outcome, or its dead
 letter) is on Kafka, so a killed worker loses nothing: unacknowledged jobs come back to the
-next owner of their partition. Retries wait in this process, not in the partition: later
+next owner of their partition. Before publishing outcomes, the dispatcher marks in `sends`
+each job that reached its device or found it gone; a job that comes back marked is not
+sent again. (Feedback's own records of ended sends lag behind by however far feedback is
+behind: checking those alone sent thousands of jobs twice after a sender was killed
+during a large send.) Retries wait in this process, not in the partition: later
 jobs keep flowing while a throttled one sleeps, and Faust commits an offset only when every
 job before it is acknowledged.
 """
@@ -22,15 +26,19 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import metrics, topics
 from services.core.errors import ProviderRejectedError
-from services.core.events import DeadLetter, DeliveryOutcome, PushJob
+from services.core.events import DeadLetter, DeliveryOutcome, PushJob, utc_now
 from services.core.kafka import decode, encode
 from services.core.outages import until_done
 from services.core.providers.base import Provider, Result
 from services.core.providers.classify import ErrorClass, ProviderName
-from services.core.store.client import Document
+from services.core.store.client import Document, insert_new
 from services.core.topics import Topic, device_key
 
 log = logging.getLogger(__name__)
+
+# Outcomes after which a send must not be made again: the device has the notification, or
+# does not exist. A failed send may be replayed from the dead letter topic.
+_ENDED = frozenset({"success", "invalid_token"})
 
 
 class Providers(Protocol):
@@ -80,6 +88,7 @@ class Dispatcher:
         policy: RetryPolicy | None = None,
         concurrency: int = 8,
         max_waiting: int = 10_000,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.provider = provider
         self.topic = topics.JOB_TOPICS[provider]
@@ -90,6 +99,7 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting = asyncio.Semaphore(max_waiting)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = stopping
 
     async def dispatch(self, messages: Sequence[tuple[bytes | None, bytes, Ack]]) -> None:
         """Start delivering a batch; returns once a concurrency slot has taken it.
@@ -126,7 +136,7 @@ class Dispatcher:
         try:
             # A batch interrupted by an outage is sent again whole: jobs whose outcome
             # feedback recorded meanwhile are skipped, the others may reach a device twice.
-            await until_done(lambda: self._send(deliveries), "send")
+            await until_done(lambda: self._send(deliveries), "send", self._stopping)
         except Exception:
             # Unacknowledged, the jobs come back after a restart; say why loudly.
             log.exception("a batch of jobs failed unexpectedly", extra={"jobs": len(deliveries)})
@@ -143,6 +153,7 @@ class Dispatcher:
         settled: list[Delivery] = [d for d in deliveries if id(d) not in kept]
         for app_id, group in by_app.items():
             results = await self._call(app_id, [d.job for d in group])
+            await self._mark_ended(group, results)
             for delivery, result in zip(group, results, strict=True):
                 if await self._settle(delivery, result, pending):
                     settled.append(delivery)
@@ -163,15 +174,21 @@ class Dispatcher:
     async def _not_yet_ended(self, deliveries: list[Delivery]) -> list[Delivery]:
         """Drop jobs whose send already ended (a redelivered or replayed job): the device
         got that notification, or was found invalid, and must not get it twice."""
-        ids = {
-            f"{d.job.notification_id}:{d.job.token_hash}": d
-            for d in deliveries
-            if d.job.kind == "send" and d.job.notification_id is not None
-        }
+        ids = [_send_id(d.job) for d in deliveries if _is_send(d.job)]
         if not ids:
             return deliveries
-        ended = {doc["_id"] async for doc in self._db.deliveries.find({"_id": {"$in": list(ids)}})}
-        return [d for d in deliveries if not (d.job.kind == "send" and _send_id(d.job) in ended)]
+        ended = {doc["_id"] async for doc in self._db.sends.find({"_id": {"$in": ids}}, {"_id": 1})}
+        return [d for d in deliveries if not (_is_send(d.job) and _send_id(d.job) in ended)]
+
+    async def _mark_ended(self, group: list[Delivery], results: list[Result]) -> None:
+        """Mark the sends that reached their device or found it gone (one bulk write)."""
+        now = utc_now()
+        marks = [
+            {"_id": _send_id(d.job), "outcome": r.outcome, "at": now}
+            for d, r in zip(group, results, strict=True)
+            if _is_send(d.job) and r.outcome in _ENDED
+        ]
+        await insert_new(self._db.sends, marks)
 
     async def _settle(
         self, delivery: Delivery, result: Result, pending: list[Awaitable[object]]
@@ -228,7 +245,7 @@ class Dispatcher:
                 delivery.ack,
                 delivery.history,
             )
-            await until_done(lambda: self._send([retried]), "send")
+            await until_done(lambda: self._send([retried]), "send", self._stopping)
         except Exception:
             log.exception("a retry failed unexpectedly")
         finally:
@@ -261,6 +278,10 @@ class Dispatcher:
         )
         metrics.DEAD_LETTERS.labels(self.topic.name).inc()
         await (await self._publish(topics.DLQ, key or b"", letter))
+
+
+def _is_send(job: PushJob) -> bool:
+    return job.kind == "send" and job.notification_id is not None
 
 
 def _send_id(job: PushJob) -> str:

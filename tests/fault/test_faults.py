@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -199,3 +200,25 @@ async def test_the_store_stopped_for_twenty_seconds_mid_send_loses_nothing(
     await asyncio.sleep(20)
     await asyncio.to_thread(fault_stack.up)
     await check_outcome("store stopped 20 s", db, send, audience, pipeline)
+
+
+async def test_a_worker_stops_promptly_while_the_store_is_down(
+    settings: Settings,
+    db: AsyncDatabase[Document],
+    emulators: Emulators,
+    pipeline: Pipeline,
+    fault_stack: Stack,
+) -> None:
+    audience = Audience(emulators)
+    await audience.register(db)
+    fault_stack.stop_store()
+    try:
+        # The resolver takes the request and waits for the store, holding it unacknowledged.
+        await send_to_ana(settings)
+        await asyncio.sleep(5)
+        resolver = pipeline.running["resolver"]
+        started = time.monotonic()
+        assert await asyncio.to_thread(resolver.stop, 60) == 0, resolver.output()
+        assert time.monotonic() - started < 30
+    finally:
+        await asyncio.to_thread(fault_stack.up)

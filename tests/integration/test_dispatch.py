@@ -176,13 +176,22 @@ async def test_bad_credentials_fail_without_invalidating_and_are_replayable(
     assert all(letter.replayable for letter in harness.letters())
 
 
-async def test_a_send_that_already_ended_is_not_sent_again(db: AsyncDatabase[Document]) -> None:
-    await db.deliveries.insert_one({"_id": f"n1:{hash_token('done')}", "outcome": "success"})
-    provider = ScriptedProvider({"new": [Result.success("m")]})
+async def test_a_send_that_reached_or_lost_its_device_is_not_made_again(
+    db: AsyncDatabase[Document],
+) -> None:
+    provider = ScriptedProvider(
+        {
+            "ok": [Result.success("m")],
+            "gone": [failure(ErrorClass.INVALID_TOKEN, "UNREGISTERED", 404)],
+            "bad": [failure(ErrorClass.RETRYABLE, "UNAVAILABLE", 503)] * 3 + [Result.success("m")],
+        }
+    )
     harness = Harness(db, provider)
-    await harness.run(job("done"), job("new"))
-    assert provider.calls == [["new"]]
-    assert sorted(harness.acked) == ["done", "new"]
+    await harness.run(job("ok"), job("gone"), job("bad"))
+    # Redelivered after a crash, or the failed one replayed from the dead letters.
+    await harness.run(job("ok"), job("gone"), job("bad"))
+    assert provider.calls[-1] == ["bad"]
+    assert harness.acked.count("ok") == harness.acked.count("gone") == 2
 
 
 async def test_unreadable_jobs_are_dead_lettered_and_acked(db: AsyncDatabase[Document]) -> None:

@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from services.core.errors import StoreUnavailableError
 from services.core.events import utc_now
@@ -16,6 +17,7 @@ from services.core.settings import Settings
 Document = dict[str, Any]
 
 _DEFAULT_DATABASE = "pushline"
+_DUPLICATE_KEY = 11000
 
 
 def connect(settings: Settings) -> AsyncMongoClient[Document]:
@@ -39,6 +41,26 @@ async def ping(db: AsyncDatabase[Document]) -> None:
         await db.command("ping")
     except PyMongoError as exc:
         raise StoreUnavailableError("the store did not answer a ping") from exc
+
+
+async def insert_new(
+    collection: AsyncCollection[Document], documents: list[Document]
+) -> list[bool]:
+    """Insert the documents; return, per document, whether it is new (its `_id` unseen).
+
+    One unordered bulk write: a document whose `_id` exists is skipped, not an error.
+    """
+    fresh = [True] * len(documents)
+    if not documents:
+        return fresh
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        for error in exc.details.get("writeErrors", []):
+            if error.get("code") != _DUPLICATE_KEY:
+                raise
+            fresh[error["index"]] = False
+    return fresh
 
 
 def stored_now() -> datetime:
