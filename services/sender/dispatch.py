@@ -2,11 +2,12 @@
 
 A job's Kafka offset is acknowledged only once its final word (its outcome, or its dead
 letter) is on Kafka, so a killed worker loses nothing: unacknowledged jobs come back to the
-next owner of their partition. Before publishing outcomes, the dispatcher marks in `sends`
-each job that reached its device or found it gone; a job that comes back marked is not
-sent again. (Feedback's own records of ended sends lag behind by however far feedback is
-behind: checking those alone sent thousands of jobs twice after a sender was killed
-during a large send.) Retries wait in this process, not in the partition: later
+next owner of their partition. Before publishing outcomes, the dispatcher keeps in `sends`
+the outcome of each job that reached its device or found it gone; a job that comes back
+with a kept outcome is not sent again, its outcome is published again instead (feedback
+counts it once). Feedback's own records of ended sends lag behind by however far feedback
+is behind: checking those alone sent thousands of jobs twice after a sender was killed
+during a large send. Retries wait in this process, not in the partition: later
 jobs keep flowing while a throttled one sleeps, and Faust commits an offset only when every
 job before it is acknowledged.
 """
@@ -26,7 +27,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import metrics, topics
 from services.core.errors import ProviderRejectedError
-from services.core.events import DeadLetter, DeliveryOutcome, PushJob, utc_now
+from services.core.events import DeadLetter, DeliveryOutcome, PushJob
 from services.core.kafka import decode, encode
 from services.core.outages import until_done
 from services.core.providers.base import Provider, Result
@@ -134,8 +135,8 @@ class Dispatcher:
 
     async def _deliver(self, deliveries: list[Delivery]) -> None:
         try:
-            # A batch interrupted by an outage is sent again whole: jobs whose outcome
-            # feedback recorded meanwhile are skipped, the others may reach a device twice.
+            # A batch that meets an outage before its provider call, or while publishing,
+            # is taken again whole: marked jobs are not sent again.
             await until_done(lambda: self._send(deliveries), "send", self._stopping)
         except Exception:
             # Unacknowledged, the jobs come back after a restart; say why loudly.
@@ -144,18 +145,26 @@ class Dispatcher:
             self._slots.release()
 
     async def _send(self, deliveries: list[Delivery]) -> None:
-        fresh = await self._not_yet_ended(deliveries)
-        by_app: dict[str, list[Delivery]] = {}
-        for delivery in fresh:
-            by_app.setdefault(delivery.job.app_id, []).append(delivery)
         pending: list[Awaitable[object]] = []
-        kept = {id(d) for d in fresh}
-        settled: list[Delivery] = [d for d in deliveries if id(d) not in kept]
+        settled: list[Delivery] = []
+        ended = await self._ended_before(deliveries)
+        by_app: dict[str, list[Delivery]] = {}
+        for delivery in deliveries:
+            earlier = ended.get(_send_id(delivery.job)) if _is_send(delivery.job) else None
+            if earlier is None:
+                by_app.setdefault(delivery.job.app_id, []).append(delivery)
+                continue
+            # Its outcome may not have reached feedback: publish it again (counted once).
+            key = device_key(delivery.job.app_id, delivery.job.token_hash)
+            pending.append(await self._publish(topics.FEEDBACK, key, earlier))
+            settled.append(delivery)
         for app_id, group in by_app.items():
             results = await self._call(app_id, [d.job for d in group])
-            await self._mark_ended(group, results)
-            for delivery, result in zip(group, results, strict=True):
-                if await self._settle(delivery, result, pending):
+            outcomes = [self._outcome(d, r) for d, r in zip(group, results, strict=True)]
+            # After the provider call an outage must not make the batch start over.
+            await until_done(lambda: self._mark_ended(outcomes), "mark", self._stopping)  # noqa: B023
+            for delivery, result, outcome in zip(group, results, outcomes, strict=True):
+                if await self._settle(delivery, result, outcome, pending):
                     settled.append(delivery)
         await asyncio.gather(*pending)
         for delivery in settled:
@@ -171,36 +180,34 @@ class Dispatcher:
         metrics.PROVIDER_LATENCY.labels(self.provider).observe(time.perf_counter() - started)
         return results
 
-    async def _not_yet_ended(self, deliveries: list[Delivery]) -> list[Delivery]:
-        """Drop jobs whose send already ended (a redelivered or replayed job): the device
+    async def _ended_before(self, deliveries: list[Delivery]) -> dict[str, DeliveryOutcome]:
+        """The outcomes of the jobs whose send already ended (a redelivered job): the device
         got that notification, or was found invalid, and must not get it twice."""
         ids = [_send_id(d.job) for d in deliveries if _is_send(d.job)]
         if not ids:
-            return deliveries
-        ended = {doc["_id"] async for doc in self._db.sends.find({"_id": {"$in": ids}}, {"_id": 1})}
-        return [d for d in deliveries if not (_is_send(d.job) and _send_id(d.job) in ended)]
+            return {}
+        found: dict[str, DeliveryOutcome] = {}
+        async for mark in self._db.sends.find({"_id": {"$in": ids}}):
+            outcome = decode(topics.FEEDBACK, mark["outcome"].encode())
+            assert isinstance(outcome, DeliveryOutcome)
+            found[mark["_id"]] = outcome
+        return found
 
-    async def _mark_ended(self, group: list[Delivery], results: list[Result]) -> None:
-        """Mark the sends that reached their device or found it gone (one bulk write)."""
-        now = utc_now()
+    async def _mark_ended(self, outcomes: list[DeliveryOutcome]) -> None:
+        """Keep the outcomes of the sends that reached their device or found it gone, as
+        published (one bulk write)."""
         marks = [
-            {"_id": _send_id(d.job), "outcome": r.outcome, "at": now}
-            for d, r in zip(group, results, strict=True)
-            if _is_send(d.job) and r.outcome in _ENDED
+            {"_id": f"{o.notification_id}:{o.token_hash}", "outcome": encode(o).decode()}
+            for o in outcomes
+            if o.kind == "send" and o.notification_id is not None and o.outcome in _ENDED
         ]
         await insert_new(self._db.sends, marks)
 
-    async def _settle(
-        self, delivery: Delivery, result: Result, pending: list[Awaitable[object]]
-    ) -> bool:
-        """Publish what the result means; False when the job will be retried instead."""
+    def _outcome(self, delivery: Delivery, result: Result) -> DeliveryOutcome:
+        """What the result means for the job: its outcome on `push.feedback`."""
         job = delivery.job
-        metrics.SENDS.labels(self.provider, result.outcome).inc()
-        delivery.history.append(_describe(result))
-        if result.error_class is ErrorClass.AUTH_CONFIG:
-            metrics.PROVIDER_AUTH_FAILURES.labels(self.provider).inc()
         retry = result.outcome == "retry" and job.attempt + 1 < self.policy.attempts
-        outcome = DeliveryOutcome(
+        return DeliveryOutcome(
             kind=job.kind,
             notification_id=job.notification_id,
             registration=job.registration,
@@ -214,13 +221,27 @@ class Dispatcher:
             invalid_since=result.invalid_since,
             accepted_at=job.accepted_at,
         )
+
+    async def _settle(
+        self,
+        delivery: Delivery,
+        result: Result,
+        outcome: DeliveryOutcome,
+        pending: list[Awaitable[object]],
+    ) -> bool:
+        """Publish the outcome; False when the job will be retried instead."""
+        job = delivery.job
+        metrics.SENDS.labels(self.provider, result.outcome).inc()
+        delivery.history.append(_describe(result))
+        if result.error_class is ErrorClass.AUTH_CONFIG:
+            metrics.PROVIDER_AUTH_FAILURES.labels(self.provider).inc()
         key = device_key(job.app_id, job.token_hash)
         pending.append(await self._publish(topics.FEEDBACK, key, outcome))
         if outcome.outcome != "retry":
             metrics.END_TO_END.labels(self.provider).observe(
                 (outcome.answered_at - job.accepted_at).total_seconds()
             )
-        if retry:
+        if outcome.outcome == "retry":
             # Bounded: when too many jobs wait for a retry, this batch waits too.
             await self._waiting.acquire()
             self._spawn(self._retry_later(delivery, result.retry_after))

@@ -192,6 +192,10 @@ async def test_a_send_that_reached_or_lost_its_device_is_not_made_again(
     await harness.run(job("ok"), job("gone"), job("bad"))
     assert provider.calls[-1] == ["bad"]
     assert harness.acked.count("ok") == harness.acked.count("gone") == 2
+    # Their outcomes are published again as they were: feedback may not have them yet.
+    for token in ("ok", "gone"):
+        first, again = [o for o in harness.outcomes() if o.token_hash == hash_token(token)]
+        assert first == again
 
 
 async def test_unreadable_jobs_are_dead_lettered_and_acked(db: AsyncDatabase[Document]) -> None:
