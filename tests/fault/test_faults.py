@@ -121,6 +121,13 @@ class Audience:
         return len(records) - sum(reached.values())
 
 
+@pytest.fixture
+async def audience(db: AsyncDatabase[Document], emulators: Emulators) -> Audience:
+    registered = Audience(emulators)
+    await registered.register(db)
+    return registered
+
+
 async def duplicates_counted(pipeline: Pipeline) -> float:
     """The `duplicate` sends the running feedback process has counted."""
     async with httpx.AsyncClient() as http:
@@ -154,10 +161,8 @@ async def check_outcome(
 
 
 async def test_each_worker_killed_in_turn_loses_nothing_and_counts_once(
-    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators, pipeline: Pipeline
+    settings: Settings, db: AsyncDatabase[Document], audience: Audience, pipeline: Pipeline
 ) -> None:
-    audience = Audience(emulators)
-    await audience.register(db)
     send = await send_to_ana(settings)
     counted = 0.0
     for share, name in zip((0.02, 0.2, 0.4, 0.6), WORKERS, strict=True):
@@ -172,12 +177,10 @@ async def test_each_worker_killed_in_turn_loses_nothing_and_counts_once(
 async def test_the_broker_killed_and_restarted_mid_send_loses_nothing(
     settings: Settings,
     db: AsyncDatabase[Document],
-    emulators: Emulators,
+    audience: Audience,
     pipeline: Pipeline,
     fault_stack: Stack,
 ) -> None:
-    audience = Audience(emulators)
-    await audience.register(db)
     send = await send_to_ana(settings)
     await audience.reached(0.3)
     fault_stack.kill_broker()
@@ -188,12 +191,10 @@ async def test_the_broker_killed_and_restarted_mid_send_loses_nothing(
 async def test_the_store_stopped_for_twenty_seconds_mid_send_loses_nothing(
     settings: Settings,
     db: AsyncDatabase[Document],
-    emulators: Emulators,
+    audience: Audience,
     pipeline: Pipeline,
     fault_stack: Stack,
 ) -> None:
-    audience = Audience(emulators)
-    await audience.register(db)
     send = await send_to_ana(settings)
     await audience.reached(0.3)
     fault_stack.stop_store()
@@ -205,12 +206,10 @@ async def test_the_store_stopped_for_twenty_seconds_mid_send_loses_nothing(
 async def test_a_worker_stops_promptly_while_the_store_is_down(
     settings: Settings,
     db: AsyncDatabase[Document],
-    emulators: Emulators,
+    audience: Audience,
     pipeline: Pipeline,
     fault_stack: Stack,
 ) -> None:
-    audience = Audience(emulators)
-    await audience.register(db)
     fault_stack.stop_store()
     try:
         # The resolver takes the request and waits for the store, holding it unacknowledged.
