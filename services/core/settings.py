@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     apns_endpoint: HttpURL | None = None
     apns_ca_file: Path | None = None
     webhook_allow_private: bool = False
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 2 * 2**20
+    ingest_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 128
+    publish_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
     metrics_host: str = "127.0.0.1"
     metrics_port: Port | None = None

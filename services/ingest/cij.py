@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
@@ -285,6 +286,24 @@ def _bad_request(problems: Sequence[Problem]) -> JSONResponse:
         },
         status_code=400,
     )
+
+
+def refusal(status: int, message: str) -> JSONResponse:
+    """An answer in this dialect's (ASP.NET's) problem shape to a request refused before
+    its route ran (too large, overloaded)."""
+    return JSONResponse(
+        {
+            "type": f"https://tools.ietf.org/html/rfc9110#section-{_SECTIONS.get(status, '15')}",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "errors": {"$": [message]},
+        },
+        status_code=status,
+    )
+
+
+# RFC 9110's section of each status Pushline refuses with, as ASP.NET links them.
+_SECTIONS = {413: "15.5.14", 503: "15.6.4"}
 
 
 def _reason(problem: Problem) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -278,13 +279,18 @@ def _trim(node: Any) -> Any:
 
 
 def _error(request: Request, status: int, message: str) -> JSONResponse:
+    return refusal(status, message, request.url.path)
+
+
+def refusal(status: int, message: str, path: str) -> JSONResponse:
+    """An answer in this dialect's (Spring Boot's) error shape."""
     return JSONResponse(
         {
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "status": status,
-            "error": "Bad Request" if status == 400 else "Unauthorized",
+            "error": HTTPStatus(status).phrase,
             "message": message,
-            "path": request.url.path,
+            "path": path,
         },
         status_code=status,
     )

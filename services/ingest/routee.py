@@ -12,6 +12,7 @@ them as plain ones, so that the sample works when copied.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, Request
@@ -103,6 +104,13 @@ def _message_for(problems: list[Problem]) -> str:
     if field == "token":
         return NO_CONFIG
     return NOT_FOUND
+
+
+def refusal(status: int, message: str) -> JSONResponse:
+    """An answer in this dialect's error shape to a request refused before its route ran
+    (too large, overloaded); the seed's messages are for bad bodies, so it gives the
+    HTTP reason."""
+    return _error(status, HTTPStatus(status).phrase, [Problem("", message)])
 
 
 def _error(status: int, message: str, problems: list[Problem]) -> JSONResponse:
