@@ -264,18 +264,14 @@ def _trimmed_keys(raw: bytes) -> bytes:
     """The body with stray whitespace around object keys removed (the seed's own example
     writes `"cellphones "`); unparseable bodies pass through for `parse` to refuse."""
     try:
-        document = json.loads(raw)
-    except ValueError:
+        return json.dumps(json.loads(raw, object_pairs_hook=_trimmed)).encode()
+    except (ValueError, RecursionError):
+        # Nested deeper than Python's JSON reads: `parse` refuses it with its own depth limit.
         return raw
-    return json.dumps(_trim(document)).encode()
 
 
-def _trim(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {str(key).strip(): _trim(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_trim(value) for value in node]
-    return node
+def _trimmed(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {key.strip(): value for key, value in pairs}
 
 
 def _error(request: Request, status: int, message: str) -> JSONResponse:
