@@ -263,7 +263,7 @@ def _callback(request: Request) -> tuple[str | None, dict[str, str]]:
         return url, {}
     try:
         headers = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Invalid([Problem("x-ms-callback-url-headers", "is not valid JSON")]) from exc
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
