@@ -22,11 +22,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
 from services.core.events import Callback, Platform
 from services.core.store.accounts import Account
-from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
+from services.ingest.bodies import (
+    Body,
+    Invalid,
+    NonBlank,
+    Problem,
+    TokenText,
+    documented,
+    error_responses,
+    parse,
+)
 from services.ingest.registry import (
     Command,
     Registry,
@@ -40,7 +49,21 @@ from services.ingest.registry import (
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1.0/orgs/{org_id}/pushdeviceregistration", tags=["CIJ"])
+
+class ValidationProblem(BaseModel):
+    """ASP.NET's validation problem: messages by field (`$` for the whole body)."""
+
+    type: str
+    title: str
+    status: int
+    errors: dict[str, list[str]]
+
+
+router = APIRouter(
+    prefix="/api/v1.0/orgs/{org_id}/pushdeviceregistration",
+    tags=["CIJ"],
+    responses=error_responses(ValidationProblem, (400,)),
+)
 
 MAX_BATCH = 100
 _MAX_URL = 2048
@@ -95,13 +118,20 @@ _REGISTRATIONS = TypeAdapter(
 _CLEANUPS = TypeAdapter(Annotated[list[Cleanup], Field(min_length=1, max_length=MAX_BATCH)])
 
 
-@router.post("/devices", status_code=202, openapi_extra=documented(Registration))
+@router.post(
+    "/devices", status_code=202, openapi_extra=documented(Registration), response_class=Response
+)
 async def register_device(org_id: str, request: Request) -> Response:
     """Register one device; 202 with a RegistrationRequestId when tracked."""
     return await _register(org_id, request, batch=False)
 
 
-@router.post("/devices/batch", status_code=202, openapi_extra=documented(list[Registration]))
+@router.post(
+    "/devices/batch",
+    status_code=202,
+    openapi_extra=documented(list[Registration]),
+    response_class=Response,
+)
 async def register_devices(org_id: str, request: Request) -> Response:
     """Register 1 to 100 devices; 202 with their RegistrationRequestIds in order when
     tracked."""
@@ -127,14 +157,19 @@ async def registration_status(org_id: str, request: Request) -> Response:
     return JSONResponse([{"Status": s.status, "FailureReason": s.failure_reason} for s in statuses])
 
 
-@router.post("/devices/cleanup", status_code=202, openapi_extra=documented(Cleanup))
+@router.post(
+    "/devices/cleanup", status_code=202, openapi_extra=documented(Cleanup), response_class=Response
+)
 async def cleanup_device(org_id: str, request: Request) -> Response:
     """Forget a user's devices (or one of them) under the app."""
     return await _cleanup(org_id, request, batch=False)
 
 
 @router.post(
-    "/devices/cleanup/batch", status_code=202, openapi_extra=documented(Cleanup | list[Cleanup])
+    "/devices/cleanup/batch",
+    status_code=202,
+    openapi_extra=documented(Cleanup | list[Cleanup]),
+    response_class=Response,
 )
 async def cleanup_devices(org_id: str, request: Request) -> Response:
     """Cleanup of 1 to 100 items; a single object is accepted too, as the seed shows one."""

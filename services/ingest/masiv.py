@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.core.devices import is_apns_token
 from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
@@ -39,6 +39,7 @@ from services.ingest.bodies import (
     NonBlankText,
     TokenText,
     documented,
+    error_responses,
     parse,
 )
 from services.ingest.registry import (
@@ -51,7 +52,18 @@ from services.ingest.registry import (
 )
 from services.ingest.sending import Sends, sends_of
 
-router = APIRouter(tags=["Masiv"])
+
+class MasivError(BaseModel):
+    """The seed's (Spring Boot's) error body."""
+
+    timestamp: str
+    status: int
+    error: str
+    message: str
+    path: str
+
+
+router = APIRouter(tags=["Masiv"], responses=error_responses(MasivError, (400, 401)))
 
 _PLATFORMS: dict[str, Platform] = {"android": "android", "ios": "ios", "web": "web"}
 

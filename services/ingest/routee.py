@@ -17,7 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.core.events import Platform
 from services.ingest.bodies import (
@@ -28,6 +28,7 @@ from services.ingest.bodies import (
     Problem,
     TokenText,
     documented,
+    error_responses,
     parse,
 )
 from services.ingest.registry import (
@@ -38,7 +39,16 @@ from services.ingest.registry import (
     subscription_in,
 )
 
-router = APIRouter(tags=["Routee"])
+
+class RouteeError(BaseModel):
+    """The seed's error body: its message in `routeeContactId`, and what was wrong."""
+
+    routeeContactId: str  # noqa: N815 - the seed's name
+    error: str
+    details: list[str]
+
+
+router = APIRouter(tags=["Routee"], responses=error_responses(RouteeError, (400, 401)))
 
 NOT_FOUND = "Routee Details not Found"
 NO_CONFIG = "Device Config not found"
