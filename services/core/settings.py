@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     metrics_port: Port | None = None
     send_attempts: Annotated[int, Field(ge=1, le=50)] = 5
     retry_base_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0
+    send_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
     namespace: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$")] = ""
     emulator_fcm_port: Port = 9441
     emulator_apns_port: Port = 9442

@@ -26,8 +26,6 @@ METRICS_PORT = 9102
 # Jobs per provider call, and the longest a job waits for its batch to fill.
 BATCH = 500
 BATCH_WINDOW = 0.05
-# Provider calls in flight per provider per worker.
-CONCURRENCY = 8
 PROVIDERS: tuple[ProviderName, ...] = ("fcm", "apns", "webpush")
 
 
@@ -53,7 +51,12 @@ def _add_agent(app: StreamApp, name: ProviderName, providers: Callable[[], AppPr
             attempts=app.settings.send_attempts, base=app.settings.retry_base_seconds
         )
         dispatcher = Dispatcher(
-            name, providers(), app.publish_soon, app.db, policy=policy, concurrency=CONCURRENCY
+            name,
+            providers(),
+            app.publish_soon,
+            app.db,
+            policy=policy,
+            concurrency=app.settings.send_concurrency,
         )
         try:
             async for batch in unacked_batches(stream, BATCH, BATCH_WINDOW):
