@@ -20,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core.settings import Settings
 from services.core.store.client import Document
 from tests.contract.conftest import Tenant, TenantFactory
+from tests.dialects import Shape, cij, masiv, problem_json, routee
 from tests.registrations import Tap
 
 pytestmark = pytest.mark.integration
@@ -31,36 +32,6 @@ EXAMPLES = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-Shape = Callable[[httpx.Response, str], None]
-
-
-def problem_json(response: httpx.Response, path: str) -> None:
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert {"type", "title", "status", "detail"} <= body.keys()
-    assert body["status"] == response.status_code
-
-
-def routee(response: httpx.Response, path: str) -> None:
-    body = response.json()
-    assert body.keys() == {"routeeContactId", "error", "details"}
-    assert body["error"] == "error occured"
-    assert isinstance(body["routeeContactId"], str)
-
-
-def cij(response: httpx.Response, path: str) -> None:
-    body = response.json()
-    assert {"type", "title", "status", "errors"} <= body.keys()
-    assert body["status"] == response.status_code
-    assert all(isinstance(v, list) for v in body["errors"].values())
-
-
-def masiv(response: httpx.Response, path: str) -> None:
-    body = response.json()
-    assert body.keys() == {"timestamp", "status", "error", "message", "path"}
-    assert body["status"] == response.status_code
-    assert body["path"] == path
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from services.core import kafka
 from services.core.settings import Settings
+from services.emulators.__main__ import sandbox_vapid
 from tests.integration import processes
+from tests.integration.sandbox import Emulators
 
 
 @pytest.fixture
@@ -36,3 +40,20 @@ async def workers(child_env: dict[str, str]) -> AsyncIterator[None]:
     finally:
         for service in started:
             service.close()
+
+
+@pytest.fixture
+def emulators(tmp_path: Path, settings: Settings) -> Iterator[Emulators]:
+    running = Emulators(tmp_path / "tls")
+    with running.thread:
+        # What `pushline emulators` writes for sandbox apps.
+        directory = tmp_path / "state" / "emulators"
+        directory.mkdir(parents=True)
+        clients = {
+            e.provider: e.client_config() for e in (running.fcm, running.apns, running.webpush)
+        }
+        clients["webpush"]["vapid"] = sandbox_vapid(
+            settings.model_copy(update={"state_dir": tmp_path / "state"})
+        )
+        (directory / "clients.json").write_text(json.dumps(clients))
+        yield running

@@ -4,9 +4,8 @@ notification ends `done` with exact counters."""
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,43 +19,17 @@ from services.core.store.accounts import Accounts
 from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
-from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
-from services.emulators.__main__ import sandbox_vapid
 from services.emulators.state import TokenState
 from services.ingest.app import create_app
 from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish, read
+from tests.integration.sandbox import Emulators
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "acc-e2e"
 APP = "sandbox-app"
 APNS_TOKEN = "ab" * 32
-
-
-class Emulators:
-    def __init__(self, cert_dir: Path) -> None:
-        self.fcm = FCMEmulator()
-        self.apns = APNSEmulator(cert_dir=cert_dir, record_limit=50_000)
-        self.webpush = WebPushEmulator()
-        self.thread = EmulatorThread(self.fcm, self.apns, self.webpush)
-
-
-@pytest.fixture
-def emulators(tmp_path: Path, settings: Settings) -> Iterator[Emulators]:
-    running = Emulators(tmp_path / "tls")
-    with running.thread:
-        # What `pushline emulators` writes for sandbox apps.
-        directory = tmp_path / "state" / "emulators"
-        directory.mkdir(parents=True)
-        clients = {
-            e.provider: e.client_config() for e in (running.fcm, running.apns, running.webpush)
-        }
-        clients["webpush"]["vapid"] = sandbox_vapid(
-            settings.model_copy(update={"state_dir": tmp_path / "state"})
-        )
-        (directory / "clients.json").write_text(json.dumps(clients))
-        yield running
 
 
 class Pipeline:
