@@ -79,3 +79,9 @@ CONSUMER_LAG = Gauge(
     "Messages a worker's consumer group has yet to process, per topic and partition it reads.",
     ["topic", "partition"],
 )
+SENDER_IN_FLIGHT = Gauge(
+    "pushline_sender_in_flight_jobs",
+    "Jobs a sender holds: in provider calls, or waiting for a retry. Bounded by "
+    "PUSHLINE_SEND_CONCURRENCY batches plus the retries allowed to wait.",
+    ["provider"],
+)

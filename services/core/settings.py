@@ -60,11 +60,15 @@ class Settings(BaseSettings):
     apns_endpoint: HttpURL | None = None
     apns_ca_file: Path | None = None
     webhook_allow_private: bool = False
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 2 * 2**20
+    ingest_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 128
+    publish_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
     metrics_host: str = "127.0.0.1"
     metrics_port: Port | None = None
     send_attempts: Annotated[int, Field(ge=1, le=50)] = 5
     retry_base_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0
+    send_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
     namespace: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$")] = ""
     emulator_fcm_port: Port = 9441
     emulator_apns_port: Port = 9442

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core import kafka, metrics, outages
+from services.core import kafka, metrics, outages, outbound
 from services.core import logging as logs
 from services.core.events import DeadLetter
 from services.core.health import Readiness
@@ -83,9 +83,9 @@ class StreamApp(faust.App):
 
     @property
     def http(self) -> httpx.AsyncClient:
-        """The worker's one outbound HTTP client (connection pools are shared).
-
-        Redirects are never followed: a caller's URL could redirect to an internal host.
+        """The worker's one HTTP client for callers' URLs (connection pools are shared):
+        guarded by `services.core.outbound`, so it reaches private addresses only when
+        `PUSHLINE_WEBHOOK_ALLOW_PRIVATE` allows, and never follows a redirect.
         """
         if self._http is None:
             raise RuntimeError("the app has not started")
@@ -103,8 +103,9 @@ class StreamApp(faust.App):
         lag = LagMeter(self.settings, self.conf.id)
         await lag.start()
         self._lag = lag
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False
+        self._http = outbound.client(
+            allow_private=self.settings.webhook_allow_private,
+            timeout=httpx.Timeout(10.0, connect=5.0),
         )
 
     def close_on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:

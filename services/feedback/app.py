@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> StreamApp:
 
     @app.agent(app.source(topics.WEBHOOKS), concurrency=WEBHOOK_CONCURRENCY)
     async def webhook_calls(stream: faust.StreamT[bytes]) -> None:
-        webhooks = WebhookSender(app.http, allow_private=settings.webhook_allow_private)
+        webhooks = WebhookSender(app.http)
         async for event in stream.events():
             try:
                 call = decode(topics.WEBHOOKS, event.value)

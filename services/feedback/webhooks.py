@@ -11,7 +11,6 @@ import httpx
 from services.core import metrics
 from services.core.errors import OutboundRefusedError
 from services.core.events import WebhookCall
-from services.core.outbound import check_target
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +21,21 @@ _RESERVED = {"host", "content-length", "content-type", "transfer-encoding", "con
 
 
 class WebhookSender:
-    """Delivers webhook calls with one shared HTTP client."""
+    """Delivers webhook calls with one shared HTTP client.
 
-    def __init__(self, client: httpx.AsyncClient, *, allow_private: bool) -> None:
+    The client is `services.core.outbound.client`'s: it refuses private targets when it
+    connects (OutboundRefusedError) and follows no redirect.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
-        self._allow_private = allow_private
 
     async def deliver(self, call: WebhookCall) -> str:
         """POST the call's JSON body; return the outcome: delivered, failed or refused.
 
         A 2xx answer delivers. Connection errors, 408, 429 and 5xx are retried up to
         ATTEMPTS times with exponential backoff and jitter; other answers fail at once.
-        Redirects are not followed.
+        Redirects are not followed; a target the outbound policy refuses is `refused`.
         """
         outcome = await self._attempt_all(call)
         metrics.WEBHOOKS.labels(outcome).inc()
@@ -41,11 +43,6 @@ class WebhookSender:
         return outcome
 
     async def _attempt_all(self, call: WebhookCall) -> str:
-        try:
-            await check_target(call.url, allow_private=self._allow_private)
-        except OutboundRefusedError as exc:
-            log.warning("webhook refused", extra={"webhook_id": call.webhook_id, "why": str(exc)})
-            return "refused"
         headers = {k: v for k, v in call.headers.items() if k.lower() not in _RESERVED}
         for attempt in range(ATTEMPTS):
             if attempt:
@@ -54,6 +51,10 @@ class WebhookSender:
                 response = await self._client.post(
                     call.url, json=call.body, headers=headers, follow_redirects=False
                 )
+            except OutboundRefusedError as exc:
+                why = str(exc)
+                log.warning("webhook refused", extra={"webhook_id": call.webhook_id, "why": why})
+                return "refused"
             except httpx.HTTPError:
                 continue
             if response.is_success:

@@ -23,7 +23,7 @@ from services.core.errors import (
 from services.core.store.accounts import Account, Name, RecordId
 from services.core.store.apps import App, AppChanges, NewApp
 from services.ingest.bodies import Body, Invalid, Problem, documented, parse
-from services.ingest.problems import invalid, problem
+from services.ingest.problems import invalid, problem, responses
 from services.ingest.registry import bearer, registry_of
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ def app_view(app: App) -> dict[str, object]:
 
 def routes(admin_token: SecretStr | None) -> APIRouter:
     """The admin router; an empty one (so 404 everywhere) when no admin token is set."""
-    router = APIRouter(prefix="/admin/v1", tags=["Admin"])
+    router = APIRouter(
+        prefix="/admin/v1", tags=["Admin"], responses=responses(400, 401, 404, 409, 500)
+    )
     if admin_token is None:
         return router
     expected = admin_token.get_secret_value().encode()

@@ -21,6 +21,7 @@ from services.core.store.apps import Apps
 from services.core.store.indexes import ensure_indexes
 from services.ingest import admin as admin_api
 from services.ingest import cij, masiv, native, routee
+from services.ingest.limits import Limits, refusal
 from services.ingest.registry import Registry
 from services.ingest.sending import Sends
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
             Apps(db, Vault(settings.master_key)),
             producer,
             settings.scoped(topics.REGISTRATIONS.name),
+            publish_timeout=settings.publish_timeout_seconds,
         )
         app.state.sends = Sends(db, producer, settings)
         app.state.readiness = Readiness(db, admin)
@@ -56,6 +58,10 @@ def create_app(settings: Settings) -> FastAPI:
             await mongo.close()
 
     app = FastAPI(title="Pushline ingest", version="1", lifespan=lifespan)
+    # Added first, so it runs inside _observe: its refusals are counted too.
+    app.add_middleware(
+        Limits, max_body=settings.max_body_bytes, max_in_flight=settings.ingest_max_in_flight
+    )
     app.middleware("http")(_observe)
     app.add_exception_handler(admin_api.Unauthorized, admin_api.unauthorized)
     app.add_exception_handler(KafkaUnavailableError, _kafka_unavailable)
@@ -99,11 +105,7 @@ async def _observe(
 
 async def _kafka_unavailable(request: Request, exc: Exception) -> Response:
     # Nothing was accepted: the caller may retry the whole request.
-    return JSONResponse(
-        {"detail": "the pipeline is unavailable; retry later"},
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
+    return refusal(request.url.path, 503, "the pipeline is unavailable; retry later")
 
 
 def _route_of(request: Request) -> str:

@@ -7,7 +7,9 @@ not a string, "true" is not a boolean), and renders the `Invalid` it raises in i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -123,6 +125,25 @@ def documented(shape: Any) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": _inline(schema, definitions)}},
         }
+    }
+
+
+def error_responses(
+    shape: type[BaseModel], statuses: Iterable[int], media_type: str = "application/json"
+) -> dict[int | str, dict[str, Any]]:
+    """`responses` that document a router's error answers, all of `shape`, in /docs.
+
+    Every route may also answer 413 (body over the limit) and 503 (overloaded, or Kafka
+    did not take the request), refused before the route runs.
+    """
+    schema = shape.model_json_schema()
+    schema = _inline(schema, schema.pop("$defs", {}))
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {media_type: {"schema": schema}},
+        }
+        for status in sorted({*statuses, 413, 503})
     }
 
 

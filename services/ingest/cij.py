@@ -17,15 +17,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
 from services.core.events import Callback, Platform
 from services.core.store.accounts import Account
-from services.ingest.bodies import Body, Invalid, NonBlank, Problem, TokenText, documented, parse
+from services.ingest.bodies import (
+    Body,
+    Invalid,
+    NonBlank,
+    Problem,
+    TokenText,
+    documented,
+    error_responses,
+    parse,
+)
 from services.ingest.registry import (
     Command,
     Registry,
@@ -39,7 +49,21 @@ from services.ingest.registry import (
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1.0/orgs/{org_id}/pushdeviceregistration", tags=["CIJ"])
+
+class ValidationProblem(BaseModel):
+    """ASP.NET's validation problem: messages by field (`$` for the whole body)."""
+
+    type: str
+    title: str
+    status: int
+    errors: dict[str, list[str]]
+
+
+router = APIRouter(
+    prefix="/api/v1.0/orgs/{org_id}/pushdeviceregistration",
+    tags=["CIJ"],
+    responses=error_responses(ValidationProblem, (400,)),
+)
 
 MAX_BATCH = 100
 _MAX_URL = 2048
@@ -94,13 +118,20 @@ _REGISTRATIONS = TypeAdapter(
 _CLEANUPS = TypeAdapter(Annotated[list[Cleanup], Field(min_length=1, max_length=MAX_BATCH)])
 
 
-@router.post("/devices", status_code=202, openapi_extra=documented(Registration))
+@router.post(
+    "/devices", status_code=202, openapi_extra=documented(Registration), response_class=Response
+)
 async def register_device(org_id: str, request: Request) -> Response:
     """Register one device; 202 with a RegistrationRequestId when tracked."""
     return await _register(org_id, request, batch=False)
 
 
-@router.post("/devices/batch", status_code=202, openapi_extra=documented(list[Registration]))
+@router.post(
+    "/devices/batch",
+    status_code=202,
+    openapi_extra=documented(list[Registration]),
+    response_class=Response,
+)
 async def register_devices(org_id: str, request: Request) -> Response:
     """Register 1 to 100 devices; 202 with their RegistrationRequestIds in order when
     tracked."""
@@ -126,14 +157,19 @@ async def registration_status(org_id: str, request: Request) -> Response:
     return JSONResponse([{"Status": s.status, "FailureReason": s.failure_reason} for s in statuses])
 
 
-@router.post("/devices/cleanup", status_code=202, openapi_extra=documented(Cleanup))
+@router.post(
+    "/devices/cleanup", status_code=202, openapi_extra=documented(Cleanup), response_class=Response
+)
 async def cleanup_device(org_id: str, request: Request) -> Response:
     """Forget a user's devices (or one of them) under the app."""
     return await _cleanup(org_id, request, batch=False)
 
 
 @router.post(
-    "/devices/cleanup/batch", status_code=202, openapi_extra=documented(Cleanup | list[Cleanup])
+    "/devices/cleanup/batch",
+    status_code=202,
+    openapi_extra=documented(Cleanup | list[Cleanup]),
+    response_class=Response,
 )
 async def cleanup_devices(org_id: str, request: Request) -> Response:
     """Cleanup of 1 to 100 items; a single object is accepted too, as the seed shows one."""
@@ -262,7 +298,7 @@ def _callback(request: Request) -> tuple[str | None, dict[str, str]]:
         return url, {}
     try:
         headers = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Invalid([Problem("x-ms-callback-url-headers", "is not valid JSON")]) from exc
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
@@ -285,6 +321,24 @@ def _bad_request(problems: Sequence[Problem]) -> JSONResponse:
         },
         status_code=400,
     )
+
+
+def refusal(status: int, message: str) -> JSONResponse:
+    """An answer in this dialect's (ASP.NET's) problem shape to a request refused before
+    its route ran (too large, overloaded)."""
+    return JSONResponse(
+        {
+            "type": f"https://tools.ietf.org/html/rfc9110#section-{_SECTIONS.get(status, '15')}",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "errors": {"$": [message]},
+        },
+        status_code=status,
+    )
+
+
+# RFC 9110's section of each status Pushline refuses with, as ASP.NET links them.
+_SECTIONS = {413: "15.5.14", 503: "15.6.4"}
 
 
 def _reason(problem: Problem) -> str:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.core.devices import is_apns_token
 from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
@@ -38,6 +39,7 @@ from services.ingest.bodies import (
     NonBlankText,
     TokenText,
     documented,
+    error_responses,
     parse,
 )
 from services.ingest.registry import (
@@ -50,7 +52,18 @@ from services.ingest.registry import (
 )
 from services.ingest.sending import Sends, sends_of
 
-router = APIRouter(tags=["Masiv"])
+
+class MasivError(BaseModel):
+    """The seed's (Spring Boot's) error body."""
+
+    timestamp: str
+    status: int
+    error: str
+    message: str
+    path: str
+
+
+router = APIRouter(tags=["Masiv"], responses=error_responses(MasivError, (400, 401)))
 
 _PLATFORMS: dict[str, Platform] = {"android": "android", "ios": "ios", "web": "web"}
 
@@ -263,28 +276,29 @@ def _trimmed_keys(raw: bytes) -> bytes:
     """The body with stray whitespace around object keys removed (the seed's own example
     writes `"cellphones "`); unparseable bodies pass through for `parse` to refuse."""
     try:
-        document = json.loads(raw)
-    except ValueError:
+        return json.dumps(json.loads(raw, object_pairs_hook=_trimmed)).encode()
+    except (ValueError, RecursionError):
+        # Nested deeper than Python's JSON reads: `parse` refuses it with its own depth limit.
         return raw
-    return json.dumps(_trim(document)).encode()
 
 
-def _trim(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {str(key).strip(): _trim(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_trim(value) for value in node]
-    return node
+def _trimmed(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {key.strip(): value for key, value in pairs}
 
 
 def _error(request: Request, status: int, message: str) -> JSONResponse:
+    return refusal(status, message, request.url.path)
+
+
+def refusal(status: int, message: str, path: str) -> JSONResponse:
+    """An answer in this dialect's (Spring Boot's) error shape."""
     return JSONResponse(
         {
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "status": status,
-            "error": "Bad Request" if status == 400 else "Unauthorized",
+            "error": HTTPStatus(status).phrase,
             "message": message,
-            "path": request.url.path,
+            "path": path,
         },
         status_code=status,
     )

@@ -39,7 +39,7 @@ from services.ingest.bodies import (
     documented,
     parse,
 )
-from services.ingest.problems import invalid, problem
+from services.ingest.problems import invalid, problem, responses
 from services.ingest.registry import (
     Registry,
     bearer,
@@ -50,7 +50,7 @@ from services.ingest.registry import (
 )
 from services.ingest.sending import Sends, sends_of, shown
 
-router = APIRouter(prefix="/v1", tags=["Native API"])
+router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 404))
 
 MAX_BATCH = 100
 

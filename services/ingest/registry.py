@@ -60,12 +60,15 @@ class Registry:
         apps: Apps,
         producer: AIOKafkaProducer,
         registrations_topic: str,
+        *,
+        publish_timeout: float,
     ) -> None:
         self.accounts = Accounts(db)
         self.apps = apps
         self._registrations = db["registrations"]
         self._producer = producer
         self._topic = registrations_topic
+        self._publish_timeout = publish_timeout
 
     async def account(self, api_key: str | None) -> Account | None:
         """The account of an API key; None when the key is absent or unknown."""
@@ -80,18 +83,20 @@ class Registry:
     async def publish(self, commands: Sequence[Command]) -> None:
         """Put the commands on `push.registrations` and return once Kafka has them all.
 
-        Raises KafkaUnavailableError when the broker does not take them.
+        Raises KafkaUnavailableError when the broker does not take them within the publish
+        timeout (a request waiting on a stuck broker would hold its memory and connection).
         """
         try:
-            pending = [
-                await self._producer.send(
-                    self._topic, key=command_key(command), value=encode(command)
-                )
-                for command in commands
-            ]
-            await asyncio.gather(*pending)
-        except KafkaError as exc:
+            await asyncio.wait_for(self._send(commands), self._publish_timeout)
+        except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailableError("Kafka did not take the registration commands") from exc
+
+    async def _send(self, commands: Sequence[Command]) -> None:
+        pending = [
+            await self._producer.send(self._topic, key=command_key(command), value=encode(command))
+            for command in commands
+        ]
+        await asyncio.gather(*pending)
 
     async def status(self, account: Account, registration_id: str) -> Status:
         """The status of one of the account's registrations; Pending when none is recorded."""

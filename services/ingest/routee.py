@@ -12,11 +12,12 @@ them as plain ones, so that the sample works when copied.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.core.events import Platform
 from services.ingest.bodies import (
@@ -27,6 +28,7 @@ from services.ingest.bodies import (
     Problem,
     TokenText,
     documented,
+    error_responses,
     parse,
 )
 from services.ingest.registry import (
@@ -37,7 +39,16 @@ from services.ingest.registry import (
     subscription_in,
 )
 
-router = APIRouter(tags=["Routee"])
+
+class RouteeError(BaseModel):
+    """The seed's error body: its message in `routeeContactId`, and what was wrong."""
+
+    routeeContactId: str  # noqa: N815 - the seed's name
+    error: str
+    details: list[str]
+
+
+router = APIRouter(tags=["Routee"], responses=error_responses(RouteeError, (400, 401)))
 
 NOT_FOUND = "Routee Details not Found"
 NO_CONFIG = "Device Config not found"
@@ -103,6 +114,13 @@ def _message_for(problems: list[Problem]) -> str:
     if field == "token":
         return NO_CONFIG
     return NOT_FOUND
+
+
+def refusal(status: int, message: str) -> JSONResponse:
+    """An answer in this dialect's error shape to a request refused before its route ran
+    (too large, overloaded); the seed's messages are for bad bodies, so it gives the
+    HTTP reason."""
+    return _error(status, HTTPStatus(status).phrase, [Problem("", message)])
 
 
 def _error(status: int, message: str, problems: list[Problem]) -> JSONResponse:

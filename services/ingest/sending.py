@@ -44,6 +44,7 @@ class Sends:
         self._producer = producer
         self._send_requests = settings.scoped(topics.SEND_REQUESTS.name)
         self._feedback = settings.scoped(topics.FEEDBACK.name)
+        self._publish_timeout = settings.publish_timeout_seconds
 
     @staticmethod
     def check(
@@ -159,10 +160,13 @@ class Sends:
         return {platform: reach.shown() for platform, reach in found.items()}
 
     async def _send(self, topic: str, key: bytes, message: SendRequest | Interaction) -> None:
-        try:
+        async def sent() -> None:
             delivered = await self._producer.send(topic, key=key, value=encode(message))
             await asyncio.shield(delivered)
-        except KafkaError as exc:
+
+        try:
+            await asyncio.wait_for(sent(), self._publish_timeout)
+        except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailableError("Kafka did not take the request") from exc
 
 

@@ -26,8 +26,6 @@ METRICS_PORT = 9102
 # Jobs per provider call, and the longest a job waits for its batch to fill.
 BATCH = 500
 BATCH_WINDOW = 0.05
-# Provider calls in flight per provider per worker.
-CONCURRENCY = 8
 PROVIDERS: tuple[ProviderName, ...] = ("fcm", "apns", "webpush")
 
 
@@ -58,7 +56,7 @@ def _add_agent(app: StreamApp, name: ProviderName, providers: Callable[[], AppPr
             app.publish_soon,
             app.db,
             policy=policy,
-            concurrency=CONCURRENCY,
+            concurrency=app.settings.send_concurrency,
             stopping=lambda: app.should_stop,
         )
         try:

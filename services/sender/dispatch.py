@@ -121,6 +121,7 @@ class Dispatcher:
         if not deliveries:
             return
         await self._slots.acquire()
+        metrics.SENDER_IN_FLIGHT.labels(self.provider).inc(len(deliveries))
         self._spawn(self._deliver(deliveries))
 
     async def drain(self) -> None:
@@ -142,6 +143,7 @@ class Dispatcher:
             # Unacknowledged, the jobs come back after a restart; say why loudly.
             log.exception("a batch of jobs failed unexpectedly", extra={"jobs": len(deliveries)})
         finally:
+            metrics.SENDER_IN_FLIGHT.labels(self.provider).dec(len(deliveries))
             self._slots.release()
 
     async def _send(self, deliveries: list[Delivery]) -> None:
@@ -244,6 +246,7 @@ class Dispatcher:
         if outcome.outcome == "retry":
             # Bounded: when too many jobs wait for a retry, this batch waits too.
             await self._waiting.acquire()
+            metrics.SENDER_IN_FLIGHT.labels(self.provider).inc()
             self._spawn(self._retry_later(delivery, result.retry_after))
             return False
         if outcome.outcome == "failed" and result.error_class in (
@@ -270,6 +273,7 @@ class Dispatcher:
         except Exception:
             log.exception("a retry failed unexpectedly")
         finally:
+            metrics.SENDER_IN_FLIGHT.labels(self.provider).dec()
             self._waiting.release()
 
     async def _letter(self, delivery: Delivery, result: Result) -> Awaitable[object]:

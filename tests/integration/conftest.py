@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from services.core import kafka
 from services.core.settings import Settings
 from tests.integration import processes
+from tests.integration.pipeline import Emulators
 
 
 @pytest.fixture
@@ -36,3 +38,11 @@ async def workers(child_env: dict[str, str]) -> AsyncIterator[None]:
     finally:
         for service in started:
             service.close()
+
+
+@pytest.fixture
+def emulators(tmp_path: Path, settings: Settings) -> Iterator[Emulators]:
+    running = Emulators(tmp_path / "tls")
+    with running.thread:
+        running.write_clients(tmp_path / "state", settings)
+        yield running

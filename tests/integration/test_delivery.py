@@ -5,7 +5,7 @@ notification ends `done` with exact counters."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -34,14 +34,6 @@ from tests.integration.pipeline import (
 pytestmark = pytest.mark.integration
 
 APNS_TOKEN = "ab" * 32
-
-
-@pytest.fixture
-def emulators(tmp_path: Path, settings: Settings) -> Iterator[Emulators]:
-    running = Emulators(tmp_path / "tls")
-    with running.thread:
-        running.write_clients(tmp_path / "state", settings)
-        yield running
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import ipaddress
 import re
 import time
 from collections.abc import Sequence
@@ -24,8 +23,9 @@ from py_vapid import Vapid02, VapidException
 from py_vapid.utils import b64urlencode
 from pywebpush import WebPusher, WebPushException
 
+from services.core import outbound
 from services.core.credentials import WebPushCredentials
-from services.core.errors import MessageInvalidError, ProviderAuthError
+from services.core.errors import MessageInvalidError, OutboundRefusedError, ProviderAuthError
 from services.core.events import PushJob
 from services.core.providers.base import Provider, Result, parse_retry_after
 from services.core.providers.classify import ErrorClass, classify
@@ -116,7 +116,9 @@ class WebPushProvider(Provider):
         self._vapid = VapidCache(vapid, credentials.subject)
         self._allow_private = settings.webhook_allow_private
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self.TIMEOUT)
+        self._client = client or outbound.client(
+            allow_private=self._allow_private, timeout=self.TIMEOUT
+        )
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         """Encrypt and post each job to its subscription's push service."""
@@ -138,13 +140,11 @@ class WebPushProvider(Provider):
                 )
             )
         parts = urlsplit(subscription.endpoint)
-        if not self._endpoint_allowed(parts.scheme, parts.hostname):
-            return Result.failure(
-                "webpush",
-                ErrorClass.INVALID_TOKEN,
-                reason="EndpointNotAllowed",
-                detail="push endpoints must be https on a public address",
-            )
+        # RFC 8030 push services speak https; plain http only where private targets are
+        # allowed (the emulators). Which addresses may be reached is the client's check.
+        schemes = ("https", "http") if self._allow_private else ("https",)
+        if not parts.hostname or parts.scheme not in schemes:
+            return _not_allowed("push endpoints must be https URLs")
         try:
             payload = build_payload("webpush", job.notification, job.data)
         except MessageInvalidError as exc:
@@ -182,6 +182,8 @@ class WebPushProvider(Provider):
             response = await self._client.post(
                 prepared.url, headers=prepared.headers, content=prepared.body
             )
+        except OutboundRefusedError as exc:
+            return _not_allowed(str(exc))
         except httpx.HTTPError as exc:
             return Result.failure(
                 "webpush", ErrorClass.RETRYABLE, reason=type(exc).__name__, detail=str(exc)
@@ -197,15 +199,8 @@ class WebPushProvider(Provider):
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
-    def _endpoint_allowed(self, scheme: str, host: str | None) -> bool:
-        if not host or scheme not in ("https", "http"):
-            return False
-        if self._allow_private:
-            return True
-        if scheme != "https" or host == "localhost" or host.endswith(".localhost"):
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return True  # a name; resolving it here would not stop DNS rebinding anyway
-        return address.is_global
+
+def _not_allowed(detail: str) -> Result:
+    return Result.failure(
+        "webpush", ErrorClass.INVALID_TOKEN, reason="EndpointNotAllowed", detail=detail
+    )

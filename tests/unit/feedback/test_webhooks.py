@@ -22,9 +22,7 @@ def call(url: str = "http://127.0.0.1:9/hook") -> WebhookCall:
     )
 
 
-def sender(
-    answers: list[int], seen: list[httpx.Request], allow_private: bool = True
-) -> WebhookSender:
+def sender(answers: list[int], seen: list[httpx.Request]) -> WebhookSender:
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         status = answers.pop(0)
@@ -32,7 +30,7 @@ def sender(
         return httpx.Response(status, headers=headers)
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
-    return WebhookSender(client, allow_private=allow_private)
+    return WebhookSender(client)
 
 
 async def test_delivers_the_json_body_with_the_callers_headers() -> None:
@@ -63,10 +61,3 @@ async def test_client_errors_are_not_retried_and_redirects_not_followed() -> Non
         seen: list[httpx.Request] = []
         assert await sender([status], seen).deliver(call()) == "failed"
         assert len(seen) == 1
-
-
-async def test_private_targets_are_refused_without_a_request() -> None:
-    seen: list[httpx.Request] = []
-    outcome = await sender([200], seen, allow_private=False).deliver(call())
-    assert outcome == "refused"
-    assert seen == []

@@ -258,21 +258,32 @@ async def test_oversize_payload_fails_without_a_request(
     assert service.requests == []
 
 
-@pytest.mark.parametrize(
-    "endpoint",
-    [
-        "http://push.example.net/s/1",
-        "https://127.0.0.1/s/1",
-        "https://10.1.2.3/s",
-        "https://localhost/s",
-    ],
-)
-async def test_private_or_plain_endpoints_are_refused(
-    provider: WebPushProvider, service: PushService, endpoint: str
+async def test_plain_http_endpoints_are_refused(
+    provider: WebPushProvider, service: PushService
 ) -> None:
-    [result] = await provider.send([job(subscriber(), endpoint)])
+    [result] = await provider.send([job(subscriber(), "http://push.example.net/s/1")])
     assert (result.outcome, result.reason) == ("invalid_token", "EndpointNotAllowed")
     assert service.requests == []
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["https://127.0.0.1:9/s/1", "https://10.1.2.3/s", "https://localhost:9/s"]
+)
+async def test_private_endpoints_are_refused_by_its_own_client(
+    vapid: VapidPair, endpoint: str
+) -> None:
+    credentials = WebPushCredentials(
+        vapid_private_key=vapid.private,
+        vapid_public_key=vapid.public,
+        subject="mailto:ops@pushline.example",
+    )
+    provider = WebPushProvider(credentials, NO_PRIVATE)
+    try:
+        [result] = await provider.send([job(subscriber(), endpoint)])
+    finally:
+        await provider.aclose()
+    assert (result.outcome, result.reason) == ("invalid_token", "EndpointNotAllowed")
+    assert "non-public" in (result.detail or "")
 
 
 async def test_private_endpoints_allowed_by_setting(vapid: VapidPair, service: PushService) -> None:
