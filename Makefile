@@ -44,7 +44,7 @@ typecheck: install
 
 bench: install
 	deploy/local/stack.sh up
-	$(BIN)/python -m bench deliver
+	$(BIN)/python -m bench all
 
 schemas: install
 	$(BIN)/python -m services.core.schemas

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench import baseline, deliver, fanout, register, report
@@ -78,7 +79,9 @@ async def _scenario(name: str, plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
-async def run(names: list[str], plan: Plan) -> dict[str, list[dict[str, Any]]]:
+async def run(
+    names: list[str], plan: Plan, results: Path = report.RESULTS
+) -> dict[str, list[dict[str, Any]]]:
     """Run the scenarios in turn, write their results; return their rows."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")
     if "baseline" in names and "deliver" not in names:
@@ -90,7 +93,7 @@ async def run(names: list[str], plan: Plan) -> dict[str, list[dict[str, Any]]]:
             delivered = {row["case"]: row["per_second"] for row in done["deliver"]}
             for row in rows:
                 row["deliver_ratio"] = round(delivered[row["case"]] / row["per_second"], 3)
-        report.write(stamp, name, rows, plan=plan.__dict__)
+        report.write(results, stamp, name, rows, plan=plan.__dict__)
         done[name] = rows
     return done
 

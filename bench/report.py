@@ -82,10 +82,12 @@ def rates_of(series: Sequence[Sequence[float]]) -> tuple[list[float], list[float
     return times, rates
 
 
-def write(stamp: str, scenario: str, rows: Sequence[dict[str, Any]], **extra: Any) -> Path:
+def write(
+    directory: Path, stamp: str, scenario: str, rows: Sequence[dict[str, Any]], **extra: Any
+) -> Path:
     """Write the three files; print the table; return the JSON file's path."""
-    RESULTS.mkdir(exist_ok=True)
-    base = RESULTS / f"{stamp}-{scenario}"
+    directory.mkdir(exist_ok=True)
+    base = directory / f"{stamp}-{scenario}"
     base.with_suffix(".json").write_text(
         json.dumps({"scenario": scenario, **extra, "rows": list(rows)}, indent=2) + "\n"
     )
