@@ -49,7 +49,7 @@ fault: install
 
 bench: install
 	deploy/local/stack.sh up
-	$(BIN)/python -m bench deliver
+	$(BIN)/python -m bench all
 
 schemas: install
 	$(BIN)/python -m services.core.schemas

@@ -1,47 +1,126 @@
-"""`python -m bench deliver [--provider P ...] [--devices N] [--runs R]`.
+"""`python -m bench all|register|fanout|deliver|baseline|emulators [--quick] [options]`.
 
-Writes `bench/results/<date>-deliver.json` and prints the median of the runs per provider.
-Needs the local stack (`deploy/local/stack.sh up`, or `make bench`).
+Needs the local stack (`deploy/local/stack.sh up`, or `make bench`). Each measured run gets
+a namespace and database of its own; each scenario writes `bench/results/<date>-<scenario>`
+`.json`, `.md` and `.png`. `baseline` also runs `deliver`, for their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.deliver import run_once
+from bench import baseline, deliver, fanout, register, report
+from bench.harness import PROVIDERS, Stage, stage
 
-RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("register", "fanout", "deliver", "baseline", "emulators")
+CASES = (*PROVIDERS, "mixed")
+
+
+@dataclass(frozen=True)
+class Plan:
+    clients: int
+    seconds: float
+    fanout: tuple[int, ...]
+    devices: int
+    cases: tuple[str, ...]
+    runs: int
+
+
+FULL = Plan(clients=16, seconds=20, fanout=(10_000, 30_000), devices=3_000, cases=CASES, runs=1)
+QUICK = Plan(clients=4, seconds=3, fanout=(1_000,), devices=300, cases=("mixed",), runs=1)
+
+
+def _providers(case: str) -> tuple[str, ...]:
+    return PROVIDERS if case == "mixed" else (case,)
+
+
+async def _median(runs: int, measure: Callable[[Stage], Awaitable[dict[str, Any]]]) -> Any:
+    """The run with the median rate, and every run's rate."""
+    rows = []
+    for _ in range(runs):
+        async with stage() as running:
+            rows.append(await measure(running))
+    rows.sort(key=lambda row: row["per_second"])
+    chosen = rows[(len(rows) - 1) // 2]
+    if runs > 1:
+        chosen["runs_per_second"] = [row["per_second"] for row in rows]
+    return chosen
+
+
+async def _scenario(name: str, plan: Plan) -> list[dict[str, Any]]:
+    if name == "register":
+        return [await _median(plan.runs, lambda s: register.run(s, plan.clients, plan.seconds))]
+    if name == "fanout":
+        return [
+            await _median(plan.runs, lambda s, n=n: fanout.run(s, n))  # type: ignore[misc]
+            for n in plan.fanout
+        ]
+    if name == "deliver":
+        return [
+            await _median(
+                plan.runs,
+                lambda s, c=case: deliver.run(s, _providers(c), plan.devices),  # type: ignore[misc]
+            )
+            for case in plan.cases
+        ]
+    mode = "stream" if name == "baseline" else "preload"
+    return [
+        await _median(
+            plan.runs,
+            lambda s, c=case: baseline.run(s, _providers(c), plan.devices, mode),  # type: ignore[misc]
+        )
+        for case in plan.cases
+    ]
+
+
+async def run(
+    names: list[str], plan: Plan, results: Path = report.RESULTS
+) -> dict[str, list[dict[str, Any]]]:
+    """Run the scenarios in turn, write their results; return their rows."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")
+    if "baseline" in names and "deliver" not in names:
+        names = ["deliver", *names]
+    done: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        rows = await _scenario(name, plan)
+        if name == "baseline":
+            delivered = {row["case"]: row["per_second"] for row in done["deliver"]}
+            for row in rows:
+                row["deliver_ratio"] = round(delivered[row["case"]] / row["per_second"], 3)
+        report.write(results, stamp, name, rows, plan=plan.__dict__)
+        done[name] = rows
+    return done
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("scenario", choices=("deliver",))
-    parser.add_argument(
-        "--provider", action="append", choices=("fcm", "apns", "webpush"), dest="providers"
-    )
-    parser.add_argument("--devices", type=int, default=2000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("scenario", choices=("all", *SCENARIOS))
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--devices", type=int, help="deliver, baseline and emulators size")
+    parser.add_argument("--fanout", type=int, action="append", help="fanout sizes")
+    parser.add_argument("--case", action="append", choices=CASES, dest="cases")
+    parser.add_argument("--clients", type=int, help="register: concurrent clients")
+    parser.add_argument("--seconds", type=float, help="register: how long")
+    parser.add_argument("--runs", type=int, help="runs per case; the median is reported")
     args = parser.parse_args()
-    report: dict[str, Any] = {"scenario": args.scenario, "devices": args.devices, "runs": {}}
-    print(f"{'provider':<10}{'median/s':>10}{'runs/s':>28}{'cpu s/1000':>12}")
-    for provider in args.providers or ["fcm", "apns", "webpush"]:
-        runs = [asyncio.run(run_once(provider, args.devices)) for _ in range(args.runs)]
-        rates = [r["per_second"] for r in runs]
-        cpu = statistics.median(r["cpu_seconds_per_1000"] for r in runs)
-        report["runs"][provider] = {"median_per_second": statistics.median(rates), "runs": runs}
-        shown = ", ".join(f"{rate:.0f}" for rate in rates)
-        print(f"{provider:<10}{statistics.median(rates):>10.0f}{shown:>28}{cpu:>12.2f}")
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")
-    path = RESULTS / f"{stamp}-{args.scenario}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written: {path}")
+    plan = QUICK if args.quick else FULL
+    changes = {
+        "devices": args.devices,
+        "fanout": tuple(args.fanout) if args.fanout else None,
+        "cases": tuple(args.cases) if args.cases else None,
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "runs": args.runs,
+    }
+    plan = replace(plan, **{k: v for k, v in changes.items() if v is not None})
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    asyncio.run(run(names, plan))
 
 
 if __name__ == "__main__":

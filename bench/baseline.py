@@ -1,0 +1,159 @@
+"""The `baseline` scenario, the ceiling the machine allows: the resolver's per-token jobs,
+read from the same job topics by a bare aiokafka consumer and sent to the same emulators
+through the same provider clients, batch size and concurrency as the sender: no Faust, no
+outcomes, no store on the way (the app's sandbox flag is read once, as the sender does).
+
+Also the emulators' own capacity: the same jobs read into memory first, then only sent.
+
+`python -m bench.baseline stream|preload COUNT OUT` is the consumer process; it writes its
+figures, read from its own /proc entry, to OUT as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from pymongo import AsyncMongoClient
+
+from bench.fanout import resolve
+from bench.harness import Stage, cpu_seconds, peak_rss_mb
+from services.core import kafka, topics
+from services.core.events import PushJob
+from services.core.secrets import Vault
+from services.core.settings import Settings
+from services.core.store.apps import Apps
+from services.core.store.client import Document
+from services.sender.app import BATCH, CONCURRENCY
+from services.sender.providers import AppProviders
+
+
+async def run(stage: Stage, providers: Sequence[str], count: int, mode: str) -> dict[str, Any]:
+    """Resolve `count` jobs onto the job topics, then time the bare consumer over them."""
+    await resolve(stage, providers, count)
+    for service in stage.services:
+        service.stop()  # the resolver: idle from here, but not part of the baseline
+    out = stage.state / f"baseline-{mode}.json"
+    consumer = stage.spawn("baseline", ["bench.baseline", mode, str(count), str(out)])
+    deadline = time.monotonic() + max(120.0, count / 20)
+    while consumer.process.poll() is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the baseline consumer did not finish {count} jobs")
+        await asyncio.sleep(0.2)
+    if consumer.process.returncode != 0:
+        raise RuntimeError(f"the baseline consumer exited with {consumer.process.returncode}")
+    figures: dict[str, Any] = json.loads(out.read_text())
+    name = "+".join(providers) if len(providers) == 1 else "mixed"
+    return {"case": name if mode == "stream" else f"{name} (emulators)", **figures}
+
+
+class _Sender:
+    """Sends batches of one provider's jobs, at most CONCURRENCY calls at a time."""
+
+    def __init__(self, providers: AppProviders) -> None:
+        self._providers = providers
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.ended = 0
+        self.succeeded = 0
+
+    async def submit(self, provider: str, jobs: list[PushJob]) -> None:
+        await self._slots.acquire()
+        task = asyncio.ensure_future(self._send(provider, jobs))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
+    async def _send(self, provider: str, jobs: list[PushJob]) -> None:
+        try:
+            client = await self._providers.get(jobs[0].app_id, provider)
+            results = await client.send(jobs)
+            self.ended += len(results)
+            self.succeeded += sum(r.outcome == "success" for r in results)
+        finally:
+            self._slots.release()
+
+
+async def _consume(mode: str, count: int) -> dict[str, Any]:
+    settings = Settings()
+    mongo: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    providers = AppProviders(settings, Apps(mongo.get_default_database(), Vault(None)))
+    sender = _Sender(providers)
+    by_topic = {settings.scoped(t.name): p for p, t in topics.JOB_TOPICS.items()}
+    consumer = AIOKafkaConsumer(
+        *by_topic,
+        bootstrap_servers=settings.kafka_servers,
+        group_id=settings.scoped("bench-baseline"),
+        auto_offset_reset="earliest",
+        max_poll_records=BATCH,
+    )
+    await consumer.start()
+    series: list[tuple[float, int]] = []
+    read: list[tuple[str, list[PushJob]]] = []
+    received, started, cpu_start = 0, 0.0, 0.0
+    try:
+        while received < count:
+            batches = await consumer.getmany(timeout_ms=50, max_records=BATCH)
+            if not batches:
+                continue
+            if not received:
+                started, cpu_start = time.perf_counter(), cpu_seconds(os.getpid())
+            jobs: defaultdict[str, list[PushJob]] = defaultdict(list)
+            for partition, records in batches.items():
+                topic = topics.JOB_TOPICS[by_topic[partition.topic]]
+                for record in records:
+                    job = kafka.decode(topic, record.value)
+                    assert isinstance(job, PushJob)
+                    jobs[by_topic[partition.topic]].append(job)
+                    received += 1
+            for provider, group in jobs.items():
+                if mode == "stream":
+                    await sender.submit(provider, group)
+                    series.append((round(time.perf_counter() - started, 3), sender.ended))
+                else:
+                    read.append((provider, group))
+        if mode == "preload":
+            started, cpu_start = time.perf_counter(), cpu_seconds(os.getpid())
+            for provider, group in read:
+                await sender.submit(provider, group)
+                series.append((round(time.perf_counter() - started, 3), sender.ended))
+        await sender.drain()
+        seconds = time.perf_counter() - started
+        series.append((round(seconds, 3), sender.ended))
+    finally:
+        await consumer.stop()
+        await providers.aclose()
+        await mongo.close()
+    cpu = cpu_seconds(os.getpid()) - cpu_start
+    return {
+        "notifications": count,
+        "counted": sender.ended,
+        "sent": sender.succeeded,
+        "seconds": round(seconds, 3),
+        "per_second": round(count / seconds, 1),
+        "cpu_seconds": {"baseline": round(cpu, 2)},
+        "cpu_seconds_per_1000": round(cpu * 1000 / count, 3),
+        "peak_rss_mb": {"baseline": round(peak_rss_mb(os.getpid()), 1)},
+        "series": series,
+    }
+
+
+def main(argv: list[str]) -> None:
+    mode, count, out = argv
+    figures = asyncio.run(_consume(mode, int(count)))
+    Path(out).write_text(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

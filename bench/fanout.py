@@ -1,0 +1,72 @@
+"""The `fanout` scenario: the resolver alone expands one send request over N devices
+(reached through contact ids, cellphones and emails) into per-token jobs.
+
+Counts what the resolver published: the end offsets of the job topics. Nothing consumes
+them here; the baseline scenario reads the same jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.harness import Sampler, Stage, audience, costs, selectors, send
+from services.core import topics
+from services.core.settings import Settings
+
+PROVIDERS = ("fcm", "apns")
+
+
+@asynccontextmanager
+async def job_counter(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """A function returning how many jobs the namespace's job topics hold."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers)
+    await consumer.start()
+    try:
+        # The services created the topics at start-up, with this many partitions.
+        partitions = [
+            TopicPartition(settings.scoped(t.name), p)
+            for t in topics.JOB_TOPICS.values()
+            for p in range(settings.topic_partitions)
+        ]
+
+        async def count() -> int:
+            offsets = await consumer.end_offsets(partitions)
+            return int(sum(offsets.values()))
+
+        yield count
+    finally:
+        await consumer.stop()
+
+
+async def resolve(
+    stage: Stage, providers: Sequence[str], count: int
+) -> tuple[float, Sampler, float]:
+    """Load the audience, run the resolver over it; (seconds, sampler, load rate)."""
+    load_rate = await stage.load(audience(count, providers, stage.webpush))
+    (resolver,) = await stage.start("resolver")
+    await stage.warm_up(done=False)
+    resolver.mark()
+    async with job_counter(stage.settings) as jobs:
+        await send(stage, selectors(count))
+        sampler = Sampler(jobs, count)
+        seconds = await sampler.run(limit=max(120.0, count / 500))
+    return seconds, sampler, load_rate
+
+
+async def run(stage: Stage, count: int) -> dict[str, Any]:
+    """One measured fan-out of `count` jobs."""
+    seconds, sampler, load_rate = await resolve(stage, PROVIDERS, count)
+    return {
+        "case": f"{count:,} devices",
+        "notifications": count,
+        "counted": sampler.series[-1][1],
+        "seconds": round(seconds, 3),
+        "per_second": round(count / seconds, 1),
+        "load_per_second": round(load_rate),
+        **costs(stage.services, count),
+        "series": sampler.series,
+    }

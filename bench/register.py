@@ -1,0 +1,78 @@
+"""The `register` scenario: Routee-dialect registrations (`POST /messages/android`) from
+concurrent clients against the ingest for a fixed time, with the resolver and feedback
+storing them. Measures accepted requests per second and their latency, and registrations
+per second from the first request until feedback has stored them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import httpx
+
+from bench.harness import ACCOUNT, APP, Sampler, Stage, costs, percentile
+from services.core.store.accounts import Accounts
+
+SERVICES = ("ingest", "resolver", "feedback")
+
+
+async def run(stage: Stage, clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` clients, each sending its next request once the last is answered."""
+    _, api_key = await Accounts(stage.db).create("Bench", account_id=ACCOUNT)
+    services = await stage.start(*SERVICES)
+    for service in services:
+        service.mark()
+    latencies: list[float] = []
+    refused = 0
+    sequence = itertools.count()
+
+    async def stored() -> int:
+        return await stage.db.devices.count_documents({})
+
+    sampler = Sampler(stored, 10**12)
+    sampling = asyncio.ensure_future(sampler.run(limit=seconds + 300))
+    started = time.perf_counter()
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal refused
+        while time.perf_counter() - started < seconds:
+            index = next(sequence)
+            body = {
+                "routeeContactId": f"contact-{index}",
+                "token": f"bench-register-{index}",
+                "implementationId": APP,
+            }
+            sent = time.perf_counter()
+            answer = await http.post("/messages/android", json=body)
+            if answer.status_code == 200:
+                latencies.append((time.perf_counter() - sent) * 1000)
+            else:
+                refused += 1
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{services[0].port}",
+        headers={"Authorization": f"Bearer {api_key}"},
+        limits=limits,
+        timeout=30.0,
+    ) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    load_seconds = time.perf_counter() - started
+    sampler.target = len(latencies)
+    all_stored = await sampling
+    return {
+        "case": f"{clients} clients, {seconds:.0f} s",
+        "notifications": len(latencies),
+        "counted": sampler.series[-1][1],
+        "refused": refused,
+        "accepted_per_second": round(len(latencies) / load_seconds, 1),
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "seconds": round(all_stored, 3),
+        "per_second": round(len(latencies) / all_stored, 1),
+        **costs(services, len(latencies)),
+        "series": sampler.series,
+    }
