@@ -32,7 +32,7 @@ from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store.apps import Apps
 from services.core.store.client import Document
-from services.sender.app import BATCH, CONCURRENCY
+from services.sender.app import BATCH
 from services.sender.providers import AppProviders
 
 
@@ -56,11 +56,12 @@ async def run(stage: Stage, providers: Sequence[str], count: int, mode: str) -> 
 
 
 class _Sender:
-    """Sends batches of one provider's jobs, at most CONCURRENCY calls at a time."""
+    """Sends batches of one provider's jobs, at most `concurrency` calls at a time (the
+    sender's `PUSHLINE_SEND_CONCURRENCY`)."""
 
-    def __init__(self, providers: AppProviders) -> None:
+    def __init__(self, providers: AppProviders, concurrency: int) -> None:
         self._providers = providers
-        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.ended = 0
         self.succeeded = 0
@@ -89,7 +90,7 @@ async def _consume(mode: str, count: int) -> dict[str, Any]:
     settings = Settings()
     mongo: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
     providers = AppProviders(settings, Apps(mongo.get_default_database(), Vault(None)))
-    sender = _Sender(providers)
+    sender = _Sender(providers, settings.send_concurrency)
     by_topic = {settings.scoped(t.name): p for p, t in topics.JOB_TOPICS.items()}
     consumer = AIOKafkaConsumer(
         *by_topic,
