@@ -43,7 +43,7 @@ typecheck: install
 	$(BIN)/mypy
 
 # The fault tests at full size: a send to 20,000 devices while each worker is killed in
-# turn, the broker is killed, the store is stopped (`make test` runs them at 3,000).
+# turn, the broker is killed, the store is stopped (`make test` runs them at 5,000).
 fault: install
 	PUSHLINE_FAULT_DEVICES=20000 $(BIN)/pytest -s tests/fault
 
