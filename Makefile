@@ -45,7 +45,7 @@ typecheck: install
 # The fault tests at full size: a send to 20,000 devices while each worker is killed in
 # turn, the broker is killed, the store is stopped (`make test` runs them at 5,000).
 fault: install
-	PUSHLINE_FAULT_DEVICES=20000 $(BIN)/pytest -s tests/fault
+	PUSHLINE_FAULT_DEVICES=20000 PUSHLINE_FAULT_MAX_DUPLICATES=0.01 $(BIN)/pytest -s tests/fault
 
 bench: install
 	deploy/local/stack.sh up
