@@ -37,6 +37,12 @@ from services.core.topics import Topic, device_key
 
 log = logging.getLogger(__name__)
 
+# Jobs per provider call. A batch goes out in calls of this size, one after another, each
+# marked as soon as it returns, so a sender holds at most `concurrency` x CALL_SIZE sends
+# on the wire: what a killed sender makes again. (One call per batch of 500 reached 12%
+# of 5,000 devices twice after four kills.)
+CALL_SIZE = 50
+
 # Outcomes after which a send must not be made again: the device has the notification, or
 # does not exist. A failed send may be replayed from the dead letter topic.
 _ENDED = frozenset({"success", "invalid_token"})
@@ -160,17 +166,29 @@ class Dispatcher:
             key = device_key(delivery.job.app_id, delivery.job.token_hash)
             pending.append(await self._publish(topics.FEEDBACK, key, earlier))
             settled.append(delivery)
-        for app_id, group in by_app.items():
-            results = await self._call(app_id, [d.job for d in group])
-            outcomes = [self._outcome(d, r) for d, r in zip(group, results, strict=True)]
-            # After the provider call an outage must not make the batch start over.
-            await until_done(lambda: self._mark_ended(outcomes), "mark", self._stopping)  # noqa: B023
-            for delivery, result, outcome in zip(group, results, outcomes, strict=True):
-                if await self._settle(delivery, result, outcome, pending):
-                    settled.append(delivery)
+        for app_id, jobs in by_app.items():
+            for start in range(0, len(jobs), CALL_SIZE):
+                group = jobs[start : start + CALL_SIZE]
+                await self._call_and_settle(app_id, group, pending, settled)
         await asyncio.gather(*pending)
         for delivery in settled:
             await delivery.ack()
+
+    async def _call_and_settle(
+        self,
+        app_id: str,
+        group: list[Delivery],
+        pending: list[Awaitable[object]],
+        settled: list[Delivery],
+    ) -> None:
+        """One provider call; its ended sends marked as soon as it returns."""
+        results = await self._call(app_id, [d.job for d in group])
+        outcomes = [self._outcome(d, r) for d, r in zip(group, results, strict=True)]
+        # After the provider call an outage must not make the batch start over.
+        await until_done(lambda: self._mark_ended(outcomes), "mark", self._stopping)
+        for delivery, result, outcome in zip(group, results, outcomes, strict=True):
+            if await self._settle(delivery, result, outcome, pending):
+                settled.append(delivery)
 
     async def _call(self, app_id: str, jobs: list[PushJob]) -> list[Result]:
         try:

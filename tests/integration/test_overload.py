@@ -115,7 +115,9 @@ async def test_an_ingest_past_its_bound_answers_503_with_retry_after_in_each_dia
             asyncio.gather(*(health() for _ in range(10))),
         )
         took = time.monotonic() - started
-        # Once the crowd is gone, the ingest takes requests again.
+    # Once the crowd is gone, the ingest takes requests again (on a new connection: the
+    # crowd's idle ones may have been closed by the server meanwhile).
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30.0) as client:
         path, headers, body, _ = requests_of(tenant, 0)
         after = await client.post(path, json=body, headers=headers)
 
