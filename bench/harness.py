@@ -6,7 +6,6 @@ progress sampling, the audience loader and the results files.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -32,7 +31,7 @@ from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
 from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
-from services.emulators.__main__ import sandbox_vapid
+from services.emulators.__main__ import write_clients
 
 ACCOUNT = "bench"
 APP = "bench-app"
@@ -189,13 +188,7 @@ async def stage() -> AsyncIterator[Stage]:
         )
         webpush = WebPushEmulator(record_limit=1)
         with EmulatorThread(fcm, apns, webpush):
-            directory = state / "emulators"
-            directory.mkdir()
-            clients = {e.provider: e.client_config() for e in (fcm, apns, webpush)}
-            clients["webpush"]["vapid"] = sandbox_vapid(
-                settings.model_copy(update={"state_dir": state})
-            )
-            (directory / "clients.json").write_text(json.dumps(clients))
+            write_clients(settings.model_copy(update={"state_dir": state}), [fcm, apns, webpush])
             await ensure_indexes(db)
             now = utc_now()
             await db.apps.insert_one(

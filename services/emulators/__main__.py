@@ -12,6 +12,8 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
@@ -57,6 +59,18 @@ def sandbox_vapid(settings: Settings) -> dict[str, str]:
     }
 
 
+def write_clients(settings: Settings, emulators: Sequence[Emulator]) -> Path:
+    """Write `clients.json` under the state dir: how a sandbox app's sender reaches each
+    of `emulators` (Web Push with the sandbox VAPID key). Returns its path."""
+    clients = {emulator.provider: emulator.client_config() for emulator in emulators}
+    clients["webpush"]["vapid"] = sandbox_vapid(settings)
+    path = settings.state_dir / "emulators" / "clients.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clients, indent=2) + "\n")
+    path.chmod(0o600)
+    return path
+
+
 async def serve(settings: Settings) -> None:
     """Start the emulators, write clients.json, and serve until a stop signal."""
     stop = asyncio.Event()
@@ -69,11 +83,7 @@ async def serve(settings: Settings) -> None:
         for emulator, port in emulators:
             await emulator.start(HOST, port)
             started.append(emulator)
-        clients = {emulator.provider: emulator.client_config() for emulator in started}
-        clients["webpush"]["vapid"] = sandbox_vapid(settings)
-        path = settings.state_dir / "emulators" / "clients.json"
-        path.write_text(json.dumps(clients, indent=2) + "\n")
-        path.chmod(0o600)
+        path = write_clients(settings, started)
         log.info(
             "emulators listening",
             extra={"urls": {e.provider: e.url for e in started}, "clients": str(path)},

@@ -3,7 +3,6 @@ whose devices they reach: what the end-to-end and fault tests run on."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
 from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
-from services.emulators.__main__ import sandbox_vapid
+from services.emulators.__main__ import write_clients
 from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish
 
@@ -35,13 +34,10 @@ class Emulators:
 
     def write_clients(self, state_dir: Path, settings: Settings) -> None:
         """What `pushline emulators` writes for sandbox apps, under `state_dir`."""
-        directory = state_dir / "emulators"
-        directory.mkdir(parents=True)
-        clients = {e.provider: e.client_config() for e in (self.fcm, self.apns, self.webpush)}
-        clients["webpush"]["vapid"] = sandbox_vapid(
-            settings.model_copy(update={"state_dir": state_dir})
+        write_clients(
+            settings.model_copy(update={"state_dir": state_dir}),
+            [self.fcm, self.apns, self.webpush],
         )
-        (directory / "clients.json").write_text(json.dumps(clients))
 
 
 class Pipeline:
