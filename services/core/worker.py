@@ -46,7 +46,11 @@ class StreamApp(faust.App):
     because `AsyncMongoClient` is bound to one loop.
     """
 
-    def __init__(self, app_id: str, settings: Settings, metrics_port: int) -> None:
+    def __init__(
+        self, app_id: str, settings: Settings, metrics_port: int, *, wait_empty: bool = True
+    ) -> None:
+        """`wait_empty=False`: a rebalance does not wait until every event the agents took
+        is acknowledged (the app stops its own stale work when partitions are revoked)."""
         super().__init__(
             settings.scoped(app_id),
             broker=[f"kafka://{server}" for server in settings.kafka_servers],
@@ -60,6 +64,7 @@ class StreamApp(faust.App):
             # session times out: keep that short so a replacement takes over quickly.
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
+            stream_wait_empty=wait_empty,
             web_enabled=True,
             web_bind=settings.metrics_host,
             web_host=settings.metrics_host,

@@ -2,17 +2,27 @@
 
 One agent per provider topic. Each pulls jobs in batches and hands them to its provider's
 dispatcher, which acknowledges every job once its outcome is on `push.feedback`.
+
+A rebalance does not wait for the batches in flight to finish (up to
+`PUSHLINE_SEND_CONCURRENCY` x 500 jobs per provider, tens of seconds with a slow provider,
+while the whole group stands still): when partitions are revoked the dispatchers stop
+starting provider calls for the jobs taken before, wait for the calls on the wire to be
+marked, and leave the rest unacknowledged to the partitions' next owner, which finds the
+marked sends ended. Finishing those batches after the revocation instead made the old and
+the new owner send the same jobs at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import faust
 
 from services.core import topics
+from services.core.acks import OrderedAcks
 from services.core.providers.classify import ProviderName
 from services.core.secrets import Vault
 from services.core.settings import Settings
@@ -31,7 +41,13 @@ PROVIDERS: tuple[ProviderName, ...] = ("fcm", "apns", "webpush")
 
 def create_app(settings: Settings) -> StreamApp:
     """The sender worker, ready to run."""
-    app = StreamApp(SENDER_APP_ID, settings, METRICS_PORT)
+    app = StreamApp(SENDER_APP_ID, settings, METRICS_PORT, wait_empty=False)
+    dispatchers: list[Dispatcher] = []
+
+    @app.on_partitions_revoked.connect
+    async def stop_stale_sends(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        generation = app.consumer_generation_id
+        await asyncio.gather(*(d.revoke(generation) for d in dispatchers))
 
     @functools.cache
     def providers() -> AppProviders:
@@ -41,11 +57,16 @@ def create_app(settings: Settings) -> StreamApp:
         return built
 
     for name in PROVIDERS:
-        _add_agent(app, name, providers)
+        _add_agent(app, name, providers, dispatchers)
     return app
 
 
-def _add_agent(app: StreamApp, name: ProviderName, providers: Callable[[], AppProviders]) -> None:
+def _add_agent(
+    app: StreamApp,
+    name: ProviderName,
+    providers: Callable[[], AppProviders],
+    dispatchers: list[Dispatcher],
+) -> None:
     async def deliver(stream: faust.StreamT[bytes]) -> None:
         policy = RetryPolicy(
             attempts=app.settings.send_attempts, base=app.settings.retry_base_seconds
@@ -59,17 +80,18 @@ def _add_agent(app: StreamApp, name: ProviderName, providers: Callable[[], AppPr
             concurrency=app.settings.send_concurrency,
             stopping=lambda: app.should_stop,
         )
+        dispatchers.append(dispatcher)
+        acks = OrderedAcks(app, stream)
         try:
             async for batch in unacked_batches(stream, BATCH, BATCH_WINDOW):
-                await dispatcher.dispatch([(e.key, e.value, _acker(stream, e)) for e in batch])
+                # Faust hands over only events of the current generation: stamped now,
+                # before any await, the batch knows the rebalance it belongs to.
+                generation = app.consumer_generation_id
+                await dispatcher.dispatch(
+                    [(e.key, e.value, acks.acker(e)) for e in batch], generation
+                )
         finally:
+            dispatchers.remove(dispatcher)
             await dispatcher.drain()
 
     app.agent(app.source(topics.JOB_TOPICS[name]), name=f"deliver_{name}")(deliver)
-
-
-def _acker(stream: faust.StreamT[bytes], event: faust.EventT[Any]) -> Callable[[], Awaitable[Any]]:
-    async def ack() -> None:
-        await stream.ack(event)
-
-    return ack
