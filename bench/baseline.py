@@ -1,7 +1,7 @@
 """The `baseline` scenario, the ceiling the machine allows: the resolver's per-token jobs,
 read from the same job topics by a bare aiokafka consumer and sent to the same emulators
-through the same provider clients, batch size and concurrency as the sender: no Faust, no
-outcomes, no store on the way (the app's sandbox flag is read once, as the sender does).
+through the same provider clients, batch size, call size and concurrency as the sender: no
+Faust, no outcomes, no store on the way (the app's sandbox flag is read once, as the sender does).
 
 Also the emulators' own capacity: the same jobs read into memory first, then only sent.
 
@@ -33,6 +33,7 @@ from services.core.settings import Settings
 from services.core.store.apps import Apps
 from services.core.store.client import Document
 from services.sender.app import BATCH
+from services.sender.dispatch import CALL_SIZE
 from services.sender.providers import AppProviders
 
 
@@ -56,8 +57,8 @@ async def run(stage: Stage, providers: Sequence[str], count: int, mode: str) -> 
 
 
 class _Sender:
-    """Sends batches of one provider's jobs, at most `concurrency` calls at a time (the
-    sender's `PUSHLINE_SEND_CONCURRENCY`)."""
+    """Sends batches of one provider's jobs, at most `concurrency` at a time (the sender's
+    `PUSHLINE_SEND_CONCURRENCY`), each in provider calls of CALL_SIZE one after another."""
 
     def __init__(self, providers: AppProviders, concurrency: int) -> None:
         self._providers = providers
@@ -79,9 +80,10 @@ class _Sender:
     async def _send(self, provider: str, jobs: list[PushJob]) -> None:
         try:
             client = await self._providers.get(jobs[0].app_id, provider)
-            results = await client.send(jobs)
-            self.ended += len(results)
-            self.succeeded += sum(r.outcome == "success" for r in results)
+            for start in range(0, len(jobs), CALL_SIZE):
+                results = await client.send(jobs[start : start + CALL_SIZE])
+                self.ended += len(results)
+                self.succeeded += sum(r.outcome == "success" for r in results)
         finally:
             self._slots.release()
 

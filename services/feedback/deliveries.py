@@ -4,7 +4,9 @@ redelivery, invalid devices.
 A send is identified by (notification id, token hash). Each ended send is recorded once
 in `deliveries`; a second record of the same send is a redelivery and adds nothing to the
 notification's counters. When the provider answered it again (a second `answered_at`),
-the device really got it twice, and the `duplicate` metric counts it.
+the device really got it twice, and the `duplicate` metric counts it; so it does for a
+send the sender made again after an earlier sender died with it on the wire (`repeated`):
+the device may have it twice.
 
 Recording and counting are two writes. Every record names the batch it was written in,
 and a notification keeps the ids of the batches it has counted (in the same atomic
@@ -143,8 +145,11 @@ async def apply_outcomes(outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[
     earlier = await _record_and_count(db, db.deliveries, records, _delivery_increments)
     for outcome, record in zip(ended, records, strict=True):
         first = earlier.get(str(record["_id"]))
-        # The same answer again is a redelivered message; another answer, a second send.
-        if first is not None and first["answered_at"] != _stored(outcome.answered_at):
+        # The same answer again is a redelivered message; another answer, a second send;
+        # a first answer to a repeated send, one whose earlier answer died with its sender.
+        if (first is None and outcome.repeated) or (
+            first is not None and first["answered_at"] != _stored(outcome.answered_at)
+        ):
             metrics.SENDS.labels(outcome.provider, "duplicate").inc()
 
 

@@ -2,7 +2,7 @@
 
 Every device receives the notification at least once, its counters end exact, and the
 devices reached twice stay under 1% (10% in the small run), each counted by the `duplicate`
-metric when feedback saw both answers. `make fault` runs it at 20,000 devices; `make test` at the
+metric. `make fault` runs it at 20,000 devices; `make test` at the
 size `PUSHLINE_FAULT_DEVICES` gives, 5,000 by default.
 """
 
@@ -38,9 +38,9 @@ from tests.integration.pipeline import (
 pytestmark = pytest.mark.integration
 
 DEVICES = int(os.environ.get("PUSHLINE_FAULT_DEVICES", "5000"))
-# The share of devices that may be reached twice. The sends a killed sender had answered
-# but not yet marked are made again: a count that depends on the moment of the kill, not
-# on the audience (up to ~160 per kill seen here), so the small run allows more.
+# The share of devices that may be reached twice. The sends a killed sender had on the
+# wire are made again: a count bounded by the sends in flight at the kill, not by the
+# audience, so the small run allows more.
 MAX_DUPLICATES = float(os.environ.get("PUSHLINE_FAULT_MAX_DUPLICATES", "0.10"))
 # Two sender processes share the job topics' partitions: each is killed in turn.
 WORKERS = {
@@ -147,7 +147,7 @@ async def check_outcome(
     pipeline: Pipeline,
     counted: float = 0.0,
 ) -> None:
-    """Exact counters, everyone reached, under 1% reached twice and none counted wrongly."""
+    """Exact counters, everyone reached, under 1% reached twice, each counted."""
     notification = await finished(db, send, within=120 + DEVICES * 0.02)
     counters = notification["counters"]
     assert (counters["targeted"], counters["sent"], counters["failed"], counters["invalid"]) == (
@@ -164,8 +164,9 @@ async def check_outcome(
         f"{counted:.0f} counted"
     )
     assert duplicates < MAX_DUPLICATES * DEVICES
-    # Feedback sees a second send only when both answers were published.
-    assert counted <= duplicates
+    # Counted: every send made again after its sender died with it on the wire, whether or
+    # not the first had reached the emulator before the kill.
+    assert counted >= duplicates
 
 
 async def test_each_worker_killed_in_turn_loses_nothing_and_counts_once(

@@ -3,6 +3,7 @@ acks, and no second send. The provider is scripted (the provider boundary)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Sequence
 
 import pydantic
@@ -17,7 +18,7 @@ from services.core.providers.classify import ErrorClass
 from services.core.store.client import Document
 from services.core.tokens import hash_token
 from services.core.topics import Topic
-from services.sender.dispatch import Dispatcher, RetryPolicy
+from services.sender.dispatch import CALL_SIZE, Dispatcher, RetryPolicy
 
 
 class ScriptedProvider(Provider):
@@ -32,6 +33,19 @@ class ScriptedProvider(Provider):
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         self.calls.append([job.token for job in jobs])
         return [self.script[job.token].pop(0) for job in jobs]
+
+
+class SlowProvider(ScriptedProvider):
+    """Answers after a moment, so that other batches run meanwhile."""
+
+    def __init__(self, script: dict[str, list[Result]]) -> None:
+        super().__init__(script)
+        self.calling = asyncio.Event()
+
+    async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
+        self.calling.set()
+        await asyncio.sleep(0.05)
+        return await super().send(jobs)
 
 
 class Providers:
@@ -67,6 +81,12 @@ class Harness:
         return delivered()
 
     async def run(self, *jobs: PushJob) -> None:
+        await self.start(*jobs)
+        await self.dispatcher.drain()
+
+    async def start(self, *jobs: PushJob, generation: int = 0) -> None:
+        """Hand the jobs over as one batch, without waiting for their end."""
+
         def acker(token: str) -> object:
             async def ack() -> None:
                 self.acked.append(token)
@@ -74,9 +94,9 @@ class Harness:
             return ack
 
         await self.dispatcher.dispatch(
-            [(b"key", encode(job), acker(job.token)) for job in jobs]  # type: ignore[misc]
+            [(b"key", encode(job), acker(job.token)) for job in jobs],  # type: ignore[misc]
+            generation,
         )
-        await self.dispatcher.drain()
 
     def outcomes(self) -> list[DeliveryOutcome]:
         return [m for t, m in self.published if isinstance(m, DeliveryOutcome)]
@@ -196,6 +216,32 @@ async def test_a_send_that_reached_or_lost_its_device_is_not_made_again(
     for token in ("ok", "gone"):
         first, again = [o for o in harness.outcomes() if o.token_hash == hash_token(token)]
         assert first == again
+    # A failed send reached nothing: sending it again is no duplicate.
+    assert not any(o.repeated for o in harness.outcomes())
+
+
+async def test_a_send_left_on_the_wire_by_a_dead_sender_is_made_again_as_repeated(
+    db: AsyncDatabase[Document],
+) -> None:
+    provider = ScriptedProvider(
+        {
+            "cut": [Result.success("m2")],
+            "new": [Result.success("m1")],
+            "later": [failure(ErrorClass.RETRYABLE, "UNAVAILABLE", 503), Result.success("m3")],
+        }
+    )
+    # What a sender killed during its provider call leaves: the send noted, no outcome.
+    await db.sending.insert_one({"_id": f"n1:{hash_token('cut')}"})
+    harness = Harness(db, provider)
+    await harness.run(job("cut"), job("new"), job("later"))
+    assert sorted(provider.calls[0]) == ["cut", "later", "new"]
+    repeated = {o.token_hash: o.repeated for o in harness.outcomes() if o.outcome == "success"}
+    # A retry follows an answer that reached nothing: not repeated either.
+    assert repeated == {
+        hash_token("cut"): True,
+        hash_token("new"): False,
+        hash_token("later"): False,
+    }
 
 
 async def test_unreadable_jobs_are_dead_lettered_and_acked(db: AsyncDatabase[Document]) -> None:
@@ -217,3 +263,39 @@ def test_backoff_grows_and_honours_retry_after(attempt: int, retry_after: float 
     assert delay >= (retry_after or 0.0)
     assert 0.5 * 2**attempt <= delay or retry_after
     assert delay <= max(1.5 * 2**attempt, retry_after or 0.0)
+
+
+async def test_copies_of_a_job_are_sent_once(db: AsyncDatabase[Document]) -> None:
+    # Only one answer each: a second send would find none and fail the batch.
+    provider = SlowProvider({"dup": [Result.success("m1")], "other": [Result.success("m2")]})
+    harness = Harness(db, provider)
+    # A fan-out done twice: a copy in the same batch, and one in a batch sent meanwhile.
+    await harness.start(job("dup"), job("other"), job("dup"))
+    await harness.start(job("dup"))
+    await harness.dispatcher.drain()
+    assert sorted(token for call in provider.calls for token in call) == ["dup", "other"]
+    assert sorted(harness.acked) == ["dup", "dup", "dup", "other"]
+    outcomes = [o for o in harness.outcomes() if o.token_hash == hash_token("dup")]
+    assert len(outcomes) == 3
+    assert all(o == outcomes[0] and not o.repeated for o in outcomes)
+
+
+async def test_revoked_partitions_get_no_new_calls_and_their_calls_on_the_wire_end_marked(
+    db: AsyncDatabase[Document],
+) -> None:
+    tokens = [f"t{i}" for i in range(CALL_SIZE * 2 + 5)]
+    provider = SlowProvider({token: [Result.success(token)] for token in tokens})
+    harness = Harness(db, provider)
+    await harness.start(*(job(token) for token in tokens), generation=1)
+    await provider.calling.wait()
+    await harness.dispatcher.revoke(1)
+    # The call on the wire was marked before the revocation went on; no other call began.
+    assert await db.sends.count_documents({}) == CALL_SIZE
+    await harness.dispatcher.drain()
+    assert provider.calls == [tokens[:CALL_SIZE]]
+    assert sorted(harness.acked) == sorted(tokens[:CALL_SIZE])
+    # The next owner (here, this process again in the next generation) sends the rest.
+    await harness.start(*(job(token) for token in tokens), generation=2)
+    await harness.dispatcher.drain()
+    assert [token for call in provider.calls for token in call] == tokens
+    assert sorted(harness.acked) == sorted(tokens[:CALL_SIZE] + tokens)

@@ -89,6 +89,18 @@ async def test_a_second_provider_answer_is_a_duplicate_send(db: AsyncDatabase[Do
     assert duplicates() == before + 1
 
 
+async def test_a_repeated_send_is_a_duplicate_send_once(db: AsyncDatabase[Document]) -> None:
+    await notification(db, 2)
+    outcomes = [outcome(0, repeated=True), outcome(1)]
+    before = duplicates()
+    await apply_outcomes(outcomes, db)
+    await apply_outcomes(outcomes, db)
+    doc = await NotificationsRepository(db).get(NOTIFICATION)
+    assert doc is not None
+    assert (doc["state"], doc["counters"]["sent"]) == ("done", 2)
+    assert duplicates() == before + 1
+
+
 async def test_records_a_dead_worker_never_counted_are_counted_by_their_redelivery(
     db: AsyncDatabase[Document],
 ) -> None:
