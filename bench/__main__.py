@@ -32,7 +32,7 @@ class Plan:
     runs: int
 
 
-FULL = Plan(clients=16, seconds=20, fanout=(10_000, 30_000), devices=3_000, cases=CASES, runs=1)
+FULL = Plan(clients=16, seconds=20, fanout=(10_000, 100_000), devices=10_000, cases=CASES, runs=1)
 QUICK = Plan(clients=4, seconds=3, fanout=(1_000,), devices=300, cases=("mixed",), runs=1)
 
 
