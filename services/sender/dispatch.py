@@ -298,12 +298,12 @@ class Dispatcher:
         published (one bulk write); forget the others, which may be made again."""
         sends = [o for o in outcomes if o.kind == "send" and o.notification_id is not None]
         marks = [
-            {"_id": f"{o.notification_id}:{o.token_hash}", "outcome": encode(o).decode()}
+            {"_id": _send_id(o), "outcome": encode(o).decode()}
             for o in sends
             if o.outcome in _ENDED
         ]
         await insert_new(self._db.sends, marks)
-        unended = [f"{o.notification_id}:{o.token_hash}" for o in sends if o.outcome not in _ENDED]
+        unended = [_send_id(o) for o in sends if o.outcome not in _ENDED]
         if unended:
             await self._db.sending.delete_many({"_id": {"$in": unended}})
 
@@ -427,8 +427,9 @@ def _is_send(job: PushJob) -> bool:
     return job.kind == "send" and job.notification_id is not None
 
 
-def _send_id(job: PushJob) -> str:
-    return f"{job.notification_id}:{job.token_hash}"
+def _send_id(sent: PushJob | DeliveryOutcome) -> str:
+    """A send's id: its notification and device."""
+    return f"{sent.notification_id}:{sent.token_hash}"
 
 
 def _describe(result: Result) -> str:
