@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -221,9 +222,12 @@ async def test_every_invalid_token_answer_invalidates_and_a_bad_message_does_not
     await sandbox_app(db)
     gone_sub = emulators.webpush.subscribe()
     apns_gone, apns_bad, apns_back = "cd" * 32, "ef" * 32, "a1" * 32
+    # Registered well before Apple's answer: marked gone in the same millisecond as its
+    # registration, the device would count as registered again since.
+    an_hour_ago = utc_now() - timedelta(hours=1)
     await db.devices.insert_many(
         [
-            device(apns_gone, "ios", "apns"),
+            device(apns_gone, "ios", "apns", registered_at=an_hour_ago),
             device(apns_bad, "ios", "apns"),
             device(apns_back, "ios", "apns"),
             device("fcm-invalid", "android", "fcm"),
