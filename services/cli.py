@@ -71,6 +71,14 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> None:
         await mongo.close()
 
 
+def _log_level(command: str, settings: Settings) -> str:
+    if command in (*SERVICES, "emulators") or settings.log_level != "INFO":
+        return settings.log_level
+    # An operator command prints its result; the libraries' INFO lines (aiokafka's
+    # subscriptions, httpx's requests) would only bury it. DEBUG still shows everything.
+    return "WARNING"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; return the process exit code (2 for a configuration error)."""
     args = _parser().parse_args(argv)
@@ -79,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pushline: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, f"pushline-{args.command}")
+    logs.configure(_log_level(args.command, settings), f"pushline-{args.command}")
     if args.command in (*SERVICES, "emulators"):
         _run_service(args.command, settings)
     elif args.command == "topics":

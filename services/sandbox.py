@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 from typing import Any
 
 import httpx
@@ -100,8 +99,6 @@ async def inbox(
 ) -> dict[str, Any]:
     """What each emulator (or only `provider`'s) recorded, read through its control API;
     with `limit`, only the latest `limit` records of each."""
-    # The inbox prints JSON only; httpx would log every request to the emulators at INFO.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     clients = json.loads((settings.state_dir / "emulators" / "clients.json").read_text())
     records = {}
     for name in [provider] if provider else PROVIDERS:

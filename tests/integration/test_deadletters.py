@@ -19,6 +19,7 @@ from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.store.replays import CLAIM_SECONDS, Replays
 from services.core.tokens import hash_token
+from tests.integration import processes
 from tests.integration.kafka_io import publish, read, read_many
 from tests.stack import ROOT
 
@@ -190,3 +191,25 @@ async def test_a_lapsed_claim_is_taken_over_and_an_old_record_hides_no_new_lette
     # The topic was deleted and created again: offset 7 is another letter now.
     assert await replays.replayed({"dlq/0/7": "2026-02-01T00:00:00+00:00"}) == {}
     assert await replays.claim("dlq/0/7", "2026-02-01T00:00:00+00:00")
+
+
+@pytest.mark.usefixtures("created_topics")
+async def test_a_replay_with_the_store_down_says_so_in_one_line_and_sends_nothing(
+    settings: Settings, child_env: dict[str, str]
+) -> None:
+    await publish(settings, topics.DLQ, b"k", letter("t-a", app="app-a", reason="UNAVAILABLE"))
+    nobody = f"mongodb://127.0.0.1:{processes.free_port()}/pushline"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.cli", "dlq", "replay"],
+        cwd=ROOT,
+        env={**child_env, "PUSHLINE_MONGODB_URI": nobody},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"pushline: the store at PUSHLINE_MONGODB_URI ({nobody}) does not answer\n"
+    )
+    assert await dlq(child_env, "replay") == "replayed: 1\n"

@@ -41,7 +41,7 @@ async def test_the_inbox_filters_by_provider_and_keeps_the_latest_records(
 ) -> None:
     received(emulators, "fcm", "f1", "f2", "f3")
     received(emulators, "apns", "a1")
-    env = {**child_env, "PUSHLINE_STATE_DIR": str(tmp_path / "state"), "PUSHLINE_LOG_LEVEL": "INFO"}
+    env = {**child_env, "PUSHLINE_STATE_DIR": str(tmp_path / "state")}
 
     code, out, err = await inbox(env)
     assert (code, err) == (0, "")
