@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.routing import Match
 
 from services.core import kafka, metrics, topics
 from services.core.errors import KafkaUnavailableError
@@ -109,8 +108,7 @@ async def _kafka_unavailable(request: Request, exc: Exception) -> Response:
 
 
 def _route_of(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"
+    # The router records the route it chose (for a wrong method too) in the scope. Matching
+    # the app's routes again would not do: an included router is one route without a path.
+    path = getattr(request.scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "unmatched"
