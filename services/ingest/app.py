@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.core import kafka, metrics, topics
+from services.core import kafka, topics
 from services.core.errors import KafkaUnavailableError
 from services.core.health import Readiness
 from services.core.secrets import Vault
@@ -20,6 +19,7 @@ from services.core.store.apps import Apps
 from services.core.store.indexes import ensure_indexes
 from services.ingest import admin as admin_api
 from services.ingest import cij, masiv, native, routee
+from services.ingest.access import Access
 from services.ingest.limits import Limits, refusal
 from services.ingest.registry import Registry
 from services.ingest.sending import Sends
@@ -57,11 +57,11 @@ def create_app(settings: Settings) -> FastAPI:
             await mongo.close()
 
     app = FastAPI(title="Pushline ingest", version="1", lifespan=lifespan)
-    # Added first, so it runs inside _observe: its refusals are counted too.
+    # Added first, so it runs inside Access: its refusals are counted and logged too.
     app.add_middleware(
         Limits, max_body=settings.max_body_bytes, max_in_flight=settings.ingest_max_in_flight
     )
-    app.middleware("http")(_observe)
+    app.add_middleware(Access)
     app.add_exception_handler(admin_api.Unauthorized, admin_api.unauthorized)
     app.add_exception_handler(KafkaUnavailableError, _kafka_unavailable)
     for router in (native.router, routee.router, cij.router, masiv.router):
@@ -90,25 +90,6 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _observe(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Count and time every request by its route template (never by raw path)."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = _route_of(request)
-    metrics.INGEST_REQUESTS.labels(route, str(response.status_code)).inc()
-    metrics.INGEST_LATENCY.labels(route).observe(time.perf_counter() - started)
-    return response
-
-
 async def _kafka_unavailable(request: Request, exc: Exception) -> Response:
     # Nothing was accepted: the caller may retry the whole request.
     return refusal(request.url.path, 503, "the pipeline is unavailable; retry later")
-
-
-def _route_of(request: Request) -> str:
-    # The router records the route it chose (for a wrong method too) in the scope. Matching
-    # the app's routes again would not do: an included router is one route without a path.
-    path = getattr(request.scope.get("route"), "path", None)
-    return path if isinstance(path, str) else "unmatched"
