@@ -34,4 +34,5 @@ def record(action: Action, *, via: Via, **context: str | list[str] | None) -> No
     A refused credential is a warning: a run of them is someone guessing.
     """
     level = logging.WARNING if action.endswith("_refused") else logging.INFO
-    log.log(level, "audit: %s", action, extra={"audit": action, "via": via, **context})
+    known = {name: value for name, value in context.items() if value is not None}
+    log.log(level, "audit: %s", action, extra={"audit": action, "via": via, **known})

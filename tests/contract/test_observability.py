@@ -60,6 +60,7 @@ async def test_each_dialect_is_counted_under_its_route_template(
             "/admin/v1/apps/{app_id}",
             200,
         ),
+        ("GET", "/messages/android", {}, None, "/messages/{device_type}", 405),
         ("GET", "/healthz", {}, None, "/healthz", 200),
         ("GET", "/no/such/route", {}, None, "unmatched", 404),
     ]
