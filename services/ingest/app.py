@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Access)
     app.add_exception_handler(admin_api.Unauthorized, admin_api.unauthorized)
     app.add_exception_handler(KafkaUnavailableError, _kafka_unavailable)
-    app.add_exception_handler(HTTPException, _no_such_route)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     api_key = [Security(docs.API_KEY)]
     app.include_router(native.router, dependencies=api_key)
@@ -121,9 +121,9 @@ async def _kafka_unavailable(request: Request, exc: Exception) -> Response:
     return refusal(request.url.path, 503, "the pipeline is unavailable; retry later")
 
 
-async def _no_such_route(request: Request, exc: Exception) -> Response:
-    # No route has this path, or none takes this method: said in the shape of the dialect
-    # the path belongs to, not in FastAPI's {"detail": ...}.
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Starlette's refusals (no route has this path, or none takes this method) in the
+    # shape of the dialect the path belongs to, not in FastAPI's {"detail": ...}.
     assert isinstance(exc, HTTPException)
     path = request.url.path
     if exc.status_code == 404:
