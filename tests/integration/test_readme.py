@@ -34,6 +34,7 @@ README = ROOT / "README.md"
 SERVICES_SCRIPT = ROOT / "deploy/local/services.sh"
 NOT_RUN = re.compile(r"<!-- readme-test: not run \((?P<why>[^)]+)\) -->")
 FENCE = re.compile(r"```(?P<info>\S*)")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
 # Where the README's ingest listens after a plain `make run`.
 README_INGEST = "127.0.0.1:8080"
 BLOCK_MARK = ">>> README.md line "
@@ -83,6 +84,24 @@ def test_only_a_few_shell_blocks_are_not_run_and_each_says_why() -> None:
     ], "a not-run marker stands before a block that is not sh"
     assert len([b for b in shell if b.not_run]) <= 2
     assert len(NOT_RUN.findall(markdown)) == len([b for b in blocks if b.not_run])
+
+
+@pytest.mark.parametrize("document", ["README.md", "ARCHITECTURE.md"])
+def test_relative_links_point_at_what_the_repository_has(document: str) -> None:
+    for target in LINK.findall((ROOT / document).read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = ROOT / path if path else ROOT / document
+        assert linked.exists(), f"{document} links to {target}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.MULTILINE)
+            assert anchor in {_anchor(h) for h in headings}, f"{document}: no heading {target}"
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
 
 
 def test_readme_examples_run_as_pasted_after_make_run(
