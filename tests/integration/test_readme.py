@@ -186,16 +186,21 @@ async def _send_the_kafka_example(
         example.text.encode(),
     )
     url = f"http://127.0.0.1:{ingest}/v1/notifications/{request['notification_id']}"
+    last: list[str] = []
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {api_key}"}) as http:
 
         async def done() -> dict[str, object] | None:
             answer = await http.get(url)
+            last[:] = [f"{answer.status_code} {answer.text}"]
             if answer.status_code != 200 or answer.json()["state"] != "done":
                 return None
             found: dict[str, object] = answer.json()
             return found
 
-        notification = await eventually(done, within=60)
+        try:
+            notification = await eventually(done, within=60)
+        except AssertionError as exc:
+            raise AssertionError(f"the README's Kafka example never ended: {last}") from exc
     counters = notification["counters"]
     assert isinstance(counters, dict)
     assert (counters["targeted"], counters["sent"]) == (1, 1), notification
