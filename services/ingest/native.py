@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
+from services.core.errors import IdempotencyConflictError
 from services.core.events import (
     Audience,
     Content,
@@ -281,10 +282,16 @@ class InteractionEvent(Body):
     type: InteractionType
 
 
-@router.post("/notifications", status_code=202, openapi_extra=documented(NotificationRequest))
+@router.post(
+    "/notifications",
+    status_code=202,
+    openapi_extra=documented(NotificationRequest),
+    responses=responses(422),
+)
 async def send_notification(request: Request) -> Response:
     """Send a notification; 202 with its id. A repeated `Idempotency-Key` (24 hours)
-    answers the first request's id and sends nothing new."""
+    with the same body answers the first request's id and sends nothing new; with another
+    body, 422."""
     registry = registry_of(request)
     account = await _caller(registry, request)
     if isinstance(account, Response):
@@ -322,7 +329,10 @@ async def send_notification(request: Request) -> Response:
         data=body.data,
         options=Options(**body.options.model_dump()),
     )
-    notification_id = await sends_of(request).accept(send, key)
+    try:
+        notification_id = await sends_of(request).accept(send, key)
+    except IdempotencyConflictError as exc:
+        return problem(422, str(exc))
     return JSONResponse(
         {"id": notification_id},
         status_code=202,

@@ -3,6 +3,7 @@ keys) and the native notifications API, on the real Kafka and store."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -211,6 +212,54 @@ async def test_native_send_status_and_idempotency(
     assert shown["counters"]["sent"] == 0
     foreign = await client.get(f"/v1/notifications/{notification_id}", headers=auth(other.api_key))
     assert foreign.status_code == 404
+
+
+async def test_an_idempotency_key_reused_for_another_body_is_422(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    body = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {"title": "Hola", "body": "Mundo"},
+        "data": {"a": "1", "b": "2"},
+    }
+    headers = {**auth(tenant.api_key), "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    first = await client.post("/v1/notifications", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    notification_id = first.json()["id"]
+
+    changed = {**body, "notification": {"title": "Adiós", "body": "Mundo"}}
+    conflict = await client.post("/v1/notifications", json=changed, headers=headers)
+    assert conflict.status_code == 422, conflict.text
+    assert conflict.headers["content-type"] == "application/problem+json"
+    problem = conflict.json()
+    assert (problem["type"], problem["status"]) == ("about:blank", 422)
+    assert "Idempotency-Key" in problem["detail"]
+    assert "another request" in problem["detail"]
+    assert await db.notifications.count_documents({}) == 1
+
+    # The same body, however spaced and ordered, is the same request.
+    reordered = json.dumps({**body, "data": {"b": "2", "a": "1"}}, indent=2)
+    again = await client.post("/v1/notifications", content=reordered, headers=headers)
+    assert (again.status_code, again.json()) == (202, {"id": notification_id})
+    assert await db.notifications.count_documents({}) == 1
+
+
+async def test_masiv_refuses_an_idempotency_key_reused_for_another_body(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    headers = {**auth(tenant.api_key), "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    body = {"tokens": ["t-1"], "notification": {"title": "x", "message": "y"}}
+    first = await client.post("/v1/notification/sendToList", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    body["tokens"] = ["t-2"]
+    conflict = await client.post("/v1/notification/sendToList", json=body, headers=headers)
+    assert conflict.status_code == 400
+    assert conflict.json()["error"] == "Bad Request"
+    assert "Idempotency-Key" in conflict.json()["message"]
+    assert await db.notifications.count_documents({}) == 1
 
 
 @pytest.mark.parametrize(
