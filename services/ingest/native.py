@@ -355,7 +355,8 @@ async def notification_status(notification_id: str, request: Request) -> Respons
 
 @router.post("/events", status_code=202, openapi_extra=documented(InteractionEvent))
 async def report_interaction(request: Request) -> Response:
-    """Report that a notification was delivered, opened, clicked or dismissed on a device."""
+    """Report that a notification was delivered, opened, clicked or dismissed on a device
+    it was sent to (404 for any other device)."""
     registry = registry_of(request)
     account = await _caller(registry, request)
     if isinstance(account, Response):
@@ -368,6 +369,8 @@ async def report_interaction(request: Request) -> Response:
     found = await sends.notification(account.id, body.notification_id)
     if found is None:
         return problem(404, f"notification {body.notification_id} not found")
+    if not await sends.reached(found, body.token):
+        return problem(404, f"notification {body.notification_id} was not sent to this device")
     await sends.report(found, body.token, body.type)
     return Response(status_code=202)
 

@@ -32,11 +32,15 @@ from services.core.providers.classify import ProviderName
 from services.core.providers.payload import check_notification
 from services.core.settings import Settings
 from services.core.store.client import Document
+from services.core.store.deliveries import DeliveriesRepository
 from services.core.store.notifications import COUNTERS, NotificationsRepository
 from services.core.tokens import hash_token
+from services.ingest.waiting import settled
 
 # A repeated Idempotency-Key within this time returns the first request's id.
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# How long an interaction event waits for the send it reports on to be recorded.
+SENT_GRACE = 5.0
 
 
 class Sends:
@@ -47,6 +51,7 @@ class Sends:
     ) -> None:
         self._db = db
         self._notifications = NotificationsRepository(db)
+        self._deliveries = DeliveriesRepository(db)
         self._producer = producer
         self._send_requests = settings.scoped(topics.SEND_REQUESTS.name)
         self._feedback = settings.scoped(topics.FEEDBACK.name)
@@ -137,10 +142,31 @@ class Sends:
             return None
         return found
 
+    async def reached(self, notification: Document, token: str) -> bool:
+        """Whether the notification was sent to this device: its provider took it.
+
+        The provider's answer reaches the store through the feedback stage, perhaps after
+        the device has shown the notification and the app reported on it: until the
+        notification is done, the answer is waited for up to SENT_GRACE seconds.
+        """
+        notification_id = notification["_id"]
+        token_hash = hash_token(token)
+
+        async def read() -> tuple[bool, bool]:
+            if await self._deliveries.succeeded(notification_id, token_hash):
+                return True, True
+            # Read after the delivery: a notification is done only once every send is recorded.
+            now = await self._notifications.get(notification_id)
+            return False, now is None or now["state"] == "done"
+
+        sent, _ = await settled(read, lambda seen: seen[1], SENT_GRACE)
+        return sent
+
     async def report(
         self, notification: Document, token: str, interaction: InteractionType
     ) -> None:
-        """Pass an app's interaction event to feedback, which counts it once."""
+        """Pass an app's interaction event to feedback, which counts it once; only for a
+        device the notification was sent to (see `reached`)."""
         event = Interaction(
             notification_id=notification["_id"],
             # A Masiv request across all apps names none: key by the account instead.
