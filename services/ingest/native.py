@@ -166,6 +166,8 @@ async def registration_status(registration_id: str, request: Request) -> Respons
     if isinstance(account, Response):
         return account
     status = await registry.status(account, registration_id)
+    if status is None:
+        return problem(404, f"registration {registration_id} not found")
     return JSONResponse(
         {
             "registration_id": registration_id,

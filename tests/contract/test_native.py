@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.events import CleanupDevices, RegisterDevice
 from services.core.store.client import Document
+from services.core.store.registrations import RegistrationsRepository
 from services.core.tokens import hash_token
 from services.core.topics import device_key
 from tests.contract.conftest import TenantFactory
@@ -61,21 +60,51 @@ async def test_register_a_device_and_read_its_status(
         "status": "Pending",
         "failure_reason": None,
     }
-    now = datetime.now(UTC)
-    await db["registrations"].insert_one(
-        {
-            "_id": registration_id,
-            "app_id": tenant.app.id,
-            "account_id": tenant.account_id,
-            "status": "Failed",
-            "failure_reason": "DuplicateExists",
-            "created": now,
-            "updated": now,
-        }
+    await RegistrationsRepository(db).set_status(
+        registration_id,
+        account_id=tenant.account_id,
+        app_id=tenant.app.id,
+        status="Failed",
+        reason="DuplicateExists",
     )
     status = await client.get(f"/v1/registrations/{registration_id}", headers=auth(tenant.api_key))
     assert status.json()["status"] == "Failed"
     assert status.json()["failure_reason"] == "DuplicateExists"
+
+
+async def test_a_registration_id_never_issued_to_the_caller_is_404(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    other = await tenants.make()
+    response = await client.post(
+        f"/v1/apps/{tenant.app.id}/devices",
+        json={"platform": "android", "token": "fcm-1"},
+        headers=auth(tenant.api_key),
+    )
+    registration_id = response.json()["registration_id"]
+    typo = registration_id[:-1] + ("0" if registration_id[-1] != "0" else "1")
+    for api_key, asked in [
+        (tenant.api_key, typo),
+        (tenant.api_key, "anything"),
+        (other.api_key, registration_id),
+    ]:
+        status = await client.get(f"/v1/registrations/{asked}", headers=auth(api_key))
+        assert status.status_code == 404, asked
+        assert status.headers["content-type"] == "application/problem+json"
+        assert status.json()["detail"] == f"registration {asked} not found"
+    own = await client.get(f"/v1/registrations/{registration_id}", headers=auth(tenant.api_key))
+    assert (own.status_code, own.json()["status"]) == (200, "Pending")
+    # What the feedback stage later decides replaces Pending.
+    await RegistrationsRepository(db).set_status(
+        registration_id,
+        account_id=tenant.account_id,
+        app_id=tenant.app.id,
+        status="Success",
+        reason=None,
+    )
+    own = await client.get(f"/v1/registrations/{registration_id}", headers=auth(tenant.api_key))
+    assert (own.status_code, own.json()["status"]) == (200, "Success")
 
 
 async def test_registering_again_is_accepted_the_same_way(
