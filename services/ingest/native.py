@@ -9,6 +9,7 @@ is accepted the same way and refreshes it (the feedback stage upserts on app and
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Annotated, Literal
 
@@ -42,7 +43,9 @@ from services.ingest.bodies import (
 )
 from services.ingest.problems import invalid, problem, responses
 from services.ingest.registry import (
+    PENDING,
     Registry,
+    Status,
     bearer,
     cleanup,
     device_provider,
@@ -54,6 +57,25 @@ from services.ingest.sending import Sends, sends_of, shown
 router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 404))
 
 MAX_BATCH = 100
+# Longest `?wait=` a registration may ask for: it holds a connection and an in-flight slot.
+MAX_WAIT = 30
+
+
+def _waiting(shape: type[Body]) -> dict[str, object]:
+    """`openapi_extra` of a registration route: its body, and the `wait` parameter."""
+    return {
+        **documented(shape),
+        "parameters": [
+            {
+                "name": "wait",
+                "in": "query",
+                "required": False,
+                "description": "Seconds (0 to 30) to wait for the decision before answering: "
+                "200 with the final status once decided, else 202 Pending.",
+                "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT, "default": 0},
+            }
+        ],
+    }
 
 
 class Device(Body):
@@ -94,13 +116,22 @@ class Cleanup(Body):
         return self
 
 
-@router.post("/apps/{app_id}/devices", status_code=202, openapi_extra=documented(Device))
+@router.post(
+    "/apps/{app_id}/devices",
+    status_code=202,
+    openapi_extra=_waiting(Device),
+    responses={200: {"description": "Decided within `wait`: Success or Failed"}},
+)
 async def register_device(app_id: str, request: Request) -> Response:
-    """Register (or refresh) one device; 202 with the registration id."""
+    """Register (or refresh) one device; 202 with the registration id, or with `?wait=`
+    200 and the final status once it is decided within that many seconds."""
     registry = registry_of(request)
     found = await _caller_app(registry, request, app_id)
     if isinstance(found, Response):
         return found
+    wait = _wait(request)
+    if isinstance(wait, Response):
+        return wait
     try:
         device = parse(Device, await request.body())
     except Invalid as exc:
@@ -109,20 +140,37 @@ async def register_device(app_id: str, request: Request) -> Response:
     if isinstance(command, Problem):
         return invalid([command])
     await registry.publish([command])
+    location = {"Location": f"/v1/registrations/{command.request_id}"}
+    if not wait:
+        return JSONResponse(
+            {"registration_id": command.request_id, "status": "Pending"},
+            status_code=202,
+            headers=location,
+        )
+    [status] = await registry.decided(found, [command.request_id], wait)
     return JSONResponse(
-        {"registration_id": command.request_id, "status": "Pending"},
-        status_code=202,
-        headers={"Location": f"/v1/registrations/{command.request_id}"},
+        _registration(command.request_id, status),
+        status_code=202 if status.status == PENDING.status else 200,
+        headers=location,
     )
 
 
-@router.post("/apps/{app_id}/devices:batch", status_code=202, openapi_extra=documented(Devices))
+@router.post(
+    "/apps/{app_id}/devices:batch",
+    status_code=202,
+    openapi_extra=_waiting(Devices),
+    responses={200: {"description": "All decided within `wait`: Success or Failed"}},
+)
 async def register_devices(app_id: str, request: Request) -> Response:
-    """Register 1 to 100 devices; 202 with their registration ids in request order."""
+    """Register 1 to 100 devices; 202 with their registration ids in request order, or
+    with `?wait=` 200 and their final statuses once all are decided within that time."""
     registry = registry_of(request)
     found = await _caller_app(registry, request, app_id)
     if isinstance(found, Response):
         return found
+    wait = _wait(request)
+    if isinstance(wait, Response):
+        return wait
     try:
         batch = parse(Devices, await request.body())
     except Invalid as exc:
@@ -138,8 +186,18 @@ async def register_devices(app_id: str, request: Request) -> Response:
     if problems:
         return invalid(problems)
     await registry.publish(commands)
-    ids = [{"registration_id": c.request_id, "status": "Pending"} for c in commands]
-    return JSONResponse({"registrations": ids}, status_code=202)
+    if not wait:
+        ids = [{"registration_id": c.request_id, "status": "Pending"} for c in commands]
+        return JSONResponse({"registrations": ids}, status_code=202)
+    statuses = await registry.decided(found, [c.request_id for c in commands], wait)
+    return JSONResponse(
+        {
+            "registrations": [
+                _registration(c.request_id, s) for c, s in zip(commands, statuses, strict=True)
+            ]
+        },
+        status_code=202 if any(s.status == PENDING.status for s in statuses) else 200,
+    )
 
 
 @router.post("/apps/{app_id}/devices:cleanup", status_code=202, openapi_extra=documented(Cleanup))
@@ -168,13 +226,30 @@ async def registration_status(registration_id: str, request: Request) -> Respons
     status = await registry.status(account, registration_id)
     if status is None:
         return problem(404, f"registration {registration_id} not found")
-    return JSONResponse(
-        {
-            "registration_id": registration_id,
-            "status": status.status,
-            "failure_reason": status.failure_reason,
-        }
-    )
+    return JSONResponse(_registration(registration_id, status))
+
+
+def _registration(registration_id: str, status: Status) -> dict[str, object]:
+    return {
+        "registration_id": registration_id,
+        "status": status.status,
+        "failure_reason": status.failure_reason,
+    }
+
+
+def _wait(request: Request) -> float | Response:
+    """The `?wait=` seconds (0 without it), or the 400 to answer."""
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    # NaN fails both comparisons, so anything not a number in range is refused.
+    if not 0 <= seconds <= MAX_WAIT:
+        return invalid([Problem("wait", f"must be a number of seconds from 0 to {MAX_WAIT}")])
+    return seconds
 
 
 async def _caller(registry: Registry, request: Request) -> Account | Response:

@@ -37,6 +37,7 @@ from services.core.store.apps import App, Apps
 from services.core.store.client import Document
 from services.core.store.registrations import RegistrationsRepository
 from services.core.tokens import hash_token
+from services.ingest.waiting import settled
 
 Command = RegisterDevice | CleanupDevices
 
@@ -120,6 +121,15 @@ class Registry:
         answer tells nothing about other tenants.
         """
         return await self._statuses(account.id, app.id, ids)
+
+    async def decided(self, app: App, ids: Sequence[str], seconds: float) -> list[Status]:
+        """The status of each of the app's registration ids, once none is Pending or after
+        `seconds`."""
+        return await settled(
+            lambda: self._statuses(app.account_id, app.id, ids),
+            lambda found: all(s.status != PENDING.status for s in found),
+            seconds,
+        )
 
     async def _statuses(self, account_id: str, app_id: str, ids: Sequence[str]) -> list[Status]:
         cursor = self._registrations.find(
