@@ -2,9 +2,11 @@
 registration's status; send notifications, read their state, report interactions, ask
 how reachable a contact is. Bearer API key; errors are RFC 9457 problem+json.
 
-Every registration is tracked: 202 returns its id, and `GET /v1/registrations/{id}`
-answers Pending until the feedback stage decides it. Registering the same device again
-is accepted the same way and refreshes it (the feedback stage upserts on app and token).
+Every registration is tracked: 202 returns its id, recorded Pending for the caller's
+account, and `GET /v1/registrations/{id}` answers Pending until the feedback stage decides
+it (404 for an id never issued to the account); `?wait=` answers with the decision itself.
+Registering the same device again is accepted the same way and refreshes it (the feedback
+stage upserts on app and token).
 """
 
 from __future__ import annotations

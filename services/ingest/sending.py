@@ -156,8 +156,8 @@ class Sends:
             if await self._deliveries.succeeded(notification_id, token_hash):
                 return True, True
             # Read after the delivery: a notification is done only once every send is recorded.
-            now = await self._notifications.get(notification_id)
-            return False, now is None or now["state"] == "done"
+            current = await self._notifications.get(notification_id)
+            return False, current is None or current["state"] == "done"
 
         sent, _ = await settled(read, lambda seen: seen[1], SENT_GRACE)
         return sent
