@@ -79,8 +79,8 @@ async def setup(settings: Settings) -> str:
             f"Sandbox app: {APP_ID} (account {ACCOUNT_ID}); it delivers to the built-in emulators.",
             f"API key (shown once): {api_key}",
             "",
-            "1. Register a device:",
-            f"  curl -s {auth} {base}/v1/apps/{APP_ID}/devices \\",
+            "1. Register a device (answers once it is stored, so step 2 reaches it):",
+            f"  curl -s {auth} '{base}/v1/apps/{APP_ID}/devices?wait=10' \\",
             '    -d \'{"platform": "android", "token": "demo-device-1", '
             '"contact_id": "demo-user"}\'',
             "2. Send it a notification (prints its id):",

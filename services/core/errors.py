@@ -7,6 +7,7 @@
     ├── DependencyError            an installed library is not the one Pushline was built
     │                              against (a private seam moved); pin it and redeploy
     ├── SecretUnreadableError      a stored secret does not decrypt: wrong master key or tampered
+    ├── IdempotencyConflictError   an Idempotency-Key already names a request with another body
     ├── RegistryError              an account or app operation that cannot be done as asked
     │   ├── NotFoundError
     │   ├── AlreadyExistsError
@@ -135,6 +136,17 @@ class MasterKeyMissingError(ConfigError):
 
 class SecretUnreadableError(PushlineError):
     """A stored secret did not decrypt: another master key encrypted it, or it was altered."""
+
+
+class IdempotencyConflictError(PushlineError):
+    """The Idempotency-Key was used, within its window, for a request with another body.
+
+    `notification_id` is the id of the request the key already names.
+    """
+
+    def __init__(self, message: str, *, notification_id: str) -> None:
+        super().__init__(message)
+        self.notification_id = notification_id
 
 
 class RegistryError(PushlineError):

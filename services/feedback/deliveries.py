@@ -30,6 +30,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core import metrics
 from services.core.events import DeliveryOutcome, Interaction
 from services.core.store.client import Document, insert_new
+from services.core.store.deliveries import delivery_id
 from services.core.store.devices import DevicesRepository
 from services.core.store.notifications import TERMINAL, NotificationsRepository
 
@@ -131,17 +132,7 @@ async def apply_outcomes(outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[
     ]
     if not ended:
         return
-    records = [
-        {
-            "_id": f"{o.notification_id}:{o.token_hash}",
-            "notification_id": o.notification_id,
-            "outcome": o.outcome,
-            "platform": o.platform,
-            "reason": o.reason,
-            "answered_at": o.answered_at,
-        }
-        for o in ended
-    ]
+    records = [_record(o) for o in ended]
     earlier = await _record_and_count(db, db.deliveries, records, _delivery_increments)
     for outcome, record in zip(ended, records, strict=True):
         first = earlier.get(str(record["_id"]))
@@ -151,6 +142,19 @@ async def apply_outcomes(outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[
             first is not None and first["answered_at"] != _stored(outcome.answered_at)
         ):
             metrics.SENDS.labels(outcome.provider, "duplicate").inc()
+
+
+def _record(outcome: DeliveryOutcome) -> Document:
+    """The `deliveries` record of an ended send."""
+    assert outcome.notification_id is not None
+    return {
+        "_id": delivery_id(outcome.notification_id, outcome.token_hash),
+        "notification_id": outcome.notification_id,
+        "outcome": outcome.outcome,
+        "platform": outcome.platform,
+        "reason": outcome.reason,
+        "answered_at": outcome.answered_at,
+    }
 
 
 def _stored(at: datetime) -> datetime:

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.core.devices import is_apns_token
+from services.core.errors import IdempotencyConflictError
 from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
 from services.core.providers.payload import ALL_PROVIDERS
 from services.core.store.accounts import Account
@@ -269,7 +270,11 @@ async def send_to_list(request: Request) -> JSONResponse:
         notification=content,
         data=body.data,
     )
-    await sends_of(request).accept(send, request.headers.get("idempotency-key"))
+    try:
+        await sends_of(request).accept(send, request.headers.get("idempotency-key"))
+    except IdempotencyConflictError as exc:
+        # Seed 002 knows no other refusal than 400.
+        return _error(request, 400, str(exc))
     return JSONResponse({"status": "OK", "data": "Notification has been sent", "error": None})
 
 

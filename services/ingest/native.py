@@ -2,13 +2,16 @@
 registration's status; send notifications, read their state, report interactions, ask
 how reachable a contact is. Bearer API key; errors are RFC 9457 problem+json.
 
-Every registration is tracked: 202 returns its id, and `GET /v1/registrations/{id}`
-answers Pending until the feedback stage decides it. Registering the same device again
-is accepted the same way and refreshes it (the feedback stage upserts on app and token).
+Every registration is tracked: 202 returns its id, recorded Pending for the caller's
+account, and `GET /v1/registrations/{id}` answers Pending until the feedback stage decides
+it (404 for an id never issued to the account); `?wait=` answers with the decision itself.
+Registering the same device again is accepted the same way and refreshes it (the feedback
+stage upserts on app and token).
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Annotated, Literal
 
@@ -16,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
+from services.core.errors import IdempotencyConflictError
 from services.core.events import (
     Audience,
     Content,
@@ -41,7 +45,9 @@ from services.ingest.bodies import (
 )
 from services.ingest.problems import invalid, problem, responses
 from services.ingest.registry import (
+    PENDING,
     Registry,
+    Status,
     bearer,
     caller,
     cleanup,
@@ -54,6 +60,25 @@ from services.ingest.sending import Sends, sends_of, shown
 router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 404))
 
 MAX_BATCH = 100
+# Longest `?wait=` a registration may ask for: it holds a connection and an in-flight slot.
+MAX_WAIT = 30
+
+
+def _waiting(shape: type[Body]) -> dict[str, object]:
+    """`openapi_extra` of a registration route: its body, and the `wait` parameter."""
+    return {
+        **documented(shape),
+        "parameters": [
+            {
+                "name": "wait",
+                "in": "query",
+                "required": False,
+                "description": "Seconds (0 to 30) to wait for the decision before answering: "
+                "200 with the final status once decided, else 202 Pending.",
+                "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT, "default": 0},
+            }
+        ],
+    }
 
 
 class Device(Body):
@@ -94,13 +119,22 @@ class Cleanup(Body):
         return self
 
 
-@router.post("/apps/{app_id}/devices", status_code=202, openapi_extra=documented(Device))
+@router.post(
+    "/apps/{app_id}/devices",
+    status_code=202,
+    openapi_extra=_waiting(Device),
+    responses={200: {"description": "Decided within `wait`: Success or Failed"}},
+)
 async def register_device(app_id: str, request: Request) -> Response:
-    """Register (or refresh) one device; 202 with the registration id."""
+    """Register (or refresh) one device; 202 with the registration id, or with `?wait=`
+    200 and the final status once it is decided within that many seconds."""
     registry = registry_of(request)
     found = await _caller_app(registry, request, app_id)
     if isinstance(found, Response):
         return found
+    wait = _wait(request)
+    if isinstance(wait, Response):
+        return wait
     try:
         device = parse(Device, await request.body())
     except Invalid as exc:
@@ -109,20 +143,37 @@ async def register_device(app_id: str, request: Request) -> Response:
     if isinstance(command, Problem):
         return invalid([command])
     await registry.publish([command])
+    location = {"Location": f"/v1/registrations/{command.request_id}"}
+    if not wait:
+        return JSONResponse(
+            {"registration_id": command.request_id, "status": "Pending"},
+            status_code=202,
+            headers=location,
+        )
+    [status] = await registry.decided(found, [command.request_id], wait)
     return JSONResponse(
-        {"registration_id": command.request_id, "status": "Pending"},
-        status_code=202,
-        headers={"Location": f"/v1/registrations/{command.request_id}"},
+        _registration(command.request_id, status),
+        status_code=202 if status.status == PENDING.status else 200,
+        headers=location,
     )
 
 
-@router.post("/apps/{app_id}/devices:batch", status_code=202, openapi_extra=documented(Devices))
+@router.post(
+    "/apps/{app_id}/devices:batch",
+    status_code=202,
+    openapi_extra=_waiting(Devices),
+    responses={200: {"description": "All decided within `wait`: Success or Failed"}},
+)
 async def register_devices(app_id: str, request: Request) -> Response:
-    """Register 1 to 100 devices; 202 with their registration ids in request order."""
+    """Register 1 to 100 devices; 202 with their registration ids in request order, or
+    with `?wait=` 200 and their final statuses once all are decided within that time."""
     registry = registry_of(request)
     found = await _caller_app(registry, request, app_id)
     if isinstance(found, Response):
         return found
+    wait = _wait(request)
+    if isinstance(wait, Response):
+        return wait
     try:
         batch = parse(Devices, await request.body())
     except Invalid as exc:
@@ -138,8 +189,18 @@ async def register_devices(app_id: str, request: Request) -> Response:
     if problems:
         return invalid(problems)
     await registry.publish(commands)
-    ids = [{"registration_id": c.request_id, "status": "Pending"} for c in commands]
-    return JSONResponse({"registrations": ids}, status_code=202)
+    if not wait:
+        ids = [{"registration_id": c.request_id, "status": "Pending"} for c in commands]
+        return JSONResponse({"registrations": ids}, status_code=202)
+    statuses = await registry.decided(found, [c.request_id for c in commands], wait)
+    return JSONResponse(
+        {
+            "registrations": [
+                _registration(c.request_id, s) for c, s in zip(commands, statuses, strict=True)
+            ]
+        },
+        status_code=202 if any(s.status == PENDING.status for s in statuses) else 200,
+    )
 
 
 @router.post("/apps/{app_id}/devices:cleanup", status_code=202, openapi_extra=documented(Cleanup))
@@ -166,13 +227,32 @@ async def registration_status(registration_id: str, request: Request) -> Respons
     if isinstance(account, Response):
         return account
     status = await registry.status(account, registration_id)
-    return JSONResponse(
-        {
-            "registration_id": registration_id,
-            "status": status.status,
-            "failure_reason": status.failure_reason,
-        }
-    )
+    if status is None:
+        return problem(404, f"registration {registration_id} not found")
+    return JSONResponse(_registration(registration_id, status))
+
+
+def _registration(registration_id: str, status: Status) -> dict[str, object]:
+    return {
+        "registration_id": registration_id,
+        "status": status.status,
+        "failure_reason": status.failure_reason,
+    }
+
+
+def _wait(request: Request) -> float | Response:
+    """The `?wait=` seconds (0 without it), or the 400 to answer."""
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    # NaN fails both comparisons, so anything not a number in range is refused.
+    if not 0 <= seconds <= MAX_WAIT:
+        return invalid([Problem("wait", f"must be a number of seconds from 0 to {MAX_WAIT}")])
+    return seconds
 
 
 async def _caller(request: Request) -> Account | Response:
@@ -282,10 +362,16 @@ class InteractionEvent(Body):
     type: InteractionType
 
 
-@router.post("/notifications", status_code=202, openapi_extra=documented(NotificationRequest))
+@router.post(
+    "/notifications",
+    status_code=202,
+    openapi_extra=documented(NotificationRequest),
+    responses=responses(422),
+)
 async def send_notification(request: Request) -> Response:
     """Send a notification; 202 with its id. A repeated `Idempotency-Key` (24 hours)
-    answers the first request's id and sends nothing new."""
+    with the same body answers the first request's id and sends nothing new; with another
+    body, 422."""
     registry = registry_of(request)
     account = await _caller(request)
     if isinstance(account, Response):
@@ -323,7 +409,10 @@ async def send_notification(request: Request) -> Response:
         data=body.data,
         options=Options(**body.options.model_dump()),
     )
-    notification_id = await sends_of(request).accept(send, key)
+    try:
+        notification_id = await sends_of(request).accept(send, key)
+    except IdempotencyConflictError as exc:
+        return problem(422, str(exc))
     return JSONResponse(
         {"id": notification_id},
         status_code=202,
@@ -345,7 +434,8 @@ async def notification_status(notification_id: str, request: Request) -> Respons
 
 @router.post("/events", status_code=202, openapi_extra=documented(InteractionEvent))
 async def report_interaction(request: Request) -> Response:
-    """Report that a notification was delivered, opened, clicked or dismissed on a device."""
+    """Report that a notification was delivered, opened, clicked or dismissed on a device
+    it was sent to (404 for any other device)."""
     account = await _caller(request)
     if isinstance(account, Response):
         return account
@@ -357,6 +447,8 @@ async def report_interaction(request: Request) -> Response:
     found = await sends.notification(account.id, body.notification_id)
     if found is None:
         return problem(404, f"notification {body.notification_id} not found")
+    if not await sends.reached(found, body.token):
+        return problem(404, f"notification {body.notification_id} was not sent to this device")
     await sends.report(found, body.token, body.type)
     return Response(status_code=202)
 

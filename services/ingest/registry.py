@@ -35,8 +35,10 @@ from services.core.kafka import encode
 from services.core.store.accounts import Account, Accounts
 from services.core.store.apps import App, Apps
 from services.core.store.client import Document
+from services.core.store.registrations import RegistrationsRepository
 from services.core.tokens import hash_token
 from services.ingest import access
+from services.ingest.waiting import settled
 
 Command = RegisterDevice | CleanupDevices
 
@@ -67,6 +69,7 @@ class Registry:
         self.accounts = Accounts(db)
         self.apps = apps
         self._registrations = db["registrations"]
+        self._tracked = RegistrationsRepository(db)
         self._producer = producer
         self._topic = registrations_topic
         self._publish_timeout = publish_timeout
@@ -87,9 +90,13 @@ class Registry:
         Raises KafkaUnavailableError when the broker does not take them within the publish
         timeout (a request waiting on a stuck broker would hold its memory and connection).
         """
+        tracked = [c for c in commands if isinstance(c, RegisterDevice) and c.track]
+        await self._tracked.record_pending(tracked)
         try:
             await asyncio.wait_for(self._send(commands), self._publish_timeout)
         except (KafkaError, TimeoutError) as exc:
+            # The caller is told nothing was accepted and never learns these ids.
+            await self._tracked.forget_pending([c.request_id for c in tracked])
             raise KafkaUnavailableError("Kafka did not take the registration commands") from exc
 
     async def _send(self, commands: Sequence[Command]) -> None:
@@ -99,22 +106,35 @@ class Registry:
         ]
         await asyncio.gather(*pending)
 
-    async def status(self, account: Account, registration_id: str) -> Status:
-        """The status of one of the account's registrations; Pending when none is recorded."""
+    async def status(self, account: Account, registration_id: str) -> Status | None:
+        """The status of one of the account's tracked registrations; None for an id never
+        issued to the account."""
         document = await self._registrations.find_one(
             {"_id": registration_id, "account_id": account.id},
             {"status": 1, "failure_reason": 1},
         )
-        return PENDING if document is None else _status(document)
+        return None if document is None else _status(document)
 
     async def statuses(self, account: Account, app: App, ids: Sequence[str]) -> list[Status]:
         """The status of each registration id, in the order asked.
 
-        An id without a document (not yet decided, never tracked, or another app's) is
-        Pending: the answer tells nothing about other tenants.
+        An id without a document (never tracked, or another app's) is Pending: the
+        answer tells nothing about other tenants.
         """
+        return await self._statuses(account.id, app.id, ids)
+
+    async def decided(self, app: App, ids: Sequence[str], seconds: float) -> list[Status]:
+        """The status of each of the app's registration ids, once none is Pending or after
+        `seconds`."""
+        return await settled(
+            lambda: self._statuses(app.account_id, app.id, ids),
+            lambda found: all(s.status != PENDING.status for s in found),
+            seconds,
+        )
+
+    async def _statuses(self, account_id: str, app_id: str, ids: Sequence[str]) -> list[Status]:
         cursor = self._registrations.find(
-            {"_id": {"$in": list(ids)}, "app_id": app.id, "account_id": account.id},
+            {"_id": {"$in": list(ids)}, "app_id": app_id, "account_id": account_id},
             {"status": 1, "failure_reason": 1},
         )
         found = {d["_id"]: _status(d) for d in await cursor.to_list(None)}

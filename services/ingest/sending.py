@@ -8,6 +8,8 @@ reachability, and the interaction events apps report.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -19,18 +21,26 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.core import topics
-from services.core.errors import KafkaUnavailableError, MessageInvalidError
+from services.core.errors import (
+    IdempotencyConflictError,
+    KafkaUnavailableError,
+    MessageInvalidError,
+)
 from services.core.events import Content, Interaction, InteractionType, SendRequest, utc_now
 from services.core.kafka import encode
 from services.core.providers.classify import ProviderName
 from services.core.providers.payload import check_notification
 from services.core.settings import Settings
 from services.core.store.client import Document
+from services.core.store.deliveries import DeliveriesRepository
 from services.core.store.notifications import COUNTERS, NotificationsRepository
 from services.core.tokens import hash_token
+from services.ingest.waiting import settled
 
 # A repeated Idempotency-Key within this time returns the first request's id.
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# How long an interaction event waits for the send it reports on to be recorded.
+SENT_GRACE = 5.0
 
 
 class Sends:
@@ -41,6 +51,7 @@ class Sends:
     ) -> None:
         self._db = db
         self._notifications = NotificationsRepository(db)
+        self._deliveries = DeliveriesRepository(db)
         self._producer = producer
         self._send_requests = settings.scoped(topics.SEND_REQUESTS.name)
         self._feedback = settings.scoped(topics.FEEDBACK.name)
@@ -61,7 +72,9 @@ class Sends:
         """Record and publish the request; return its notification id.
 
         With an idempotency key seen in the last 24 hours for this account, nothing new is
-        sent and the first request's id is returned. Raises KafkaUnavailableError.
+        sent and the first request's id is returned. Raises IdempotencyConflictError when
+        that first request had another body, KafkaUnavailableError when Kafka does not
+        take the request.
         """
         if idempotency_key is not None:
             first = await self._remember(request, idempotency_key)
@@ -74,21 +87,36 @@ class Sends:
         return request.notification_id
 
     async def _remember(self, request: SendRequest, key: str) -> str | None:
-        """Claim the key for this request; the id it already names, if claimed before."""
+        """Claim the key for this request; the id it already names, if claimed before by a
+        request with the same body. Raises IdempotencyConflictError if by another body."""
         key_id = f"{request.account_id}:{key}"
+        body = fingerprint(request)
         now = utc_now()
         for _ in range(2):
             try:
                 await self._db.idempotency.insert_one(
-                    {"_id": key_id, "notification_id": request.notification_id, "created": now}
+                    {
+                        "_id": key_id,
+                        "notification_id": request.notification_id,
+                        "fingerprint": body,
+                        "created": now,
+                    }
                 )
                 return None
-            except DuplicateKeyError:
+            except DuplicateKeyError as exc:
                 seen = await self._db.idempotency.find_one({"_id": key_id})
                 if seen is None:
                     continue
                 if seen["created"] > now - IDEMPOTENCY_WINDOW:
-                    return str(seen["notification_id"])
+                    first = str(seen["notification_id"])
+                    # Keys claimed before fingerprints were kept have none: trust them.
+                    if seen.get("fingerprint", body) != body:
+                        raise IdempotencyConflictError(
+                            f"Idempotency-Key {key!r} was already used for another request "
+                            f"(notification {first}); a new request needs a new key",
+                            notification_id=first,
+                        ) from exc
+                    return first
                 # Expired: the key may name a new request (no TTL index on every store).
                 await self._db.idempotency.delete_one({"_id": key_id, "created": seen["created"]})
         return None
@@ -114,10 +142,31 @@ class Sends:
             return None
         return found
 
+    async def reached(self, notification: Document, token: str) -> bool:
+        """Whether the notification was sent to this device: its provider took it.
+
+        The provider's answer reaches the store through the feedback stage, perhaps after
+        the device has shown the notification and the app reported on it: until the
+        notification is done, the answer is waited for up to SENT_GRACE seconds.
+        """
+        notification_id = notification["_id"]
+        token_hash = hash_token(token)
+
+        async def read() -> tuple[bool, bool]:
+            if await self._deliveries.succeeded(notification_id, token_hash):
+                return True, True
+            # Read after the delivery: a notification is done only once every send is recorded.
+            current = await self._notifications.get(notification_id)
+            return False, current is None or current["state"] == "done"
+
+        sent, _ = await settled(read, lambda seen: seen[1], SENT_GRACE)
+        return sent
+
     async def report(
         self, notification: Document, token: str, interaction: InteractionType
     ) -> None:
-        """Pass an app's interaction event to feedback, which counts it once."""
+        """Pass an app's interaction event to feedback, which counts it once; only for a
+        device the notification was sent to (see `reached`)."""
         event = Interaction(
             notification_id=notification["_id"],
             # A Masiv request across all apps names none: key by the account instead.
@@ -168,6 +217,13 @@ class Sends:
             await asyncio.wait_for(sent(), self._publish_timeout)
         except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailableError("Kafka did not take the request") from exc
+
+
+def fingerprint(request: SendRequest) -> str:
+    """SHA-256 of what the caller asked for: the request without the id and time the
+    ingest gave it, keys sorted, so the same body however spaced or ordered matches."""
+    asked = request.model_dump(mode="json", exclude={"notification_id", "accepted_at"})
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass

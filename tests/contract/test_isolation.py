@@ -212,7 +212,7 @@ async def test_another_accounts_notification_is_answered_as_a_missing_one(
         )
 
 
-async def test_another_accounts_registration_reads_as_pending(
+async def test_another_accounts_registration_reads_as_never_issued(
     client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
 ) -> None:
     owner = await tenants.make()
@@ -229,14 +229,11 @@ async def test_another_accounts_registration_reads_as_pending(
             "updated": now,
         }
     )
-    answer = await client.get(
-        "/v1/registrations/reg-1", headers={"Authorization": f"Bearer {intruder.api_key}"}
-    )
-    assert answer.json() == {
-        "registration_id": "reg-1",
-        "status": "Pending",
-        "failure_reason": None,
-    }
+    as_intruder = {"Authorization": f"Bearer {intruder.api_key}"}
+    answer = await client.get("/v1/registrations/reg-1", headers=as_intruder)
+    never = await client.get("/v1/registrations/reg-2", headers=as_intruder)
+    assert (answer.status_code, never.status_code) == (404, 404)
+    assert _without(answer, "reg-1") == _without(never, "reg-2")
     own = await client.get(
         "/v1/registrations/reg-1", headers={"Authorization": f"Bearer {owner.api_key}"}
     )

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+import time
 
 import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.events import CleanupDevices, RegisterDevice
+from services.core.events import (
+    CleanupDevices,
+    FailureReason,
+    RegisterDevice,
+    RegistrationStatus,
+)
 from services.core.store.client import Document
+from services.core.store.registrations import RegistrationsRepository
 from services.core.tokens import hash_token
 from services.core.topics import device_key
-from tests.contract.conftest import TenantFactory
+from tests.contract.conftest import Tenant, TenantFactory
 from tests.registrations import Tap
 
 pytestmark = pytest.mark.integration
@@ -21,6 +28,9 @@ SUBSCRIPTION = {
     "endpoint": "https://push.example.net/send/abc123",
     "keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA", "auth": "tBHItJI5svbpez7KI4CCXg"},
 }
+
+
+Decision = tuple[RegistrationStatus, FailureReason | None]
 
 
 def auth(api_key: str) -> dict[str, str]:
@@ -61,21 +71,159 @@ async def test_register_a_device_and_read_its_status(
         "status": "Pending",
         "failure_reason": None,
     }
-    now = datetime.now(UTC)
-    await db["registrations"].insert_one(
-        {
-            "_id": registration_id,
-            "app_id": tenant.app.id,
-            "account_id": tenant.account_id,
-            "status": "Failed",
-            "failure_reason": "DuplicateExists",
-            "created": now,
-            "updated": now,
-        }
+    await RegistrationsRepository(db).set_status(
+        registration_id,
+        account_id=tenant.account_id,
+        app_id=tenant.app.id,
+        status="Failed",
+        reason="DuplicateExists",
     )
     status = await client.get(f"/v1/registrations/{registration_id}", headers=auth(tenant.api_key))
     assert status.json()["status"] == "Failed"
     assert status.json()["failure_reason"] == "DuplicateExists"
+
+
+async def test_a_registration_id_never_issued_to_the_caller_is_404(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    other = await tenants.make()
+    response = await client.post(
+        f"/v1/apps/{tenant.app.id}/devices",
+        json={"platform": "android", "token": "fcm-1"},
+        headers=auth(tenant.api_key),
+    )
+    registration_id = response.json()["registration_id"]
+    typo = registration_id[:-1] + ("0" if registration_id[-1] != "0" else "1")
+    for api_key, asked in [
+        (tenant.api_key, typo),
+        (tenant.api_key, "anything"),
+        (other.api_key, registration_id),
+    ]:
+        status = await client.get(f"/v1/registrations/{asked}", headers=auth(api_key))
+        assert status.status_code == 404, asked
+        assert status.headers["content-type"] == "application/problem+json"
+        assert status.json()["detail"] == f"registration {asked} not found"
+    own = await client.get(f"/v1/registrations/{registration_id}", headers=auth(tenant.api_key))
+    assert (own.status_code, own.json()["status"]) == (200, "Pending")
+    # What the feedback stage later decides replaces Pending.
+    await RegistrationsRepository(db).set_status(
+        registration_id,
+        account_id=tenant.account_id,
+        app_id=tenant.app.id,
+        status="Success",
+        reason=None,
+    )
+    own = await client.get(f"/v1/registrations/{registration_id}", headers=auth(tenant.api_key))
+    assert (own.status_code, own.json()["status"]) == (200, "Success")
+
+
+async def _decide_later(
+    db: AsyncDatabase[Document], tenant: Tenant, tap: Tap, decisions: dict[str, Decision]
+) -> None:
+    """Decide the registrations of these tokens, as the feedback stage does, once they
+    are on Kafka."""
+    published: dict[str, str] = {}
+    while not decisions.keys() <= published.keys():
+        published |= {c.token: c.request_id for _, c in await tap.drain(tenant.app.id) if c.token}
+        await asyncio.sleep(0.05)
+    for token, (status, reason) in decisions.items():
+        await RegistrationsRepository(db).set_status(
+            published[token],
+            account_id=tenant.account_id,
+            app_id=tenant.app.id,
+            status=status,
+            reason=reason,
+        )
+
+
+async def test_wait_answers_once_the_registration_is_decided(
+    client: httpx.AsyncClient, tap: Tap, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    url = f"/v1/apps/{tenant.app.id}/devices?wait=10"
+    decisions: list[Decision] = [("Success", None), ("Failed", "DeviceTokenTooLong")]
+    for decision in decisions:
+        deciding = asyncio.create_task(_decide_later(db, tenant, tap, {"fcm-1": decision}))
+        response = await client.post(
+            url, json={"platform": "android", "token": "fcm-1"}, headers=auth(tenant.api_key)
+        )
+        await deciding
+        assert response.status_code == 200, response.text
+        registration_id = response.json()["registration_id"]
+        assert response.json() == {
+            "registration_id": registration_id,
+            "status": decision[0],
+            "failure_reason": decision[1],
+        }
+        assert response.headers["location"] == f"/v1/registrations/{registration_id}"
+
+
+async def test_wait_answers_202_pending_at_the_deadline(
+    client: httpx.AsyncClient, tap: Tap, tenants: TenantFactory
+) -> None:
+    tenant = await tenants.make()
+    started = time.monotonic()
+    response = await client.post(
+        f"/v1/apps/{tenant.app.id}/devices?wait=0.5",
+        json={"platform": "android", "token": "fcm-1"},
+        headers=auth(tenant.api_key),
+    )
+    assert time.monotonic() - started >= 0.5
+    assert response.status_code == 202
+    assert response.json()["status"] == "Pending"
+    assert len(await tap.drain(tenant.app.id)) == 1
+
+
+async def test_wait_on_a_batch_answers_200_once_all_are_decided(
+    client: httpx.AsyncClient, tap: Tap, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    devices = [{"platform": "android", "token": f"t-{i}"} for i in range(2)]
+    decisions: list[Decision] = [("Success", None), ("Failed", "DuplicateExists")]
+    deciding = asyncio.create_task(
+        _decide_later(db, tenant, tap, {"t-0": decisions[0], "t-1": decisions[1]})
+    )
+    response = await client.post(
+        f"/v1/apps/{tenant.app.id}/devices:batch?wait=10",
+        json={"devices": devices},
+        headers=auth(tenant.api_key),
+    )
+    await deciding
+    assert response.status_code == 200, response.text
+    shown = response.json()["registrations"]
+    assert [(r["status"], r["failure_reason"]) for r in shown] == decisions
+
+    # One decided, one not: 202 at the deadline, with each one's status.
+    deciding = asyncio.create_task(_decide_later(db, tenant, tap, {"t-0": ("Success", None)}))
+    response = await client.post(
+        f"/v1/apps/{tenant.app.id}/devices:batch?wait=1",
+        json={"devices": devices},
+        headers=auth(tenant.api_key),
+    )
+    await deciding
+    assert response.status_code == 202
+    assert [r["status"] for r in response.json()["registrations"]] == ["Success", "Pending"]
+
+
+@pytest.mark.parametrize("wait", ["abc", "", "-1", "30.5", "nan", "inf"])
+@pytest.mark.parametrize("path", ["devices", "devices:batch"])
+async def test_a_bad_wait_is_400_and_publishes_nothing(
+    client: httpx.AsyncClient, tap: Tap, tenants: TenantFactory, path: str, wait: str
+) -> None:
+    tenant = await tenants.make()
+    device = {"platform": "android", "token": "t"}
+    response = await client.post(
+        f"/v1/apps/{tenant.app.id}/{path}?wait={wait}",
+        json=device if path == "devices" else {"devices": [device]},
+        headers=auth(tenant.api_key),
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"] == [
+        {"field": "wait", "message": "must be a number of seconds from 0 to 30"}
+    ]
+    assert await tap.drain(tenant.app.id) == []
 
 
 async def test_registering_again_is_accepted_the_same_way(

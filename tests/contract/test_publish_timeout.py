@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.settings import Settings
+from services.core.store.client import Document
 from tests.contract.conftest import TenantFactory
 from tests.dialects import Shape, cij, masiv, problem_json, routee
 
@@ -21,7 +23,10 @@ def ingest_settings(ingest_settings: Settings) -> Settings:
 
 @pytest.mark.parametrize("dialect", ["native", "routee", "cij", "masiv"])
 async def test_an_unacknowledged_publish_is_a_503_with_retry_after(
-    client: httpx.AsyncClient, tenants: TenantFactory, dialect: str
+    client: httpx.AsyncClient,
+    tenants: TenantFactory,
+    db: AsyncDatabase[Document],
+    dialect: str,
 ) -> None:
     tenant = await tenants.make()
     bearer = {"Authorization": f"Bearer {tenant.api_key}"}
@@ -57,3 +62,5 @@ async def test_an_unacknowledged_publish_is_a_503_with_retry_after(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     shape(response, path)
+    # Nothing was accepted, so no registration id stays issued.
+    assert await db["registrations"].count_documents({}) == 0

@@ -3,6 +3,8 @@ keys) and the native notifications API, on the real Kafka and store."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
 import httpx
@@ -10,13 +12,22 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
-from services.core.events import Interaction, SendRequest, utc_now
+from services.core.events import (
+    DeliveryOutcome,
+    FanoutCompleted,
+    Interaction,
+    Outcome,
+    SendRequest,
+    utc_now,
+)
 from services.core.settings import Settings
 from services.core.store.apps import NewApp
 from services.core.store.client import Document
+from services.core.store.notifications import NotificationsRepository
 from services.core.tokens import hash_token
+from services.feedback.deliveries import apply_interactions, apply_outcomes
 from tests.contract.conftest import TenantFactory
-from tests.integration.kafka_io import read
+from tests.integration.kafka_io import read, read_many
 
 pytestmark = pytest.mark.integration
 
@@ -213,6 +224,54 @@ async def test_native_send_status_and_idempotency(
     assert foreign.status_code == 404
 
 
+async def test_an_idempotency_key_reused_for_another_body_is_422(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    body = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {"title": "Hola", "body": "Mundo"},
+        "data": {"a": "1", "b": "2"},
+    }
+    headers = {**auth(tenant.api_key), "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    first = await client.post("/v1/notifications", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    notification_id = first.json()["id"]
+
+    changed = {**body, "notification": {"title": "Adiós", "body": "Mundo"}}
+    conflict = await client.post("/v1/notifications", json=changed, headers=headers)
+    assert conflict.status_code == 422, conflict.text
+    assert conflict.headers["content-type"] == "application/problem+json"
+    problem = conflict.json()
+    assert (problem["type"], problem["status"]) == ("about:blank", 422)
+    assert "Idempotency-Key" in problem["detail"]
+    assert "another request" in problem["detail"]
+    assert await db.notifications.count_documents({}) == 1
+
+    # The same body, however spaced and ordered, is the same request.
+    reordered = json.dumps({**body, "data": {"b": "2", "a": "1"}}, indent=2)
+    again = await client.post("/v1/notifications", content=reordered, headers=headers)
+    assert (again.status_code, again.json()) == (202, {"id": notification_id})
+    assert await db.notifications.count_documents({}) == 1
+
+
+async def test_masiv_refuses_an_idempotency_key_reused_for_another_body(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    headers = {**auth(tenant.api_key), "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    body = {"tokens": ["t-1"], "notification": {"title": "x", "message": "y"}}
+    first = await client.post("/v1/notification/sendToList", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    body["tokens"] = ["t-2"]
+    conflict = await client.post("/v1/notification/sendToList", json=body, headers=headers)
+    assert conflict.status_code == 400
+    assert conflict.json()["error"] == "Bad Request"
+    assert "Idempotency-Key" in conflict.json()["message"]
+    assert await db.notifications.count_documents({}) == 1
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -245,8 +304,37 @@ async def test_native_bad_sends_are_problems(
     assert await db.notifications.count_documents({}) == 0
 
 
+async def _sent(
+    db: AsyncDatabase[Document], app_id: str, notification_id: str, outcomes: dict[str, Outcome]
+) -> None:
+    """Record, as the feedback stage does, that the notification's fan-out made one job
+    per token and what each provider answered."""
+    notifications = NotificationsRepository(db)
+    await notifications.fanout_completed(
+        FanoutCompleted(notification_id=notification_id, jobs=len(outcomes))
+    )
+    await apply_outcomes(
+        [
+            DeliveryOutcome(
+                notification_id=notification_id,
+                app_id=app_id,
+                provider="fcm",
+                platform="android",
+                token_hash=hash_token(token),
+                outcome=outcome,
+                accepted_at=utc_now(),
+            )
+            for token, outcome in outcomes.items()
+        ],
+        db,
+    )
+
+
 async def test_interaction_events_go_to_feedback(
-    client: httpx.AsyncClient, tenants: TenantFactory, ingest_settings: Settings
+    client: httpx.AsyncClient,
+    tenants: TenantFactory,
+    ingest_settings: Settings,
+    db: AsyncDatabase[Document],
 ) -> None:
     tenant = await tenants.make()
     sent = await client.post(
@@ -255,6 +343,7 @@ async def test_interaction_events_go_to_feedback(
         headers=auth(tenant.api_key),
     )
     notification_id = sent.json()["id"]
+    await _sent(db, tenant.app.id, notification_id, {"tok-1": "success"})
     reported = await client.post(
         "/v1/events",
         json={"notification_id": notification_id, "token": "tok-1", "type": "opened"},
@@ -274,6 +363,95 @@ async def test_interaction_events_go_to_feedback(
         headers=auth(tenant.api_key),
     )
     assert unknown.status_code == 404
+
+
+async def test_events_count_only_devices_the_notification_was_sent_to(
+    client: httpx.AsyncClient,
+    tenants: TenantFactory,
+    ingest_settings: Settings,
+    db: AsyncDatabase[Document],
+) -> None:
+    tenant = await tenants.make()
+    sent = await client.post(
+        "/v1/notifications",
+        json={
+            "app_id": tenant.app.id,
+            "to": {"tokens": ["tok-1", "tok-failed"]},
+            "notification": {"title": "x"},
+        },
+        headers=auth(tenant.api_key),
+    )
+    notification_id = sent.json()["id"]
+    await _sent(db, tenant.app.id, notification_id, {"tok-1": "success", "tok-failed": "failed"})
+
+    for token in [*(f"made-up-{i}" for i in range(5)), "tok-failed"]:
+        refused = await client.post(
+            "/v1/events",
+            json={"notification_id": notification_id, "token": token, "type": "clicked"},
+            headers=auth(tenant.api_key),
+        )
+        assert refused.status_code == 404, token
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["detail"] == (
+            f"notification {notification_id} was not sent to this device"
+        )
+        assert token not in refused.text
+    taken = await client.post(
+        "/v1/events",
+        json={"notification_id": notification_id, "token": "tok-1", "type": "clicked"},
+        headers=auth(tenant.api_key),
+    )
+    assert taken.status_code == 202
+
+    # Feedback gets the one event, and counts one click against one targeted device.
+    [event] = await read_many(
+        ingest_settings,
+        [topics.FEEDBACK],
+        lambda m: isinstance(m, Interaction) and m.notification_id == notification_id,
+        count=1,
+    )
+    assert isinstance(event, Interaction)
+    assert event.token_hash == hash_token("tok-1")
+    with pytest.raises(AssertionError, match="1 of 2 messages"):
+        await read_many(
+            ingest_settings,
+            [topics.FEEDBACK],
+            lambda m: isinstance(m, Interaction) and m.notification_id == notification_id,
+            count=2,
+            within=3,
+        )
+    await apply_interactions([event], db)
+    shown = (
+        await client.get(f"/v1/notifications/{notification_id}", headers=auth(tenant.api_key))
+    ).json()
+    assert (shown["counters"]["targeted"], shown["counters"]["clicked"]) == (2, 1)
+
+
+async def test_an_event_waits_for_its_send_to_be_recorded(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    """The app may report a notification its device showed before feedback recorded the
+    provider's answer: the event waits for it while the notification is not done."""
+    tenant = await tenants.make()
+    sent = await client.post(
+        "/v1/notifications",
+        json={"app_id": tenant.app.id, "to": {"tokens": ["tok-1"]}, "notification": {"title": "x"}},
+        headers=auth(tenant.api_key),
+    )
+    notification_id = sent.json()["id"]
+
+    async def recorded_later() -> None:
+        await asyncio.sleep(0.5)
+        await _sent(db, tenant.app.id, notification_id, {"tok-1": "success"})
+
+    recording = asyncio.create_task(recorded_later())
+    reported = await client.post(
+        "/v1/events",
+        json={"notification_id": notification_id, "token": "tok-1", "type": "delivered"},
+        headers=auth(tenant.api_key),
+    )
+    await recording
+    assert reported.status_code == 202
 
 
 async def test_contact_reachability(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,40 +91,34 @@ def test_services_script_runs_every_service_with_the_callers_settings(
 
 
 async def _try_the_sandbox_as_printed(printed: str, port: int, env: dict[str, str]) -> None:
-    """Register, send and read back, as the printed commands do, and find the notification
-    in the emulators' inbox."""
-    api_key = re.search(r"API key \(shown once\): (\S+)", printed)
-    assert api_key is not None
-    headers = {"Authorization": f"Bearer {api_key.group(1)}"}
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
-        registered = await http.post(
-            "/v1/apps/demo-app/devices",
-            json={"platform": "android", "token": "demo-device-1", "contact_id": "demo-user"},
+    """Paste the printed steps 1 and 2 at once, read the state as step 3 says, and find
+    the notification in the emulators' inbox."""
+    register, send, read = _commands(printed)
+    assert f"http://127.0.0.1:{port}/" in register
+    # Pasted together: the send runs the moment the registration answers.
+    pasted = await asyncio.to_thread(
+        subprocess.run,
+        ["sh", "-c", f"{register}\n{send}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pasted.returncode == 0, pasted.stderr
+    decoder = json.JSONDecoder()
+    registered, end = decoder.raw_decode(pasted.stdout)
+    sent, _ = decoder.raw_decode(pasted.stdout[end:].lstrip())
+    assert registered["status"] == "Success", pasted.stdout
+    read = read.replace("ID_FROM_STEP_2", sent["id"])
+
+    async def done() -> dict[str, Any] | None:
+        answer = await asyncio.to_thread(
+            subprocess.run, ["sh", "-c", read], capture_output=True, text=True, timeout=30
         )
-        assert registered.status_code == 202, registered.text
-        registration = registered.json()["registration_id"]
+        shown: dict[str, Any] = json.loads(answer.stdout)
+        return shown if shown["state"] == "done" else None
 
-        async def stored() -> bool:
-            answer = await http.get(f"/v1/registrations/{registration}")
-            return bool(answer.json()["status"] == "Success")
-
-        await eventually(stored)
-        sent = await http.post(
-            "/v1/notifications",
-            json={
-                "app_id": "demo-app",
-                "to": {"contact_ids": ["demo-user"]},
-                "notification": {"title": "Hello", "body": "From Pushline"},
-            },
-        )
-        assert sent.status_code == 202, sent.text
-
-        async def done() -> dict[str, object] | None:
-            answer = (await http.get(f"/v1/notifications/{sent.json()['id']}")).json()
-            return answer if answer["state"] == "done" else None
-
-        notification = await eventually(done, within=60)
-        assert notification["counters"]["sent"] == 1  # type: ignore[index]
+    notification = await eventually(done, within=60)
+    assert (notification["counters"]["targeted"], notification["counters"]["sent"]) == (1, 1)
     inbox = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "services.cli", "sandbox", "inbox"],
@@ -137,3 +131,16 @@ async def _try_the_sandbox_as_printed(printed: str, port: int, env: dict[str, st
     assert inbox.returncode == 0, inbox.stderr
     received = json.loads(inbox.stdout)["fcm"]
     assert [r["payload"]["message"]["notification"]["title"] for r in received] == ["Hello"]
+
+
+def _commands(printed: str) -> list[str]:
+    """The printed shell commands, each with its continuation lines."""
+    commands: list[str] = []
+    lines: list[str] = []
+    for line in printed.splitlines():
+        if line.lstrip().startswith("curl ") or lines:
+            lines.append(line)
+            if not line.endswith("\\"):
+                commands.append("\n".join(lines))
+                lines = []
+    return commands

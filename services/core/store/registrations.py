@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.events import FailureReason, RegistrationStatus, utc_now
+from services.core.events import FailureReason, RegisterDevice, RegistrationStatus, utc_now
 from services.core.store.client import Document
 
 
@@ -13,6 +15,33 @@ class RegistrationsRepository:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._registrations = db.registrations
+
+    async def record_pending(self, commands: Sequence[RegisterDevice]) -> None:
+        """Record each request as Pending, before it is published: the id is then known to
+        be issued to its account, whatever the feedback stage later decides."""
+        if not commands:
+            return
+        now = utc_now()
+        await self._registrations.insert_many(
+            [
+                {
+                    "_id": command.request_id,
+                    "account_id": command.account_id,
+                    "app_id": command.app_id,
+                    "status": "Pending",
+                    "failure_reason": None,
+                    "created": now,
+                    "updated": now,
+                }
+                for command in commands
+            ]
+        )
+
+    async def forget_pending(self, request_ids: Sequence[str]) -> None:
+        """Remove requests recorded Pending that were never published after all."""
+        await self._registrations.delete_many(
+            {"_id": {"$in": list(request_ids)}, "status": "Pending"}
+        )
 
     async def set_status(
         self,
