@@ -175,7 +175,8 @@ class MasivNotification(Body):
 
 
 class TokensByAssociation(Body):
-    """Cellphones and/or emails, narrowed by app and device types."""
+    """Cellphones and/or emails, narrowed by app and device types; or `appId` alone, which
+    names the app for the request's raw tokens."""
 
     app_id: Annotated[NonBlank | None, Field(alias="appId")] = None
     device_types: Annotated[
@@ -193,8 +194,8 @@ class TokensByAssociation(Body):
 
     @model_validator(mode="after")
     def _someone(self) -> TokensByAssociation:
-        if not (self.cellphones or self.emails):
-            raise ValueError("tokensByAssociation needs cellphones, emails or both")
+        if not (self.cellphones or self.emails or self.app_id):
+            raise ValueError("tokensByAssociation needs cellphones, emails, appId or a mix")
         return self
 
 
@@ -210,8 +211,13 @@ class SendToList(Body):
 
     @model_validator(mode="after")
     def _someone(self) -> SendToList:
-        if not self.tokens and self.by_association is None:
+        association = self.by_association
+        if not self.tokens and association is None:
             raise ValueError("give tokens, tokensByAssociation or both")
+        if not self.tokens and association and not (association.cellphones or association.emails):
+            raise ValueError(
+                "tokensByAssociation needs cellphones or emails when there are no tokens"
+            )
         return self
 
 
