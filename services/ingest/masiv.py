@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from services.core.devices import is_apns_token
+from services.core.devices import TokenProblem, is_apns_token
 from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
 from services.core.providers.payload import ALL_PROVIDERS
 from services.core.store.accounts import Account
@@ -45,7 +45,6 @@ from services.ingest.bodies import (
 from services.ingest.registry import (
     Registry,
     bearer,
-    device_provider,
     register,
     registry_of,
     subscription_in,
@@ -114,8 +113,11 @@ async def create_association(request: Request) -> JSONResponse:
         return _error(request, 400, problem)
     subscription = subscription_in(body.token)
     platform = _platform_of(body, subscription)
-    if device_provider(app, platform, body.token, subscription) is None:
+    provider = await registry.provider(app, platform, body.token, subscription)
+    if provider is None:
         return _error(request, 400, f"the app has no push configuration for {platform} devices")
+    if isinstance(provider, TokenProblem):
+        return _error(request, 400, provider.message)
     command = register(
         app,
         source="masiv",

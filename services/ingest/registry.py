@@ -21,7 +21,7 @@ from fastapi import Request
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
-from services.core.devices import provider_for
+from services.core.devices import TokenProblem, provider_for, token_problem
 from services.core.errors import KafkaUnavailableError
 from services.core.events import (
     Callback,
@@ -62,6 +62,7 @@ class Registry:
         registrations_topic: str,
         *,
         publish_timeout: float,
+        allow_private: bool,
     ) -> None:
         self.accounts = Accounts(db)
         self.apps = apps
@@ -69,6 +70,7 @@ class Registry:
         self._producer = producer
         self._topic = registrations_topic
         self._publish_timeout = publish_timeout
+        self._allow_private = allow_private
 
     async def account(self, api_key: str | None) -> Account | None:
         """The account of an API key; None when the key is absent or unknown."""
@@ -79,6 +81,22 @@ class Registry:
     async def app(self, account: Account, app_id: str) -> App | None:
         """The account's app with this id; None also when another account owns it."""
         return await self.apps.find(account.id, app_id)
+
+    async def provider(
+        self, app: App, platform: Platform, token: str, subscription: WebPushSubscription | None
+    ) -> Provider | TokenProblem | None:
+        """The provider this device would be sent through; a TokenProblem when its token
+        fails the checks the resolver would make (`token_problem`), None when the app has no
+        provider for it."""
+        chosen = provider_for(
+            platform, token, web_subscription=subscription is not None, configured=app.configured
+        )
+        if chosen is None:
+            return None
+        address = subscription.endpoint if subscription is not None else token
+        # Sandbox apps deliver to the local emulators, as the sender does for them.
+        allow_http = self._allow_private or app.sandbox
+        return token_problem(chosen, address, subscription, allow_http=allow_http) or chosen
 
     async def publish(self, commands: Sequence[Command]) -> None:
         """Put the commands on `push.registrations` and return once Kafka has them all.
@@ -156,15 +174,6 @@ def registry_of(request: Request) -> Registry:
     found = request.app.state.registry
     assert isinstance(found, Registry)
     return found
-
-
-def device_provider(
-    app: App, platform: Platform, token: str, subscription: WebPushSubscription | None
-) -> Provider | None:
-    """The provider this device would be sent through, or None when the app has none."""
-    return provider_for(
-        platform, token, web_subscription=subscription is not None, configured=app.configured
-    )
 
 
 def register(

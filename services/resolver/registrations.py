@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.devices import provider_for
+from services.core.devices import provider_for, token_problem
 from services.core.events import (
     FailureReason,
     Provider,
@@ -21,19 +21,17 @@ from services.core.store.client import Document
 from services.core.store.devices import DevicesRepository
 from services.core.tokens import hash_token
 
-# Longest token each provider issues, with headroom: FCM tokens run to ~200 characters,
-# APNs tokens are 32-100 bytes in hex, Web Push endpoints are URLs.
-MAX_TOKEN_LENGTH: dict[Provider, int] = {"fcm": 1024, "apns": 200, "webpush": 2048}
-
 
 async def resolve_registration(
-    command: RegisterDevice, apps: Apps, db: AsyncDatabase[Document]
+    command: RegisterDevice, apps: Apps, db: AsyncDatabase[Document], *, allow_private: bool
 ) -> RegistrationResolved | PushJob:
     """Check a registration against its app and the registry.
 
-    Fails with `DeviceTokenTooLong` for a token no provider issues, `DuplicateExists` when
-    a Customer Insights caller registers a device already active for the same user (other
-    dialects refresh it), and `FailedToStoreDevice` when the app is gone.
+    Fails with the reason of `token_problem` for a token its provider does not issue
+    (`DeviceTokenTooLong` when too long), `DuplicateExists` when a Customer Insights caller
+    registers a device already active for the same user (other dialects refresh it), and
+    `FailedToStoreDevice` when the app is gone. `allow_private` allows plain-http Web Push
+    endpoints, as sandbox apps always do.
     """
     app = await apps.find(command.account_id, command.app_id)
     configured = app.configured if app else frozenset()
@@ -57,8 +55,11 @@ async def resolve_registration(
 
     if app is None or chosen is None:
         return failed("FailedToStoreDevice")
-    if len(command.token) > MAX_TOKEN_LENGTH[provider]:
-        return failed("DeviceTokenTooLong")
+    problem = token_problem(
+        provider, command.token, command.subscription, allow_http=allow_private or app.sandbox
+    )
+    if problem is not None:
+        return failed(problem.reason)
     if command.source == "cij":
         existing = await DevicesRepository(db).find(command.app_id, token_hash)
         if (
