@@ -7,7 +7,8 @@ with cellphones and emails.
 may be left out when the account has exactly one app. The seed does not say the device's
 platform: an optional `deviceType` (`Android`, `iOS`, `Web`, any case) says it, otherwise
 a JSON push subscription is Web, an APNs-shaped token (64+ hex digits) iOS, anything else
-Android. Cellphones are stored as digits only, emails lower-cased.
+Android; a token the app already has keeps its platform (the resolver's rule). Cellphones
+are stored as digits only, emails lower-cased.
 
 Errors take the seed's (Spring Boot's) shape `{"timestamp", "status", "error", "message",
 "path"}`, with `path` the path that was called.

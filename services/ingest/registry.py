@@ -35,6 +35,7 @@ from services.core.kafka import encode
 from services.core.store.accounts import Account, Accounts
 from services.core.store.apps import App, Apps
 from services.core.store.client import Document
+from services.core.store.devices import Delivery, DevicesRepository
 from services.core.tokens import hash_token
 
 Command = RegisterDevice | CleanupDevices
@@ -67,6 +68,7 @@ class Registry:
         self.accounts = Accounts(db)
         self.apps = apps
         self._registrations = db["registrations"]
+        self._devices = DevicesRepository(db)
         self._producer = producer
         self._topic = registrations_topic
         self._publish_timeout = publish_timeout
@@ -87,16 +89,32 @@ class Registry:
     ) -> Provider | TokenProblem | None:
         """The provider this device would be sent through; a TokenProblem when its token
         fails the checks the resolver would make (`token_problem`), None when the app has no
-        provider for it."""
-        chosen = provider_for(
-            platform, token, web_subscription=subscription is not None, configured=app.configured
-        )
-        if chosen is None:
-            return None
+        provider for it. A token the app already has is judged by its stored provider and
+        subscription when the guess does not fit."""
         address = subscription.endpoint if subscription is not None else token
         # Sandbox apps deliver to the local emulators, as the sender does for them.
         allow_http = self._allow_private or app.sandbox
-        return token_problem(chosen, address, subscription, allow_http=allow_http) or chosen
+        chosen = provider_for(
+            platform, token, web_subscription=subscription is not None, configured=app.configured
+        )
+        problem = None
+        if chosen is not None:
+            problem = token_problem(chosen, address, subscription, allow_http=allow_http)
+            if problem is None:
+                return chosen
+        # The guess from the platform and the token's shape does not fit; a token the app
+        # already has keeps how it is reached (the resolver's rule), so it may still pass.
+        # Only here is the store asked: most registrations fit their guess.
+        existing = await self._devices.find(app.id, hash_token(address))
+        if existing is None:
+            return problem
+        kept = Delivery.of(existing)
+        if kept.provider not in app.configured:
+            return None
+        return (
+            token_problem(kept.provider, address, kept.subscription, allow_http=allow_http)
+            or kept.provider
+        )
 
     async def publish(self, commands: Sequence[Command]) -> None:
         """Put the commands on `push.registrations` and return once Kafka has them all.

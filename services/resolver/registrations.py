@@ -18,7 +18,7 @@ from services.core.events import (
 )
 from services.core.store.apps import Apps
 from services.core.store.client import Document
-from services.core.store.devices import DevicesRepository
+from services.core.store.devices import Delivery, DevicesRepository
 from services.core.tokens import hash_token
 
 
@@ -27,6 +27,9 @@ async def resolve_registration(
 ) -> RegistrationResolved | PushJob:
     """Check a registration against its app and the registry.
 
+    A token the app already has keeps its platform, provider and subscription, whatever the
+    command says or its token's shape suggests; the verdict carries the command with them.
+
     Fails with the reason of `token_problem` for a token its provider does not issue
     (`DeviceTokenTooLong` when too long), `DuplicateExists` when a Customer Insights caller
     registers a device already active for the same user (other dialects refresh it), and
@@ -34,15 +37,25 @@ async def resolve_registration(
     endpoints, as sandbox apps always do.
     """
     app = await apps.find(command.account_id, command.app_id)
-    configured = app.configured if app else frozenset()
-    chosen = provider_for(
-        command.platform,
-        command.token,
-        web_subscription=command.subscription is not None,
-        configured=configured,
-    )
-    provider: Provider = chosen or "fcm"
     token_hash = hash_token(command.token)
+    existing = await DevicesRepository(db).find(command.app_id, token_hash)
+    chosen: Provider | None
+    if existing is not None:
+        # One registry whatever the door: a token the app has keeps how it is reached,
+        # and the command only adds who it belongs to.
+        kept = Delivery.of(existing)
+        command = command.model_copy(
+            update={"platform": kept.platform, "subscription": kept.subscription}
+        )
+        chosen = kept.provider if app is not None and kept.provider in app.configured else None
+    else:
+        chosen = provider_for(
+            command.platform,
+            command.token,
+            web_subscription=command.subscription is not None,
+            configured=app.configured if app else frozenset(),
+        )
+    provider: Provider = chosen or "fcm"
 
     def failed(reason: FailureReason) -> RegistrationResolved:
         return RegistrationResolved(
@@ -60,14 +73,13 @@ async def resolve_registration(
     )
     if problem is not None:
         return failed(problem.reason)
-    if command.source == "cij":
-        existing = await DevicesRepository(db).find(command.app_id, token_hash)
-        if (
-            existing is not None
-            and existing.get("status") == "active"
-            and existing.get("contact_id") == command.contact_id
-        ):
-            return failed("DuplicateExists")
+    if (
+        command.source == "cij"
+        and existing is not None
+        and existing.get("status") == "active"
+        and existing.get("contact_id") == command.contact_id
+    ):
+        return failed("DuplicateExists")
     if command.verify or app.settings.verify_on_register:
         return PushJob(
             kind="verify",
