@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
 
 from services.core.errors import PushlineError
 from services.core.secrets import Vault
@@ -91,6 +92,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await ensure_indexes(db)
         result = await _dispatch(args, Accounts(db), Apps(db, Vault(settings.master_key)))
+    except ConnectionFailure:
+        print(f"pushline admin: {store.unanswered(settings)}", file=sys.stderr)
+        return 1
     except (PushlineError, ValueError, OSError) as exc:
         print(f"pushline admin: {_reason(exc)}", file=sys.stderr)
         return 1

@@ -11,13 +11,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from aiokafka.errors import KafkaError
+from pymongo.errors import ConnectionFailure
 
 from services import admin_cli, sandbox
 from services.core import logging as logs
-from services.core.deadletters import LetterFilter, read_letters, replay
+from services.core.deadletters import LetterFilter, describe, listed, replay
 from services.core.errors import ConfigError, UnavailableError
 from services.core.kafka import ensure_topics
 from services.core.settings import Settings, load_settings
+from services.core.store import client as store
+from services.core.store.replays import Replays
 
 SERVICES = ("ingest", "resolver", "sender", "feedback")
 
@@ -56,23 +59,24 @@ def _timestamp(value: str) -> datetime:
 
 async def _dlq(settings: Settings, args: argparse.Namespace) -> None:
     which = LetterFilter(app_id=args.app, reason=args.reason, since=args.since, until=args.until)
-    if args.action == "replay":
-        print(f"replayed: {await replay(settings, which)}")
-        return
-    async for letter in read_letters(settings, which):
-        print(
-            json.dumps(
-                {
-                    "failed_at": letter.failed_at.isoformat(),
-                    "topic": letter.topic,
-                    "app_id": letter.app_id,
-                    "reason": letter.reason,
-                    "attempts": letter.attempts,
-                    "replayable": letter.replayable,
-                    "error": letter.error,
-                }
-            )
-        )
+    mongo = store.connect(settings)
+    replays = Replays(store.database(mongo))
+    try:
+        if args.action == "replay":
+            print(f"replayed: {await replay(settings, which, replays)}")
+            return
+        async for parked, replayed in listed(settings, which, replays):
+            print(json.dumps(describe(parked, replayed)))
+    finally:
+        await mongo.close()
+
+
+def _log_level(command: str, settings: Settings) -> str:
+    if command in (*SERVICES, "emulators") or settings.log_level != "INFO":
+        return settings.log_level
+    # An operator command prints its result; the libraries' INFO lines (aiokafka's
+    # subscriptions, httpx's requests) would only bury it. DEBUG still shows everything.
+    return "WARNING"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pushline: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, f"pushline-{args.command}")
+    logs.configure(_log_level(args.command, settings), f"pushline-{args.command}")
     if args.command in (*SERVICES, "emulators"):
         _run_service(args.command, settings)
     elif args.command == "topics":
@@ -98,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_dlq(settings, args))
         except KafkaError as exc:
             print(f"pushline: Kafka did not answer: {exc}", file=sys.stderr)
+            return 1
+        except ConnectionFailure:
+            print(f"pushline: {store.unanswered(settings)}", file=sys.stderr)
             return 1
     elif args.command == "admin":
         return asyncio.run(admin_cli.run(args, settings))

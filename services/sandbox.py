@@ -22,13 +22,25 @@ from services.core.store.accounts import Accounts
 from services.core.store.apps import Apps, NewApp
 
 ACCOUNT_ID = "demo"
+PROVIDERS = ("fcm", "apns", "webpush")
 APP_ID = "demo-app"
 
 
 def add_parser(commands: Any) -> None:
     """Add `sandbox setup|inbox` to the `pushline` command."""
     parser = commands.add_parser("sandbox", help="the demo sandbox app and the emulators' inbox")
-    parser.add_argument("action", choices=("setup", "inbox"))
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("setup", help="create the demo app and print an API key and examples")
+    inbox = actions.add_parser("inbox", help="what the emulators received, oldest first")
+    inbox.add_argument("--provider", choices=PROVIDERS, help="only this emulator's records")
+    inbox.add_argument("--limit", type=_positive, help="only the latest N records of each provider")
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return number
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -36,7 +48,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "setup":
         print(await setup(settings))
     else:
-        print(json.dumps(await inbox(settings), indent=2))
+        print(json.dumps(await inbox(settings, args.provider, args.limit), indent=2))
     return 0
 
 
@@ -82,17 +94,19 @@ async def setup(settings: Settings) -> str:
     )
 
 
-async def inbox(settings: Settings) -> dict[str, Any]:
-    """What each emulator recorded, read through its control API."""
+async def inbox(
+    settings: Settings, provider: str | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """What each emulator (or only `provider`'s) recorded, read through its control API;
+    with `limit`, only the latest `limit` records of each."""
     clients = json.loads((settings.state_dir / "emulators" / "clients.json").read_text())
-    found: dict[str, Any] = {}
-    async with httpx.AsyncClient(timeout=5.0) as plain:
-        for provider in ("fcm", "webpush"):
-            answer = await plain.get(f"{clients[provider]['endpoint']}/_emulator/records")
-            found[provider] = answer.json()["records"]
-    apns = clients["apns"]
-    # The APNs emulator speaks HTTP/2 over TLS only, with its own CA.
-    async with httpx.AsyncClient(timeout=5.0, http2=True, verify=apns["ca_file"]) as tls:
-        answer = await tls.get(f"{apns['endpoint']}/_emulator/records")
-        found["apns"] = answer.json()["records"]
-    return found
+    records = {}
+    for name in [provider] if provider else PROVIDERS:
+        client = clients[name]
+        # The APNs emulator speaks HTTP/2 over TLS only, with its own CA.
+        tls = {"http2": True, "verify": client["ca_file"]} if name == "apns" else {}
+        async with httpx.AsyncClient(timeout=5.0, **tls) as http:
+            answer = await http.get(f"{client['endpoint']}/_emulator/records")
+        received = answer.json()["records"]
+        records[name] = received[-limit:] if limit else received
+    return records

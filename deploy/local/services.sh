@@ -8,8 +8,10 @@
 #   services.sh status  say what runs
 #
 # Every PUSHLINE_* variable in the caller's environment reaches every service unchanged.
-# For development only, a master key is generated once into the state directory when
-# PUSHLINE_MASTER_KEY is not set. The workers' metrics ports default to 9101-9103;
+# For development only, a master key and an admin API token are generated once into the
+# state directory (master.key, admin.token) when PUSHLINE_MASTER_KEY or PUSHLINE_ADMIN_TOKEN
+# is not set, so that the README's examples work after a plain `make run`. The workers'
+# metrics ports default to 9101-9103;
 # RESOLVER_PORT, SENDER_PORT and FEEDBACK_PORT move them (PUSHLINE_METRICS_PORT would give
 # all three the same one).
 set -euo pipefail
@@ -32,16 +34,22 @@ declare -A ready_paths=([emulators]=/_emulator/records)
 log() { printf 'services: %s\n' "$*" >&2; }
 alive() { [[ -f $state/run/$1.pid ]] && kill -0 "$(cat "$state/run/$1.pid")" 2>/dev/null; }
 
+# dev_secret VARIABLE FILE WHAT: export VARIABLE from $state/FILE, generated there once
+# (32 random bytes, base64url, readable by the owner only), unless the caller set it.
+dev_secret() {
+  local variable=$1 file=$state/$2
+  [[ -n ${!variable:-} ]] && return
+  if [[ ! -s $file ]]; then
+    (umask 077 && head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$file")
+    log "generated a development $3 in $file"
+  fi
+  export "$variable=$(cat "$file")"
+}
+
 start() {
   mkdir -p "$state/run" "$state/logs"
-  if [[ -z ${PUSHLINE_MASTER_KEY:-} ]]; then
-    if [[ ! -s $state/master.key ]]; then
-      (umask 077 && head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$state/master.key")
-      log "generated a development master key in $state/master.key"
-    fi
-    PUSHLINE_MASTER_KEY=$(cat "$state/master.key")
-    export PUSHLINE_MASTER_KEY
-  fi
+  dev_secret PUSHLINE_MASTER_KEY master.key "master key"
+  dev_secret PUSHLINE_ADMIN_TOKEN admin.token "admin API token"
   local name
   for name in "${services[@]}"; do
     if alive "$name"; then

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
+from services.core import audit
 from services.core.errors import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -22,11 +23,14 @@ from services.core.errors import (
 )
 from services.core.store.accounts import Account, Name, RecordId
 from services.core.store.apps import App, AppChanges, NewApp
+from services.ingest.access import origin
 from services.ingest.bodies import Body, Invalid, Problem, documented, parse
 from services.ingest.problems import invalid, problem, responses
 from services.ingest.registry import bearer, registry_of
 
 log = logging.getLogger(__name__)
+
+_PROVIDERS = frozenset({"fcm", "apns", "webpush"})
 
 
 class NewAccount(Body):
@@ -60,8 +64,10 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
     expected = admin_token.get_secret_value().encode()
 
     def authorize(request: Request) -> None:
-        given = (bearer(request) or "").encode()
-        if not hmac.compare_digest(given, expected):
+        given = bearer(request)
+        if not hmac.compare_digest((given or "").encode(), expected):
+            if given:
+                audit.record("admin_token_refused", via="admin_api", **origin(request))
             raise Unauthorized
 
     guarded = [Depends(authorize)]
@@ -81,6 +87,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             return invalid(exc.problems)
         except AlreadyExistsError as exc:
             return problem(409, str(exc))
+        audit.record("account_created", via="admin_api", account_id=account.id, **origin(request))
         return JSONResponse(account_view(account, api_key), status_code=201)
 
     @router.post("/accounts/{account_id}/api-keys", status_code=201, dependencies=guarded)
@@ -90,6 +97,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             api_key = await registry_of(request).accounts.issue_key(account_id)
         except NotFoundError as exc:
             return problem(404, str(exc))
+        audit.record("api_key_issued", via="admin_api", account_id=account_id, **origin(request))
         return JSONResponse({"account_id": account_id, "api_key": api_key}, status_code=201)
 
     @router.post("/apps", status_code=201, dependencies=guarded, openapi_extra=documented(NewApp))
@@ -108,6 +116,14 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             # A set-up problem of the server, not the caller's: say so plainly, to both.
             log.error("provider credentials refused: %s", exc)
             return problem(500, str(exc))
+        audit.record(
+            "app_created",
+            via="admin_api",
+            account_id=app.account_id,
+            app_id=app.id,
+            providers=_providers(new.model_fields_set),
+            **origin(request),
+        )
         return JSONResponse(app_view(app), status_code=201)
 
     @router.get("/apps/{app_id}", dependencies=guarded)
@@ -134,9 +150,22 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             # A set-up problem of the server, not the caller's: say so plainly, to both.
             log.error("provider credentials refused: %s", exc)
             return problem(500, str(exc))
+        _audit_changes(request, app, changes.model_fields_set)
         return JSONResponse(app_view(app))
 
     return router
+
+
+def _providers(fields: set[str]) -> list[str]:
+    # A provider field given carries (or, set to null, removes) that provider's secrets.
+    return sorted(fields & _PROVIDERS)
+
+
+def _audit_changes(request: Request, app: App, fields: set[str]) -> None:
+    ids = {"account_id": app.account_id, "app_id": app.id, **origin(request)}
+    audit.record("app_changed", via="admin_api", fields=sorted(fields), **ids)
+    if providers := _providers(fields):
+        audit.record("credentials_changed", via="admin_api", providers=providers, **ids)
 
 
 async def unauthorized(request: Request, exc: Exception) -> Response:

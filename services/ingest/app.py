@@ -1,17 +1,19 @@
-"""The ingest's ASGI app: health, readiness, metrics, and the API routers."""
+"""The ingest's ASGI app: health, readiness, metrics, the API routers, and the answers to
+requests that no route takes (no such path, wrong method), in the dialect's own shape."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from services.core import kafka, metrics, topics
+from services.core import kafka, topics
 from services.core.errors import KafkaUnavailableError
 from services.core.health import Readiness
 from services.core.secrets import Vault
@@ -20,10 +22,14 @@ from services.core.store import client as store
 from services.core.store.apps import Apps
 from services.core.store.indexes import ensure_indexes
 from services.ingest import admin as admin_api
-from services.ingest import cij, masiv, native, routee
+from services.ingest import cij, docs, masiv, native, routee
+from services.ingest.access import Access
 from services.ingest.limits import Limits, refusal
 from services.ingest.registry import Registry
 from services.ingest.sending import Sends
+
+# What a 405's Allow may name.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -58,24 +64,43 @@ def create_app(settings: Settings) -> FastAPI:
             await producer.stop()
             await mongo.close()
 
-    app = FastAPI(title="Pushline ingest", version="1", lifespan=lifespan)
-    # Added first, so it runs inside _observe: its refusals are counted too.
+    app = docs.Ingest(
+        title="Pushline ingest",
+        version="1",
+        lifespan=lifespan,
+        openapi_url=docs.OPENAPI,
+        docs_url=None,
+        redoc_url=None,
+    )
+    # Added first, so it runs inside Access: its refusals are counted and logged too.
     app.add_middleware(
         Limits, max_body=settings.max_body_bytes, max_in_flight=settings.ingest_max_in_flight
     )
-    app.middleware("http")(_observe)
+    app.add_middleware(Access)
     app.add_exception_handler(admin_api.Unauthorized, admin_api.unauthorized)
     app.add_exception_handler(KafkaUnavailableError, _kafka_unavailable)
-    for router in (native.router, routee.router, cij.router, masiv.router):
-        app.include_router(router)
-    app.include_router(admin_api.routes(settings.admin_token))
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_parameters)
+    api_key = [Security(docs.API_KEY)]
+    app.include_router(native.router, dependencies=api_key)
+    app.include_router(routee.router, dependencies=api_key)
+    # Customer Insights carries its ApiToken in the body.
+    app.include_router(cij.router)
+    app.include_router(masiv.router, dependencies=api_key)
+    admin_token = [Security(docs.ADMIN_TOKEN)]
+    app.include_router(admin_api.routes(settings.admin_token), dependencies=admin_token)
+    docs.serve(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={503: {"description": "The store or Kafka does not answer"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         """Ready to take traffic: the store and Kafka both answer."""
         checks = await request.app.state.readiness.check()
@@ -92,26 +117,44 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _observe(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Count and time every request by its route template (never by raw path)."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = _route_of(request)
-    metrics.INGEST_REQUESTS.labels(route, str(response.status_code)).inc()
-    metrics.INGEST_LATENCY.labels(route).observe(time.perf_counter() - started)
-    return response
-
-
 async def _kafka_unavailable(request: Request, exc: Exception) -> Response:
     # Nothing was accepted: the caller may retry the whole request.
     return refusal(request.url.path, 503, "the pipeline is unavailable; retry later")
 
 
-def _route_of(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Starlette's refusals (no route has this path, or none takes this method) in the
+    # shape of the dialect the path belongs to, not in FastAPI's {"detail": ...}.
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 404:
+        detail = f"no route matches {path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {path}"
+    else:
+        detail = str(exc.detail)
+    response = refusal(path, exc.status_code, detail)
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed(request)
+    return response
+
+
+def _allowed(request: Request) -> str:
+    # Starlette's Allow names the methods of the first route with the path only, and a
+    # path may have several (GET and PATCH /admin/v1/apps/{app_id}).
+    def takes(method: str) -> bool:
+        probe = {**request.scope, "method": method}
+        return any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes)
+
+    return ", ".join(filter(takes, _METHODS))
+
+
+async def _invalid_parameters(request: Request, exc: Exception) -> Response:
+    # A path or query parameter FastAPI validates is bad input like a bad body: the
+    # dialect's 400, never FastAPI's 422 (which the OpenAPI document does not list).
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    ]
+    return refusal(request.url.path, 400, "; ".join(problems))

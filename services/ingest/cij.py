@@ -40,7 +40,7 @@ from services.ingest.bodies import (
 )
 from services.ingest.registry import (
     Command,
-    Registry,
+    caller,
     cleanup,
     new_request_id,
     register,
@@ -148,7 +148,7 @@ async def registration_status(org_id: str, request: Request) -> Response:
         query = parse(StatusQuery, await request.body())
     except Invalid as exc:
         return _bad_request(exc.problems)
-    account = await _account(registry, org_id, query.api_token, {})
+    account = await _account(request, org_id, query.api_token, {})
     if account is None:
         return _bad_request([Problem("ApiToken", "ApiTokenNotValid")])
     app = await registry.app(account, query.mobile_app_id)
@@ -193,7 +193,7 @@ async def _register(org_id: str, request: Request, *, batch: bool) -> Response:
     for index, item in enumerate(items):
         request_id = new_request_id()
         ids.append(request_id)
-        account = await _account(registry, org_id, item.api_token, accounts)
+        account = await _account(request, org_id, item.api_token, accounts)
         if account is None:
             continue  # the seed's rule: an invalid API token leaves no trace
         where = f"[{index}]." if batch else ""
@@ -253,7 +253,7 @@ async def _cleanup(org_id: str, request: Request, *, batch: bool) -> Response:
     problems: list[Problem] = []
     accounts: dict[str, Account | None] = {}
     for index, item in enumerate(items):
-        account = await _account(registry, org_id, item.api_token, accounts)
+        account = await _account(request, org_id, item.api_token, accounts)
         if account is None:
             continue  # as for registrations: no trace of an invalid API token
         app = await registry.app(account, item.mobile_app_id)
@@ -270,12 +270,11 @@ async def _cleanup(org_id: str, request: Request, *, batch: bool) -> Response:
 
 
 async def _account(
-    registry: Registry, org_id: str, api_token: str, seen: dict[str, Account | None]
+    request: Request, org_id: str, api_token: str, seen: dict[str, Account | None]
 ) -> Account | None:
     # A token authenticates against its own org only; `seen` spares a batch repeated lookups.
     if api_token not in seen:
-        account = await registry.account(api_token)
-        seen[api_token] = account if account is not None and account.id == org_id else None
+        seen[api_token] = await caller(request, api_token, org_id=org_id)
     return seen[api_token]
 
 

@@ -21,9 +21,9 @@ _OPERATIONS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def refusal(path: str, status: int, message: str) -> Response:
-    """The answer to a request refused whole (too large, overloaded, pipeline down) in the
-    error shape of the dialect its path belongs to; problem+json for the native and admin
-    APIs and anything else."""
+    """The answer to a request refused whole (too large, overloaded, pipeline down, no such
+    route) in the error shape of the dialect its path belongs to; problem+json for the
+    native and admin APIs and anything else."""
     if path.startswith("/messages/"):
         response = routee.refusal(status, message)
     elif path.startswith("/api/v1.0/orgs/"):

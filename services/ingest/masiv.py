@@ -46,6 +46,7 @@ from services.ingest.bodies import (
 from services.ingest.registry import (
     Registry,
     bearer,
+    caller,
     register,
     registry_of,
     subscription_in,
@@ -102,7 +103,7 @@ class AssociationRequest(Body):
 async def create_association(request: Request) -> JSONResponse:
     """Associate a device token with a cellphone and/or email; 200 once on Kafka."""
     registry = registry_of(request)
-    account = await registry.account(bearer(request))
+    account = await caller(request, bearer(request))
     if account is None:
         return _error(request, 401, "missing or unknown API key")
     try:
@@ -228,7 +229,7 @@ class SendToList(Body):
 async def send_to_list(request: Request) -> JSONResponse:
     """Send to raw tokens and associated cellphones/emails; 200 once on Kafka."""
     registry = registry_of(request)
-    account = await registry.account(bearer(request))
+    account = await caller(request, bearer(request))
     if account is None:
         return _error(request, 401, "missing or unknown API key")
     try:

@@ -44,6 +44,7 @@ from services.ingest.problems import invalid, problem, responses
 from services.ingest.registry import (
     Registry,
     bearer,
+    caller,
     cleanup,
     register,
     registry_of,
@@ -161,7 +162,7 @@ async def cleanup_devices(app_id: str, request: Request) -> Response:
 async def registration_status(registration_id: str, request: Request) -> Response:
     """A registration's status: Pending, Success, or Failed with its reason."""
     registry = registry_of(request)
-    account = await _caller(registry, request)
+    account = await _caller(request)
     if isinstance(account, Response):
         return account
     status = await registry.status(account, registration_id)
@@ -174,14 +175,14 @@ async def registration_status(registration_id: str, request: Request) -> Respons
     )
 
 
-async def _caller(registry: Registry, request: Request) -> Account | Response:
+async def _caller(request: Request) -> Account | Response:
     """The account of the request's Bearer key, or the 401 to answer."""
-    account = await registry.account(bearer(request))
+    account = await caller(request, bearer(request))
     return problem(401, "missing or unknown API key") if account is None else account
 
 
 async def _caller_app(registry: Registry, request: Request, app_id: str) -> App | Response:
-    account = await _caller(registry, request)
+    account = await _caller(request)
     if isinstance(account, Response):
         return account
     app = await registry.app(account, app_id)
@@ -290,7 +291,7 @@ async def send_notification(request: Request) -> Response:
     """Send a notification; 202 with its id. A repeated `Idempotency-Key` (24 hours)
     answers the first request's id and sends nothing new."""
     registry = registry_of(request)
-    account = await _caller(registry, request)
+    account = await _caller(request)
     if isinstance(account, Response):
         return account
     try:
@@ -337,8 +338,7 @@ async def send_notification(request: Request) -> Response:
 @router.get("/notifications/{notification_id}")
 async def notification_status(notification_id: str, request: Request) -> Response:
     """State (accepted, resolving, sending, done), counters and per-platform counts."""
-    registry = registry_of(request)
-    account = await _caller(registry, request)
+    account = await _caller(request)
     if isinstance(account, Response):
         return account
     found = await sends_of(request).notification(account.id, notification_id)
@@ -350,8 +350,7 @@ async def notification_status(notification_id: str, request: Request) -> Respons
 @router.post("/events", status_code=202, openapi_extra=documented(InteractionEvent))
 async def report_interaction(request: Request) -> Response:
     """Report that a notification was delivered, opened, clicked or dismissed on a device."""
-    registry = registry_of(request)
-    account = await _caller(registry, request)
+    account = await _caller(request)
     if isinstance(account, Response):
         return account
     try:

@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 from fastapi import Request
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core import topics
+from services.core import audit, topics
 from services.core.devices import TokenProblem, provider_for, token_problem
 from services.core.errors import KafkaUnavailableError
 from services.core.events import (
@@ -37,6 +37,7 @@ from services.core.store.apps import App, Apps
 from services.core.store.client import Document
 from services.core.store.devices import Delivery, DevicesRepository
 from services.core.tokens import hash_token
+from services.ingest import access
 
 Command = RegisterDevice | CleanupDevices
 
@@ -166,6 +167,24 @@ def bearer(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not credential.strip():
         return None
     return credential.strip()
+
+
+async def caller(
+    request: Request, api_key: str | None, *, org_id: str | None = None
+) -> Account | None:
+    """The account an API key authenticates as (given `org_id`, only that account), or None.
+
+    The account's id goes to the request's access line; a key given but refused goes to the
+    audit log (a missing key is in the access log only).
+    """
+    account = await registry_of(request).account(api_key)
+    if account is not None and org_id is not None and account.id != org_id:
+        account = None
+    if account is not None:
+        access.identify(request, account.id)
+    elif api_key:
+        audit.record("api_key_refused", via="api", org_id=org_id, **access.origin(request))
+    return account
 
 
 def new_request_id() -> str:

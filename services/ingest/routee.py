@@ -32,7 +32,7 @@ from services.ingest.bodies import (
     error_responses,
     parse,
 )
-from services.ingest.registry import bearer, register, registry_of, subscription_in
+from services.ingest.registry import bearer, caller, register, registry_of, subscription_in
 
 
 class RouteeError(BaseModel):
@@ -63,7 +63,7 @@ class RouteeDevice(Body):
 async def map_device(device_type: str, request: Request) -> JSONResponse:
     """Map a device token to a Routee contact; 200 once the command is on Kafka."""
     registry = registry_of(request)
-    account = await registry.account(bearer(request))
+    account = await caller(request, bearer(request))
     if account is None:
         return _error(401, NOT_FOUND, [Problem("Authorization", "missing or unknown API key")])
     try:

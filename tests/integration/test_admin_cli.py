@@ -17,6 +17,7 @@ from services.core.secrets import Vault
 from services.core.store.accounts import Accounts
 from services.core.store.apps import Apps
 from services.core.store.client import Document
+from tests.integration import processes
 from tests.stack import ROOT
 
 pytestmark = pytest.mark.integration
@@ -173,3 +174,13 @@ async def test_cli_refusals_exit_1_with_a_reason(
     assert code == 1
     assert "PUSHLINE_MASTER_KEY is not set" in err
     assert await db["apps"].count_documents({}) == 0
+
+
+async def test_cli_with_the_store_down_says_so_in_one_line(child_env: dict[str, str]) -> None:
+    nobody = f"mongodb://ops:hunter2@127.0.0.1:{processes.free_port()}/pushline?authSource=admin"
+    code, out, err = await pushline({**child_env, "PUSHLINE_MONGODB_URI": nobody}, "get-app", "a")
+    assert (code, out) == (1, "")
+    assert err == (
+        "pushline admin: the store at PUSHLINE_MONGODB_URI"
+        f" ({nobody.replace('hunter2', '***').partition('?')[0]}) does not answer\n"
+    )

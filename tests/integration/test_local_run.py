@@ -57,11 +57,21 @@ def test_services_script_runs_every_service_with_the_callers_settings(
 
         asyncio.run(_try_the_sandbox_as_printed(started.stdout, ports["ingest"], env))
 
-        master_key = (tmp_path / "master.key").read_text()
-        assert len(master_key) >= 43
-        assert (tmp_path / "master.key").stat().st_mode & 0o077 == 0
+        # The development secrets: generated once, the owner's only, never logged; the
+        # admin API answers the generated token.
+        secrets = [(tmp_path / name).read_text() for name in ("master.key", "admin.token")]
+        for name in ("master.key", "admin.token"):
+            assert (tmp_path / name).stat().st_mode & 0o077 == 0
+        assert all(len(secret) >= 43 for secret in secrets)
         for name in SERVICES:
-            assert master_key not in (tmp_path / "logs" / f"{name}.log").read_text()
+            log = (tmp_path / "logs" / f"{name}.log").read_text()
+            assert not any(secret in log for secret in secrets), name
+        admin = httpx.get(
+            f"http://127.0.0.1:{ports['ingest']}/admin/v1/apps/demo-app",
+            headers={"Authorization": f"Bearer {secrets[1]}"},
+            timeout=5,
+        )
+        assert admin.status_code == 200, admin.text
 
         again = subprocess.run(
             [str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,8 @@ Document = dict[str, Any]
 
 _DEFAULT_DATABASE = "pushline"
 _DUPLICATE_KEY = 11000
+# The password of a URI's `user:password@`; '/' and '@' inside it must be percent-encoded.
+_PASSWORD = re.compile(r"//([^/@:]*):[^/@]*@")
 
 
 def connect(settings: Settings) -> AsyncMongoClient[Document]:
@@ -28,6 +31,13 @@ def connect(settings: Settings) -> AsyncMongoClient[Document]:
         tz_aware=True,
         appname="pushline",
     )
+
+
+def unanswered(settings: Settings) -> str:
+    """The message for a store that does not answer: where it was sought, without the URI's
+    password or options (which may name more secrets)."""
+    shown = _PASSWORD.sub(r"//\1:***@", settings.mongodb_uri.partition("?")[0])
+    return f"the store at PUSHLINE_MONGODB_URI ({shown}) does not answer"
 
 
 def database(client: AsyncMongoClient[Document]) -> AsyncDatabase[Document]:

@@ -1,0 +1,38 @@
+"""The audit log: one JSON line for every administrative action (an account created, an API
+key issued, an app created or changed, provider credentials changed) and for every refused
+credential.
+
+The lines go to this module's logger with an `audit` field naming the action, so that an
+operator can route them apart from the other logs and keep them longer. They say who and
+what (ids, the client's address, names of fields and providers), never a key, a token or a
+secret. The admin API and the admin CLI both write them here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+Action = Literal[
+    "account_created",
+    "api_key_issued",
+    "app_created",
+    "app_changed",
+    "credentials_changed",
+    "api_key_refused",
+    "admin_token_refused",
+]
+# How the action came: `admin_api`, `admin_cli`, or `api` (an API key of a dialect).
+Via = Literal["admin_api", "admin_cli", "api"]
+
+
+def record(action: Action, *, via: Via, **context: str | list[str] | None) -> None:
+    """Write the audit line of `action`; `context` names who and what, never a secret.
+
+    A refused credential is a warning: a run of them is someone guessing.
+    """
+    level = logging.WARNING if action.endswith("_refused") else logging.INFO
+    known = {name: value for name, value in context.items() if value is not None}
+    log.log(level, "audit: %s", action, extra={"audit": action, "via": via, **known})
