@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
             producer,
             settings.scoped(topics.REGISTRATIONS.name),
             publish_timeout=settings.publish_timeout_seconds,
+            allow_private=settings.webhook_allow_private,
         )
         app.state.sends = Sends(db, producer, settings)
         app.state.readiness = Readiness(db, admin)

@@ -8,8 +8,9 @@ and nothing is published, so its status stays Pending. The status endpoint, whic
 reads, answers 400 `ApiTokenNotValid` instead.
 
 A 400 is ASP.NET's validation problem shape, `{"type", "title", "status", "errors":
-{field: [messages]}}`, with `[i].Field` for batch items. A token over 4096 characters is a
-400 whose message starts with `DeviceTokenTooLong`.
+{field: [messages]}}`, with `[i].Field` for batch items. A token the resolver would refuse
+is a 400 whose message starts with the reason the registration would fail with
+(`DeviceTokenTooLong`, `FailedToStoreDevice`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
+from services.core.devices import TokenProblem
 from services.core.events import Callback, Platform
 from services.core.store.accounts import Account
 from services.ingest.bodies import (
@@ -40,7 +42,6 @@ from services.ingest.registry import (
     Command,
     caller,
     cleanup,
-    device_provider,
     new_request_id,
     register,
     registry_of,
@@ -201,9 +202,14 @@ async def _register(org_id: str, request: Request, *, batch: bool) -> Response:
             problems.append(Problem(f"{where}MobileAppId", "no such mobile app in this org"))
             continue
         platform, token = item.device
-        if device_provider(app, platform, token, None) is None:
-            field = "ApnsDeviceToken" if platform == "ios" else "FcmDeviceToken"
+        field = "ApnsDeviceToken" if platform == "ios" else "FcmDeviceToken"
+        provider = await registry.provider(app, platform, token, None)
+        if provider is None:
             message = f"the mobile app has no push configuration for {platform}"
+            problems.append(Problem(f"{where}{field}", message))
+            continue
+        if isinstance(provider, TokenProblem):
+            message = f"{provider.reason}: {provider.message}"
             problems.append(Problem(f"{where}{field}", message))
             continue
         callback = None

@@ -7,7 +7,8 @@ with cellphones and emails.
 may be left out when the account has exactly one app. The seed does not say the device's
 platform: an optional `deviceType` (`Android`, `iOS`, `Web`, any case) says it, otherwise
 a JSON push subscription is Web, an APNs-shaped token (64+ hex digits) iOS, anything else
-Android. Cellphones are stored as digits only, emails lower-cased.
+Android; a token the app already has keeps its platform (the resolver's rule). Cellphones
+are stored as digits only, emails lower-cased.
 
 Errors take the seed's (Spring Boot's) shape `{"timestamp", "status", "error", "message",
 "path"}`, with `path` the path that was called.
@@ -25,7 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from services.core.devices import is_apns_token
+from services.core.devices import TokenProblem, is_apns_token
 from services.core.errors import IdempotencyConflictError
 from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
 from services.core.providers.payload import ALL_PROVIDERS
@@ -47,7 +48,6 @@ from services.ingest.registry import (
     Registry,
     bearer,
     caller,
-    device_provider,
     register,
     registry_of,
     subscription_in,
@@ -116,8 +116,11 @@ async def create_association(request: Request) -> JSONResponse:
         return _error(request, 400, problem)
     subscription = subscription_in(body.token)
     platform = _platform_of(body, subscription)
-    if device_provider(app, platform, body.token, subscription) is None:
+    provider = await registry.provider(app, platform, body.token, subscription)
+    if provider is None:
         return _error(request, 400, f"the app has no push configuration for {platform} devices")
+    if isinstance(provider, TokenProblem):
+        return _error(request, 400, provider.message)
     command = register(
         app,
         source="masiv",
@@ -177,7 +180,8 @@ class MasivNotification(Body):
 
 
 class TokensByAssociation(Body):
-    """Cellphones and/or emails, narrowed by app and device types."""
+    """Cellphones and/or emails, narrowed by app and device types; or `appId` alone, which
+    names the app for the request's raw tokens."""
 
     app_id: Annotated[NonBlank | None, Field(alias="appId")] = None
     device_types: Annotated[
@@ -195,8 +199,8 @@ class TokensByAssociation(Body):
 
     @model_validator(mode="after")
     def _someone(self) -> TokensByAssociation:
-        if not (self.cellphones or self.emails):
-            raise ValueError("tokensByAssociation needs cellphones, emails or both")
+        if not (self.cellphones or self.emails or self.app_id):
+            raise ValueError("tokensByAssociation needs cellphones, emails, appId or a mix")
         return self
 
 
@@ -212,8 +216,13 @@ class SendToList(Body):
 
     @model_validator(mode="after")
     def _someone(self) -> SendToList:
-        if not self.tokens and self.by_association is None:
+        association = self.by_association
+        if not self.tokens and association is None:
             raise ValueError("give tokens, tokensByAssociation or both")
+        if not self.tokens and association and not (association.cellphones or association.emails):
+            raise ValueError(
+                "tokensByAssociation needs cellphones or emails when there are no tokens"
+            )
         return self
 
 

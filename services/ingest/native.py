@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
+from services.core.devices import TokenProblem
 from services.core.errors import IdempotencyConflictError
 from services.core.events import (
     Audience,
@@ -51,7 +52,6 @@ from services.ingest.registry import (
     bearer,
     caller,
     cleanup,
-    device_provider,
     register,
     registry_of,
 )
@@ -139,7 +139,7 @@ async def register_device(app_id: str, request: Request) -> Response:
         device = parse(Device, await request.body())
     except Invalid as exc:
         return invalid(exc.problems)
-    command = _register(found, device)
+    command = await _register(registry, found, device)
     if isinstance(command, Problem):
         return invalid([command])
     await registry.publish([command])
@@ -181,7 +181,7 @@ async def register_devices(app_id: str, request: Request) -> Response:
     commands: list[RegisterDevice] = []
     problems: list[Problem] = []
     for index, device in enumerate(batch.devices):
-        command = _register(found, device)
+        command = await _register(registry, found, device)
         if isinstance(command, Problem):
             problems.append(Problem(f"devices[{index}].{command.field}", command.message))
         else:
@@ -271,12 +271,16 @@ async def _caller_app(registry: Registry, request: Request, app_id: str) -> App 
     return app
 
 
-def _register(app: App, device: Device) -> RegisterDevice | Problem:
+async def _register(registry: Registry, app: App, device: Device) -> RegisterDevice | Problem:
     token = device.token if device.subscription is None else device.subscription.endpoint
     assert token is not None
-    if device_provider(app, device.platform, token, device.subscription) is None:
+    provider = await registry.provider(app, device.platform, token, device.subscription)
+    if provider is None:
         field = "subscription" if device.subscription is not None else "platform"
         return Problem(field, f"the app has no provider configured for {device.platform}")
+    if isinstance(provider, TokenProblem):
+        field = "subscription" if device.subscription is not None else "token"
+        return Problem(field, provider.message)
     return register(
         app,
         source="native",

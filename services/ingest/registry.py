@@ -21,7 +21,7 @@ from fastapi import Request
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import audit, topics
-from services.core.devices import provider_for
+from services.core.devices import TokenProblem, provider_for, token_problem
 from services.core.errors import KafkaUnavailableError
 from services.core.events import (
     Callback,
@@ -35,6 +35,7 @@ from services.core.kafka import encode
 from services.core.store.accounts import Account, Accounts
 from services.core.store.apps import App, Apps
 from services.core.store.client import Document
+from services.core.store.devices import Delivery, DevicesRepository
 from services.core.store.registrations import RegistrationsRepository
 from services.core.tokens import hash_token
 from services.ingest import access
@@ -65,14 +66,17 @@ class Registry:
         registrations_topic: str,
         *,
         publish_timeout: float,
+        allow_private: bool,
     ) -> None:
         self.accounts = Accounts(db)
         self.apps = apps
         self._registrations = db["registrations"]
         self._tracked = RegistrationsRepository(db)
+        self._devices = DevicesRepository(db)
         self._producer = producer
         self._topic = registrations_topic
         self._publish_timeout = publish_timeout
+        self._allow_private = allow_private
 
     async def account(self, api_key: str | None) -> Account | None:
         """The account of an API key; None when the key is absent or unknown."""
@@ -83,6 +87,38 @@ class Registry:
     async def app(self, account: Account, app_id: str) -> App | None:
         """The account's app with this id; None also when another account owns it."""
         return await self.apps.find(account.id, app_id)
+
+    async def provider(
+        self, app: App, platform: Platform, token: str, subscription: WebPushSubscription | None
+    ) -> Provider | TokenProblem | None:
+        """The provider this device would be sent through; a TokenProblem when its token
+        fails the checks the resolver would make (`token_problem`), None when the app has no
+        provider for it. A token the app already has is judged by its stored provider and
+        subscription when the guess does not fit."""
+        address = subscription.endpoint if subscription is not None else token
+        # Sandbox apps deliver to the local emulators, as the sender does for them.
+        allow_http = self._allow_private or app.sandbox
+        chosen = provider_for(
+            platform, token, web_subscription=subscription is not None, configured=app.configured
+        )
+        problem = None
+        if chosen is not None:
+            problem = token_problem(chosen, address, subscription, allow_http=allow_http)
+            if problem is None:
+                return chosen
+        # The guess from the platform and the token's shape does not fit; a token the app
+        # already has keeps how it is reached (the resolver's rule), so it may still pass.
+        # Only here is the store asked: most registrations fit their guess.
+        existing = await self._devices.find(app.id, hash_token(address))
+        if existing is None:
+            return problem
+        kept = Delivery.of(existing)
+        if kept.provider not in app.configured:
+            return None
+        return (
+            token_problem(kept.provider, address, kept.subscription, allow_http=allow_http)
+            or kept.provider
+        )
 
     async def publish(self, commands: Sequence[Command]) -> None:
         """Put the commands on `push.registrations` and return once Kafka has them all.
@@ -195,15 +231,6 @@ def registry_of(request: Request) -> Registry:
     found = request.app.state.registry
     assert isinstance(found, Registry)
     return found
-
-
-def device_provider(
-    app: App, platform: Platform, token: str, subscription: WebPushSubscription | None
-) -> Provider | None:
-    """The provider this device would be sent through, or None when the app has none."""
-    return provider_for(
-        platform, token, web_subscription=subscription is not None, configured=app.configured
-    )
 
 
 def register(

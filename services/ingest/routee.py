@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from services.core.devices import TokenProblem
 from services.core.events import Platform
 from services.ingest.bodies import (
     NOT_JSON,
@@ -31,14 +32,7 @@ from services.ingest.bodies import (
     error_responses,
     parse,
 )
-from services.ingest.registry import (
-    bearer,
-    caller,
-    device_provider,
-    register,
-    registry_of,
-    subscription_in,
-)
+from services.ingest.registry import bearer, caller, register, registry_of, subscription_in
 
 
 class RouteeError(BaseModel):
@@ -83,9 +77,12 @@ async def map_device(device_type: str, request: Request) -> JSONResponse:
     if app is None:
         return _error(400, NOT_FOUND, [Problem("implementationId", "no such implementation")])
     subscription = subscription_in(body.token) if platform == "web" else None
-    if device_provider(app, platform, body.token, subscription) is None:
+    provider = await registry.provider(app, platform, body.token, subscription)
+    if provider is None:
         problem = Problem("deviceType", f"the implementation has no provider for {platform}")
         return _error(400, NO_CONFIG, [problem])
+    if isinstance(provider, TokenProblem):
+        return _error(400, NO_CONFIG, [Problem("token", provider.message)])
     command = register(
         app,
         source="routee",

@@ -74,7 +74,9 @@ async def on_registration(app: StreamApp, key: bytes | None, value: bytes) -> No
         return
     assert isinstance(command, RegisterDevice)
     apps = Apps(app.db, Vault(None))  # reads apps only: never needs their secrets
-    result = await resolve_registration(command, apps, app.db)
+    result = await resolve_registration(
+        command, apps, app.db, allow_private=app.settings.webhook_allow_private
+    )
     out_key = device_key(command.app_id, result.token_hash)
     if isinstance(result, PushJob):
         await app.publish(topics.JOB_TOPICS[result.provider], out_key, result)

@@ -16,8 +16,9 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.events import PushJob, SendRequest, SendTo, WebPushSubscription
+from services.core.events import PushJob, SendRequest, SendTo
 from services.core.store.client import Document
+from services.core.store.devices import Delivery
 from services.core.tokens import hash_token
 
 # Selector values per query: large enough to amortise round trips, small enough for `$in`.
@@ -128,16 +129,16 @@ async def unregistered_tokens(request: SendRequest, db: AsyncDatabase[Document])
 
 def job_for(request: SendRequest, device: Document) -> PushJob:
     """The delivery job of one device."""
-    subscription = device.get("subscription")
+    delivery = Delivery.of(device)
     return PushJob(
         notification_id=request.notification_id,
         account_id=device["account_id"],
         app_id=device["app_id"],
-        provider=device["provider"],
-        platform=device["platform"],
+        provider=delivery.provider,
+        platform=delivery.platform,
         token=device["token"],
         token_hash=device["token_hash"],
-        subscription=WebPushSubscription.model_validate(subscription) if subscription else None,
+        subscription=delivery.subscription,
         notification=request.notification,
         data=request.data,
         options=request.options,

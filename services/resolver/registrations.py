@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.devices import provider_for
+from services.core.devices import provider_for, token_problem
 from services.core.events import (
     FailureReason,
     Provider,
@@ -18,33 +18,44 @@ from services.core.events import (
 )
 from services.core.store.apps import Apps
 from services.core.store.client import Document
-from services.core.store.devices import DevicesRepository
+from services.core.store.devices import Delivery, DevicesRepository
 from services.core.tokens import hash_token
-
-# Longest token each provider issues, with headroom: FCM tokens run to ~200 characters,
-# APNs tokens are 32-100 bytes in hex, Web Push endpoints are URLs.
-MAX_TOKEN_LENGTH: dict[Provider, int] = {"fcm": 1024, "apns": 200, "webpush": 2048}
 
 
 async def resolve_registration(
-    command: RegisterDevice, apps: Apps, db: AsyncDatabase[Document]
+    command: RegisterDevice, apps: Apps, db: AsyncDatabase[Document], *, allow_private: bool
 ) -> RegistrationResolved | PushJob:
     """Check a registration against its app and the registry.
 
-    Fails with `DeviceTokenTooLong` for a token no provider issues, `DuplicateExists` when
-    a Customer Insights caller registers a device already active for the same user (other
-    dialects refresh it), and `FailedToStoreDevice` when the app is gone.
+    A token the app already has keeps its platform, provider and subscription, whatever the
+    command says or its token's shape suggests; the verdict carries the command with them.
+
+    Fails with the reason of `token_problem` for a token its provider does not issue
+    (`DeviceTokenTooLong` when too long), `DuplicateExists` when a Customer Insights caller
+    registers a device already active for the same user (other dialects refresh it), and
+    `FailedToStoreDevice` when the app is gone. `allow_private` allows plain-http Web Push
+    endpoints, as sandbox apps always do.
     """
     app = await apps.find(command.account_id, command.app_id)
-    configured = app.configured if app else frozenset()
-    chosen = provider_for(
-        command.platform,
-        command.token,
-        web_subscription=command.subscription is not None,
-        configured=configured,
-    )
-    provider: Provider = chosen or "fcm"
     token_hash = hash_token(command.token)
+    existing = await DevicesRepository(db).find(command.app_id, token_hash)
+    chosen: Provider | None
+    if existing is not None:
+        # One registry whatever the door: a token the app has keeps how it is reached,
+        # and the command only adds who it belongs to.
+        kept = Delivery.of(existing)
+        command = command.model_copy(
+            update={"platform": kept.platform, "subscription": kept.subscription}
+        )
+        chosen = kept.provider if app is not None and kept.provider in app.configured else None
+    else:
+        chosen = provider_for(
+            command.platform,
+            command.token,
+            web_subscription=command.subscription is not None,
+            configured=app.configured if app else frozenset(),
+        )
+    provider: Provider = chosen or "fcm"
 
     def failed(reason: FailureReason) -> RegistrationResolved:
         return RegistrationResolved(
@@ -57,16 +68,18 @@ async def resolve_registration(
 
     if app is None or chosen is None:
         return failed("FailedToStoreDevice")
-    if len(command.token) > MAX_TOKEN_LENGTH[provider]:
-        return failed("DeviceTokenTooLong")
-    if command.source == "cij":
-        existing = await DevicesRepository(db).find(command.app_id, token_hash)
-        if (
-            existing is not None
-            and existing.get("status") == "active"
-            and existing.get("contact_id") == command.contact_id
-        ):
-            return failed("DuplicateExists")
+    problem = token_problem(
+        provider, command.token, command.subscription, allow_http=allow_private or app.sandbox
+    )
+    if problem is not None:
+        return failed(problem.reason)
+    if (
+        command.source == "cij"
+        and existing is not None
+        and existing.get("status") == "active"
+        and existing.get("contact_id") == command.contact_id
+    ):
+        return failed("DuplicateExists")
     if command.verify or app.settings.verify_on_register:
         return PushJob(
             kind="verify",

@@ -22,9 +22,13 @@ from services.core.store.apps import App, Apps, NewApp
 from services.core.store.client import Document
 from services.ingest.app import create_app
 from tests.registrations import Tap, registrations_tap
+from tests.unit.providers.keys import subscriber
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 MASTER_KEY = "master-" + uuid.uuid4().hex
+_BROWSER = subscriber()
+# A browser's subscription keys (RFC 8291): a P-256 public key and a 16-byte auth secret.
+SUBSCRIPTION_KEYS = {"p256dh": _BROWSER.p256dh, "auth": _BROWSER.auth_b64}
 
 
 @pytest.fixture

@@ -19,14 +19,14 @@ from services.core.store.client import Document
 from services.core.store.registrations import RegistrationsRepository
 from services.core.tokens import hash_token
 from services.core.topics import device_key
-from tests.contract.conftest import Tenant, TenantFactory
+from tests.contract.conftest import SUBSCRIPTION_KEYS, Tenant, TenantFactory
 from tests.registrations import Tap
 
 pytestmark = pytest.mark.integration
 
 SUBSCRIPTION = {
     "endpoint": "https://push.example.net/send/abc123",
-    "keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA", "auth": "tBHItJI5svbpez7KI4CCXg"},
+    "keys": SUBSCRIPTION_KEYS,
 }
 
 
@@ -257,7 +257,7 @@ async def test_a_web_push_subscription_is_keyed_by_its_endpoint(
     assert isinstance(command, RegisterDevice)
     assert command.token == SUBSCRIPTION["endpoint"]
     assert command.subscription is not None
-    assert command.subscription.keys.auth == "tBHItJI5svbpez7KI4CCXg"
+    assert command.subscription.keys.auth == SUBSCRIPTION_KEYS["auth"]
     assert key == device_key(tenant.app.id, hash_token(str(SUBSCRIPTION["endpoint"])))
 
 

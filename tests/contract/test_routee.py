@@ -12,7 +12,7 @@ from services.core.events import RegisterDevice
 from services.core.store.client import Document
 from services.core.tokens import hash_token
 from services.core.topics import device_key
-from tests.contract.conftest import TenantFactory
+from tests.contract.conftest import SUBSCRIPTION_KEYS, TenantFactory
 from tests.registrations import Tap
 
 pytestmark = pytest.mark.integration
@@ -187,7 +187,7 @@ async def test_a_web_token_holding_a_push_subscription_goes_to_web_push(
     tenant = await tenants.make()
     subscription = {
         "endpoint": "https://push.example.net/send/xyz",
-        "keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA", "auth": "tBHItJI5svbpez7KI4CC"},
+        "keys": SUBSCRIPTION_KEYS,
     }
     body = {
         "routeeContactId": "test1",

@@ -26,7 +26,7 @@ from services.core.store.client import Document
 from services.core.store.notifications import NotificationsRepository
 from services.core.tokens import hash_token
 from services.feedback.deliveries import apply_interactions, apply_outcomes
-from tests.contract.conftest import TenantFactory
+from tests.contract.conftest import TenantFactory, fcm_credentials
 from tests.integration.kafka_io import read, read_many
 
 pytestmark = pytest.mark.integration
@@ -135,7 +135,12 @@ async def test_masiv_send_to_list_seed_example(
         (
             b'{"tokensByAssociation": {"appId": "com.empresa.miapp"}, '
             b'"notification": {"title": "x", "message": "y"}}',
-            "cellphones, emails",
+            "needs cellphones or emails when there are no tokens",
+        ),
+        (
+            b'{"tokens": ["t"], "tokensByAssociation": {"deviceTypesToSend": ["IOS"]}, '
+            b'"notification": {"title": "x", "message": "y"}}',
+            "tokensByAssociation needs cellphones, emails, appId or a mix",
         ),
         (b'{"tokens": "t", "notification": {"title": "x", "message": "y"}}', "tokens"),
         (b'{"tokens": ["t"],', "not valid JSON"),
@@ -175,6 +180,36 @@ async def test_masiv_unregistered_tokens_need_an_app_when_there_are_several(
     assert response.status_code == 400
     assert "appId" in response.json()["message"]
     assert await db.notifications.count_documents({}) == 0
+
+
+async def test_masiv_app_id_alone_names_the_app_of_raw_tokens(
+    client: httpx.AsyncClient, tenants: TenantFactory, ingest_settings: Settings
+) -> None:
+    tenant = await tenants.make()
+    second = await tenants.apps.create(
+        NewApp(
+            account_id=tenant.account_id,
+            name="Second",
+            package_names=["com.empresa.otra"],
+            fcm=fcm_credentials(),
+        )
+    )
+    body = (
+        b'{"tokens": ["never-registered"], "tokensByAssociation": {"appId": "com.empresa.otra"}, '
+        b'"notification": {"title": "x", "message": "y"}}'
+    )
+    response = await client.post(
+        "/v1/notification/sendToList", content=body, headers=auth(tenant.api_key)
+    )
+    assert response.status_code == 200, response.text
+    send = await read(
+        ingest_settings,
+        topics.SEND_REQUESTS,
+        lambda m: isinstance(m, SendRequest) and m.account_id == tenant.account_id,
+    )
+    assert isinstance(send, SendRequest)
+    assert (send.app_id, send.to.tokens) == (second.id, ["never-registered"])
+    assert (send.to.cellphones, send.to.emails, send.to.platforms) == ([], [], [])
 
 
 async def test_native_send_status_and_idempotency(

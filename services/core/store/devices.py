@@ -5,15 +5,45 @@ Only the feedback stream writes here; the resolver reads.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.core.events import CleanupDevices, Provider, RegisterDevice, utc_now
+from services.core.events import (
+    CleanupDevices,
+    Platform,
+    Provider,
+    RegisterDevice,
+    WebPushSubscription,
+    utc_now,
+)
 from services.core.store.client import Document
 from services.core.tokens import hash_token
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a stored device is reached. A registration of a token the app already has keeps
+    it, whichever dialect the device came in through: only the first registration's
+    platform (or the guess from the token's shape) decides it."""
+
+    platform: Platform
+    provider: Provider
+    subscription: WebPushSubscription | None
+
+    @classmethod
+    def of(cls, device: Document) -> Delivery:
+        """The delivery of a device document."""
+        subscription = device.get("subscription")
+        return cls(
+            platform=device["platform"],
+            provider=device["provider"],
+            subscription=WebPushSubscription.model_validate(subscription) if subscription else None,
+        )
 
 
 class DevicesRepository:
@@ -29,28 +59,41 @@ class DevicesRepository:
     async def register(self, command: RegisterDevice, provider: Provider, token_hash: str) -> None:
         """Create the device, or refresh it and make it active again.
 
+        A device the app already has keeps its platform, provider and subscription (its
+        `Delivery`), and of the contact id, cellphone and email takes only those the command
+        gives: an association adds to what another dialect registered.
+
         Raises pymongo.errors.PyMongoError when the store refuses the write.
         """
         now = utc_now()
-        update = {
+        contact = {
+            "contact_id": command.contact_id,
+            "cellphone": command.cellphone,
+            "email": command.email,
+        }
+        given = {field: value for field, value in contact.items() if value is not None}
+        update: dict[str, Any] = {
             "$set": {
                 "account_id": command.account_id,
-                "platform": command.platform,
-                "provider": provider,
-                "token": command.token,
-                "subscription": (
-                    command.subscription.model_dump() if command.subscription else None
-                ),
-                "contact_id": command.contact_id,
-                "cellphone": command.cellphone,
-                "email": command.email,
+                **given,
                 "status": "active",
                 "invalid_reason": None,
                 "invalid_at": None,
                 "registered_at": command.received_at,
                 "updated": now,
             },
-            "$setOnInsert": {"created": now},
+            # Decided in the same write that creates the device, so a registration that
+            # raced ahead of the resolver's read cannot change how the device is reached.
+            "$setOnInsert": {
+                "platform": command.platform,
+                "provider": provider,
+                "token": command.token,
+                "subscription": (
+                    command.subscription.model_dump() if command.subscription else None
+                ),
+                **{field: None for field in contact.keys() - given.keys()},
+                "created": now,
+            },
         }
         query = {"app_id": command.app_id, "token_hash": token_hash}
         try:
