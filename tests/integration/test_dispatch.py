@@ -20,6 +20,8 @@ from services.core.tokens import hash_token
 from services.core.topics import Topic
 from services.sender.dispatch import CALL_SIZE, Dispatcher, RetryPolicy
 
+pytestmark = pytest.mark.integration
+
 
 class ScriptedProvider(Provider):
     """Answers each token with the next result scripted for it."""
