@@ -258,13 +258,24 @@ async def test_unreadable_jobs_are_dead_lettered_and_acked(db: AsyncDatabase[Doc
     assert (letter.replayable, acked) == (False, [True])
 
 
-@pytest.mark.parametrize(("attempt", "retry_after"), [(0, None), (3, None), (0, 30.0)])
-def test_backoff_grows_and_honours_retry_after(attempt: int, retry_after: float | None) -> None:
+@pytest.mark.parametrize(
+    ("attempt", "retry_after", "low", "high"),
+    [
+        # Base 1 s doubled per attempt, with +-50% jitter: the ranges do not overlap.
+        (0, None, 0.5, 1.5),
+        (3, None, 4.0, 12.0),
+        # A longer Retry-After wins; a shorter one leaves the backoff as it is.
+        (0, 30.0, 30.0, 30.0),
+        (3, 1.0, 4.0, 12.0),
+    ],
+)
+def test_backoff_grows_and_honours_retry_after(
+    attempt: int, retry_after: float | None, low: float, high: float
+) -> None:
     policy = RetryPolicy(base=1.0, cap=300.0)
-    delay = policy.delay(attempt, retry_after)
-    assert delay >= (retry_after or 0.0)
-    assert 0.5 * 2**attempt <= delay or retry_after
-    assert delay <= max(1.5 * 2**attempt, retry_after or 0.0)
+    delays = [policy.delay(attempt, retry_after) for _ in range(200)]
+    assert low <= min(delays)
+    assert max(delays) <= high
 
 
 async def test_copies_of_a_job_are_sent_once(db: AsyncDatabase[Document]) -> None:
