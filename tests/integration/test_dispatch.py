@@ -4,21 +4,18 @@ acks, and no second send. The provider is scripted (the provider boundary)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 
-import pydantic
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.errors import ProviderAuthError
-from services.core.events import DeadLetter, DeliveryOutcome, PushJob
-from services.core.kafka import encode
+from services.core.events import PushJob
 from services.core.providers.base import Provider, Result
 from services.core.providers.classify import ErrorClass
 from services.core.store.client import Document
 from services.core.tokens import hash_token
-from services.core.topics import Topic
-from services.sender.dispatch import CALL_SIZE, Dispatcher, RetryPolicy
+from services.sender.dispatch import CALL_SIZE, RetryPolicy
+from tests.integration.dispatching import Harness
 
 pytestmark = pytest.mark.integration
 
@@ -48,63 +45,6 @@ class SlowProvider(ScriptedProvider):
         self.calling.set()
         await asyncio.sleep(0.05)
         return await super().send(jobs)
-
-
-class Providers:
-    def __init__(self, provider: Provider | None) -> None:
-        self.provider = provider
-
-    async def get(self, app_id: str, provider: str) -> Provider:
-        if self.provider is None:
-            raise ProviderAuthError("no credentials", provider="fcm", reason="NoCredentials")
-        return self.provider
-
-
-class Harness:
-    def __init__(self, db: AsyncDatabase[Document], provider: Provider | None) -> None:
-        self.published: list[tuple[str, pydantic.BaseModel]] = []
-        self.acked: list[str] = []
-        self.dispatcher = Dispatcher(
-            "fcm",
-            Providers(provider),
-            self.publish,
-            db,
-            policy=RetryPolicy(attempts=3, base=0.0),
-        )
-
-    async def publish(
-        self, topic: Topic, key: bytes, message: pydantic.BaseModel
-    ) -> Awaitable[object]:
-        self.published.append((topic.name, message))
-
-        async def delivered() -> None:
-            return None
-
-        return delivered()
-
-    async def run(self, *jobs: PushJob) -> None:
-        await self.start(*jobs)
-        await self.dispatcher.drain()
-
-    async def start(self, *jobs: PushJob, generation: int = 0) -> None:
-        """Hand the jobs over as one batch, without waiting for their end."""
-
-        def acker(token: str) -> object:
-            async def ack() -> None:
-                self.acked.append(token)
-
-            return ack
-
-        await self.dispatcher.dispatch(
-            [(b"key", encode(job), acker(job.token)) for job in jobs],  # type: ignore[misc]
-            generation,
-        )
-
-    def outcomes(self) -> list[DeliveryOutcome]:
-        return [m for t, m in self.published if isinstance(m, DeliveryOutcome)]
-
-    def letters(self) -> list[DeadLetter]:
-        return [m for t, m in self.published if isinstance(m, DeadLetter)]
 
 
 def job(token: str, notification: str = "n1") -> PushJob:
