@@ -16,6 +16,21 @@ from services.core.store.client import Document
 from tests import stack
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that reaches the real servers without the `integration` marker: the
+    marker is how a run selects or leaves out the tests that need them."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "endpoints" in getattr(item, "fixturenames", ())
+        and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests using Kafka or the store need @pytest.mark.integration: " + ", ".join(unmarked)
+        )
+
+
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[tuple[str, str]]:
     """(Kafka bootstrap, MongoDB URI) of the real servers this session tests against."""

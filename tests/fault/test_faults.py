@@ -50,6 +50,9 @@ WORKERS = {
     "feedback": "feedback",
 }
 _DUPLICATE = re.compile(r'^pushline_sends_total\{outcome="duplicate",provider="\w+"\} (\S+)$', re.M)
+_SEND_REQUEST_OUTAGES = re.compile(
+    r'^pushline_outage_retries_total\{work="send_request"\} (\S+)$', re.M
+)
 
 
 @pytest.fixture
@@ -223,7 +226,14 @@ async def test_a_worker_stops_promptly_while_the_store_is_down(
     try:
         # The resolver takes the request and waits for the store, holding it unacknowledged.
         await send_to_ana(settings)
-        await asyncio.sleep(5)
+
+        async def taken() -> bool:
+            # Counted once its first try at the request found the store gone.
+            async with httpx.AsyncClient() as http:
+                page = await http.get(f"http://127.0.0.1:{pipeline.ports['resolver']}/metrics")
+            return any(float(n) >= 1 for n in _SEND_REQUEST_OUTAGES.findall(page.text))
+
+        await eventually(taken, within=60)
         resolver = pipeline.running["resolver"]
         started = time.monotonic()
         assert await asyncio.to_thread(resolver.stop, 60) == 0, resolver.output()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import REGISTRY
@@ -9,6 +10,8 @@ from prometheus_client import REGISTRY
 from services.core import kafka, topics
 from services.core.lag import LagMeter
 from services.core.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 GROUP = "lag-test"
 

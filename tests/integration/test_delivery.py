@@ -109,13 +109,18 @@ async def test_throttled_and_unavailable_answers_are_retried_then_delivered(
     settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
 ) -> None:
     await sandbox_app(db)
-    await db.devices.insert_one(device(APNS_TOKEN, "ios", "apns"))
+    await db.devices.insert_many(
+        [device(APNS_TOKEN, "ios", "apns"), device("fcm-token-ana", "android", "fcm")]
+    )
+    # APNs throttles the first send, FCM is unavailable for it.
     emulators.apns.controls.fail(429, count=1, retry_after=1)
+    emulators.fcm.controls.fail(503, count=1)
     send = await send_to_ana(settings)
     notification = await finished(db, send)
-    assert notification["counters"]["sent"] == 1
-    statuses = [r.status for r in emulators.apns.controls.records()]
-    assert statuses == [429, 200]
+    counters = notification["counters"]
+    assert (counters["sent"], counters["failed"]) == (2, 0)
+    assert [r.status for r in emulators.apns.controls.records()] == [429, 200]
+    assert [r.status for r in emulators.fcm.controls.records()] == [503, 200]
 
 
 @pytest.mark.usefixtures("pipeline")

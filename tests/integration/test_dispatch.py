@@ -4,21 +4,20 @@ acks, and no second send. The provider is scripted (the provider boundary)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 
-import pydantic
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.errors import ProviderAuthError
-from services.core.events import DeadLetter, DeliveryOutcome, PushJob
-from services.core.kafka import encode
+from services.core.events import PushJob
 from services.core.providers.base import Provider, Result
 from services.core.providers.classify import ErrorClass
 from services.core.store.client import Document
 from services.core.tokens import hash_token
-from services.core.topics import Topic
-from services.sender.dispatch import CALL_SIZE, Dispatcher, RetryPolicy
+from services.sender.dispatch import CALL_SIZE, RetryPolicy
+from tests.integration.dispatching import Harness
+
+pytestmark = pytest.mark.integration
 
 
 class ScriptedProvider(Provider):
@@ -46,63 +45,6 @@ class SlowProvider(ScriptedProvider):
         self.calling.set()
         await asyncio.sleep(0.05)
         return await super().send(jobs)
-
-
-class Providers:
-    def __init__(self, provider: Provider | None) -> None:
-        self.provider = provider
-
-    async def get(self, app_id: str, provider: str) -> Provider:
-        if self.provider is None:
-            raise ProviderAuthError("no credentials", provider="fcm", reason="NoCredentials")
-        return self.provider
-
-
-class Harness:
-    def __init__(self, db: AsyncDatabase[Document], provider: Provider | None) -> None:
-        self.published: list[tuple[str, pydantic.BaseModel]] = []
-        self.acked: list[str] = []
-        self.dispatcher = Dispatcher(
-            "fcm",
-            Providers(provider),
-            self.publish,
-            db,
-            policy=RetryPolicy(attempts=3, base=0.0),
-        )
-
-    async def publish(
-        self, topic: Topic, key: bytes, message: pydantic.BaseModel
-    ) -> Awaitable[object]:
-        self.published.append((topic.name, message))
-
-        async def delivered() -> None:
-            return None
-
-        return delivered()
-
-    async def run(self, *jobs: PushJob) -> None:
-        await self.start(*jobs)
-        await self.dispatcher.drain()
-
-    async def start(self, *jobs: PushJob, generation: int = 0) -> None:
-        """Hand the jobs over as one batch, without waiting for their end."""
-
-        def acker(token: str) -> object:
-            async def ack() -> None:
-                self.acked.append(token)
-
-            return ack
-
-        await self.dispatcher.dispatch(
-            [(b"key", encode(job), acker(job.token)) for job in jobs],  # type: ignore[misc]
-            generation,
-        )
-
-    def outcomes(self) -> list[DeliveryOutcome]:
-        return [m for t, m in self.published if isinstance(m, DeliveryOutcome)]
-
-    def letters(self) -> list[DeadLetter]:
-        return [m for t, m in self.published if isinstance(m, DeadLetter)]
 
 
 def job(token: str, notification: str = "n1") -> PushJob:
@@ -256,13 +198,24 @@ async def test_unreadable_jobs_are_dead_lettered_and_acked(db: AsyncDatabase[Doc
     assert (letter.replayable, acked) == (False, [True])
 
 
-@pytest.mark.parametrize(("attempt", "retry_after"), [(0, None), (3, None), (0, 30.0)])
-def test_backoff_grows_and_honours_retry_after(attempt: int, retry_after: float | None) -> None:
+@pytest.mark.parametrize(
+    ("attempt", "retry_after", "low", "high"),
+    [
+        # Base 1 s doubled per attempt, with +-50% jitter: the ranges do not overlap.
+        (0, None, 0.5, 1.5),
+        (3, None, 4.0, 12.0),
+        # A longer Retry-After wins; a shorter one leaves the backoff as it is.
+        (0, 30.0, 30.0, 30.0),
+        (3, 1.0, 4.0, 12.0),
+    ],
+)
+def test_backoff_grows_and_honours_retry_after(
+    attempt: int, retry_after: float | None, low: float, high: float
+) -> None:
     policy = RetryPolicy(base=1.0, cap=300.0)
-    delay = policy.delay(attempt, retry_after)
-    assert delay >= (retry_after or 0.0)
-    assert 0.5 * 2**attempt <= delay or retry_after
-    assert delay <= max(1.5 * 2**attempt, retry_after or 0.0)
+    delays = [policy.delay(attempt, retry_after) for _ in range(200)]
+    assert low <= min(delays)
+    assert max(delays) <= high
 
 
 async def test_copies_of_a_job_are_sent_once(db: AsyncDatabase[Document]) -> None:

@@ -195,11 +195,16 @@ async def test_a_run_is_scraped_and_logs_no_token_or_secret(
                 return result if result and float(result[0]["value"][1]) >= 3 else None  # type: ignore[index]
 
             await eventually(sent_counted, within=30)
+
+            async def has_series(promql: str) -> list[object] | None:
+                # An empty result is a PromQL answer too: wait for a series.
+                return await query(client, prometheus, promql) or None
+
             promql = "sum(rate(pushline_sends_total[1m]))"
-            await eventually(lambda: query(client, prometheus, promql), within=30)
+            await eventually(lambda: has_series(promql), within=30)
             # The lag the resolver reported reaches Prometheus too.
             promql = 'sum(pushline_consumer_lag{service="resolver", topic="push.registrations"})'
-            await eventually(lambda: query(client, prometheus, promql), within=30)
+            await eventually(lambda: has_series(promql), within=30)
 
     logs = {name: (tmp_path / "logs" / f"{name}.log").read_text() for name in SERVICES}
     everything = "\n".join(logs.values())

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.credentials import APNSCredentials, FCMCredentials, WebPushCredentials
 from services.core.errors import ProviderQuotaError, ProviderUnavailableError
@@ -26,6 +27,7 @@ from services.core.providers.classify import ErrorClass, classify
 from services.core.providers.fcm import FCMProvider
 from services.core.providers.webpush import WebPushProvider
 from services.core.settings import Settings
+from services.core.store.client import Document
 from services.emulators import (
     APNSEmulator,
     EmulatorThread,
@@ -33,6 +35,7 @@ from services.emulators import (
     TokenState,
     WebPushEmulator,
 )
+from tests.integration.dispatching import Harness
 from tests.unit.providers.keys import VapidPair, vapid_pair
 
 ACCEPTED = datetime(2026, 11, 23, tzinfo=UTC)
@@ -298,22 +301,27 @@ async def test_apns_answers_are_classified(fresh: Emulators, apns: APNsProvider)
     assert (bad.outcome, bad.reason, bad.status) == ("invalid_token", "BadDeviceToken", 400)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
-    ("status", "error_class", "reason"),
-    [
-        (429, ErrorClass.QUOTA, "TooManyRequests"),
-        (500, ErrorClass.RETRYABLE, "InternalServerError"),
-        (503, ErrorClass.RETRYABLE, "ServiceUnavailable"),
-    ],
+    ("status", "reason"),
+    [(429, "TooManyRequests"), (500, "InternalServerError"), (503, "ServiceUnavailable")],
 )
 async def test_apns_faults_are_retried_by_the_sender(
-    fresh: Emulators, apns: APNsProvider, status: int, error_class: ErrorClass, reason: str
+    fresh: Emulators,
+    apns: APNsProvider,
+    db: AsyncDatabase[Document],
+    status: int,
+    reason: str,
 ) -> None:
     fresh.apns.controls.fail(status, count=1)
-    [failed] = await apns.send([job("apns", DEVICE)])
-    assert (failed.outcome, failed.error_class, failed.reason) == ("retry", error_class, reason)
-    [again] = await apns.send([job("apns", DEVICE)])
-    assert again.outcome == "success"
+    sender = Harness(db, apns, "apns")
+    await sender.run(job("apns", DEVICE))
+    assert [(o.outcome, o.reason) for o in sender.outcomes()] == [
+        ("retry", reason),
+        ("success", None),
+    ]
+    assert [r.status for r in fresh.apns.controls.records()] == [status, 200]
+    assert (sender.acked, sender.letters()) == ([DEVICE], [])
 
 
 async def test_apns_wrong_topic_or_key_is_auth_config_not_invalid_token(

@@ -1,0 +1,82 @@
+"""The sender's dispatcher run in the test process against the real store, its provider
+given by the test, what it publishes and acknowledges recorded instead of sent to Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+import pydantic
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.core.errors import ProviderAuthError
+from services.core.events import DeadLetter, DeliveryOutcome, PushJob
+from services.core.kafka import encode
+from services.core.providers.base import Provider
+from services.core.providers.classify import ProviderName
+from services.core.store.client import Document
+from services.core.topics import Topic
+from services.sender.dispatch import Dispatcher, RetryPolicy
+
+
+class Providers:
+    """Every app's provider is `provider`; None stands for credentials that do not work."""
+
+    def __init__(self, provider: Provider | None, name: ProviderName) -> None:
+        self.provider = provider
+        self.name = name
+
+    async def get(self, app_id: str, provider: str) -> Provider:
+        if self.provider is None:
+            raise ProviderAuthError("no credentials", provider=self.name, reason="NoCredentials")
+        return self.provider
+
+
+class Harness:
+    """A dispatcher for `name`'s job topic: three attempts, retried without waiting."""
+
+    def __init__(
+        self, db: AsyncDatabase[Document], provider: Provider | None, name: ProviderName = "fcm"
+    ) -> None:
+        self.published: list[tuple[str, pydantic.BaseModel]] = []
+        self.acked: list[str] = []
+        self.dispatcher = Dispatcher(
+            name,
+            Providers(provider, name),
+            self.publish,
+            db,
+            policy=RetryPolicy(attempts=3, base=0.0),
+        )
+
+    async def publish(
+        self, topic: Topic, key: bytes, message: pydantic.BaseModel
+    ) -> Awaitable[object]:
+        self.published.append((topic.name, message))
+
+        async def delivered() -> None:
+            return None
+
+        return delivered()
+
+    async def run(self, *jobs: PushJob) -> None:
+        await self.start(*jobs)
+        await self.dispatcher.drain()
+
+    async def start(self, *jobs: PushJob, generation: int = 0) -> None:
+        """Hand the jobs over as one batch, without waiting for their end."""
+
+        def acker(token: str) -> object:
+            async def ack() -> None:
+                self.acked.append(token)
+
+            return ack
+
+        await self.dispatcher.dispatch(
+            [(b"key", encode(job), acker(job.token)) for job in jobs],  # type: ignore[misc]
+            generation,
+        )
+
+    def outcomes(self) -> list[DeliveryOutcome]:
+        return [m for t, m in self.published if isinstance(m, DeliveryOutcome)]
+
+    def letters(self) -> list[DeadLetter]:
+        return [m for t, m in self.published if isinstance(m, DeadLetter)]
