@@ -19,6 +19,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Final
 
 import httpcore
 import httpx
@@ -35,12 +36,82 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+# The IANA special-purpose address registries (iana-ipv4-special-registry and
+# iana-ipv6-special-registry, as of 2025), plus multicast. None of them is a push service or
+# a webhook receiver: every one is refused, even the few the registry calls globally
+# reachable (anycast relays, AS112), since a caller's URL has no business there.
+_SPECIAL_V4: Final = tuple(
+    ipaddress.IPv4Network(network)
+    for network in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",  # private use
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link local, cloud metadata
+        "172.16.0.0/12",  # private use
+        "192.0.0.0/24",  # IETF protocol assignments (DS-Lite, dummy 192.0.0.8, anycast)
+        "192.0.2.0/24",  # documentation
+        "192.31.196.0/24",  # AS112-v4
+        "192.52.193.0/24",  # AMT
+        "192.88.99.0/24",  # 6to4 relay anycast (deprecated), 6a44
+        "192.168.0.0/16",  # private use
+        "192.175.48.0/24",  # AS112 direct delegation
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation
+        "203.0.113.0/24",  # documentation
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and 255.255.255.255 limited broadcast
+    )
+)
+# Only 2000::/3 is global unicast: the rest (loopback, unspecified, NAT64 local use
+# 64:ff9b:1::/48, discard 100::/64, segment routing 5f00::/16, unique local fc00::/7, link
+# local fe80::/10, multicast ff00::/8, unallocated space) is refused whole. Inside it, these
+# are special-purpose; 6to4 (2002::/16) and Teredo (2001::/32) are judged by their IPv4.
+_GLOBAL_UNICAST_V6: Final = ipaddress.IPv6Network("2000::/3")
+_SPECIAL_V6: Final = tuple(
+    ipaddress.IPv6Network(network)
+    for network in (
+        "2001::/23",  # IETF protocol assignments (benchmarking, AMT, AS112, ORCHID, ...)
+        "2001:db8::/32",  # documentation
+        "2620:4f:8000::/48",  # AS112 direct delegation
+        "3fff::/20",  # documentation (RFC 9637)
+    )
+)
+# Forms that carry an IPv4 address in their last 32 bits and reach it when connected to.
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
+
+
 def is_public(address: str) -> bool:
-    """Whether an IP address is globally routable unicast (IPv4-mapped IPv6 as its IPv4)."""
+    """Whether an IP address is globally routable unicast, outside every special-purpose
+    range. An IPv6 form that embeds an IPv4 address (IPv4-mapped, NAT64 64:ff9b::/96,
+    6to4, Teredo, IPv4-compatible) is public only when the IPv4 address it leads to is.
+
+    Raises ValueError for a string that is not an IP address.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _public_v4(ip)
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        return all(_public_v4(v4) for v4 in embedded)
+    return ip in _GLOBAL_UNICAST_V6 and not any(ip in network for network in _SPECIAL_V6)
+
+
+def _public_v4(ip: ipaddress.IPv4Address) -> bool:
+    return not any(ip in network for network in _SPECIAL_V4)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...] | None:
+    # Teredo reaches its server and the client's (obfuscated) NAT address: both must be public.
+    if ip.teredo is not None:
+        return ip.teredo
+    for v4 in (ip.ipv4_mapped, ip.sixtofour):
+        if v4 is not None:
+            return (v4,)
+    if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+        return (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF),)
+    return None
 
 
 async def public_addresses(host: str, port: int, resolve: Resolver) -> list[str]:

@@ -243,3 +243,69 @@ def test_public_addresses() -> None:
     assert outbound.is_public("2606:4700:4700::1111")
     for address in ("127.0.0.1", "::1", "10.0.0.1", "169.254.169.254", "fe80::1%eth0", "ff02::1"):
         assert not outbound.is_public(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        # IPv4 special-purpose ranges (IANA) that Python's is_global lets through or that
+        # are easy to miss.
+        "192.0.0.8",  # IPv4 dummy address
+        "192.0.0.9",  # PCP anycast
+        "192.0.0.170",  # NAT64 discovery
+        "192.31.196.1",  # AS112-v4
+        "192.52.193.1",  # AMT
+        "192.88.99.1",  # 6to4 relay anycast
+        "192.175.48.1",  # AS112 direct delegation
+        "198.18.0.1",  # benchmarking
+        "192.0.2.1",
+        "198.51.100.1",
+        "203.0.113.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "0.0.0.0",
+        # IPv4 embedded in IPv6: each leads to 169.254.169.254 or 127.0.0.1.
+        "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix
+        "64:ff9b::127.0.0.1",
+        "2002:a9fe:a9fe::1",  # 6to4
+        "2002:7f00:1::",
+        "::127.0.0.1",  # IPv4-compatible
+        "::a9fe:a9fe",
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1 (obfuscated)
+        "2001:0:a00:1::f7f7:f7f7",  # Teredo, server 10.0.0.1 (client 8.8.8.8)
+        # IPv6 special-purpose ranges.
+        "::",
+        "64:ff9b:1::808:808",  # NAT64 local use
+        "100::1",  # discard-only
+        "2001:2::1",  # benchmarking
+        "2001:1::1",  # PCP anycast
+        "2001:20::1",  # ORCHIDv2
+        "2001:db8::1",
+        "3fff::1",
+        "2620:4f:8000::1",
+        "5f00::1",
+        "fc00::1",
+        "fec0::1",  # site local (deprecated)
+        "::ffff:0:7f00:1",  # IPv4-translated, outside global unicast
+        "4000::1",  # unallocated
+    ],
+)
+def test_special_purpose_and_embedded_private_addresses_are_not_public(address: str) -> None:
+    assert not outbound.is_public(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::808:808",  # NAT64 of 8.8.8.8, as DNS64 synthesises it
+        "2002:808:808::1",  # 6to4 of 8.8.8.8
+        "::ffff:8.8.8.8",
+        "2001:0:5ef5:79fd:0:59d:f7f7:f7f7",  # Teredo: server 94.245.121.253, client 8.8.8.8
+        "2a00:1450:4001:80b::200e",
+        "1.1.1.1",
+        "192.0.1.1",  # just outside 192.0.0.0/24
+    ],
+)
+def test_public_addresses_stay_public_however_written(address: str) -> None:
+    assert outbound.is_public(address)
