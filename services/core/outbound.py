@@ -2,13 +2,14 @@
 
 A URL a caller gave us must not make Pushline reach loopback, private, link-local,
 metadata or multicast addresses, unless the operator allows it
-(`PUSHLINE_WEBHOOK_ALLOW_PRIVATE`). The check happens when a connection is opened, inside
-the HTTP transport: the host is resolved once, every address it resolves to must be
-public, and the connection goes to exactly such an address. A name that resolves to a
-public address when checked and to a private one a moment later (DNS rebinding) therefore
-cannot steer the connection. TLS still verifies, and sends as SNI, the URL's host name; the
-`Host` header is the URL's. Redirects are never followed: the clients built here return a
-3xx as it is.
+(`PUSHLINE_WEBHOOK_ALLOW_PRIVATE`), or the URL's host:port is one a client was built to
+allow (a sandbox app's Web Push emulator, `PUSHLINE_WEBPUSH_PRIVATE_TARGETS`). The check
+happens when a connection is opened, inside the HTTP transport: the host is resolved once,
+every address it resolves to must be public, and the connection goes to exactly such an
+address. A name that resolves to a public address when checked and to a private one a
+moment later (DNS rebinding) therefore cannot steer the connection. TLS still verifies, and
+sends as SNI, the URL's host name; the `Host` header is the URL's. Redirects are never
+followed: the clients built here return a 3xx as it is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
@@ -131,17 +132,26 @@ async def public_addresses(host: str, port: int, resolve: Resolver) -> list[str]
     return addresses
 
 
+def host_port(host: str, port: int) -> str:
+    """`host:port` as settings write it: lower case, an IPv6 address in brackets."""
+    host = host.lower()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class GuardedNetwork(httpcore.AsyncNetworkBackend):
-    """httpcore's network, connecting only to checked public addresses (unless allowed)."""
+    """httpcore's network, connecting only to checked public addresses (unless allowed:
+    every target with `allow_private`, else only the `host_port` strings in `targets`)."""
 
     def __init__(
         self,
         *,
         allow_private: bool,
+        targets: Collection[str] = (),
         resolve: Resolver = system_resolver,
         network: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         self._allow_private = allow_private
+        self._targets = frozenset(targets)
         self._resolve = resolve
         self._network = network or httpcore.AnyIOBackend()
 
@@ -158,7 +168,7 @@ class GuardedNetwork(httpcore.AsyncNetworkBackend):
         Raises OutboundRefusedError for a refused target, httpcore.ConnectError when no
         address answers.
         """
-        if self._allow_private:
+        if self._allow_private or host_port(host, port) in self._targets:
             return await self._network.connect_tcp(
                 host, port, timeout, local_address, socket_options
             )
@@ -238,13 +248,17 @@ def client(
     *,
     allow_private: bool,
     timeout: httpx.Timeout | float,
+    targets: Collection[str] = (),
     resolve: Resolver = system_resolver,
     network: httpcore.AsyncNetworkBackend | None = None,
     verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
-    """An HTTP client for callers' URLs: guarded connections, no redirects, no proxies
+    """An HTTP client for callers' URLs: guarded connections (private ones only with
+    `allow_private` or to the `host_port` strings in `targets`), no redirects, no proxies
     from the environment (a proxy would connect on our behalf, unchecked)."""
-    guarded = GuardedNetwork(allow_private=allow_private, resolve=resolve, network=network)
+    guarded = GuardedNetwork(
+        allow_private=allow_private, targets=targets, resolve=resolve, network=network
+    )
     return httpx.AsyncClient(
         transport=GuardedTransport(guarded, verify=verify),
         timeout=timeout,

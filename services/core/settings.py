@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.errors import ConfigError
 
@@ -18,13 +18,28 @@ from services.core.errors import ConfigError
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
 
-def _bootstrap(value: str) -> str:
+def _host_ports(value: str) -> list[str]:
     servers = [part.strip() for part in value.split(",")]
     for server in servers:
         match = _HOST_PORT.match(server)
         if not match or not 0 < int(match.group(2)) < 65536:
             raise ValueError(f"expected host:port[,host:port...] with ports 1-65535, got {value!r}")
-    return ",".join(servers)
+    return servers
+
+
+def _bootstrap(value: str) -> str:
+    return ",".join(_host_ports(value))
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return value.split(",") if value.strip() else ()
+    return value
+
+
+def _targets(value: tuple[str, ...]) -> tuple[str, ...]:
+    # Host names compare in lower case, as URLs give them.
+    return tuple(server.lower() for server in _host_ports(",".join(value))) if value else ()
 
 
 def _mongodb_uri(value: str) -> str:
@@ -40,6 +55,9 @@ def _http_url(value: str) -> str:
 
 
 Bootstrap = Annotated[str, AfterValidator(_bootstrap)]
+Targets = Annotated[
+    tuple[str, ...], NoDecode, BeforeValidator(_comma_list), AfterValidator(_targets)
+]
 MongoURI = Annotated[str, AfterValidator(_mongodb_uri)]
 HttpURL = Annotated[str, AfterValidator(_http_url)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -60,6 +78,7 @@ class Settings(BaseSettings):
     apns_endpoint: HttpURL | None = None
     apns_ca_file: Path | None = None
     webhook_allow_private: bool = False
+    webpush_private_targets: Targets = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 2 * 2**20
     ingest_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 128
     publish_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0

@@ -7,7 +7,9 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
+from services.core import outbound
 from services.core.errors import ProviderAuthError
 from services.core.providers.base import Provider
 from services.core.providers.registry import ProviderCache
@@ -72,13 +74,19 @@ class AppProviders:
             ) from exc
         if self._sandbox is None:
             apns = self._emulators["apns"]
+            webpush = urlsplit(self._emulators["webpush"]["endpoint"])
+            emulator = outbound.host_port(webpush.hostname or "", webpush.port or 80)
             pointed = self._settings.model_copy(
                 update={
                     "fcm_endpoint": self._emulators["fcm"]["endpoint"],
                     "apns_endpoint": apns["endpoint"],
                     "apns_ca_file": apns["ca_file"],
-                    # The emulators listen on loopback.
-                    "webhook_allow_private": True,
+                    # The Web Push emulator listens on loopback: a sandbox app's
+                    # subscriptions may reach it, and no other private address.
+                    "webpush_private_targets": (
+                        *self._settings.webpush_private_targets,
+                        emulator,
+                    ),
                 }
             )
             self._sandbox = ProviderCache(pointed, self._sandbox_credentials)

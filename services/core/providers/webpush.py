@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -115,9 +115,12 @@ class WebPushProvider(Provider):
             )
         self._vapid = VapidCache(vapid, credentials.subject)
         self._allow_private = settings.webhook_allow_private
+        self._private_targets = frozenset(settings.webpush_private_targets)
         self._own_client = client is None
         self._client = client or outbound.client(
-            allow_private=self._allow_private, timeout=self.TIMEOUT
+            allow_private=self._allow_private,
+            targets=self._private_targets,
+            timeout=self.TIMEOUT,
         )
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
@@ -140,10 +143,9 @@ class WebPushProvider(Provider):
                 )
             )
         parts = urlsplit(subscription.endpoint)
-        # RFC 8030 push services speak https; plain http only where private targets are
-        # allowed (the emulators). Which addresses may be reached is the client's check.
-        schemes = ("https", "http") if self._allow_private else ("https",)
-        if not parts.hostname or parts.scheme not in schemes:
+        if not parts.hostname or not (
+            parts.scheme == "https" or (parts.scheme == "http" and self._plain_http_allowed(parts))
+        ):
             return _not_allowed("push endpoints must be https URLs")
         try:
             payload = build_payload("webpush", job.notification, job.data)
@@ -170,6 +172,17 @@ class WebPushProvider(Provider):
         if job.options.collapse_key and _TOPIC.match(job.options.collapse_key):
             headers["Topic"] = job.options.collapse_key
         return _Prepared(url=subscription.endpoint, headers=headers, body=bytes(body))
+
+    def _plain_http_allowed(self, parts: SplitResult) -> bool:
+        # RFC 8030 push services speak https; plain http only where private targets are
+        # allowed (the emulators). Which addresses may be reached is the client's check.
+        if self._allow_private:
+            return True
+        try:
+            port = parts.port or 80
+        except ValueError:
+            return False
+        return outbound.host_port(parts.hostname or "", port) in self._private_targets
 
     async def _send_one(self, job: PushJob) -> Result:
         prepared = self._prepare(job)

@@ -78,3 +78,13 @@ def test_secrets_do_not_show_in_repr() -> None:
     settings = Settings(admin_token="admin-secret", master_key="master-secret")
     assert "admin-secret" not in repr(settings)
     assert "master-secret" not in repr(settings)
+
+
+def test_webpush_private_targets_are_a_comma_separated_host_port_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PUSHLINE_WEBPUSH_PRIVATE_TARGETS", "Push.Internal:8443, [::1]:9443")
+    assert load_settings().webpush_private_targets == ("push.internal:8443", "[::1]:9443")
+    monkeypatch.setenv("PUSHLINE_WEBPUSH_PRIVATE_TARGETS", "push.internal")
+    with pytest.raises(ConfigError, match="PUSHLINE_WEBPUSH_PRIVATE_TARGETS"):
+        load_settings()
