@@ -1,7 +1,7 @@
 """JSON logging: one object per line, with the record's `extra` fields.
 
-Device tokens go through `services.core.tokens.redact()` before they reach a log call;
-secrets never do.
+Device tokens go through `services.core.tokens.redact()` before they reach a log call, URLs
+through `url_origin()`; secrets never do.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import logging.config
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 # Attributes every LogRecord has; anything else came from `extra=`.
 # uvicorn adds `color_message`, the same text with terminal colours.
@@ -24,6 +25,19 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 # sends, PyMongo every command with its documents. Both carry device tokens, so they stay
 # at INFO even when the services log at DEBUG.
 _PAYLOAD_LOGGERS = ("aiokafka.producer.producer", "pymongo.command")
+# Library loggers that write every request's URL or headers: httpx at INFO, the rest at
+# DEBUG. A Web Push endpoint is a device's identifier, a webhook URL may hold user:password,
+# an HTTP/2 header block (hpack, h2) an APNs device token and bearer JWT; and at one line per
+# provider call they would flood the logs of a large send. They stay at WARNING.
+_URL_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "google.auth.transport",
+    "hpack",
+    "h2",
+    "aiohttp.access",
+)
 
 
 class JSONFormatter(logging.Formatter):
@@ -60,8 +74,19 @@ def dict_config(level: str, service: str) -> dict[str, Any]:
             }
         },
         "root": {"level": level, "handlers": ["stderr"]},
-        "loggers": {name: {"level": "INFO"} for name in _PAYLOAD_LOGGERS},
+        "loggers": {
+            **{name: {"level": "INFO"} for name in _PAYLOAD_LOGGERS},
+            **{name: {"level": "WARNING"} for name in _URL_LOGGERS},
+        },
     }
+
+
+def url_origin(url: str) -> str:
+    """What a log line may show of a URL: its scheme and host only. The rest may name a
+    device (a Web Push endpoint's path) or hold a secret (user:password, a query token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://[{host}]" if ":" in host else f"{parts.scheme}://{host}"
 
 
 def configure(level: str, service: str) -> None:

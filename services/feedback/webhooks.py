@@ -11,6 +11,7 @@ import httpx
 from services.core import metrics
 from services.core.errors import OutboundRefusedError
 from services.core.events import WebhookCall
+from services.core.logging import url_origin
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,25 @@ class WebhookSender:
         A 2xx answer delivers. Connection errors, 408, 429 and 5xx are retried up to
         ATTEMPTS times with exponential backoff and jitter; other answers fail at once.
         Redirects are not followed; a target the outbound policy refuses is `refused`.
+        The log line says why a call did not deliver, and names the URL by scheme and host.
         """
-        outcome = await self._attempt_all(call)
+        outcome, why = await self._attempt_all(call)
         metrics.WEBHOOKS.labels(outcome).inc()
-        log.info("webhook finished", extra={"webhook_id": call.webhook_id, "outcome": outcome})
+        log.log(
+            logging.INFO if outcome == "delivered" else logging.WARNING,
+            "webhook finished",
+            extra={
+                "webhook_id": call.webhook_id,
+                "target": url_origin(call.url),
+                "outcome": outcome,
+                "why": why,
+            },
+        )
         return outcome
 
-    async def _attempt_all(self, call: WebhookCall) -> str:
+    async def _attempt_all(self, call: WebhookCall) -> tuple[str, str | None]:
         headers = {k: v for k, v in call.headers.items() if k.lower() not in _RESERVED}
+        why: str | None = None
         for attempt in range(ATTEMPTS):
             if attempt:
                 await asyncio.sleep(BASE_DELAY * 2 ** (attempt - 1) * (0.5 + random.random()))  # noqa: S311
@@ -52,13 +64,14 @@ class WebhookSender:
                     call.url, json=call.body, headers=headers, follow_redirects=False
                 )
             except OutboundRefusedError as exc:
-                why = str(exc)
-                log.warning("webhook refused", extra={"webhook_id": call.webhook_id, "why": why})
-                return "refused"
-            except httpx.HTTPError:
+                return "refused", str(exc)
+            except httpx.HTTPError as exc:
+                # The class only: httpx's messages may quote the URL or a header value.
+                why = type(exc).__name__
                 continue
             if response.is_success:
-                return "delivered"
+                return "delivered", None
+            why = f"HTTP {response.status_code}"
             if response.status_code not in (408, 429) and response.status_code < 500:
-                return "failed"
-        return "failed"
+                return "failed", why
+        return "failed", why
