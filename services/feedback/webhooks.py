@@ -65,6 +65,10 @@ class WebhookSender:
                 )
             except OutboundRefusedError as exc:
                 return "refused", str(exc)
+            except (httpx.LocalProtocolError, UnicodeEncodeError):
+                # Headers HTTP cannot carry (the ingest refuses them; an upstream system may
+                # have published them): no attempt can succeed.
+                return "failed", "the callback headers are not valid HTTP header fields"
             except httpx.HTTPError as exc:
                 # The class only: httpx's messages may quote the URL or a header value.
                 why = type(exc).__name__

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -296,7 +298,17 @@ def _callback(request: Request) -> tuple[str | None, dict[str, str]]:
     ).strip()
     if not url:
         return None, {}
-    if not url.startswith(("https://", "http://")) or len(url) > _MAX_URL:
+    if len(url) > _MAX_URL:
+        message = f"is too long: {len(url)} characters, at most {_MAX_URL}"
+        raise Invalid([Problem("x-ms-callback-url", message)])
+    # The scheme is case-insensitive (RFC 3986); the URL is kept as given, since the
+    # Signature is computed over exactly the caller's text.
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme.lower() in ("https", "http") and bool(parts.hostname)
+    except ValueError:  # a malformed IPv6 host
+        usable = False
+    if not usable:
         raise Invalid([Problem("x-ms-callback-url", "must be an http(s) URL")])
     raw = request.headers.get("x-ms-callback-url-headers", "").strip()
     if not raw:
@@ -310,7 +322,29 @@ def _callback(request: Request) -> tuple[str | None, dict[str, str]]:
     ):
         message = "must be a JSON object of string to string"
         raise Invalid([Problem("x-ms-callback-url-headers", message)])
-    return url, headers
+    return url, _http_headers(headers)
+
+
+# RFC 9110 section 5.1: a field name is a token; section 5.5: a value is visible characters
+# with spaces or tabs between them, never CR, LF or NUL. Values must be ASCII too, as the
+# webhook's HTTP client sends them. Anything else would only fail the webhook later.
+_FIELD_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"([\x21-\x7e]+([ \t]+[\x21-\x7e]+)*)?")
+
+
+def _http_headers(headers: dict[str, str]) -> dict[str, str]:
+    problems = []
+    for name, value in headers.items():
+        if not _FIELD_NAME.fullmatch(name):
+            problems.append(
+                f"{name!r} is not an HTTP header name (letters, digits, !#$%&'*+-.^_`|~)"
+            )
+        elif not _FIELD_VALUE.fullmatch(value.strip(" \t")):
+            problems.append(f"the value of {name!r} must be printable ASCII, without line breaks")
+    if problems:
+        raise Invalid([Problem("x-ms-callback-url-headers", problem) for problem in problems])
+    # Spaces and tabs around a value are not part of it (RFC 9110 section 5.5).
+    return {name: value.strip(" \t") for name, value in headers.items()}
 
 
 def _bad_request(problems: Sequence[Problem]) -> JSONResponse:

@@ -412,3 +412,88 @@ async def test_a_batch_drops_only_the_items_with_an_invalid_api_token(
         (ids[0], "kept-1"),
         (ids[2], "kept-2"),
     ]
+
+
+LONG_URL = "https://hooks.example.com/" + "a" * 2030
+
+
+@pytest.mark.parametrize(
+    ("callback", "errors"),
+    [
+        (
+            {"x-ms-callback-url-headers": json.dumps({"X Auth": "hook-secret"})},
+            {
+                "x-ms-callback-url-headers": [
+                    "'X Auth' is not an HTTP header name (letters, digits, !#$%&'*+-.^_`|~)"
+                ]
+            },
+        ),
+        (
+            {"x-ms-callback-url-headers": json.dumps({"X-Auth": "a\r\nX-Injected: 1"})},
+            {
+                "x-ms-callback-url-headers": [
+                    "the value of 'X-Auth' must be printable ASCII, without line breaks"
+                ]
+            },
+        ),
+        (
+            {"x-ms-callback-url-headers": json.dumps({"X-Auth": "caf\u00e9", "": "v"})},
+            {
+                "x-ms-callback-url-headers": [
+                    "the value of 'X-Auth' must be printable ASCII, without line breaks",
+                    "'' is not an HTTP header name (letters, digits, !#$%&'*+-.^_`|~)",
+                ]
+            },
+        ),
+        (
+            {"x-ms-callback-url": LONG_URL},
+            {"x-ms-callback-url": ["is too long: 2056 characters, at most 2048"]},
+        ),
+        (
+            {"x-ms-callback-url": "https:///no-host"},
+            {"x-ms-callback-url": ["must be an http(s) URL"]},
+        ),
+    ],
+)
+async def test_a_callback_that_could_not_be_delivered_is_400_and_publishes_nothing(
+    client: httpx.AsyncClient,
+    tap: Tap,
+    tenants: TenantFactory,
+    callback: dict[str, str],
+    errors: dict[str, list[str]],
+) -> None:
+    tenant = await tenants.make()
+    headers = {"x-ms-track-registration": "true", "x-ms-callback-url": "https://h.example.com"}
+    response = await client.post(
+        fill(f"{BASE}/devices", tenant), json=_item(tenant), headers=headers | callback
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "https://tools.ietf.org/html/rfc9110#section-15.5.1",
+        "title": "One or more validation errors occurred.",
+        "status": 400,
+        "errors": errors,
+    }
+    assert await tap.drain(tenant.app.id) == []
+
+
+async def test_a_callback_url_scheme_may_be_upper_case_and_headers_keep_their_inner_spaces(
+    client: httpx.AsyncClient, tap: Tap, tenants: TenantFactory
+) -> None:
+    tenant = await tenants.make()
+    url = "HTTP://Hooks.Example.com/push/status"
+    response = await client.post(
+        fill(f"{BASE}/devices", tenant),
+        json=_item(tenant),
+        headers={
+            "x-ms-callback-url": url,
+            "x-ms-callback-url-headers": json.dumps({"X-Auth": " Bearer a b\tc "}),
+        },
+    )
+    assert response.status_code == 202
+    [(_, command)] = await tap.drain(tenant.app.id)
+    assert isinstance(command, RegisterDevice)
+    assert command.callback is not None
+    assert command.callback.url == url
+    assert command.callback.headers == {"X-Auth": "Bearer a b\tc"}
+    assert command.callback.signature == signed(tenant.api_key, url)

@@ -134,6 +134,24 @@ async def test_a_web_push_and_a_webhook_log_no_endpoint_and_no_credentials(
     ]
 
 
+@pytest.mark.parametrize("headers", [{"X Auth": "secret"}, {"X-Auth": "caf\u00e9"}])
+async def test_a_webhook_whose_headers_http_cannot_carry_fails_at_once_saying_why(
+    service_logs: io.StringIO, hook: Hook, headers: dict[str, str]
+) -> None:
+    url = f"http://127.0.0.1:{hook.port}/status"
+    call = WebhookCall(webhook_id="w1", url=url, headers=headers, body={"Status": "Success"})
+    async with outbound.client(allow_private=True, timeout=5.0) as client:
+        assert await WebhookSender(client).deliver(call) == "failed"
+    assert hook.hits == []
+    logged = [json.loads(line) for line in service_logs.getvalue().splitlines()]
+    [line] = [line for line in logged if line["message"] == "webhook finished"]
+    assert (line["level"], line["outcome"], line["why"]) == (
+        "WARNING",
+        "failed",
+        "the callback headers are not valid HTTP header fields",
+    )
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
