@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pushline: {exc}", file=sys.stderr)
             return 1
         print("created: " + (", ".join(created) or "none (all present)"))
+    elif args.command == "check-config":
+        print("pushline: the configuration is valid")
     elif args.command == "dlq":
         try:
             asyncio.run(_dlq(settings, args))

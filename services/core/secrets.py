@@ -1,9 +1,12 @@
 """Provider credentials at rest: AES-256-GCM under a key derived from PUSHLINE_MASTER_KEY.
 
-The master key is any string (`make run` generates 32 random bytes, base64url); HKDF-SHA256
-turns it into the 256-bit AES key, so its length and alphabet do not matter. Each sealed
-value carries a fresh 96-bit nonce and is bound to a context (an app id and provider) as
-associated data: a ciphertext copied onto another app or provider does not decrypt.
+The master key is at least 32 random bytes, written in base64 (standard or URL-safe,
+padded or not) or hex: `make run` generates 32 bytes in base64url, `openssl rand -base64 32`
+makes one too. Any other key (`check_master_key`) is refused when the settings are read:
+HKDF can stretch a short key but not make it harder to guess. HKDF-SHA256 turns the key's
+text into the 256-bit AES key. Each sealed value carries a fresh 96-bit nonce and is bound
+to a context (an app id and provider) as associated data: a ciphertext copied onto another
+app or provider does not decrypt.
 
 Sealed form: `v1.` + base64url(nonce || ciphertext || tag), so a future key rotation can
 tell old values from new ones.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -22,6 +26,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
 
 from services.core.errors import MasterKeyMissingError, SecretUnreadableError
+
+MASTER_KEY_BYTES = 32
+MAKE_A_MASTER_KEY = "openssl rand -base64 32"
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+# 32 random bytes take ~30 distinct values; fewer than this many is a pattern ("aaaa...").
+_MIN_DISTINCT_BYTES = 16
 
 _VERSION = "v1."
 _NONCE_BYTES = 12
@@ -68,6 +79,34 @@ class Vault:
                 "PUSHLINE_MASTER_KEY is not set: provider credentials cannot be stored or read"
             )
         return self._aead
+
+
+def check_master_key(master_key: str) -> None:
+    """Raises ValueError, saying how to make a good key, unless `master_key` is the base64
+    or hex text of at least MASTER_KEY_BYTES bytes that are not a visible pattern."""
+    raw = _decoded(master_key.strip())
+    if raw is None or len(raw) < MASTER_KEY_BYTES:
+        raise ValueError(
+            f"must be at least {MASTER_KEY_BYTES} random bytes, written in base64 (43 characters"
+            f" or more) or hex (64 or more); make one with: {MAKE_A_MASTER_KEY}"
+        )
+    if len(set(raw)) < _MIN_DISTINCT_BYTES:
+        raise ValueError(
+            f"is a repeated pattern, not random bytes; make one with: {MAKE_A_MASTER_KEY}"
+        )
+
+
+def _decoded(text: str) -> bytes | None:
+    # Hex first: its digits are base64 characters too.
+    if _HEX.fullmatch(text):
+        return bytes.fromhex(text)
+    if not _BASE64.fullmatch(text):
+        return None
+    unpadded = text.rstrip("=").replace("+", "-").replace("/", "_")
+    try:
+        return base64.urlsafe_b64decode(unpadded + "=" * (-len(unpadded) % 4))
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _derive(master_key: SecretStr) -> bytes:

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, Validati
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.errors import ConfigError
+from services.core.secrets import check_master_key
 
 # host:port, host being a name, an IPv4 address or a bracketed IPv6 address.
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
@@ -54,6 +55,11 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _master_key(value: SecretStr) -> SecretStr:
+    check_master_key(value.get_secret_value())
+    return value
+
+
 Bootstrap = Annotated[str, AfterValidator(_bootstrap)]
 Targets = Annotated[
     tuple[str, ...], NoDecode, BeforeValidator(_comma_list), AfterValidator(_targets)
@@ -73,7 +79,7 @@ class Settings(BaseSettings):
     ingest_host: str = "127.0.0.1"
     ingest_port: Port = 8080
     admin_token: SecretStr | None = None
-    master_key: SecretStr | None = None
+    master_key: Annotated[SecretStr, AfterValidator(_master_key)] | None = None
     fcm_endpoint: HttpURL = "https://fcm.googleapis.com"
     apns_endpoint: HttpURL | None = None
     apns_ca_file: Path | None = None

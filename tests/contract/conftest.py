@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from tests.registrations import Tap, registrations_tap
 from tests.unit.providers.keys import subscriber
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
-MASTER_KEY = "master-" + uuid.uuid4().hex
+MASTER_KEY = secrets.token_urlsafe(32)
 _BROWSER = subscriber()
 # A browser's subscription keys (RFC 8291): a P-256 public key and a 16-byte auth secret.
 SUBSCRIPTION_KEYS = {"p256dh": _BROWSER.p256dh, "auth": _BROWSER.auth_b64}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tests.stack import ROOT
 
 pytestmark = pytest.mark.integration
 
-MASTER_KEY = "cli-test-master-key"
+MASTER_KEY = secrets.token_urlsafe(32)
 
 
 async def pushline(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str, str]:

@@ -3,6 +3,8 @@ registrations and puts them on Kafka: what `make run` users do."""
 
 from __future__ import annotations
 
+import secrets
+
 import httpx
 import pytest
 
@@ -30,7 +32,7 @@ async def test_admin_set_up_then_every_dialect_registers(
         **child_env,
         "PUSHLINE_INGEST_PORT": str(port),
         "PUSHLINE_ADMIN_TOKEN": "admin-secret",
-        "PUSHLINE_MASTER_KEY": "process-master-key",
+        "PUSHLINE_MASTER_KEY": secrets.token_urlsafe(32),
     }
     ingest = processes.Process(["services.cli", "ingest"], env)
     base = f"http://127.0.0.1:{port}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import signal
 import subprocess
 import sys
@@ -85,3 +87,40 @@ def test_a_bad_setting_stops_the_command_with_a_clear_message() -> None:
     assert "PUSHLINE_KAFKA_BOOTSTRAP" in result.stderr
     assert "kafka:notaport" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    # Should a service start after all, it finds nothing to connect to and no port in use.
+    nowhere = {
+        "PUSHLINE_KAFKA_BOOTSTRAP": f"127.0.0.1:{processes.free_port()}",
+        "PUSHLINE_MONGODB_URI": f"mongodb://127.0.0.1:{processes.free_port()}/nowhere",
+        "PUSHLINE_INGEST_PORT": str(processes.free_port()),
+        "PUSHLINE_METRICS_PORT": str(processes.free_port()),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **nowhere, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", ["check-config", "ingest", "sender"])
+def test_a_guessable_master_key_stops_the_command_and_says_how_to_make_one(command: str) -> None:
+    result = _cli(command, PUSHLINE_MASTER_KEY="short")
+    assert result.returncode == 2
+    assert "PUSHLINE_MASTER_KEY: Value error, must be at least 32 random bytes" in result.stderr
+    assert "openssl rand -base64 32" in result.stderr
+    assert "short" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_check_config_says_so_when_the_configuration_is_valid() -> None:
+    # As `make run` generates one: 32 random bytes, base64url without padding.
+    key = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    result = _cli("check-config", PUSHLINE_MASTER_KEY=key)
+    assert (result.returncode, result.stdout) == (0, "pushline: the configuration is valid\n")
+    assert key not in result.stderr

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import base64
+import os
+import secrets
+
 import pytest
 
 from services.core.errors import ConfigError
@@ -14,6 +18,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "PUSHLINE_TOPIC_PARTITIONS",
         "PUSHLINE_INGEST_PORT",
         "PUSHLINE_FCM_ENDPOINT",
+        "PUSHLINE_MASTER_KEY",
     ]:
         monkeypatch.delenv(name, raising=False)
 
@@ -75,9 +80,54 @@ def test_ipv6_bootstrap_is_accepted() -> None:
 
 
 def test_secrets_do_not_show_in_repr() -> None:
-    settings = Settings(admin_token="admin-secret", master_key="master-secret")
+    master_key = secrets.token_urlsafe(32)
+    settings = Settings(admin_token="admin-secret", master_key=master_key)
     assert "admin-secret" not in repr(settings)
-    assert "master-secret" not in repr(settings)
+    assert master_key not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "master_key",
+    [
+        # What `make run` generates: 32 random bytes, base64url without padding.
+        base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
+        base64.b64encode(os.urandom(32)).decode(),  # openssl rand -base64 32
+        os.urandom(32).hex(),  # openssl rand -hex 32
+        base64.b64encode(os.urandom(48)).decode() + "\n",
+    ],
+)
+def test_a_master_key_of_32_random_bytes_or_more_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, master_key: str
+) -> None:
+    monkeypatch.setenv("PUSHLINE_MASTER_KEY", master_key)
+    settings = load_settings()
+    assert settings.master_key is not None
+    assert settings.master_key.get_secret_value() == master_key
+
+
+@pytest.mark.parametrize(
+    "master_key",
+    [
+        "short",
+        "",
+        "master-secret-that-is-long-but-a-phrase!",
+        base64.b64encode(os.urandom(31)).decode(),  # one byte short
+        os.urandom(31).hex(),
+        "a" * 64,  # hex of 32 equal bytes
+        "AAAA" * 11,  # base64 of 33 zero bytes
+    ],
+)
+def test_a_guessable_master_key_is_refused_saying_how_to_make_one(
+    monkeypatch: pytest.MonkeyPatch, master_key: str
+) -> None:
+    monkeypatch.setenv("PUSHLINE_MASTER_KEY", master_key)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert message.startswith("invalid configuration: PUSHLINE_MASTER_KEY: ")
+    assert "make one with: openssl rand -base64 32" in message
+    if master_key:
+        assert master_key not in message
 
 
 def test_webpush_private_targets_are_a_comma_separated_host_port_list(
