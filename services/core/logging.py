@@ -34,6 +34,7 @@ _URL_LOGGERS = (
     "httpcore",
     "urllib3",
     "google.auth.transport",
+    "firebase_admin",
     "hpack",
     "h2",
     "aiohttp.access",

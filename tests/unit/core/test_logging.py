@@ -8,17 +8,19 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pytest
 from aiohttp import web
 
 from services.core import logging as logs
 from services.core import outbound
-from services.core.credentials import WebPushCredentials
+from services.core.credentials import FCMCredentials, WebPushCredentials
 from services.core.events import PushJob, WebhookCall, WebPushSubscription
+from services.core.providers.fcm import FCMProvider
 from services.core.providers.webpush import WebPushProvider
 from services.core.settings import Settings
-from services.emulators import EmulatorThread, WebPushEmulator
+from services.emulators import EmulatorThread, FCMEmulator, WebPushEmulator
 from services.feedback.webhooks import WebhookSender
 from tests.unit.providers.keys import vapid_pair
 
@@ -74,19 +76,38 @@ async def hook() -> AsyncIterator[Hook]:
     await runner.cleanup()
 
 
+@dataclass
+class Providers:
+    fcm: FCMEmulator
+    webpush: WebPushEmulator
+
+
 @pytest.fixture
-def push_service() -> Iterator[WebPushEmulator]:
-    emulator = WebPushEmulator()
-    with EmulatorThread(emulator):
-        yield emulator
+def emulators() -> Iterator[Providers]:
+    running = Providers(FCMEmulator(), WebPushEmulator())
+    with EmulatorThread(running.fcm, running.webpush):
+        yield running
 
 
-async def test_a_web_push_and_a_webhook_log_no_endpoint_and_no_credentials(
-    service_logs: io.StringIO, hook: Hook, push_service: WebPushEmulator
+def job(provider: Literal["fcm", "webpush"], token: str, **fields: Any) -> PushJob:
+    platform: Literal["android", "web"] = "android" if provider == "fcm" else "web"
+    return PushJob(
+        account_id="acc",
+        app_id="app",
+        provider=provider,
+        platform=platform,
+        token=token,
+        token_hash="h",
+        **fields,
+    )
+
+
+async def test_provider_calls_and_webhooks_log_no_device_and_no_credentials(
+    service_logs: io.StringIO, hook: Hook, emulators: Providers
 ) -> None:
     vapid = vapid_pair()
-    subscription = WebPushSubscription.model_validate(push_service.subscribe())
-    provider = WebPushProvider(
+    subscription = WebPushSubscription.model_validate(emulators.webpush.subscribe())
+    webpush = WebPushProvider(
         WebPushCredentials(
             vapid_private_key=vapid.private,
             vapid_public_key=vapid.public,
@@ -94,23 +115,20 @@ async def test_a_web_push_and_a_webhook_log_no_endpoint_and_no_credentials(
         ),
         Settings(webhook_allow_private=True),
     )
+    fcm = FCMProvider(
+        FCMCredentials(service_account=emulators.fcm.service_account()),
+        Settings(fcm_endpoint=emulators.fcm.url),
+    )
+    fcm_token = "fcm-device-token-" + "x" * 40
     try:
-        [result] = await provider.send(
-            [
-                PushJob(
-                    account_id="acc",
-                    app_id="app",
-                    provider="webpush",
-                    platform="web",
-                    token=subscription.endpoint,
-                    token_hash="h",
-                    subscription=subscription,
-                )
-            ]
+        [pushed] = await webpush.send(
+            [job("webpush", subscription.endpoint, subscription=subscription)]
         )
+        [sent] = await fcm.send([job("fcm", fcm_token)])
     finally:
-        await provider.aclose()
-    assert result.outcome == "success"
+        await webpush.aclose()
+        await fcm.aclose()
+    assert (pushed.outcome, sent.outcome) == ("success", "success")
     async with outbound.client(allow_private=True, timeout=5.0) as client:
         webhooks = WebhookSender(client)
         for number, path in enumerate(("/status", "/down")):
@@ -122,11 +140,11 @@ async def test_a_web_push_and_a_webhook_log_no_endpoint_and_no_credentials(
     logged = [json.loads(line) for line in service_logs.getvalue().splitlines()]
     text = json.dumps(logged)
     device = subscription.endpoint.split("://", 1)[1].split("/", 1)[1]
-    for secret in (device, "hunter2-secret", "ops:", "q-secret", "/status", "/down"):
+    for secret in (device, fcm_token, "hunter2-secret", "ops:", "q-secret", "/status", "/down"):
         assert secret not in text
-    # No line per request from the HTTP libraries; Pushline's own name the target by its
+    # No line per request from the libraries; Pushline's own lines name the target by its
     # scheme and host, and say why a call did not deliver.
-    assert [line["logger"] for line in logged if line["logger"].startswith("http")] == []
+    assert {line["logger"] for line in logged} <= {"asyncio", "services.feedback.webhooks"}
     finished = [line for line in logged if line["message"] == "webhook finished"]
     assert [(line["target"], line["outcome"], line["why"]) for line in finished] == [
         ("http://127.0.0.1", "delivered", None),
