@@ -80,15 +80,22 @@ async def test_a_sandbox_app_reaches_the_web_push_emulator_and_no_other_private_
         inside = emulated.model_copy(
             update={"endpoint": f"http://127.0.0.1:{internal.port}/admin/purge"}
         )
-        delivered, refused = await provider.send([webpush_job(emulated), webpush_job(inside)])
+        # Another emulator is not a push service either.
+        fcm = emulated.model_copy(update={"endpoint": f"{emulators.fcm.url}/_emulator/reset"})
+        delivered, *others = await provider.send(
+            [webpush_job(emulated), webpush_job(inside), webpush_job(fcm)]
+        )
     finally:
         await providers.aclose()
     assert (delivered.outcome, delivered.status) == ("success", 201)
     assert [record.target for record in emulators.webpush.controls.records()] == [emulated.endpoint]
     if allow_private:
         # The operator's PUSHLINE_WEBHOOK_ALLOW_PRIVATE still opens every private target.
-        assert refused.outcome == "success"
+        assert others[0].outcome == "success"
         assert internal.hits == ["/admin/purge"]
     else:
-        assert (refused.outcome, refused.reason) == ("invalid_token", "EndpointNotAllowed")
+        assert [(other.outcome, other.reason) for other in others] == [
+            ("invalid_token", "EndpointNotAllowed"),
+            ("invalid_token", "EndpointNotAllowed"),
+        ]
         assert internal.hits == []
