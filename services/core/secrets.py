@@ -27,8 +27,8 @@ from pydantic import SecretStr
 
 from services.core.errors import MasterKeyMissingError, SecretUnreadableError
 
-MASTER_KEY_BYTES = 32
-MAKE_A_MASTER_KEY = "openssl rand -base64 32"
+_KEY_BYTES = 32
+_MAKE_ONE = "openssl rand -base64 32"
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 # 32 random bytes take ~30 distinct values; fewer than this many is a pattern ("aaaa...").
@@ -83,17 +83,15 @@ class Vault:
 
 def check_master_key(master_key: str) -> None:
     """Raises ValueError, saying how to make a good key, unless `master_key` is the base64
-    or hex text of at least MASTER_KEY_BYTES bytes that are not a visible pattern."""
+    or hex text of at least 32 bytes that are not a visible pattern."""
     raw = _decoded(master_key.strip())
-    if raw is None or len(raw) < MASTER_KEY_BYTES:
+    if raw is None or len(raw) < _KEY_BYTES:
         raise ValueError(
-            f"must be at least {MASTER_KEY_BYTES} random bytes, written in base64 (43 characters"
-            f" or more) or hex (64 or more); make one with: {MAKE_A_MASTER_KEY}"
+            f"must be at least {_KEY_BYTES} random bytes, written in base64 (43 characters"
+            f" or more) or hex (64 or more); make one with: {_MAKE_ONE}"
         )
     if len(set(raw)) < _MIN_DISTINCT_BYTES:
-        raise ValueError(
-            f"is a repeated pattern, not random bytes; make one with: {MAKE_A_MASTER_KEY}"
-        )
+        raise ValueError(f"is a repeated pattern, not random bytes; make one with: {_MAKE_ONE}")
 
 
 def _decoded(text: str) -> bytes | None:
