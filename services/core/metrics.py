@@ -85,3 +85,8 @@ SENDER_IN_FLIGHT = Gauge(
     "PUSHLINE_SEND_CONCURRENCY batches plus the retries allowed to wait.",
     ["provider"],
 )
+RETENTION_REMOVED = Counter(
+    "pushline_retention_removed_total",
+    "Documents the retention job removed because they outlived their retention, by collection.",
+    ["collection"],
+)

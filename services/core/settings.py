@@ -6,14 +6,29 @@ Only `load_settings()` reads the environment; everything else receives a `Settin
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.errors import ConfigError
 from services.core.secrets import check_master_key
+
+# A duration: whole days, hours, minutes or seconds (`7d`, `12h`, `30m`, `90s`, `3600`).
+_DURATION = re.compile(r"^(\d{1,9})([dhms]?)$")
+_UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1, "": 1}
+# Notifications outlive the 24-hour Idempotency-Key window: a request sent again within it
+# must still find the first request's notification.
+_SHORTEST_NOTIFICATION_RETENTION = timedelta(days=1)
 
 # host:port, host being a name, an IPv4 address or a bracketed IPv6 address.
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
@@ -60,6 +75,23 @@ def _master_key(value: SecretStr) -> SecretStr:
     return value
 
 
+def _duration(value: object) -> object:
+    # Numbers and timedeltas pass through to pydantic (a number is seconds).
+    if not isinstance(value, str):
+        return value
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise ValueError(f"expected a duration such as 7d, 12h, 30m or 3600 seconds, got {value!r}")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("expected a duration above zero")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive)]
 Bootstrap = Annotated[str, AfterValidator(_bootstrap)]
 Targets = Annotated[
     tuple[str, ...], NoDecode, BeforeValidator(_comma_list), AfterValidator(_targets)
@@ -100,6 +132,22 @@ class Settings(BaseSettings):
     emulator_webpush_port: Port = 9443
     state_dir: Path = Path.home() / ".local" / "state" / "pushline"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    delivery_retention: Duration = timedelta(days=7)
+    notification_retention: Duration = timedelta(days=90)
+    retention_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+
+    @model_validator(mode="after")
+    def _retentions(self) -> Settings:
+        # A notification's per-send records are found through the notification: it must
+        # not go before them.
+        if self.notification_retention < max(
+            self.delivery_retention, _SHORTEST_NOTIFICATION_RETENTION
+        ):
+            raise ValueError(
+                "PUSHLINE_NOTIFICATION_RETENTION must be at least PUSHLINE_DELIVERY_RETENTION "
+                "and at least 1d"
+            )
+        return self
 
     def scoped(self, name: str) -> str:
         """A topic name or consumer group id inside this deployment's namespace.
@@ -126,5 +174,6 @@ def load_settings() -> Settings:
         problems = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
-            problems.append(f"PUSHLINE_{field.upper()}: {error['msg']}")
+            # A check across variables has no location; its message names them.
+            problems.append(f"PUSHLINE_{field.upper()}: {error['msg']}" if field else error["msg"])
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from exc

@@ -1,17 +1,20 @@
 """The feedback's Faust app (app id `pushline-feedback`, also its consumer group).
 
 Feedback is the only writer of device state. It applies registration verdicts, cleanups
-and delivery outcomes (counters, invalid devices), and makes the webhook calls.
+and delivery outcomes (counters, invalid devices), makes the webhook calls, and removes
+what sends left in the store once it outlived its retention (services.core.store.retention).
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import cast
 
 import faust
 import pydantic
 
-from services.core import topics
+from services.core import metrics, topics
 from services.core.events import (
     CleanupDevices,
     DeliveryOutcome,
@@ -21,14 +24,18 @@ from services.core.events import (
     WebhookCall,
 )
 from services.core.kafka import decode
+from services.core.outages import is_outage
 from services.core.settings import Settings
 from services.core.store.devices import DevicesRepository
 from services.core.store.notifications import NotificationsRepository
+from services.core.store.retention import Retention
 from services.core.topics import FEEDBACK_APP_ID
 from services.core.worker import StreamApp
 from services.feedback.deliveries import apply_interactions, apply_outcomes
 from services.feedback.registrations import apply_registration, verdict_of_verification
 from services.feedback.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
 
 METRICS_PORT = 9103
 # Webhook calls in flight per worker; each waits on a caller's server.
@@ -65,6 +72,20 @@ def create_app(settings: Settings) -> StreamApp:
             assert isinstance(call, WebhookCall)
             await webhooks.deliver(call)
 
+    # Every worker runs retention; a lease in the store lets one at a time do the work.
+    holder = uuid.uuid4().hex
+
+    async def retention() -> None:
+        try:
+            await Retention(app.db, settings, holder).run()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # Every step is safe to repeat: the next run finishes the work.
+            metrics.OUTAGE_RETRIES.labels("retention").inc()
+            log.warning("store unavailable; retention waits for its next run")
+
+    app.timer(settings.retention_interval_seconds, name="retention")(retention)
     return app
 
 

@@ -12,7 +12,8 @@ Recording and counting are two writes. Every record names the batch it was writt
 and a notification keeps the ids of the batches it has counted (in the same atomic
 update that adds them). A worker that died between the two writes leaves a batch of
 records uncounted; the redelivery that finds those records counts their batch from the
-store, once.
+store, once. Before counting a batch, each notification's records in it are named in the
+`ledger` (services.core.store.retention), through which retention removes them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from services.core.store.client import Document, insert_new
 from services.core.store.deliveries import delivery_id
 from services.core.store.devices import DevicesRepository
 from services.core.store.notifications import TERMINAL, NotificationsRepository
+from services.core.store.retention import write_ledger
 
 # How old an uncounted batch must be before a redelivery counts it: a live worker counts
 # its own batch within this time, one that has not is gone (or its counting failed).
@@ -65,6 +67,11 @@ async def _record_and_count(
     for document in documents:
         document["batch"] = batch
     fresh = await insert_new(collection, documents)
+    # Named before counted: retention finds a notification's records through the batches
+    # it counted.
+    await write_ledger(
+        collection, batch, [d for d, new in zip(documents, fresh, strict=True) if new]
+    )
     counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for document, new in zip(documents, fresh, strict=True):
         if new:
@@ -97,8 +104,13 @@ async def _count_left_over(
             await asyncio.sleep(wait)
             if await notifications.counted(notification_id, batch):
                 continue
+        found = await collection.find({"notification_id": notification_id, "batch": batch}).to_list(
+            None
+        )
+        # Its writer may have died before naming them, as it does before counting.
+        await write_ledger(collection, batch, found)
         total: Counter[str] = Counter()
-        async for record in collection.find({"notification_id": notification_id, "batch": batch}):
+        for record in found:
             total.update(increments(record))
         await notifications.add_outcomes(notification_id, total, batch)
 

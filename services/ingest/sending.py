@@ -76,11 +76,13 @@ class Sends:
         that first request had another body, KafkaUnavailableError when Kafka does not
         take the request.
         """
+        key_id = None
         if idempotency_key is not None:
+            key_id = _key_id(request.account_id, idempotency_key)
             first = await self._remember(request, idempotency_key)
             if first is not None:
                 return first
-        await self._notifications.accept(request)
+        await self._notifications.accept(request, key_id)
         await self._send(
             self._send_requests, topics.notification_key(request.notification_id), request
         )
@@ -89,7 +91,7 @@ class Sends:
     async def _remember(self, request: SendRequest, key: str) -> str | None:
         """Claim the key for this request; the id it already names, if claimed before by a
         request with the same body. Raises IdempotencyConflictError if by another body."""
-        key_id = f"{request.account_id}:{key}"
+        key_id = _key_id(request.account_id, key)
         body = fingerprint(request)
         now = utc_now()
         for _ in range(2):
@@ -217,6 +219,11 @@ class Sends:
             await asyncio.wait_for(sent(), self._publish_timeout)
         except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailableError("Kafka did not take the request") from exc
+
+
+def _key_id(account_id: str, key: str) -> str:
+    """The `_id` of an account's Idempotency-Key in `idempotency`."""
+    return f"{account_id}:{key}"
 
 
 def fingerprint(request: SendRequest) -> str:

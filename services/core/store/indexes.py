@@ -29,7 +29,12 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("account_id", ASCENDING), ("email", ASCENDING)], name="email"),
     ],
     "registrations": [IndexModel([("app_id", ASCENDING)], name="app")],
-    "notifications": [IndexModel([("app_id", ASCENDING)], name="app")],
+    "notifications": [
+        IndexModel([("app_id", ASCENDING)], name="app"),
+        # What retention asks for (the local store scans this small collection instead).
+        IndexModel([("records_removed", ASCENDING), ("created", ASCENDING)], name="records"),
+        IndexModel([("created", ASCENDING)], name="created"),
+    ],
     # One document per (notification, device) outcome: `_id` makes redeliveries visible.
     "deliveries": [IndexModel([("notification_id", ASCENDING)], name="notification")],
     "interactions": [IndexModel([("notification_id", ASCENDING)], name="notification")],

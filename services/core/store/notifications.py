@@ -29,9 +29,9 @@ TERMINAL = {"success": "sent", "failed": "failed", "invalid_token": "invalid"}
 _NO_BATCHES = {"counted_batches": 0}
 
 
-def _new(request: SendRequest, state: str) -> Document:
+def _new(request: SendRequest, state: str, idempotency_id: str | None = None) -> Document:
     now = utc_now()
-    return {
+    document: Document = {
         "_id": request.notification_id,
         "account_id": request.account_id,
         "app_id": request.app_id,
@@ -41,6 +41,10 @@ def _new(request: SendRequest, state: str) -> Document:
         "created": now,
         "updated": now,
     }
+    if idempotency_id is not None:
+        # Retention removes the key with the notification.
+        document["idempotency_id"] = idempotency_id
+    return document
 
 
 class NotificationsRepository:
@@ -49,9 +53,10 @@ class NotificationsRepository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._notifications = db.notifications
 
-    async def accept(self, request: SendRequest) -> None:
-        """Record an accepted request (the ingest does this before publishing it)."""
-        await self._notifications.insert_one(_new(request, "accepted"))
+    async def accept(self, request: SendRequest, idempotency_id: str | None = None) -> None:
+        """Record an accepted request (the ingest does this before publishing it), with the
+        `_id` of the idempotency key it claimed, if any."""
+        await self._notifications.insert_one(_new(request, "accepted", idempotency_id))
 
     async def start_resolving(self, request: SendRequest) -> bool:
         """Move an accepted (or never seen: published straight on Kafka) request to

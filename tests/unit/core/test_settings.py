@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from datetime import timedelta
 
 import pytest
 
@@ -19,6 +20,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "PUSHLINE_INGEST_PORT",
         "PUSHLINE_FCM_ENDPOINT",
         "PUSHLINE_MASTER_KEY",
+        "PUSHLINE_DELIVERY_RETENTION",
+        "PUSHLINE_NOTIFICATION_RETENTION",
     ]:
         monkeypatch.delenv(name, raising=False)
 
@@ -137,4 +140,40 @@ def test_webpush_private_targets_are_a_comma_separated_host_port_list(
     assert load_settings().webpush_private_targets == ("push.internal:8443", "[::1]:9443")
     monkeypatch.setenv("PUSHLINE_WEBPUSH_PRIVATE_TARGETS", "push.internal")
     with pytest.raises(ConfigError, match="PUSHLINE_WEBPUSH_PRIVATE_TARGETS"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7d", 7 * 86_400), ("12h", 12 * 3_600), ("30m", 1_800), ("90s", 90), ("3600", 3_600)],
+)
+def test_delivery_retention_reads_a_duration(
+    monkeypatch: pytest.MonkeyPatch, value: str, seconds: int
+) -> None:
+    monkeypatch.setenv("PUSHLINE_DELIVERY_RETENTION", value)
+    assert load_settings().delivery_retention == timedelta(seconds=seconds)
+
+
+def test_retentions_default_to_a_week_and_ninety_days() -> None:
+    settings = load_settings()
+    assert settings.delivery_retention == timedelta(days=7)
+    assert settings.notification_retention == timedelta(days=90)
+
+
+@pytest.mark.parametrize("value", ["7 days", "1w", "-1d", "0", "1.5h", ""])
+def test_a_retention_that_is_no_positive_duration_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("PUSHLINE_DELIVERY_RETENTION", value)
+    with pytest.raises(ConfigError, match="PUSHLINE_DELIVERY_RETENTION"):
+        load_settings()
+
+
+@pytest.mark.parametrize(("deliveries", "notifications"), [("30d", "7d"), ("1h", "12h")])
+def test_notifications_may_not_go_before_their_records_or_the_idempotency_window(
+    monkeypatch: pytest.MonkeyPatch, deliveries: str, notifications: str
+) -> None:
+    monkeypatch.setenv("PUSHLINE_DELIVERY_RETENTION", deliveries)
+    monkeypatch.setenv("PUSHLINE_NOTIFICATION_RETENTION", notifications)
+    with pytest.raises(ConfigError, match="PUSHLINE_NOTIFICATION_RETENTION must be at least"):
         load_settings()
