@@ -17,7 +17,7 @@ from services.core.events import DeliveryOutcome, FanoutCompleted, Interaction, 
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.store.notifications import NotificationsRepository
-from services.core.store.retention import LEASE_SECONDS, Retention
+from services.core.store.retention import LEASE_SECONDS, NOTIFICATIONS_PER_QUERY, Retention
 from services.feedback.deliveries import apply_interactions, apply_outcomes
 from tests.integration import processes
 
@@ -276,3 +276,19 @@ async def test_the_feedback_service_runs_retention(
         assert 'pushline_retention_removed_total{collection="deliveries"} 3.0' in page
     finally:
         service.close()
+
+
+async def test_a_run_goes_on_until_every_expired_notification_is_done(
+    db: AsyncDatabase[Document], settings: Settings
+) -> None:
+    many = NOTIFICATIONS_PER_QUERY + 20
+    await db.notifications.insert_many(
+        {"_id": f"n-{i}", "created": NOW - timedelta(days=age)}
+        for i in range(many)
+        for age in [8 if i % 2 else 91]
+    )
+
+    assert await Retention(db, settings, "worker-1").run(NOW)
+
+    assert await db.notifications.count_documents({}) == many // 2
+    assert await db.notifications.count_documents({"records_removed": None}) == 0

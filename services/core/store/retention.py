@@ -41,8 +41,9 @@ from services.core.store.client import Document, stored_now
 
 log = logging.getLogger(__name__)
 
-# A run renews its lease before each chunk of work; a worker that died holding it delays
-# the next run by at most this long.
+# A run renews its lease before each ledger entry (at most 3 deletes of 500 records, about
+# a second on the local store); a worker that died holding it delays the next run by at
+# most this long.
 LEASE_SECONDS = 120.0
 # Expired notifications read per query, and ledger entries per `$in` read.
 NOTIFICATIONS_PER_QUERY = 100
@@ -112,15 +113,17 @@ class Retention:
     async def _expire_records(self, cutoff: datetime) -> bool:
         """Remove the per-send records of the notifications created before `cutoff`."""
         while True:
-            expired = [
-                document["_id"]
-                async for document in self._notifications.find(
+            expired = await (
+                self._notifications.find(
                     {"records_removed": None, "created": {"$lt": cutoff}}, {"_id": 1}
-                ).limit(NOTIFICATIONS_PER_QUERY)
-            ]
+                )
+                .limit(NOTIFICATIONS_PER_QUERY)
+                .to_list(None)
+            )
             if not expired:
                 return True
-            for notification_id in expired:
+            for notification in expired:
+                notification_id = notification["_id"]
                 if not await self._remove_records(notification_id):
                     return False
                 await self._notifications.update_one(
@@ -130,9 +133,13 @@ class Retention:
     async def _expire_notifications(self, cutoff: datetime) -> bool:
         """Remove the notifications created before `cutoff` and their idempotency keys."""
         while True:
-            expired = await self._notifications.find(
-                {"created": {"$lt": cutoff}}, {"_id": 1, "idempotency_id": 1}
-            ).to_list(NOTIFICATIONS_PER_QUERY)
+            expired = await (
+                self._notifications.find(
+                    {"created": {"$lt": cutoff}}, {"_id": 1, "idempotency_id": 1}
+                )
+                .limit(NOTIFICATIONS_PER_QUERY)
+                .to_list(None)
+            )
             if not expired:
                 return True
             for notification in expired:
@@ -153,11 +160,12 @@ class Retention:
         found = await self._notifications.find_one({"_id": notification_id}, {"counted_batches": 1})
         batches: list[str] = [] if found is None else found.get("counted_batches", [])
         for start in range(0, len(batches), LEDGER_ENTRIES_PER_READ):
-            if not await self._lease.take():
-                return False
             chunk = batches[start : start + LEDGER_ENTRIES_PER_READ]
             ids = [ledger_id(notification_id, batch) for batch in chunk]
-            async for entry in self._ledger.find({"_id": {"$in": ids}}):
+            # At most LEDGER_ENTRIES_PER_READ x 500 ids in memory.
+            for entry in await self._ledger.find({"_id": {"$in": ids}}).to_list(None):
+                if not await self._lease.take():
+                    return False
                 for name in RECORDS[entry["collection"]]:
                     result = await self._db[name].delete_many({"_id": {"$in": entry["ids"]}})
                     metrics.RETENTION_REMOVED.labels(name).inc(result.deleted_count)
