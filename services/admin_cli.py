@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 
+from services.core import audit
 from services.core.errors import PushlineError
 from services.core.secrets import Vault
 from services.core.settings import Settings
@@ -107,24 +108,41 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _dispatch(args: argparse.Namespace, accounts: Accounts, apps: Apps) -> object:
     if args.action == "create-account":
         account, api_key = await accounts.create(args.name, args.id)
+        audit.record("account_created", via="admin_cli", account_id=account.id)
         return {"id": account.id, "name": account.name, "api_key": api_key}
     if args.action == "issue-key":
-        return {"account_id": args.account_id, "api_key": await accounts.issue_key(args.account_id)}
+        api_key = await accounts.issue_key(args.account_id)
+        audit.record("api_key_issued", via="admin_cli", account_id=args.account_id)
+        return {"account_id": args.account_id, "api_key": api_key}
     if args.action == "create-app":
         body = _body(args)
         for name in ("account_id", "id"):
             if getattr(args, name) is not None:
                 body[name] = getattr(args, name)
-        return _shown(await apps.create(NewApp.model_validate(body)))
-    if args.action == "get-app":
-        app = await apps.get(args.app_id)
-        if app is None:
-            raise ValueError(f"app {args.app_id} not found")
+        new = NewApp.model_validate(body)
+        app = await apps.create(new)
+        audit.record(
+            "app_created",
+            via="admin_cli",
+            account_id=app.account_id,
+            app_id=app.id,
+            providers=audit.providers_in(new.model_fields_set),
+        )
         return _shown(app)
+    if args.action == "get-app":
+        found = await apps.get(args.app_id)
+        if found is None:
+            raise ValueError(f"app {args.app_id} not found")
+        return _shown(found)
     body = _body(args)
     for provider in args.remove_provider:
         body[provider] = None
-    return _shown(await apps.update(args.app_id, AppChanges.model_validate(body)))
+    changes = AppChanges.model_validate(body)
+    app = await apps.update(args.app_id, changes)
+    audit.app_changed(
+        changes.model_fields_set, via="admin_cli", account_id=app.account_id, app_id=app.id
+    )
+    return _shown(app)
 
 
 def _body(args: argparse.Namespace) -> dict[str, Any]:

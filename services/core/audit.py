@@ -26,6 +26,8 @@ Action = Literal[
 ]
 # How the action came: `admin_api`, `admin_cli`, or `api` (an API key of a dialect).
 Via = Literal["admin_api", "admin_cli", "api"]
+# An app's fields that hold a provider's secrets: given (or set to null), they change them.
+_PROVIDERS = frozenset({"fcm", "apns", "webpush"})
 
 
 def record(action: Action, *, via: Via, **context: str | list[str] | None) -> None:
@@ -36,3 +38,19 @@ def record(action: Action, *, via: Via, **context: str | list[str] | None) -> No
     level = logging.WARNING if action.endswith("_refused") else logging.INFO
     known = {name: value for name, value in context.items() if value is not None}
     log.log(level, "audit: %s", action, extra={"audit": action, "via": via, **known})
+
+
+def providers_in(fields: set[str]) -> list[str]:
+    """The providers whose credentials a create or change of an app with `fields` sets."""
+    return sorted(fields & _PROVIDERS)
+
+
+def app_changed(
+    fields: set[str], *, via: Via, account_id: str, app_id: str, **context: str | None
+) -> None:
+    """The audit lines of an app change: `app_changed` naming the fields, and
+    `credentials_changed` naming the providers when the change touched their secrets."""
+    ids = {"account_id": account_id, "app_id": app_id, **context}
+    record("app_changed", via=via, fields=sorted(fields), **ids)
+    if providers := providers_in(fields):
+        record("credentials_changed", via=via, providers=providers, **ids)

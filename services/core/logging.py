@@ -78,6 +78,8 @@ def dict_config(level: str, service: str) -> dict[str, Any]:
         "loggers": {
             **{name: {"level": "INFO"} for name in _PAYLOAD_LOGGERS},
             **{name: {"level": "WARNING"} for name in _URL_LOGGERS},
+            # Administrative actions are recorded whatever the level of the other lines.
+            "services.core.audit": {"level": "INFO"},
         },
     }
 

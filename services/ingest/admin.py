@@ -30,8 +30,6 @@ from services.ingest.registry import bearer, registry_of
 
 log = logging.getLogger(__name__)
 
-_PROVIDERS = frozenset({"fcm", "apns", "webpush"})
-
 
 class NewAccount(Body):
     """`{"name", "id"?}`: the id is generated when not given."""
@@ -121,7 +119,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             via="admin_api",
             account_id=app.account_id,
             app_id=app.id,
-            providers=_providers(new.model_fields_set),
+            providers=audit.providers_in(new.model_fields_set),
             **origin(request),
         )
         return JSONResponse(app_view(app), status_code=201)
@@ -150,22 +148,16 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             # A set-up problem of the server, not the caller's: say so plainly, to both.
             log.error("provider credentials refused: %s", exc)
             return problem(500, str(exc))
-        _audit_changes(request, app, changes.model_fields_set)
+        audit.app_changed(
+            changes.model_fields_set,
+            via="admin_api",
+            account_id=app.account_id,
+            app_id=app.id,
+            **origin(request),
+        )
         return JSONResponse(app_view(app))
 
     return router
-
-
-def _providers(fields: set[str]) -> list[str]:
-    # A provider field given carries (or, set to null, removes) that provider's secrets.
-    return sorted(fields & _PROVIDERS)
-
-
-def _audit_changes(request: Request, app: App, fields: set[str]) -> None:
-    ids = {"account_id": app.account_id, "app_id": app.id, **origin(request)}
-    audit.record("app_changed", via="admin_api", fields=sorted(fields), **ids)
-    if providers := _providers(fields):
-        audit.record("credentials_changed", via="admin_api", providers=providers, **ids)
 
 
 async def unauthorized(request: Request, exc: Exception) -> Response:

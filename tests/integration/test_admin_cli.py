@@ -185,3 +185,50 @@ async def test_cli_with_the_store_down_says_so_in_one_line(child_env: dict[str, 
         "pushline admin: the store at PUSHLINE_MONGODB_URI"
         f" ({nobody.replace('hunter2', '***').partition('?')[0]}) does not answer\n"
     )
+
+
+def audit_lines(err: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    return [line for line in lines if "audit" in line]
+
+
+async def test_cli_actions_write_audit_lines_without_secrets(
+    child_env: dict[str, str], db: AsyncDatabase[Document]
+) -> None:
+    env = {**child_env, "PUSHLINE_MASTER_KEY": MASTER_KEY}
+    code, out, err = await pushline(env, "create-account", "--name", "Audited", "--id", "audited")
+    assert code == 0, err
+    first_key = json.loads(out)["api_key"]
+    assert [(a["audit"], a["via"], a["account_id"]) for a in audit_lines(err)] == [
+        ("account_created", "admin_cli", "audited")
+    ]
+    code, out, err = await pushline(env, "issue-key", "audited")
+    assert code == 0, err
+    second_key = json.loads(out)["api_key"]
+    assert [a["audit"] for a in audit_lines(err)] == ["api_key_issued"]
+    webpush = {
+        "vapid_private_key": "VAPID-SECRET",
+        "vapid_public_key": "BPub",
+        "subject": "mailto:ops@example.com",
+    }
+    body = {"account_id": "audited", "id": "audited-app", "name": "A", "webpush": webpush}
+    code, out, err = await pushline(env, "create-app", "--json", "-", stdin=json.dumps(body))
+    assert code == 0, err
+    [created] = audit_lines(err)
+    assert (created["audit"], created["app_id"], created["providers"]) == (
+        "app_created",
+        "audited-app",
+        ["webpush"],
+    )
+    code, out, err = await pushline(
+        env, "update-app", "audited-app", "--remove-provider", "webpush"
+    )
+    assert code == 0, err
+    changed = audit_lines(err)
+    assert [(a["audit"], a.get("providers")) for a in changed] == [
+        ("app_changed", None),
+        ("credentials_changed", ["webpush"]),
+    ]
+    assert changed[0]["fields"] == ["webpush"]
+    for secret in (first_key, second_key, "VAPID-SECRET", MASTER_KEY):
+        assert secret not in err
