@@ -14,11 +14,12 @@ import pytest
 from aioapns import APNs, NotificationRequest, PushType
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.emulators.apns import APNSEmulator
+from services.emulators.apns import TOKEN_MAX_AGE, APNSEmulator
 from services.emulators.keys import pkcs8_pem
 from services.emulators.runner import EmulatorThread
 from services.emulators.state import TokenState
 from tests.integration.emulators.apple import apns_client, close_client
+from tests.integration.emulators.forgery import tampered
 
 TOKEN = "ab" * 32
 
@@ -209,3 +210,51 @@ async def test_provider_token_and_header_checks_over_raw_http2(apns: APNSEmulato
             405,
             {"reason": "MethodNotAllowed"},
         )
+
+
+def _provider_token(apns: APNSEmulator, iat: int, key: str | None = None) -> str:
+    return jwt.encode(
+        {"iss": apns.team_id, "iat": iat},
+        key or apns.key_pem,
+        algorithm="ES256",
+        headers={"kid": apns.key_id},
+    )
+
+
+async def _reasons(apns: APNSEmulator, tokens: list[str]) -> list[str | None]:
+    """APNs' answer to one notification per provider token, in order."""
+    context = ssl.create_default_context(cafile=str(apns.tls.ca_file))
+    reasons: list[str | None] = []
+    async with httpx.AsyncClient(http2=True, verify=context, base_url=apns.url) as client:
+        for token in tokens:
+            answer = await client.post(
+                f"/3/device/{TOKEN}",
+                headers={"apns-topic": apns.topics[0], "authorization": f"bearer {token}"},
+                content=b'{"aps": {}}',
+            )
+            reasons.append(None if answer.status_code == 200 else answer.json()["reason"])
+    return reasons
+
+
+async def test_a_verified_provider_token_still_expires(apns: APNSEmulator) -> None:
+    # Valid for two to three more seconds: verified once, then found, then too old.
+    iat = int(time.time()) - TOKEN_MAX_AGE + 3
+    token = _provider_token(apns, iat)
+    assert await _reasons(apns, [token, token]) == [None, None]
+    await asyncio.sleep(max(0.0, iat + TOKEN_MAX_AGE + 0.2 - time.time()))
+    assert await _reasons(apns, [token]) == ["ExpiredProviderToken"]
+
+
+async def test_only_the_exact_verified_token_skips_verification(apns: APNSEmulator) -> None:
+    now = int(time.time())
+    good = _provider_token(apns, now)
+    other_key = pkcs8_pem(ec.generate_private_key(ec.SECP256R1()))
+    forged = _provider_token(apns, now, key=other_key)
+    fresh = _provider_token(apns, now - 1)
+    assert await _reasons(apns, [good, tampered(good), forged, good, fresh]) == [
+        None,
+        "InvalidProviderToken",
+        "InvalidProviderToken",
+        None,
+        None,
+    ]
