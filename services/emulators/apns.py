@@ -7,7 +7,6 @@ Every error carries a JSON `reason`; `Unregistered` (410) also a `timestamp` in 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -137,15 +136,13 @@ class APNSEmulator(Emulator):
             "ca_file": str(self.tls.ca_file),
         }
 
-    async def _handle(self, request: H2Request) -> H2Response:
+    def _handle(self, request: H2Request) -> H2Response:
         if request.path.startswith(CONTROL_PREFIX):
             status, document = self.control(request.method, request.path, request.body)
             body = json.dumps(document).encode()
             return H2Response(status, [("content-type", "application/json")], body)
         apns_id = request.headers.get("apns-id") or str(uuid.uuid4()).upper()
         latency = self.controls.latency
-        if latency:
-            await asyncio.sleep(latency)
         token = request.path.removeprefix(_DEVICE_PATH)
         timestamp: int | None = None
         reason: str | None
@@ -173,12 +170,12 @@ class APNSEmulator(Emulator):
             )
         )
         if reason is None:
-            return H2Response(200, [("apns-id", apns_id)])
+            return H2Response(200, [("apns-id", apns_id)], delay=latency)
         answer: dict[str, Any] = {"reason": reason}
         if timestamp is not None:
             answer["timestamp"] = timestamp
         headers = [("apns-id", apns_id), ("content-type", "application/json")]
-        return H2Response(status, headers, json.dumps(answer).encode())
+        return H2Response(status, headers, json.dumps(answer).encode(), delay=latency)
 
     def _check(self, request: H2Request, token: str) -> None:
         """Raise _RefusalError with APNs' status and reason for the first problem found."""

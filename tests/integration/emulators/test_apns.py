@@ -258,3 +258,19 @@ async def test_only_the_exact_verified_token_skips_verification(apns: APNSEmulat
         None,
         None,
     ]
+
+
+async def test_latency_delays_each_answer_without_queueing_them(
+    apns: APNSEmulator, client: APNs
+) -> None:
+    apns.controls.slow_down(0.3)
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(
+            client.send_notification(NotificationRequest(f"{i:064x}", {"aps": {}}))
+            for i in range(20)
+        )
+    )
+    elapsed = time.monotonic() - started
+    assert [r.status for r in results] == ["200"] * 20
+    assert 0.3 <= elapsed < 2.0
