@@ -158,7 +158,10 @@ class _Connection(asyncio.Protocol):
             headers.append(("content-length", str(len(response.body))))
         try:
             self._h2.send_headers(stream_id, headers, end_stream=not response.body)
-        except h2.exceptions.StreamClosedError:
+        except h2.exceptions.ProtocolError:
+            # The client reset or closed the stream meanwhile; the rest of the connection
+            # is unaffected.
+            log.debug("no answer on stream %d", stream_id, exc_info=True)
             return
         if response.body:
             self._send_body(stream_id, memoryview(response.body))
@@ -177,8 +180,8 @@ class _Connection(asyncio.Protocol):
                     return
                 chunk, view = view[:size], view[size:]
                 self._h2.send_data(stream_id, bytes(chunk), end_stream=not view)
-        except h2.exceptions.StreamClosedError:
-            return
+        except h2.exceptions.ProtocolError:
+            log.debug("no answer body on stream %d", stream_id, exc_info=True)
 
     def _flush(self) -> None:
         data = self._h2.data_to_send()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import jwt
 import pytest
@@ -274,3 +278,52 @@ async def test_latency_delays_each_answer_without_queueing_them(
     elapsed = time.monotonic() - started
     assert [r.status for r in results] == ["200"] * 20
     assert 0.3 <= elapsed < 2.0
+
+
+async def test_a_stream_reset_before_its_delayed_answer_leaves_the_connection_serving(
+    apns: APNSEmulator,
+) -> None:
+    apns.controls.slow_down(0.3)
+    context = ssl.create_default_context(cafile=str(apns.tls.ca_file))
+    context.set_alpn_protocols(["h2"])
+    reader, writer = await asyncio.open_connection(apns.host, apns.port, ssl=context)
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    connection.initiate_connection()
+    headers = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", apns.host),
+        (":path", f"/3/device/{TOKEN}"),
+        ("apns-topic", apns.topics[0]),
+        ("authorization", f"bearer {_provider_token(apns, int(time.time()))}"),
+    ]
+    for stream_id in (1, 3):
+        connection.send_headers(stream_id, headers)
+        connection.send_data(stream_id, b'{"aps": {}}', end_stream=True)
+    connection.reset_stream(1)
+    writer.write(connection.data_to_send())
+    answered: dict[int, str] = {}
+
+    async def read(seconds: float) -> None:
+        data = await asyncio.wait_for(reader.read(65_536), seconds)
+        assert data, "the emulator closed the connection"
+        for event in connection.receive_data(data):
+            assert not isinstance(event, h2.events.ConnectionTerminated)
+            if isinstance(event, h2.events.ResponseReceived):
+                assert event.stream_id is not None
+                assert event.headers is not None
+                answered[event.stream_id] = dict(event.headers)[b":status"].decode()
+        writer.write(connection.data_to_send())
+
+    try:
+        while 3 not in answered:
+            await read(5)
+        # Whatever else comes until stream 1's answer would have been due.
+        deadline = time.monotonic() + 0.6
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await read(left)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert answered == {3: "200"}
