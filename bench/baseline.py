@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 
 from bench.fanout import resolve
-from bench.harness import Stage, cpu_seconds, peak_rss_mb
+from bench.harness import Stage, cpu_seconds, emulator_costs, peak_rss_mb
 from services.core import kafka, topics
 from services.core.events import PushJob
 from services.core.secrets import Vault
@@ -43,6 +43,7 @@ async def run(stage: Stage, providers: Sequence[str], count: int, mode: str) -> 
     for service in stage.services:
         service.stop()  # the resolver: idle from here, but not part of the baseline
     out = stage.state / f"baseline-{mode}.json"
+    emulators_cpu = stage.emulators_cpu()
     consumer = stage.spawn("baseline", ["bench.baseline", mode, str(count), str(out)])
     deadline = time.monotonic() + max(120.0, count / 20)
     while consumer.process.poll() is None:
@@ -52,6 +53,7 @@ async def run(stage: Stage, providers: Sequence[str], count: int, mode: str) -> 
     if consumer.process.returncode != 0:
         raise RuntimeError(f"the baseline consumer exited with {consumer.process.returncode}")
     figures: dict[str, Any] = json.loads(out.read_text())
+    figures.update(emulator_costs(stage, emulators_cpu, count, figures["seconds"]))
     name = "+".join(providers) if len(providers) == 1 else "mixed"
     return {"case": name if mode == "stream" else f"{name} (emulators)", **figures}
 

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import Sampler, Stage, audience, costs, percentile, selectors, send
+from bench.harness import (
+    Sampler,
+    Stage,
+    audience,
+    costs,
+    emulator_costs,
+    percentile,
+    selectors,
+    send,
+)
 
 WORKERS = ("resolver", "sender", "feedback")
 
@@ -23,6 +32,7 @@ async def run(stage: Stage, providers: Sequence[str], count: int) -> dict[str, A
     await stage.warm_up(done=True)
     for service in services:
         service.mark()
+    emulators_cpu = stage.emulators_cpu()
     request = await send(stage, selectors(count))
 
     async def ended() -> int:
@@ -34,6 +44,7 @@ async def run(stage: Stage, providers: Sequence[str], count: int) -> dict[str, A
     sampler = Sampler(ended, count)
     seconds = await sampler.run(limit=max(120.0, count / 20))
     spent = costs(services, count)
+    emulators = emulator_costs(stage, emulators_cpu, count, seconds)
     latencies = [
         (doc["answered_at"] - request.accepted_at).total_seconds() * 1000
         async for doc in stage.db.deliveries.find(
@@ -52,6 +63,7 @@ async def run(stage: Stage, providers: Sequence[str], count: int) -> dict[str, A
         "p99_ms": round(percentile(latencies, 0.99), 1),
         "load_per_second": round(load_rate),
         **spent,
+        **emulators,
         "series": sampler.series,
     }
 

@@ -44,9 +44,10 @@ LOAD_BATCH = 5000
 SAMPLE_SECONDS = 0.25
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of a process, or of one of its threads, from /proc (Linux)."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -111,6 +112,7 @@ class Stage:
     fcm: FCMEmulator
     apns: APNSEmulator
     webpush: WebPushEmulator
+    emulators: EmulatorThread
     services: list[Service] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
@@ -122,6 +124,10 @@ class Stage:
             "PUSHLINE_STATE_DIR": str(self.state),
             "PUSHLINE_LOG_LEVEL": "WARNING",
         }
+
+    def emulators_cpu(self) -> float:
+        """CPU seconds the emulators' thread (in this process) has used so far."""
+        return cpu_seconds(os.getpid(), self.emulators.native_id)
 
     async def start(self, *names: str) -> list[Service]:
         """Start Pushline services (`pushline <name>`) and wait until each is ready."""
@@ -187,7 +193,7 @@ async def stage() -> AsyncIterator[Stage]:
             APNSEmulator(cert_dir=state / "tls", record_limit=1),
         )
         webpush = WebPushEmulator(record_limit=1)
-        with EmulatorThread(fcm, apns, webpush):
+        with EmulatorThread(fcm, apns, webpush) as emulators:
             write_clients(settings.model_copy(update={"state_dir": state}), [fcm, apns, webpush])
             await ensure_indexes(db)
             now = utc_now()
@@ -201,7 +207,7 @@ async def stage() -> AsyncIterator[Stage]:
                     "updated": now,
                 }
             )
-            running = Stage(settings, state, db, fcm, apns, webpush)
+            running = Stage(settings, state, db, fcm, apns, webpush, emulators)
             try:
                 yield running
             finally:
@@ -322,6 +328,18 @@ def costs(services: Sequence[Service], notifications: int) -> dict[str, Any]:
         "cpu_seconds": cpu,
         "cpu_seconds_per_1000": round(sum(cpu.values()) * 1000 / max(notifications, 1), 3),
         "peak_rss_mb": {s.name: round(s.peak_rss(), 1) for s in services},
+    }
+
+
+def emulator_costs(
+    stage: Stage, cpu_start: float, notifications: int, seconds: float
+) -> dict[str, Any]:
+    """The emulators' CPU seconds per 1,000 notifications since `cpu_start`, and the share of
+    one core they were busy over `seconds`: under 0.5, they could have served twice the rate."""
+    cpu = stage.emulators_cpu() - cpu_start
+    return {
+        "emulators_cpu_seconds_per_1000": round(cpu * 1000 / max(notifications, 1), 3),
+        "emulators_busy": round(cpu / seconds, 3),
     }
 
 

@@ -28,6 +28,8 @@ COLUMNS = (
     ("deliver_ratio", "deliver/baseline", "{:.2f}"),
     ("cpu_seconds_per_1000", "CPU s/1000", "{:.2f}"),
     ("peak_rss_mb", "peak RSS MiB", "{}"),
+    ("emulators_cpu_seconds_per_1000", "emulators CPU s/1000", "{:.2f}"),
+    ("emulators_busy", "emulators busy", "{:.0%}"),
     ("load_per_second", "store load/s", "{:,.0f}"),
 )
 

@@ -7,7 +7,6 @@ Every error carries a JSON `reason`; `Unregistered` (410) also a `timestamp` in 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -23,6 +22,7 @@ from services.emulators.h2server import H2Request, H2Response, H2Server
 from services.emulators.keys import ec_key, pkcs8_pem
 from services.emulators.state import RECORD_LIMIT, Record, TokenState
 from services.emulators.tls import TLSFiles, certificates
+from services.emulators.verified import VerifiedTokens
 
 _DEVICE_PATH = "/3/device/"
 _TOKEN = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -92,6 +92,8 @@ class APNSEmulator(Emulator):
         self.key_id = key_id
         self.topics = topics
         self._key = key or ec_key()
+        # Provider tokens verified once each: clients reuse one for up to an hour.
+        self._verified = VerifiedTokens()
         self.tls: TLSFiles = certificates(cert_dir)
         self._server = H2Server(self._handle, self.tls.server_context(["h2"]))
         self._host = "127.0.0.1"
@@ -134,15 +136,13 @@ class APNSEmulator(Emulator):
             "ca_file": str(self.tls.ca_file),
         }
 
-    async def _handle(self, request: H2Request) -> H2Response:
+    def _handle(self, request: H2Request) -> H2Response:
         if request.path.startswith(CONTROL_PREFIX):
             status, document = self.control(request.method, request.path, request.body)
             body = json.dumps(document).encode()
             return H2Response(status, [("content-type", "application/json")], body)
         apns_id = request.headers.get("apns-id") or str(uuid.uuid4()).upper()
         latency = self.controls.latency
-        if latency:
-            await asyncio.sleep(latency)
         token = request.path.removeprefix(_DEVICE_PATH)
         timestamp: int | None = None
         reason: str | None
@@ -170,12 +170,12 @@ class APNSEmulator(Emulator):
             )
         )
         if reason is None:
-            return H2Response(200, [("apns-id", apns_id)])
+            return H2Response(200, [("apns-id", apns_id)], delay=latency)
         answer: dict[str, Any] = {"reason": reason}
         if timestamp is not None:
             answer["timestamp"] = timestamp
         headers = [("apns-id", apns_id), ("content-type", "application/json")]
-        return H2Response(status, headers, json.dumps(answer).encode())
+        return H2Response(status, headers, json.dumps(answer).encode(), delay=latency)
 
     def _check(self, request: H2Request, token: str) -> None:
         """Raise _RefusalError with APNs' status and reason for the first problem found."""
@@ -209,6 +209,18 @@ class APNSEmulator(Emulator):
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer":
             raise _RefusalError(403, "InvalidProviderToken")
+        now = time.time()
+        issued = self._verified.get(token, now)
+        if issued is None:
+            issued = self._verify(token)
+            self._verified.put(token, issued, expires=issued["iat"] + TOKEN_MAX_AGE)
+        if issued["iat"] > now + 60:
+            raise _RefusalError(403, "InvalidProviderToken")
+        if now - issued["iat"] > TOKEN_MAX_AGE:
+            raise _RefusalError(403, "ExpiredProviderToken")
+
+    def _verify(self, token: str) -> dict[str, int]:
+        """{"iat": ...} of a token signed with this team's key; raises _RefusalError."""
         try:
             header = jwt.get_unverified_header(token)
             claims = jwt.decode(
@@ -218,16 +230,12 @@ class APNSEmulator(Emulator):
                 issuer=self.team_id,
                 options={"require": ["iss", "iat"], "verify_iat": False},
             )
-        except jwt.PyJWTError as exc:
+            issued = int(claims["iat"])
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise _RefusalError(403, "InvalidProviderToken") from exc
         if header.get("kid") != self.key_id:
             raise _RefusalError(403, "InvalidProviderToken")
-        issued = int(claims["iat"])
-        now = time.time()
-        if issued > now + 60:
-            raise _RefusalError(403, "InvalidProviderToken")
-        if now - issued > TOKEN_MAX_AGE:
-            raise _RefusalError(403, "ExpiredProviderToken")
+        return {"iat": issued}
 
 
 def _check_headers(headers: dict[str, str]) -> None:

@@ -1,9 +1,11 @@
 """A small HTTP/2-over-TLS server on asyncio and h2, for the APNs emulator.
 
-Each request is handed to an async handler once its stream ends. A response body that fits
-the peer's flow-control window and frame size goes out as ONE DATA frame that ends the
-stream, as Apple's servers send it: aioapns 4.0 parses every DATA frame as a whole JSON
-document.
+Each request is handed to a handler once its stream ends, and its answer is written in the
+same pass over the bytes received: the answers to every request of one read leave in one TLS
+write, with no task per request (a task and a write per answer cost the emulator more than
+its checks). A response body that fits the peer's flow-control window and frame size goes out
+as ONE DATA frame that ends the stream, as Apple's servers send it: aioapns 4.0 parses every
+DATA frame as a whole JSON document.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import h2.config
@@ -40,14 +42,15 @@ class H2Request:
 
 @dataclass(frozen=True)
 class H2Response:
-    """What the handler answers."""
+    """What the handler answers, and how many seconds later to send it."""
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    delay: float = 0.0
 
 
-Handler = Callable[[H2Request], Awaitable[H2Response]]
+Handler = Callable[[H2Request], H2Response]
 
 
 class _Connection(asyncio.Protocol):
@@ -59,8 +62,9 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._headers: dict[int, list[tuple[str, str]]] = {}
         self._bodies: dict[int, bytearray] = {}
-        self._windows: dict[int, asyncio.Event] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # What is left of a response body while the peer's flow-control window is full.
+        self._unsent: dict[int, memoryview] = {}
+        self._delayed: dict[int, asyncio.TimerHandle] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -77,10 +81,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
-        for task in self._tasks:
-            task.cancel()
-        for window in self._windows.values():
-            window.set()
+        for timer in self._delayed.values():
+            timer.cancel()
+        self._delayed.clear()
+        self._unsent.clear()
+        self._transport = None
 
     def close(self) -> None:
         if self._transport is not None:
@@ -114,9 +119,13 @@ class _Connection(asyncio.Protocol):
         elif isinstance(event, h2.events.StreamReset) and event.stream_id is not None:
             self._headers.pop(event.stream_id, None)
             self._bodies.pop(event.stream_id, None)
+            self._unsent.pop(event.stream_id, None)
+            timer = self._delayed.pop(event.stream_id, None)
+            if timer is not None:
+                timer.cancel()
         elif isinstance(event, h2.events.WindowUpdated):
-            for window in self._windows.values():
-                window.set()
+            for stream_id in list(self._unsent):
+                self._send_body(stream_id, self._unsent.pop(stream_id))
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.close()
 
@@ -126,45 +135,53 @@ class _Connection(asyncio.Protocol):
         pseudo = {name: value for name, value in raw if name.startswith(":")}
         headers = {name.lower(): value for name, value in raw if not name.startswith(":")}
         request = H2Request(pseudo.get(":method", ""), pseudo.get(":path", ""), headers, body)
-        task = asyncio.get_running_loop().create_task(self._answer(stream_id, request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, stream_id: int, request: H2Request) -> None:
         try:
-            response = await self._handler(request)
+            response = self._handler(request)
         except Exception:
             log.exception("emulator handler failed")
             response = H2Response(500, [("content-type", "application/json")], b"{}")
-        try:
-            headers = [(":status", str(response.status)), *response.headers]
-            if response.body:
-                headers.append(("content-length", str(len(response.body))))
-            self._h2.send_headers(stream_id, headers, end_stream=not response.body)
-            await self._send_body(stream_id, response.body)
-        except h2.exceptions.StreamClosedError:
+        if response.delay <= 0:
+            self._respond(stream_id, response)
             return
+        self._delayed[stream_id] = asyncio.get_running_loop().call_later(
+            response.delay, self._respond_later, stream_id, response
+        )
+
+    def _respond_later(self, stream_id: int, response: H2Response) -> None:
+        del self._delayed[stream_id]
+        self._respond(stream_id, response)
         self._flush()
 
-    async def _send_body(self, stream_id: int, body: bytes) -> None:
-        view = memoryview(body)
-        while view:
-            size = min(
-                len(view),
-                self._h2.local_flow_control_window(stream_id),
-                self._h2.max_outbound_frame_size,
-            )
-            if size <= 0:
-                window = self._windows.setdefault(stream_id, asyncio.Event())
-                window.clear()
-                self._flush()
-                await window.wait()
-                if self._transport is None or self._transport.is_closing():
+    def _respond(self, stream_id: int, response: H2Response) -> None:
+        headers = [(":status", str(response.status)), *response.headers]
+        if response.body:
+            headers.append(("content-length", str(len(response.body))))
+        try:
+            self._h2.send_headers(stream_id, headers, end_stream=not response.body)
+        except h2.exceptions.ProtocolError:
+            # The client reset or closed the stream meanwhile; the rest of the connection
+            # is unaffected.
+            log.debug("no answer on stream %d", stream_id, exc_info=True)
+            return
+        if response.body:
+            self._send_body(stream_id, memoryview(response.body))
+
+    def _send_body(self, stream_id: int, view: memoryview) -> None:
+        """Send as much of the body as the window allows; keep the rest for a window update."""
+        try:
+            while view:
+                size = min(
+                    len(view),
+                    self._h2.local_flow_control_window(stream_id),
+                    self._h2.max_outbound_frame_size,
+                )
+                if size <= 0:
+                    self._unsent[stream_id] = view
                     return
-                continue
-            chunk, view = view[:size], view[size:]
-            self._h2.send_data(stream_id, bytes(chunk), end_stream=not view)
-        self._windows.pop(stream_id, None)
+                chunk, view = view[:size], view[size:]
+                self._h2.send_data(stream_id, bytes(chunk), end_stream=not view)
+        except h2.exceptions.ProtocolError:
+            log.debug("no answer body on stream %d", stream_id, exc_info=True)
 
     def _flush(self) -> None:
         data = self._h2.data_to_send()

@@ -51,6 +51,11 @@ class EmulatorThread:
             self._thread.join()
             raise self._error
 
+    @property
+    def native_id(self) -> int | None:
+        """The thread's id in the OS once started (its CPU time is in /proc/self/task/<id>)."""
+        return self._thread.native_id
+
     def stop(self) -> None:
         """Stop every emulator and the thread."""
         if self._thread.is_alive():

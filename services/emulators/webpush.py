@@ -11,6 +11,7 @@ https://mozilla-services.github.io/autopush-rs/errors.html
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -31,6 +32,7 @@ from services.emulators.emulator import ControlRoute
 from services.emulators.httpserver import HTTPEmulator
 from services.emulators.keys import secret
 from services.emulators.state import RECORD_LIMIT, Record, TokenState
+from services.emulators.verified import VerifiedTokens
 
 # The largest body a push service must accept (RFC 8030 section 7.2).
 MAX_BODY = 4096
@@ -55,6 +57,18 @@ def _raw_public(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _subscription_keys(
+    subscription_secret: bytes, seed: bytes
+) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    """A subscription's private key and auth secret. Derived, not stored; kept for the
+    subscriptions in use, since deriving the key costs as much as decrypting a body."""
+    wide = hmac.new(subscription_secret, b"p256dh" + seed, hashlib.sha512).digest()
+    scalar = int.from_bytes(wide, "big") % (_P256_ORDER - 1) + 1
+    auth = hmac.new(subscription_secret, b"auth" + seed, hashlib.sha256).digest()[:16]
+    return ec.derive_private_key(scalar, ec.SECP256R1()), auth
 
 
 class _RefusalError(Exception):
@@ -105,6 +119,8 @@ class WebPushEmulator(HTTPEmulator):
     ) -> None:
         super().__init__(record_limit=record_limit)
         self._secret = subscription_secret or secret()
+        # VAPID tokens verified once each: clients reuse one until near its `exp`.
+        self._verified = VerifiedTokens()
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/push/{id}", self._push)]
@@ -133,7 +149,7 @@ class WebPushEmulator(HTTPEmulator):
             binding = hashlib.sha256(raw).digest()[:_BINDING]
         seed = secrets.token_bytes(_NONCE) + binding
         subscription_id = b64url(seed + self._mac(seed))
-        private, auth = self._keys(seed)
+        private, auth = _subscription_keys(self._secret, seed)
         return {
             "endpoint": f"{self.url}/push/{subscription_id}",
             "expirationTime": None,
@@ -142,12 +158,6 @@ class WebPushEmulator(HTTPEmulator):
 
     def _mac(self, seed: bytes) -> bytes:
         return hmac.new(self._secret, b"id" + seed, hashlib.sha256).digest()[:_MAC]
-
-    def _keys(self, seed: bytes) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
-        wide = hmac.new(self._secret, b"p256dh" + seed, hashlib.sha512).digest()
-        scalar = int.from_bytes(wide, "big") % (_P256_ORDER - 1) + 1
-        auth = hmac.new(self._secret, b"auth" + seed, hashlib.sha256).digest()[:16]
-        return ec.derive_private_key(scalar, ec.SECP256R1()), auth
 
     def _seed(self, subscription_id: str) -> bytes | None:
         """The seed behind a subscription id this emulator minted, else None."""
@@ -233,7 +243,7 @@ class WebPushEmulator(HTTPEmulator):
             return b""
         if request.headers.get("Content-Encoding", "").lower() != "aes128gcm":
             raise _RefusalError(400, 110, "Invalid Content-Encoding; expected aes128gcm")
-        private, auth = self._keys(seed)
+        private, auth = _subscription_keys(self._secret, seed)
         try:
             return bytes(
                 http_ece.decrypt(body, private_key=private, auth_secret=auth, version="aes128gcm")
@@ -248,7 +258,24 @@ class WebPushEmulator(HTTPEmulator):
         scheme, _, rest = authorization.partition(" ")
         if scheme.lower() != "vapid":
             raise _RefusalError(401, 109, "Missing or invalid VAPID Authorization header")
-        parts = dict(part.strip().split("=", 1) for part in rest.split(",") if "=" in part.strip())
+        now = time.time()
+        # Keyed on what the token is checked against: its audience, and `t` and `k` as sent.
+        key = f"{self.url} {rest}"
+        verified = self._verified.get(key, now)
+        if verified is None:
+            verified = self._verify_vapid(rest)
+            self._verified.put(key, verified, expires=verified["exp"])
+        if verified["exp"] > now + VAPID_MAX_LIFETIME:
+            raise _RefusalError(401, 109, "Invalid VAPID credentials: exp more than 24 hours ahead")
+        if binding != bytes(_BINDING) and verified["binding"] != binding:
+            raise _RefusalError(403, 109, "VAPID key does not match the subscription's key")
+
+    def _verify_vapid(self, parameters: str) -> dict[str, Any]:
+        """{"exp", "binding"} of a VAPID `t=..., k=...` whose JWT is signed with `k` for this
+        push service; raises _RefusalError."""
+        parts = dict(
+            part.strip().split("=", 1) for part in parameters.split(",") if "=" in part.strip()
+        )
         try:
             raw_key = _unb64url(parts["k"])
             public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw_key)
@@ -259,16 +286,14 @@ class WebPushEmulator(HTTPEmulator):
                 audience=self.url,
                 options={"require": ["aud", "exp", "sub"]},
             )
-        except (KeyError, ValueError, jwt.PyJWTError) as exc:
+            expires = int(claims["exp"])
+        except (KeyError, TypeError, ValueError, jwt.PyJWTError) as exc:
             raise _RefusalError(401, 109, f"Invalid VAPID credentials: {exc}") from exc
-        if int(claims["exp"]) > time.time() + VAPID_MAX_LIFETIME:
-            raise _RefusalError(401, 109, "Invalid VAPID credentials: exp more than 24 hours ahead")
         if not str(claims["sub"]).startswith(("mailto:", "https:")):
             raise _RefusalError(
                 401, 109, "Invalid VAPID credentials: sub must be mailto: or https:"
             )
-        if binding != bytes(_BINDING) and hashlib.sha256(raw_key).digest()[:_BINDING] != binding:
-            raise _RefusalError(403, 109, "VAPID key does not match the subscription's key")
+        return {"exp": expires, "binding": hashlib.sha256(raw_key).digest()[:_BINDING]}
 
 
 def _json_or_none(plaintext: bytes | None) -> Any:

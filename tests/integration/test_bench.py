@@ -27,3 +27,7 @@ async def test_quick_bench_counts_every_notification(
         for row in rows:
             assert row["notifications"] > 0, (scenario, row["case"])
             assert row["counted"] == row["notifications"], (scenario, row["case"])
+            if scenario in ("deliver", "baseline", "emulators"):
+                # The emulators' thread answered every send: its CPU time is theirs.
+                assert row["emulators_cpu_seconds_per_1000"] > 0, (scenario, row["case"])
+                assert 0 < row["emulators_busy"] < 1.5, (scenario, row["case"])

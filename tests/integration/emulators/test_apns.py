@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import jwt
 import pytest
 from aioapns import APNs, NotificationRequest, PushType
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.emulators.apns import APNSEmulator
+from services.emulators.apns import TOKEN_MAX_AGE, APNSEmulator
 from services.emulators.keys import pkcs8_pem
 from services.emulators.runner import EmulatorThread
 from services.emulators.state import TokenState
 from tests.integration.emulators.apple import apns_client, close_client
+from tests.integration.emulators.forgery import tampered
 
 TOKEN = "ab" * 32
 
@@ -209,3 +214,116 @@ async def test_provider_token_and_header_checks_over_raw_http2(apns: APNSEmulato
             405,
             {"reason": "MethodNotAllowed"},
         )
+
+
+def _provider_token(apns: APNSEmulator, iat: int, key: str | None = None) -> str:
+    return jwt.encode(
+        {"iss": apns.team_id, "iat": iat},
+        key or apns.key_pem,
+        algorithm="ES256",
+        headers={"kid": apns.key_id},
+    )
+
+
+async def _reasons(apns: APNSEmulator, tokens: list[str]) -> list[str | None]:
+    """APNs' answer to one notification per provider token, in order."""
+    context = ssl.create_default_context(cafile=str(apns.tls.ca_file))
+    reasons: list[str | None] = []
+    async with httpx.AsyncClient(http2=True, verify=context, base_url=apns.url) as client:
+        for token in tokens:
+            answer = await client.post(
+                f"/3/device/{TOKEN}",
+                headers={"apns-topic": apns.topics[0], "authorization": f"bearer {token}"},
+                content=b'{"aps": {}}',
+            )
+            reasons.append(None if answer.status_code == 200 else answer.json()["reason"])
+    return reasons
+
+
+async def test_a_verified_provider_token_still_expires(apns: APNSEmulator) -> None:
+    # Valid for two to three more seconds: verified once, then found, then too old.
+    iat = int(time.time()) - TOKEN_MAX_AGE + 3
+    token = _provider_token(apns, iat)
+    assert await _reasons(apns, [token, token]) == [None, None]
+    await asyncio.sleep(max(0.0, iat + TOKEN_MAX_AGE + 0.2 - time.time()))
+    assert await _reasons(apns, [token]) == ["ExpiredProviderToken"]
+
+
+async def test_only_the_exact_verified_token_skips_verification(apns: APNSEmulator) -> None:
+    now = int(time.time())
+    good = _provider_token(apns, now)
+    other_key = pkcs8_pem(ec.generate_private_key(ec.SECP256R1()))
+    forged = _provider_token(apns, now, key=other_key)
+    fresh = _provider_token(apns, now - 1)
+    assert await _reasons(apns, [good, tampered(good), forged, good, fresh]) == [
+        None,
+        "InvalidProviderToken",
+        "InvalidProviderToken",
+        None,
+        None,
+    ]
+
+
+async def test_latency_delays_each_answer_without_queueing_them(
+    apns: APNSEmulator, client: APNs
+) -> None:
+    apns.controls.slow_down(0.3)
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(
+            client.send_notification(NotificationRequest(f"{i:064x}", {"aps": {}}))
+            for i in range(20)
+        )
+    )
+    elapsed = time.monotonic() - started
+    assert [r.status for r in results] == ["200"] * 20
+    assert 0.3 <= elapsed < 2.0
+
+
+async def test_a_stream_reset_before_its_delayed_answer_leaves_the_connection_serving(
+    apns: APNSEmulator,
+) -> None:
+    apns.controls.slow_down(0.3)
+    context = ssl.create_default_context(cafile=str(apns.tls.ca_file))
+    context.set_alpn_protocols(["h2"])
+    reader, writer = await asyncio.open_connection(apns.host, apns.port, ssl=context)
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    connection.initiate_connection()
+    headers = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", apns.host),
+        (":path", f"/3/device/{TOKEN}"),
+        ("apns-topic", apns.topics[0]),
+        ("authorization", f"bearer {_provider_token(apns, int(time.time()))}"),
+    ]
+    for stream_id in (1, 3):
+        connection.send_headers(stream_id, headers)
+        connection.send_data(stream_id, b'{"aps": {}}', end_stream=True)
+    connection.reset_stream(1)
+    writer.write(connection.data_to_send())
+    answered: dict[int, str] = {}
+
+    async def read(seconds: float) -> None:
+        data = await asyncio.wait_for(reader.read(65_536), seconds)
+        assert data, "the emulator closed the connection"
+        for event in connection.receive_data(data):
+            assert not isinstance(event, h2.events.ConnectionTerminated)
+            if isinstance(event, h2.events.ResponseReceived):
+                assert event.stream_id is not None
+                assert event.headers is not None
+                answered[event.stream_id] = dict(event.headers)[b":status"].decode()
+        writer.write(connection.data_to_send())
+
+    try:
+        while 3 not in answered:
+            await read(5)
+        # Whatever else comes until stream 1's answer would have been due.
+        deadline = time.monotonic() + 0.6
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await read(left)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert answered == {3: "200"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,14 @@ def test_all_three_start_on_free_ports_and_stop(tmp_path: Path) -> None:
         assert httpx.get(f"{fcm.url}/_emulator/config").json()["project_id"] == fcm.project_id
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{fcm.url}/_emulator/config")
+
+
+def test_the_thread_is_named_for_cpu_accounting() -> None:
+    emulators = EmulatorThread(WebPushEmulator())
+    assert emulators.native_id is None
+    with emulators:
+        assert emulators.native_id not in (None, threading.get_native_id())
+        assert Path(f"/proc/self/task/{emulators.native_id}/stat").exists()
 
 
 def test_a_busy_port_fails_the_start() -> None:

@@ -17,6 +17,7 @@ from pywebpush import WebPusher, WebPushException, webpush
 from services.emulators.runner import EmulatorThread
 from services.emulators.state import TokenState
 from services.emulators.webpush import WebPushEmulator, b64url
+from tests.integration.emulators.forgery import tampered
 
 SUBJECT = "mailto:ops@example.com"
 
@@ -195,3 +196,46 @@ async def test_the_control_api(push: WebPushEmulator, vapid: Vapid02) -> None:
         assert (await control.get("/_emulator/records")).json() == {"records": []}
         missing = await control.post("/_emulator/nothing", json={})
         assert missing.status_code == 404
+
+
+def _post(subscription: dict[str, Any], authorization: str) -> int:
+    """Push to `subscription` with exactly this Authorization header."""
+    body = WebPusher(subscription).encode(b"x")["body"]
+    headers = {"Authorization": authorization, "TTL": "60", "Content-Encoding": "aes128gcm"}
+    return httpx.post(subscription["endpoint"], content=body, headers=headers).status_code
+
+
+def _vapid_header(push: WebPushEmulator, vapid: Vapid02, **claims: Any) -> str:
+    header: str = vapid.sign({"sub": SUBJECT, "aud": push.url, **claims})["Authorization"]
+    return header
+
+
+def test_a_verified_vapid_token_still_expires(push: WebPushEmulator, vapid: Vapid02) -> None:
+    subscription = push.subscribe()
+    expires = int(time.time()) + 3
+    header = _vapid_header(push, vapid, exp=expires)
+    assert [_post(subscription, header) for _ in range(2)] == [201, 201]
+    time.sleep(max(0.0, expires + 0.2 - time.time()))
+    assert _post(subscription, header) == 401
+
+
+def test_only_the_exact_verified_vapid_token_skips_verification(
+    push: WebPushEmulator, vapid: Vapid02
+) -> None:
+    subscription = push.subscribe()
+    good = _vapid_header(push, vapid)
+    token = good.partition("t=")[2].partition(",")[0]
+    forged = good.replace(token, tampered(token))
+    other = Vapid02()
+    other.generate_keys()
+    # Signed by `vapid`, presented with another key's `k`.
+    wrong_key = good.replace(good.partition("k=")[2], _public(other))
+    assert [_post(subscription, h) for h in (good, forged, wrong_key, good)] == [
+        201,
+        401,
+        401,
+        201,
+    ]
+    # A verified token is still checked against each subscription's binding.
+    bound_elsewhere = push.subscribe(application_server_key=_public(other))
+    assert _post(bound_elsewhere, good) == 403
