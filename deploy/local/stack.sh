@@ -20,6 +20,10 @@ cache=${PUSHLINE_CACHE_DIR:-$HOME/.cache/pushline}
 state=${PUSHLINE_STATE_DIR:-$HOME/.local/state/pushline}
 kafka_heap=${PUSHLINE_KAFKA_HEAP:-1g}
 store_heap=${PUSHLINE_STORE_HEAP:-1g}
+# Unset: H2's defaults (16 MB, 1 s, 45 s); see StoreServer.java.
+store_cache_mb=${PUSHLINE_STORE_CACHE_MB:-}
+store_commit_ms=${PUSHLINE_STORE_COMMIT_MS:-}
+store_retention_ms=${PUSHLINE_STORE_RETENTION_MS:-}
 kafka_port=${PUSHLINE_KAFKA_PORT:-9092}
 controller_port=${PUSHLINE_KAFKA_CONTROLLER_PORT:-9093}
 store_port=${PUSHLINE_STORE_PORT:-27017}
@@ -101,7 +105,10 @@ store_up() {
   mkdir -p "$dir"
   if ! alive store; then
     log "starting store"
-    nohup java "-Xmx$store_heap" -cp "$cache/store/libs/*" "$here/StoreServer.java" \
+    nohup java "-Xmx$store_heap" ${store_cache_mb:+"-Dstore.cacheMb=$store_cache_mb"} \
+      ${store_commit_ms:+"-Dstore.commitMs=$store_commit_ms"} \
+      ${store_retention_ms:+"-Dstore.retentionMs=$store_retention_ms"} \
+      -cp "$cache/store/libs/*" "$here/StoreServer.java" \
       127.0.0.1 "$store_port" "$dir/pushline.mv" >"$dir/store.log" 2>&1 &
     echo $! >"$state/store.pid"
   fi

@@ -54,6 +54,10 @@ class Stack:
         """SIGKILL the broker: no controlled shutdown, no flush."""
         self._signal("kafka", signal.SIGKILL)
 
+    def kill_store(self) -> None:
+        """SIGKILL the store: no shutdown hook, no flush of what it has not committed."""
+        self._signal("store", signal.SIGKILL)
+
     def stop_store(self) -> None:
         """Stop the store (it flushes its file on the way out) and wait until it is gone."""
         self._signal("store", signal.SIGTERM)
