@@ -9,6 +9,9 @@ public address when checked and to a private one a moment later (DNS rebinding) 
 cannot steer the connection. TLS still verifies, and sends as SNI, the URL's host name; the
 `Host` header is the URL's. Redirects are never followed: the clients built here return a
 3xx as it is.
+
+Two transports carry the policy: `client()`, an httpx client (webhooks), and `connector()`,
+an aiohttp connector (Web Push, whose volume needs aiohttp's lower cost per request).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+import aiohttp
 import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from services.core.errors import OutboundRefusedError
 
@@ -179,6 +184,62 @@ def client(
         timeout=timeout,
         follow_redirects=False,
         trust_env=False,
+    )
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's name resolution under the policy: a name resolves to its checked public
+    addresses, and aiohttp connects to exactly those."""
+
+    def __init__(self, resolve: Resolver = system_resolver) -> None:
+        self._resolve = resolve
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The checked addresses of `host`. Raises OutboundRefusedError (see
+        `public_addresses`)."""
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in await public_addresses(host, port, self._resolve)
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def public_socket(
+    addr_info: tuple[int, int, int, str, tuple[str, int] | tuple[str, int, int, int]],
+) -> socket.socket:
+    """A socket for a connection to a public address; the last check before connecting.
+
+    aiohttp skips the resolver for a URL whose host is an IP address, so the address is
+    checked here too. Raises OutboundRefusedError for a non-public address.
+    """
+    family, kind, proto, _, address = addr_info
+    if not is_public(str(address[0])):
+        raise OutboundRefusedError(f"the non-public address {address[0]} is not a target")
+    return socket.socket(family, kind, proto)
+
+
+def connector(
+    *, allow_private: bool, limit: int, resolve: Resolver = system_resolver
+) -> aiohttp.TCPConnector:
+    """An aiohttp connector for callers' URLs: at most `limit` connections, kept alive,
+    opened only to checked public addresses unless `allow_private`. Build it inside the
+    event loop that uses it. Its sessions must not follow redirects (`allow_redirects=False`)
+    nor read proxies from the environment (aiohttp's default)."""
+    if allow_private:
+        return aiohttp.TCPConnector(limit=limit)
+    return aiohttp.TCPConnector(
+        limit=limit, resolver=GuardedResolver(resolve), socket_factory=public_socket
     )
 
 
