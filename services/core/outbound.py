@@ -10,6 +10,9 @@ address. A name that resolves to a public address when checked and to a private 
 moment later (DNS rebinding) therefore cannot steer the connection. TLS still verifies, and
 sends as SNI, the URL's host name; the `Host` header is the URL's. Redirects are never
 followed: the clients built here return a 3xx as it is.
+
+Two transports carry the policy: `client()`, an httpx client (webhooks), and `connector()`,
+an aiohttp connector (Web Push, whose volume needs aiohttp's lower cost per request).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from contextlib import contextmanager
 from typing import Final
 
+import aiohttp
 import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from services.core.errors import OutboundRefusedError
 
@@ -264,6 +269,86 @@ def client(
         timeout=timeout,
         follow_redirects=False,
         trust_env=False,
+    )
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's name resolution under the policy: a name resolves to its checked public
+    addresses, and aiohttp connects to exactly those. A `host_port` in `targets` resolves
+    unchecked, and its addresses are remembered in `allowed` for `GuardedSockets`."""
+
+    def __init__(
+        self, resolve: Resolver = system_resolver, *, targets: Collection[str] = ()
+    ) -> None:
+        self._resolve = resolve
+        self._targets = frozenset(targets)
+        # Resolved addresses of allowed targets, as `host_port` strings: what a socket
+        # to a private address may connect to.
+        self.allowed: set[str] = set(self._targets)
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The checked addresses of `host`. Raises OutboundRefusedError (see
+        `public_addresses`)."""
+        if host_port(host, port) in self._targets:
+            addresses = await self._resolve(host, port)
+            self.allowed.update(host_port(address, port) for address in addresses)
+        else:
+            addresses = await public_addresses(host, port, self._resolve)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class GuardedSockets:
+    """The connector's socket factory: the last check before connecting. aiohttp skips the
+    resolver for a URL whose host is an IP address, so the address is checked here too."""
+
+    def __init__(self, resolver: GuardedResolver) -> None:
+        self._resolver = resolver
+
+    def __call__(
+        self,
+        addr_info: tuple[int, int, int, str, tuple[str, int] | tuple[str, int, int, int]],
+    ) -> socket.socket:
+        """A socket for a public address or an allowed target. Raises OutboundRefusedError
+        for any other address."""
+        family, kind, proto, _, address = addr_info
+        host, port = str(address[0]), int(address[1])
+        if not is_public(host) and host_port(host, port) not in self._resolver.allowed:
+            raise OutboundRefusedError(f"the non-public address {host} is not a target")
+        return socket.socket(family, kind, proto)
+
+
+def connector(
+    *,
+    allow_private: bool,
+    limit: int,
+    targets: Collection[str] = (),
+    resolve: Resolver = system_resolver,
+) -> aiohttp.TCPConnector:
+    """An aiohttp connector for callers' URLs: at most `limit` connections, kept alive,
+    opened only to checked public addresses (private ones only with `allow_private` or to
+    the `host_port` strings in `targets`). Build it inside the event loop that uses it. Its
+    sessions must not follow redirects (`allow_redirects=False`) nor read proxies from the
+    environment (aiohttp's default)."""
+    if allow_private:
+        return aiohttp.TCPConnector(limit=limit)
+    resolver = GuardedResolver(resolve, targets=targets)
+    return aiohttp.TCPConnector(
+        limit=limit, resolver=resolver, socket_factory=GuardedSockets(resolver)
     )
 
 

@@ -1,32 +1,32 @@
-"""FCM HTTP v1 through firebase-admin's async batch send.
+"""FCM HTTP v1: firebase-admin's credentials and message model, posted over aiohttp.
 
-firebase-admin is used as published, with two adjustments made in one place,
-`bind_messaging`, the only code that touches its private messaging service:
-- the send URL: firebase-admin has no setting for it (it copies the class constant
-  `_MessagingService.FCM_URL` into the service's `_fcm_url`), and Pushline must reach
-  `PUSHLINE_FCM_ENDPOINT`;
-- its retries: its async client retries 500 and 503 four times with 0.5 s exponential
-  backoff and ignores Retry-After, which would hide seconds of waiting inside one send and
-  multiply the sender's own attempts; the client is rebuilt with retries off, so every
-  5xx reaches the sender's retry policy after exactly one request.
-It still refreshes the OAuth token and repeats a request on 401 (at most twice); a 401 that
-survives that is `auth_config`. OAuth tokens come from the service account's `token_uri`;
-this adapter refreshes them in a thread before a batch, because google-auth refreshes
-synchronously with `requests` and would otherwise block the event loop.
+firebase-admin's own send (`send_each_async`, one httpx request per message) was 67% of
+the sender's CPU samples in a profile, and httpx costs ~2.2 CPU s per 1,000 requests here
+against aiohttp's ~0.2 (ARCHITECTURE.md "Known facts"). So this adapter keeps from
+firebase-admin what it does best and makes the HTTP requests itself:
+- the service account's credential (`credentials.Certificate`, with firebase-admin's
+  scopes). Its OAuth token comes from the account's `token_uri` and is refreshed ahead, in
+  a thread, before a call that needs it: google-auth refreshes synchronously with
+  `requests` and would otherwise block the event loop;
+- the message model (`messaging.Message`, which validates) and its v1 JSON encoding,
+  `_MessagingService.encode_message`: the one private name used, checked by `encoder()`.
+Each message is one POST to `{PUSHLINE_FCM_ENDPOINT}/v1/projects/{project}/messages:send`
+over a bounded pool of keep-alive connections (`transport`), with firebase-admin's
+headers. Nothing here retries a 5xx or 429: each reaches the sender's retry policy after
+exactly one request, with its Retry-After. A 401 refreshes the token and repeats the
+request, at most twice, as firebase-admin does; a 401 that survives that is `auth_config`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Final
 
 import firebase_admin
-import httpx
 from firebase_admin import credentials as firebase_credentials
-from firebase_admin import exceptions as firebase_exceptions
 from firebase_admin import messaging
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport import requests as auth_requests
@@ -34,51 +34,37 @@ from google.auth.transport import requests as auth_requests
 from services.core.credentials import FCMCredentials
 from services.core.errors import DependencyError, MessageInvalidError, ProviderAuthError
 from services.core.events import PushJob
+from services.core.providers import transport
 from services.core.providers.base import Provider, Result, parse_retry_after
 from services.core.providers.classify import ErrorClass, FCMErrors, classify
 from services.core.providers.payload import build_payload
 from services.core.settings import Settings
 
-# firebase-admin refuses more than 500 messages per batch call.
-MAX_BATCH: Final = 500
 _APNS_PRIORITY: Final = {"high": "10", "normal": "5"}
+# A rejected access token is refreshed and the request repeated at most this often.
+REFRESHES: Final = 2
+# The headers firebase-admin 7.7 sends with every FCM request (`_MessagingService`).
+HEADERS: Final = {
+    "Content-Type": "application/json; charset=UTF-8",
+    "X-GOOG-API-FORMAT-VERSION": "2",
+    "X-FIREBASE-CLIENT": f"fire-admin-python/{firebase_admin.__version__}",
+}
 
 
-async def bind_messaging(app: firebase_admin.App, endpoint: str, http_timeout: float) -> None:
-    """Point `app`'s messaging service at `endpoint` and turn its HTTP retries off.
+def encoder() -> Callable[[messaging.Message], dict[str, Any]]:
+    """firebase-admin's encoder of a `Message` into the v1 API's JSON.
 
-    The one place Pushline relies on firebase-admin's private messaging service
-    (`_MessagingService.FCM_URL`, `_fcm_url`, `_async_client`, `HttpxAsyncClient`,
-    `HttpxRetry`); tested against the pinned release. Raises DependencyError when the
-    installed firebase-admin no longer has them where 7.7.0 has them.
+    Raises DependencyError when the installed firebase-admin no longer has it where 7.7.0
+    has it (`_MessagingService.encode_message`).
     """
-    # firebase-admin's private modules: the imports fail loudly if a release moves them.
-    from firebase_admin import _http_client, _retry
-
     service_class = getattr(messaging, "_MessagingService", None)
-    template = getattr(service_class, "FCM_URL", None)
-    service = messaging._get_messaging_service(app)
-    project = app.project_id
-    if not isinstance(template, str) or getattr(service, "_fcm_url", None) != template.format(
-        project
-    ):
+    encode = getattr(service_class, "encode_message", None)
+    if not callable(encode):
         raise DependencyError(
-            "firebase-admin no longer keeps the FCM URL in _MessagingService.FCM_URL/_fcm_url; "
-            "Pushline needs firebase-admin==7.7.0 to reach PUSHLINE_FCM_ENDPOINT"
+            "firebase-admin no longer has _MessagingService.encode_message; "
+            "Pushline needs firebase-admin==7.7.0 to encode FCM messages"
         )
-    old_client = getattr(service, "_async_client", None)
-    if not isinstance(old_client, _http_client.HttpxAsyncClient):
-        raise DependencyError(
-            "firebase-admin's messaging service has no _async_client to configure; "
-            "Pushline needs firebase-admin==7.7.0"
-        )
-    service._fcm_url = f"{endpoint}/v1/projects/{project}/messages:send"
-    service._async_client = _http_client.HttpxAsyncClient(
-        credential=app.credential.get_credential(),
-        timeout=http_timeout,
-        retry_config=_retry.HttpxRetry(max_retries=0, status_forcelist=[]),
-    )
-    await old_client.aclose()
+    return encode  # type: ignore[no-any-return]
 
 
 def build_message(job: PushJob) -> messaging.Message:
@@ -131,40 +117,40 @@ def build_message(job: PushJob) -> messaging.Message:
         )
 
 
-def _result_of(response: messaging.SendResponse) -> Result:
-    if response.success:
-        return Result.success(response.message_id)
-    exc = response.exception
-    http_response = getattr(exc, "http_response", None)
-    if not isinstance(http_response, httpx.Response):
-        # No answer: connection refused, timeout, TLS failure.
-        cause = getattr(exc, "cause", None) or exc
-        return Result.failure(
-            "fcm", ErrorClass.RETRYABLE, reason=type(cause).__name__, detail=str(cause)[:500]
-        )
+def _result_of(status: int, body: bytes, retry_after: str | None) -> Result:
+    """The result of one FCM answer: its `name` on success, else its classified error."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if 200 <= status < 300:
+        name = document.get("name") if isinstance(document, dict) else None
+        return Result.success(name if isinstance(name, str) else None)
     status_name: str | None = None
     message: str | None = None
     details: list[Mapping[str, Any]] = []
-    try:
-        body = http_response.json()
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
+    error = document.get("error") if isinstance(document, dict) else None
     if isinstance(error, dict):
         status_name = error.get("status") if isinstance(error.get("status"), str) else None
         message = error.get("message") if isinstance(error.get("message"), str) else None
         raw_details = error.get("details")
         if isinstance(raw_details, list):
             details = [detail for detail in raw_details if isinstance(detail, dict)]
-    reason = FCMErrors.error_code(details) or status_name or str(http_response.status_code)
+    reason = FCMErrors.error_code(details) or status_name or str(status)
     return Result.failure(
         "fcm",
-        classify("fcm", http_response.status_code, status_name, details),
+        classify("fcm", status, status_name, details),
         reason=reason,
         detail=message,
-        status=http_response.status_code,
-        retry_after=parse_retry_after(http_response.headers.get("Retry-After")),
+        status=status,
+        retry_after=parse_retry_after(retry_after),
     )
+
+
+def _about_our_token(result: Result) -> bool:
+    """Whether a 401 may be cured by a fresh access token: not when FCM says the app's APNs
+    or Web Push credentials failed (`THIRD_PARTY_AUTH_ERROR`), which no token changes."""
+    return result.status == 401 and result.reason != "THIRD_PARTY_AUTH_ERROR"
 
 
 class FCMProvider(Provider):
@@ -175,7 +161,8 @@ class FCMProvider(Provider):
     TIMEOUT: ClassVar[float] = 30.0
 
     def __init__(self, credentials: FCMCredentials, settings: Settings) -> None:
-        """Raises ProviderAuthError when firebase-admin refuses the service account."""
+        """Raises ProviderAuthError when firebase-admin refuses the service account, and
+        DependencyError when the installed firebase-admin cannot encode messages."""
         try:
             certificate = firebase_credentials.Certificate(dict(credentials.service_account))
         except (ValueError, TypeError) as exc:
@@ -184,96 +171,107 @@ class FCMProvider(Provider):
                 provider="fcm",
                 reason="BadServiceAccount",
             ) from exc
-        self._app = firebase_admin.initialize_app(
-            certificate,
-            options={"projectId": credentials.project_id, "httpTimeout": self.TIMEOUT},
-            name=f"pushline-{credentials.project_id}-{uuid.uuid4().hex[:8]}",
-        )
+        self._encode = encoder()
         self._credential = certificate.get_credential()
-        self._endpoint = settings.fcm_endpoint
-        self._bound = False
+        self._url = f"{settings.fcm_endpoint}/v1/projects/{credentials.project_id}/messages:send"
+        self._session = transport.Session(transport.pool, self.TIMEOUT)
         self._lock = asyncio.Lock()
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
-        """Send the jobs through `messaging.send_each_async`; verify jobs as dry runs.
-
-        Raises DependencyError (on first use) when the installed firebase-admin is not one
-        `bind_messaging` can configure: a deployment error, not a send failure.
-        """
+        """Send each job as one FCM message; verify jobs as `validate_only` requests."""
         results: list[Result | None] = [None] * len(jobs)
-        # Sends first, then dry runs (keyed by `dry_run`).
-        ready: dict[bool, list[tuple[int, messaging.Message]]] = {False: [], True: []}
+        bodies: list[tuple[int, bytes]] = []
+        # Jobs of one notification share everything but the token: built, checked and
+        # encoded once per call (`build_message` with the first job's token).
+        templates: dict[tuple[Any, ...], dict[str, Any] | Result] = {}
         for index, job in enumerate(jobs):
-            try:
-                build_payload("fcm", job.notification, job.data)
-                message = build_message(job)
-            except MessageInvalidError as exc:
-                results[index] = Result.from_error(exc)
+            key = (job.notification, job.options, job.accepted_at, tuple(job.data.items()))
+            template = templates.get(key)
+            if template is None:
+                template = templates[key] = self._template(job)
+            if isinstance(template, Result):
+                results[index] = template
                 continue
-            except ValueError as exc:  # firebase-admin's own validation
-                results[index] = Result.failure(
-                    "fcm", ErrorClass.MESSAGE_INVALID, reason="InvalidMessage", detail=str(exc)
-                )
-                continue
-            ready[job.kind == "verify"].append((index, message))
-        if ready[True] or ready[False]:
+            document: dict[str, Any] = {"message": {**template, "token": job.token}}
+            if job.kind == "verify":
+                document["validate_only"] = True
+            bodies.append((index, json.dumps(document, separators=(",", ":")).encode()))
+        if bodies:
             refused = await self._prepare()
-            for dry_run, batch in ready.items():
-                for start in range(0, len(batch), MAX_BATCH):
-                    chunk = batch[start : start + MAX_BATCH]
-                    answers = (
-                        [refused] * len(chunk)
-                        if refused is not None
-                        else await self._send_chunk([message for _, message in chunk], dry_run)
-                    )
-                    for (index, _), answer in zip(chunk, answers, strict=True):
-                        results[index] = answer
+            answers = (
+                [refused] * len(bodies)
+                if refused is not None
+                else await asyncio.gather(*(self._post(body) for _, body in bodies))
+            )
+            for (index, _), answer in zip(bodies, answers, strict=True):
+                results[index] = answer
         return [result for result in results if result is not None]
 
     async def aclose(self) -> None:
-        """Close the HTTP client and delete the firebase-admin app."""
-        service = messaging._get_messaging_service(self._app)
-        await service._async_client.aclose()
-        # delete_app closes the service with asyncio.run(), which needs a thread of its own.
-        await asyncio.to_thread(firebase_admin.delete_app, self._app)
+        """Close the connections."""
+        await self._session.aclose()
+
+    def _template(self, job: PushJob) -> dict[str, Any] | Result:
+        """The job's encoded message without its token, or the failure of every such job."""
+        try:
+            build_payload("fcm", job.notification, job.data)
+            template = self._encode(build_message(job))
+        except MessageInvalidError as exc:
+            return Result.from_error(exc)
+        except ValueError as exc:  # firebase-admin's own validation
+            return Result.failure(
+                "fcm", ErrorClass.MESSAGE_INVALID, reason="InvalidMessage", detail=str(exc)
+            )
+        del template["token"]
+        return template
 
     async def _prepare(self) -> Result | None:
-        """Bind the endpoint once and have a fresh OAuth token; the failure for all, if any."""
+        """Have a fresh OAuth token; the failure for all, if any."""
         async with self._lock:
-            if not self._bound:
-                await bind_messaging(self._app, self._endpoint, self.TIMEOUT)
-                self._bound = True
             if self._credential.valid:
                 return None
-            try:
-                await asyncio.to_thread(self._credential.refresh, auth_requests.Request())
-            except auth_exceptions.RefreshError as exc:
-                if exc.retryable:
-                    return Result.failure(
-                        "fcm", ErrorClass.RETRYABLE, reason="TokenRefresh", detail=str(exc)[:500]
-                    )
-                return Result.failure(
-                    "fcm", ErrorClass.AUTH_CONFIG, reason="TokenRefresh", detail=str(exc)[:500]
-                )
-            except auth_exceptions.TransportError as exc:
-                return Result.failure(
-                    "fcm", ErrorClass.RETRYABLE, reason="TokenTransport", detail=str(exc)[:500]
-                )
-            return None
+            return await self._refresh()
 
-    async def _send_chunk(self, messages: list[messaging.Message], dry_run: bool) -> list[Result]:
+    async def _refresh(self) -> Result | None:
+        """Refresh the OAuth token in a thread (the lock held); the failure, if any."""
         try:
-            batch = await messaging.send_each_async(messages, dry_run=dry_run, app=self._app)
-        except firebase_exceptions.FirebaseError as exc:
-            # send_each_async wraps anything unexpected (e.g. an auth failure mid-batch).
-            cause = exc.cause
-            if isinstance(cause, auth_exceptions.RefreshError) and not cause.retryable:
-                failure = Result.failure(
-                    "fcm", ErrorClass.AUTH_CONFIG, reason="TokenRefresh", detail=str(cause)[:500]
+            await asyncio.to_thread(self._credential.refresh, auth_requests.Request())
+        except auth_exceptions.RefreshError as exc:
+            if exc.retryable:
+                return Result.failure(
+                    "fcm", ErrorClass.RETRYABLE, reason="TokenRefresh", detail=str(exc)[:500]
                 )
-            else:
-                failure = Result.failure(
-                    "fcm", ErrorClass.RETRYABLE, reason=type(exc).__name__, detail=str(exc)[:500]
-                )
-            return [failure] * len(messages)
-        return [_result_of(response) for response in batch.responses]
+            return Result.failure(
+                "fcm", ErrorClass.AUTH_CONFIG, reason="TokenRefresh", detail=str(exc)[:500]
+            )
+        except auth_exceptions.TransportError as exc:
+            return Result.failure(
+                "fcm", ErrorClass.RETRYABLE, reason="TokenTransport", detail=str(exc)[:500]
+            )
+        return None
+
+    async def _post(self, body: bytes) -> Result:
+        """One message, repeated with a fresh token after a 401 (at most REFRESHES times)."""
+        attempt = 0
+        while True:
+            token = self._credential.token
+            headers = dict(HEADERS)
+            self._credential.apply(headers)
+            try:
+                async with self._session.get().post(
+                    self._url, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    answer = await response.read()
+                    result = _result_of(
+                        response.status, answer, response.headers.get("Retry-After")
+                    )
+            except transport.UNANSWERED as exc:
+                return transport.unanswered("fcm", exc)
+            if attempt == REFRESHES or not _about_our_token(result):
+                return result
+            async with self._lock:
+                # Concurrent requests that met the same stale token refresh it once.
+                refused = await self._refresh() if self._credential.token == token else None
+            if refused is not None:
+                return refused
+            attempt += 1

@@ -1,9 +1,11 @@
-"""Web Push through pywebpush: RFC 8291 aes128gcm encryption, RFC 8292 VAPID, async httpx.
+"""Web Push through pywebpush: RFC 8291 aes128gcm encryption, RFC 8292 VAPID, aiohttp.
 
 pywebpush's `webpush()` blocks on `requests` and mutates the claims dict it is given, so
 this adapter uses only its `WebPusher.encode` for the encryption, signs VAPID JWTs itself
-with py_vapid (one per push-service origin, reused for under 24 h), and posts with an
-`httpx.AsyncClient` it is given or builds.
+with py_vapid (one per push-service origin, reused for under 24 h), and posts with aiohttp
+(`transport`: httpx costs ten times its CPU per request) through a connector that enforces
+the outbound policy (`outbound.connector`): a subscription's endpoint is reached only at
+checked public addresses, unless `PUSHLINE_WEBHOOK_ALLOW_PRIVATE`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 from urllib.parse import SplitResult, urlsplit
 
-import httpx
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02, VapidException
 from py_vapid.utils import b64urlencode
@@ -27,6 +28,7 @@ from services.core import outbound
 from services.core.credentials import WebPushCredentials
 from services.core.errors import MessageInvalidError, OutboundRefusedError, ProviderAuthError
 from services.core.events import PushJob
+from services.core.providers import transport
 from services.core.providers.base import Provider, Result, parse_retry_after
 from services.core.providers.classify import ErrorClass, classify
 from services.core.providers.payload import build_payload
@@ -85,13 +87,7 @@ class WebPushProvider(Provider):
     credentials_model: ClassVar = WebPushCredentials
     TIMEOUT: ClassVar[float] = 10.0
 
-    def __init__(
-        self,
-        credentials: WebPushCredentials,
-        settings: Settings,
-        *,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
+    def __init__(self, credentials: WebPushCredentials, settings: Settings) -> None:
         """Raises ProviderAuthError when the VAPID keys are unusable or do not match."""
         try:
             private_key = credentials.vapid_private_key
@@ -116,11 +112,13 @@ class WebPushProvider(Provider):
         self._vapid = VapidCache(vapid, credentials.subject)
         self._allow_private = settings.webhook_allow_private
         self._private_targets = frozenset(settings.webpush_private_targets)
-        self._own_client = client is None
-        self._client = client or outbound.client(
-            allow_private=self._allow_private,
-            targets=self._private_targets,
-            timeout=self.TIMEOUT,
+        self._session = transport.Session(
+            lambda: outbound.connector(
+                allow_private=self._allow_private,
+                targets=self._private_targets,
+                limit=transport.CONNECTIONS,
+            ),
+            self.TIMEOUT,
         )
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
@@ -128,9 +126,8 @@ class WebPushProvider(Provider):
         return list(await asyncio.gather(*(self._send_one(job) for job in jobs)))
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this provider built it."""
-        if self._own_client:
-            await self._client.aclose()
+        """Close the connections."""
+        await self._session.aclose()
 
     def _prepare(self, job: PushJob) -> _Prepared | Result:
         subscription = job.subscription
@@ -192,24 +189,25 @@ class WebPushProvider(Provider):
             # Web Push has no validate-only send: the subscription parsed and encrypts.
             return Result.success(None, status=None)
         try:
-            response = await self._client.post(
-                prepared.url, headers=prepared.headers, content=prepared.body
-            )
+            async with self._session.get().post(
+                prepared.url, headers=prepared.headers, data=prepared.body, allow_redirects=False
+            ) as response:
+                status = response.status
+                headers = response.headers
+                answer = await response.read()
         except OutboundRefusedError as exc:
             return _not_allowed(str(exc))
-        except httpx.HTTPError as exc:
-            return Result.failure(
-                "webpush", ErrorClass.RETRYABLE, reason=type(exc).__name__, detail=str(exc)
-            )
-        if 200 <= response.status_code < 300:
-            return Result.success(response.headers.get("Location"), status=response.status_code)
+        except transport.UNANSWERED as exc:
+            return transport.unanswered("webpush", exc)
+        if 200 <= status < 300:
+            return Result.success(headers.get("Location"), status=status)
         return Result.failure(
             "webpush",
-            classify("webpush", response.status_code),
-            reason=str(response.status_code),
-            detail=response.text[:500] or None,
-            status=response.status_code,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            classify("webpush", status),
+            reason=str(status),
+            detail=answer[:500].decode(errors="replace") or None,
+            status=status,
+            retry_after=parse_retry_after(headers.get("Retry-After")),
         )
 
 

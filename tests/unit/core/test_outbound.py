@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpcore
 import httpx
 import pytest
@@ -45,12 +46,14 @@ class Server:
         return web.Response(text="ok")
 
 
-async def serve(server: Server, tls: ssl.SSLContext | None = None) -> web.AppRunner:
+async def serve(
+    server: Server, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1", port: int = 0
+) -> web.AppRunner:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", server.handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
     server.port = runner.addresses[0][1]
     return runner
@@ -309,3 +312,86 @@ def test_special_purpose_and_embedded_private_addresses_are_not_public(address: 
 )
 def test_public_addresses_stay_public_however_written(address: str) -> None:
     assert outbound.is_public(address)
+
+
+def guarded_session(resolve: outbound.Resolver) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=outbound.connector(allow_private=False, limit=4, resolve=resolve)
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:{port}/hook",
+        "http://127.0.0.1:{port}/hook",
+        "http://[::1]:{port}/hook",
+        "http://[::ffff:127.0.0.1]:{port}/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0.0.0.0:{port}/hook",
+    ],
+)
+async def test_the_aiohttp_connector_refuses_non_public_targets(private: Server, url: str) -> None:
+    async with guarded_session(outbound.system_resolver) as session:
+        with pytest.raises(OutboundRefusedError, match="non-public"):
+            await session.get(url.format(port=private.port))
+    assert private.hits == {}
+
+
+async def test_the_aiohttp_connector_connects_to_the_checked_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No public address answers on this machine: 127.0.0.2 plays one (the policy is told
+    # so), 127.0.0.1 stays private. The name is public when checked, loopback after.
+    monkeypatch.setattr(outbound, "is_public", lambda address: address == "127.0.0.2")
+    public, private = Server(), Server()
+    public_runner = await serve(public, host="127.0.0.2")
+    private_runner = await serve(private, port=public.port)
+    resolve = Resolver(["127.0.0.2"], ["127.0.0.1"])
+    url = f"http://rebind.example:{public.port}/hook"
+    try:
+        async with guarded_session(resolve) as session:
+            async with session.post(url, allow_redirects=False) as response:
+                assert response.status == 200
+            with pytest.raises(OutboundRefusedError):
+                await session.get(f"http://127.0.0.1:{public.port}/hook")
+    finally:
+        await public_runner.cleanup()
+        await private_runner.cleanup()
+    # One resolution, checked, and the connection went to what it checked.
+    assert resolve.calls == 1
+    assert public.hits == {"/hook": 1}
+    assert private.hits == {}
+    assert public.hosts == [f"rebind.example:{public.port}"]
+
+
+async def test_the_aiohttp_connector_may_reach_private_targets_when_allowed(
+    private: Server,
+) -> None:
+    connector = outbound.connector(allow_private=True, limit=4)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(f"http://127.0.0.1:{private.port}/hook") as response,
+    ):
+        assert response.status == 200
+    assert private.hits == {"/hook": 1}
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_the_aiohttp_connector_reaches_only_the_private_targets_it_names(
+    private: Server, public: Server, host: str
+) -> None:
+    # `public` plays another internal service on loopback: not named, so refused.
+    connector = outbound.connector(
+        allow_private=False, limit=4, targets=[outbound.host_port(host, private.port)]
+    )
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(f"http://{host}:{private.port}/hook") as response:
+            assert response.status == 200
+        with pytest.raises(OutboundRefusedError, match="non-public"):
+            await session.get(f"http://{host}:{public.port}/hook")
+        with pytest.raises(OutboundRefusedError, match="non-public"):
+            await session.get(f"http://10.1.2.3:{private.port}/hook")
+    assert private.hits == {"/hook": 1}
+    assert public.hits == {}

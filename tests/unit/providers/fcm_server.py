@@ -1,9 +1,8 @@
 """A tiny real HTTP server speaking Google OAuth (JWT bearer grant) and FCM HTTP v1 JSON.
 
-firebase-admin offers no seam for its async httpx client's transport (it builds the client
-and its retrying transport itself), so the FCM adapter's unit tests talk HTTP to this
-server on 127.0.0.1 instead. It runs in a thread: google-auth refreshes tokens with the
-blocking `requests` library.
+The FCM adapter's unit tests talk real HTTP to this server on 127.0.0.1, so they cover the
+requests as sent (URL, headers, JSON body, keep-alive). It runs in a thread: google-auth
+refreshes tokens with the blocking `requests` library.
 """
 
 from __future__ import annotations

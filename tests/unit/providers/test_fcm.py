@@ -1,4 +1,5 @@
-"""The FCM adapter through firebase-admin, against a real local FCM v1 + OAuth server."""
+"""The FCM adapter (firebase-admin's credentials and messages, aiohttp requests), against a
+real local FCM v1 + OAuth server."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from typing import Any
 import firebase_admin
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from firebase_admin import messaging
+from firebase_admin import credentials, messaging
 
 from services.core.credentials import FCMCredentials
 from services.core.errors import ProviderQuotaError, ProviderUnavailableError
 from services.core.events import Content, Options, PushJob
 from services.core.providers.classify import ErrorClass
-from services.core.providers.fcm import FCMProvider
+from services.core.providers.fcm import HEADERS, FCMProvider, encoder
 from services.core.settings import Settings
 from tests.unit.providers.fcm_server import (
     Answer,
@@ -68,14 +69,25 @@ def job(token: str = "tok-a", **fields: Any) -> PushJob:
     return PushJob(**values)
 
 
-def test_firebase_admin_is_the_pinned_release_with_the_private_url_we_override() -> None:
-    # If this fails, a firebase-admin release moved the FCM URL: `bind_messaging` in
-    # services/core/providers/fcm.py must follow it before the pin is raised.
+def test_firebase_admin_is_the_pinned_release_whose_encoder_and_headers_we_use(
+    fcm: FakeFCM,
+) -> None:
+    # If this fails, a firebase-admin release moved its message encoder or changed the
+    # headers it sends: `encoder` and `HEADERS` in services/core/providers/fcm.py must
+    # follow before the pin is raised.
     assert firebase_admin.__version__ == "7.7.0"
-    assert (
-        messaging._MessagingService.FCM_URL
-        == "https://fcm.googleapis.com/v1/projects/{0}/messages:send"
+    assert encoder() == messaging._MessagingService.encode_message
+    app = firebase_admin.initialize_app(
+        credentials.Certificate(fcm.service_account()), name="pushline-test-headers"
     )
+    try:
+        service = messaging._get_messaging_service(app)
+        assert {
+            "Content-Type": "application/json; charset=UTF-8",
+            **service._fcm_headers,
+        } == HEADERS
+    finally:
+        firebase_admin.delete_app(app)
 
 
 async def test_message_maps_to_the_v1_json_exactly(provider: FCMProvider, fcm: FakeFCM) -> None:
@@ -236,6 +248,30 @@ async def test_rejected_access_token_is_refreshed_then_auth_config(
     # firebase-admin refreshes and repeats on 401 at most twice: 3 requests, 2 more tokens.
     assert len(fcm.sends) == 1 + 3
     assert len(fcm.token_requests) == 1 + 2
+
+
+async def test_a_rejected_token_is_refreshed_once_for_a_whole_call(
+    provider: FCMProvider, fcm: FakeFCM
+) -> None:
+    await provider.send([job("warm")])
+    fcm.issued.clear()  # the token in use is revoked: 401 until a new one is fetched
+    results = await provider.send([job(f"t{n}") for n in range(20)])
+    assert {r.outcome for r in results} == {"success"}
+    # One refresh serves every request that met the revoked token, not one each.
+    assert len(fcm.token_requests) == 1 + 1
+    assert len(fcm.sends) == 1 + 20 + 20
+
+
+async def test_third_party_auth_errors_keep_the_token(provider: FCMProvider, fcm: FakeFCM) -> None:
+    # The app's APNs or Web Push credentials failed at FCM: a new token cures nothing.
+    fcm.answers["a"] = [fcm_error(401, "UNAUTHENTICATED", fcm_detail("THIRD_PARTY_AUTH_ERROR"))]
+    [result] = await provider.send([job("a")])
+    assert (result.outcome, result.error_class, result.reason) == (
+        "failed",
+        ErrorClass.AUTH_CONFIG,
+        "THIRD_PARTY_AUTH_ERROR",
+    )
+    assert (len(fcm.sends), len(fcm.token_requests)) == (1, 1)
 
 
 async def test_refused_service_account_fails_every_job_as_auth_config(

@@ -1,17 +1,20 @@
-"""The Web Push adapter, driven through an httpx MockTransport."""
+"""The Web Push adapter, against a push service on loopback (aiohttp, real HTTP)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import http_ece
-import httpx
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
+from multidict import CIMultiDictProxy
 from py_vapid import Vapid02
 
 from services.core.credentials import WebPushCredentials
@@ -22,20 +25,37 @@ from services.core.providers.webpush import VapidCache, WebPushProvider
 from services.core.settings import Settings
 from tests.unit.providers.keys import Subscriber, VapidPair, subscriber, vapid_pair
 
-Handler = Callable[[httpx.Request], httpx.Response]
 NO_PRIVATE = Settings(webhook_allow_private=False)
+# The push service listens on loopback, which only this setting lets the adapter reach.
+LOOPBACK = Settings(webhook_allow_private=True)
 
 
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    headers: CIMultiDictProxy[str]
+    content: bytes
+
+
+@dataclass
 class PushService:
-    """A fake push service at the transport: records requests, answers by path."""
+    """A fake push service: records requests, answers by path (201 with a Location)."""
 
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.answers: dict[str, httpx.Response] = {}
+    base_url: str = ""
+    requests: list[Request] = field(default_factory=list)
+    # path -> (status, headers, text)
+    answers: dict[str, tuple[int, dict[str, str], str]] = field(default_factory=dict)
+    connections: set[tuple[str, int]] = field(default_factory=set)
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.answers.get(request.url.path, httpx.Response(201, headers={"Location": "/m/1"}))
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(
+            Request(request.method, str(request.url), request.headers, await request.read())
+        )
+        assert request.transport is not None
+        self.connections.add(request.transport.get_extra_info("peername"))
+        status, headers, text = self.answers.get(request.path, (201, {"Location": "/m/1"}, ""))
+        return web.Response(status=status, headers=headers, text=text)
 
 
 @pytest.fixture
@@ -44,22 +64,35 @@ def vapid() -> VapidPair:
 
 
 @pytest.fixture
-def service() -> PushService:
-    return PushService()
+async def service() -> AsyncIterator[PushService]:
+    fake = PushService()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    yield fake
+    await runner.cleanup()
 
 
-@pytest.fixture
-async def provider(vapid: VapidPair, service: PushService) -> AsyncIterator[WebPushProvider]:
-    credentials = WebPushCredentials(
+def credentials_of(vapid: VapidPair) -> WebPushCredentials:
+    return WebPushCredentials(
         vapid_private_key=vapid.private,
         vapid_public_key=vapid.public,
         subject="mailto:ops@pushline.example",
     )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(service)) as client:
-        yield WebPushProvider(credentials, NO_PRIVATE, client=client)
 
 
-def job(sub: Subscriber, endpoint: str = "https://push.example.net/s/1", **fields: Any) -> PushJob:
+@pytest.fixture
+async def provider(vapid: VapidPair) -> AsyncIterator[WebPushProvider]:
+    built = WebPushProvider(credentials_of(vapid), LOOPBACK)
+    yield built
+    await built.aclose()
+
+
+def job(sub: Subscriber, endpoint: str, **fields: Any) -> PushJob:
     values: dict[str, Any] = {
         "notification_id": "n1",
         "account_id": "acc",
@@ -77,7 +110,7 @@ def job(sub: Subscriber, endpoint: str = "https://push.example.net/s/1", **field
     return PushJob(**values)
 
 
-def decrypt(request: httpx.Request, sub: Subscriber) -> Any:
+def decrypt(request: Request, sub: Subscriber) -> Any:
     plain = http_ece.decrypt(
         request.content, private_key=sub.key, auth_secret=sub.auth, version="aes128gcm"
     )
@@ -98,6 +131,7 @@ async def test_message_is_encrypted_signed_and_mapped(
         [
             job(
                 sub,
+                f"{service.base_url}/s/1",
                 notification=Content(title="Hi", body="There", image_url="https://i.example/a"),
                 data={"order": "42"},
                 options=Options(ttl=3600, priority="normal", collapse_key="order-42"),
@@ -108,7 +142,7 @@ async def test_message_is_encrypted_signed_and_mapped(
     assert result.provider_message_id == "/m/1"
     assert result.status == 201
     [request] = service.requests
-    assert str(request.url) == "https://push.example.net/s/1"
+    assert request.url == f"{service.base_url}/s/1"
     assert request.method == "POST"
     assert decrypt(request, sub) == {
         "notification": {"title": "Hi", "body": "There", "image": "https://i.example/a"},
@@ -125,7 +159,7 @@ async def test_message_is_encrypted_signed_and_mapped(
     assert Vapid02.verify(headers["Authorization"])
     assert headers["Authorization"].endswith("k=" + vapid.public)
     claims = jwt_claims(headers["Authorization"])
-    assert claims["aud"] == "https://push.example.net"
+    assert claims["aud"] == service.base_url
     assert claims["sub"] == "mailto:ops@pushline.example"
 
 
@@ -133,7 +167,9 @@ async def test_defaults_ttl_four_weeks_urgency_high_no_topic(
     provider: WebPushProvider, service: PushService
 ) -> None:
     # A collapse key outside RFC 8030's Topic alphabet is not sent as a Topic.
-    await provider.send([job(subscriber(), options=Options(collapse_key="not a topic!"))])
+    await provider.send(
+        [job(subscriber(), f"{service.base_url}/s/1", options=Options(collapse_key="not a topic!"))]
+    )
     headers = service.requests[0].headers
     assert (headers["TTL"], headers["Urgency"]) == ("2419200", "high")
     assert "Topic" not in headers
@@ -143,17 +179,25 @@ async def test_vapid_jwt_is_cached_per_origin(
     provider: WebPushProvider, service: PushService
 ) -> None:
     sub = subscriber()
-    await provider.send(
-        [
-            job(sub, "https://push.example.net/s/1"),
-            job(sub, "https://push.example.net/s/2"),
-            job(sub, "https://other.example.org/s/3"),
-        ]
-    )
+    other = service.base_url.replace("127.0.0.1", "localhost")
+    for endpoint in (f"{service.base_url}/s/1", f"{service.base_url}/s/2", f"{other}/s/3"):
+        await provider.send([job(sub, endpoint)])
     first, second, third = (request.headers["Authorization"] for request in service.requests)
     assert first == second
     assert third != first
-    assert jwt_claims(third)["aud"] == "https://other.example.org"
+    assert jwt_claims(third)["aud"] == other
+
+
+async def test_requests_share_kept_alive_connections(
+    provider: WebPushProvider, service: PushService
+) -> None:
+    sub = subscriber()
+    for _ in range(3):
+        results = await provider.send([job(sub, f"{service.base_url}/s/{n}") for n in range(4)])
+        assert {r.outcome for r in results} == {"success"}
+    # 12 requests, at most 4 at a time: the connections of the first call serve the rest.
+    assert len(service.requests) == 12
+    assert len(service.connections) <= 4
 
 
 def test_vapid_cache_lifetime_under_24h_and_renewal() -> None:
@@ -189,25 +233,25 @@ async def test_error_answers_are_classified(
     outcome: str,
     error_class: ErrorClass,
 ) -> None:
-    service.answers["/s/1"] = httpx.Response(status, text="nope")
-    [result] = await provider.send([job(subscriber())])
+    service.answers["/s/1"] = (status, {}, "nope")
+    [result] = await provider.send([job(subscriber(), f"{service.base_url}/s/1")])
     assert (result.outcome, result.error_class, result.reason) == (
         outcome,
         error_class,
         str(status),
     )
-    assert result.status == status
+    assert (result.status, result.detail) == (status, "nope")
 
 
 async def test_retry_after_is_carried_on_the_typed_error(
     provider: WebPushProvider, service: PushService
 ) -> None:
-    service.answers["/s/1"] = httpx.Response(429, headers={"Retry-After": "120"})
-    service.answers["/s/2"] = httpx.Response(503, headers={"Retry-After": "7"})
+    service.answers["/s/1"] = (429, {"Retry-After": "120"}, "")
+    service.answers["/s/2"] = (503, {"Retry-After": "7"}, "")
     quota, unavailable = await provider.send(
         [
-            job(subscriber(), "https://push.example.net/s/1"),
-            job(subscriber(), "https://push.example.net/s/2"),
+            job(subscriber(), f"{service.base_url}/s/1"),
+            job(subscriber(), f"{service.base_url}/s/2"),
         ]
     )
     assert isinstance(quota.error, ProviderQuotaError)
@@ -216,20 +260,11 @@ async def test_retry_after_is_carried_on_the_typed_error(
     assert unavailable.retry_after == 7.0
 
 
-async def test_connection_error_is_retryable(vapid: VapidPair) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    credentials = WebPushCredentials(
-        vapid_private_key=vapid.private,
-        vapid_public_key=vapid.public,
-        subject="mailto:ops@pushline.example",
-    )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
-        provider = WebPushProvider(
-            credentials, Settings(webhook_allow_private=False), client=client
-        )
-        [result] = await provider.send([job(subscriber())])
+async def test_connection_error_is_retryable(provider: WebPushProvider) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    [result] = await provider.send([job(subscriber(), f"http://127.0.0.1:{closed_port}/s/1")])
     assert (result.outcome, result.error_class, result.reason) == (
         "retry",
         ErrorClass.RETRYABLE,
@@ -238,10 +273,17 @@ async def test_connection_error_is_retryable(vapid: VapidPair) -> None:
     assert result.retry_after == 1.0
 
 
+async def test_redirects_are_not_followed(provider: WebPushProvider, service: PushService) -> None:
+    service.answers["/s/1"] = (307, {"Location": f"{service.base_url}/elsewhere"}, "")
+    [result] = await provider.send([job(subscriber(), f"{service.base_url}/s/1")])
+    assert result.status == 307
+    assert [request.url for request in service.requests] == [f"{service.base_url}/s/1"]
+
+
 async def test_results_keep_job_order(provider: WebPushProvider, service: PushService) -> None:
-    service.answers["/s/2"] = httpx.Response(410)
+    service.answers["/s/2"] = (410, {}, "")
     results = await provider.send(
-        [job(subscriber(), f"https://push.example.net/s/{n}") for n in (1, 2, 3)]
+        [job(subscriber(), f"{service.base_url}/s/{n}") for n in (1, 2, 3)]
     )
     assert [r.outcome for r in results] == ["success", "invalid_token", "success"]
 
@@ -249,7 +291,9 @@ async def test_results_keep_job_order(provider: WebPushProvider, service: PushSe
 async def test_oversize_payload_fails_without_a_request(
     provider: WebPushProvider, service: PushService
 ) -> None:
-    [result] = await provider.send([job(subscriber(), data={"k": "x" * 4000})])
+    [result] = await provider.send(
+        [job(subscriber(), f"{service.base_url}/s/1", data={"k": "x" * 4000})]
+    )
     assert (result.outcome, result.error_class, result.reason) == (
         "failed",
         ErrorClass.MESSAGE_INVALID,
@@ -258,56 +302,43 @@ async def test_oversize_payload_fails_without_a_request(
     assert service.requests == []
 
 
-async def test_plain_http_endpoints_are_refused(
-    provider: WebPushProvider, service: PushService
-) -> None:
-    [result] = await provider.send([job(subscriber(), "http://push.example.net/s/1")])
+async def test_plain_http_endpoints_are_refused(vapid: VapidPair, service: PushService) -> None:
+    provider = WebPushProvider(credentials_of(vapid), NO_PRIVATE)
+    try:
+        [result] = await provider.send([job(subscriber(), "http://push.example.net/s/1")])
+    finally:
+        await provider.aclose()
     assert (result.outcome, result.reason) == ("invalid_token", "EndpointNotAllowed")
     assert service.requests == []
 
 
 @pytest.mark.parametrize(
-    "endpoint", ["https://127.0.0.1:9/s/1", "https://10.1.2.3/s", "https://localhost:9/s"]
+    "endpoint",
+    ["https://127.0.0.1:{port}/s/1", "https://10.1.2.3/s", "https://localhost:{port}/s"],
 )
 async def test_private_endpoints_are_refused_by_its_own_client(
-    vapid: VapidPair, endpoint: str
+    vapid: VapidPair, service: PushService, endpoint: str
 ) -> None:
-    credentials = WebPushCredentials(
-        vapid_private_key=vapid.private,
-        vapid_public_key=vapid.public,
-        subject="mailto:ops@pushline.example",
-    )
-    provider = WebPushProvider(credentials, NO_PRIVATE)
+    port = service.base_url.rsplit(":", 1)[1]
+    provider = WebPushProvider(credentials_of(vapid), NO_PRIVATE)
     try:
-        [result] = await provider.send([job(subscriber(), endpoint)])
+        [result] = await provider.send([job(subscriber(), endpoint.format(port=port))])
     finally:
         await provider.aclose()
     assert (result.outcome, result.reason) == ("invalid_token", "EndpointNotAllowed")
     assert "non-public" in (result.detail or "")
-
-
-async def test_private_endpoints_allowed_by_setting(vapid: VapidPair, service: PushService) -> None:
-    credentials = WebPushCredentials(
-        vapid_private_key=vapid.private,
-        vapid_public_key=vapid.public,
-        subject="mailto:ops@pushline.example",
-    )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(service)) as client:
-        provider = WebPushProvider(credentials, Settings(webhook_allow_private=True), client=client)
-        [result] = await provider.send([job(subscriber(), "http://127.0.0.1:8099/s/1")])
-    assert result.outcome == "success"
-    assert str(service.requests[0].url) == "http://127.0.0.1:8099/s/1"
+    assert service.requests == []
 
 
 async def test_bad_subscription_keys_are_an_invalid_token(
     provider: WebPushProvider, service: PushService
 ) -> None:
     sub = subscriber()
-    broken = job(sub).model_copy(
+    endpoint = f"{service.base_url}/s/1"
+    broken = job(sub, endpoint).model_copy(
         update={
             "subscription": WebPushSubscription(
-                endpoint="https://push.example.net/s/1",
-                keys=WebPushKeys(p256dh="AAAA", auth=sub.auth_b64),
+                endpoint=endpoint, keys=WebPushKeys(p256dh="AAAA", auth=sub.auth_b64)
             )
         }
     )
@@ -319,7 +350,9 @@ async def test_bad_subscription_keys_are_an_invalid_token(
 async def test_verify_jobs_check_locally_without_sending(
     provider: WebPushProvider, service: PushService
 ) -> None:
-    [result] = await provider.send([job(subscriber(), kind="verify", notification_id=None)])
+    [result] = await provider.send(
+        [job(subscriber(), f"{service.base_url}/s/1", kind="verify", notification_id=None)]
+    )
     assert result.outcome == "success"
     assert service.requests == []
 
