@@ -7,7 +7,8 @@ skips the devices an earlier one already reached (raw tokens, then contact ids, 
 emails), which needs only the request's own lists, not a set of every device seen.
 
 `to.all` reads the app's devices as one `_id` range, in `_id` order (`app_devices`), so a
-fan-out can resume after the last device it produced.
+fan-out can resume after the last device it produced. So do selectors with more values
+than one query takes (contact lists of a campaign), matched in the resolver.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ _PROJECTION = {
 class _Selector:
     field: str
     values: frozenset[str]
+
+
+def _many(selectors: list[_Selector]) -> bool:
+    """Whether the selectors hold more values than one query takes: then one pass over
+    the app's devices beats a query per chunk (a transactional send stays on indexes)."""
+    return sum(len(selector.values) for selector in selectors) > CHUNK
 
 
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
@@ -98,6 +105,16 @@ async def targeted_devices(
         cursor = db.devices.find(raw, _PROJECTION, batch_size=CURSOR_BATCH)
         async for device in cursor:
             yield device
+
+    if request.app_id is not None and send_to == "all" and _many(selectors):
+        # One pass over the app's devices, matched here: one scan on the local store, where
+        # each chunk of `$in` values costs a scan of its own.
+        async for device in app_devices(request, db):
+            if device["token_hash"] not in hashes and any(
+                device.get(s.field) in s.values for s in selectors
+            ):
+                yield device
+        return
 
     for index, selector in enumerate(selectors):
         earlier = selectors[:index]

@@ -134,6 +134,31 @@ async def test_each_active_device_gets_one_job_across_selectors(settings: Settin
 
 
 @pytest.mark.usefixtures("workers", "audience")
+async def test_a_long_contact_list_is_matched_in_one_pass_over_the_app(
+    settings: Settings,
+) -> None:
+    unknown = [f"nobody-{index}" for index in range(600)]
+    send = request(
+        Audience(
+            tokens=["tok-carl"],
+            contact_ids=["ana", *unknown],
+            cellphones=["573002"],
+            emails=["bea@example.com"],
+            platforms=["android"],
+        )
+    )
+    done, jobs = await fan_out(settings, send)
+    # The same devices as by queries: once each, active, of this app, on its platforms.
+    assert sorted(job.token for job in jobs) == [
+        "tok-ana-phone",
+        "tok-ana-tablet",
+        "tok-bea",
+        "tok-carl",
+    ]
+    assert done.jobs == 4
+
+
+@pytest.mark.usefixtures("workers", "audience")
 async def test_send_to_latest_and_platform_filter(settings: Settings) -> None:
     _, latest = await fan_out(settings, request(Audience(contact_ids=["ana"]), send_to="latest"))
     assert [j.token for j in latest] == ["tok-ana-tablet"]
