@@ -20,6 +20,7 @@ from bench.harness import PROVIDERS, Stage, stage
 
 SCENARIOS = ("register", "fanout", "deliver", "baseline", "emulators")
 CASES = (*PROVIDERS, "mixed")
+AUDIENCES = fanout.AUDIENCES
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Plan:
     devices: int
     cases: tuple[str, ...]
     runs: int
+    audiences: tuple[str, ...] = AUDIENCES
 
 
 FULL = Plan(clients=16, seconds=20, fanout=(10_000, 100_000), devices=10_000, cases=CASES, runs=1)
@@ -58,8 +60,9 @@ async def _scenario(name: str, plan: Plan) -> list[dict[str, Any]]:
         return [await _median(plan.runs, lambda s: register.run(s, plan.clients, plan.seconds))]
     if name == "fanout":
         return [
-            await _median(plan.runs, lambda s, n=n: fanout.run(s, n))  # type: ignore[misc]
+            await _median(plan.runs, lambda s, n=n, a=a: fanout.run(s, n, a))  # type: ignore[misc]
             for n in plan.fanout
+            for a in plan.audiences
         ]
     if name == "deliver":
         return [
@@ -108,6 +111,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, help="register: concurrent clients")
     parser.add_argument("--seconds", type=float, help="register: how long")
     parser.add_argument("--runs", type=int, help="runs per case; the median is reported")
+    parser.add_argument(
+        "--audience",
+        action="append",
+        choices=AUDIENCES,
+        dest="audiences",
+        help="fanout: by contact ids, cellphones and emails, or to.all",
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     changes = {
@@ -117,6 +127,7 @@ def main() -> None:
         "clients": args.clients,
         "seconds": args.seconds,
         "runs": args.runs,
+        "audiences": tuple(args.audiences) if args.audiences else None,
     }
     plan = replace(plan, **{k: v for k, v in changes.items() if v is not None})
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]

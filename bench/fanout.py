@@ -1,5 +1,6 @@
 """The `fanout` scenario: the resolver alone expands one send request over N devices
-(reached through contact ids, cellphones and emails) into per-token jobs.
+into per-token jobs, reached through contact ids, cellphones and emails (`contacts`) or
+as every device of the app (`all`, `to.all`).
 
 Counts what the resolver published: the end offsets of the job topics. Nothing consumes
 them here; the baseline scenario reads the same jobs.
@@ -18,6 +19,7 @@ from services.core import topics
 from services.core.settings import Settings
 
 PROVIDERS = ("fcm", "apns")
+AUDIENCES = ("contacts", "all")
 
 
 @asynccontextmanager
@@ -43,25 +45,26 @@ async def job_counter(settings: Settings) -> AsyncIterator[Callable[[], Awaitabl
 
 
 async def resolve(
-    stage: Stage, providers: Sequence[str], count: int
+    stage: Stage, providers: Sequence[str], count: int, to: str = "contacts"
 ) -> tuple[float, Sampler, float]:
-    """Load the audience, run the resolver over it; (seconds, sampler, load rate)."""
+    """Load the audience, run the resolver over it, reached as `to` (one of AUDIENCES);
+    (seconds, sampler, load rate)."""
     load_rate = await stage.load(audience(count, providers, stage.webpush))
     (resolver,) = await stage.start("resolver")
     await stage.warm_up(done=False)
     resolver.mark()
     async with job_counter(stage.settings) as jobs:
-        await send(stage, selectors(count))
+        await send(stage, selectors(count) if to == "contacts" else {"all": True})
         sampler = Sampler(jobs, count)
         seconds = await sampler.run(limit=max(120.0, count / 500))
     return seconds, sampler, load_rate
 
 
-async def run(stage: Stage, count: int) -> dict[str, Any]:
-    """One measured fan-out of `count` jobs."""
-    seconds, sampler, load_rate = await resolve(stage, PROVIDERS, count)
+async def run(stage: Stage, count: int, to: str = "contacts") -> dict[str, Any]:
+    """One measured fan-out of `count` jobs, reached as `to` (one of AUDIENCES)."""
+    seconds, sampler, load_rate = await resolve(stage, PROVIDERS, count, to)
     return {
-        "case": f"{count:,} devices",
+        "case": f"{count:,} devices, {to}",
         "notifications": count,
         "counted": sampler.series[-1][1],
         "seconds": round(seconds, 3),

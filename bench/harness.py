@@ -28,6 +28,7 @@ from services.core import kafka, topics
 from services.core.events import Audience, Content, SendRequest, utc_now
 from services.core.settings import Settings
 from services.core.store.client import Document
+from services.core.store.devices import device_id
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
 from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
@@ -249,6 +250,7 @@ def audience(count: int, providers: Sequence[str], webpush: WebPushEmulator) -> 
             token = subscription["endpoint"]
         group = index // GROUP
         yield {
+            "_id": device_id(APP, hash_token(token)),
             "app_id": APP,
             "account_id": ACCOUNT,
             "platform": PLATFORM[provider],
@@ -277,7 +279,7 @@ def selectors(count: int) -> dict[str, list[str]]:
     }
 
 
-async def send(stage: Stage, to: dict[str, list[str]]) -> SendRequest:
+async def send(stage: Stage, to: dict[str, Any]) -> SendRequest:
     """Publish one send request to `to` (an Audience's fields)."""
     request = SendRequest(
         notification_id=f"bench-{uuid.uuid4()}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from services.core import topics
 
@@ -85,13 +85,16 @@ class Options(Message):
 
 
 class Audience(Message):
-    """Who a send request is for: any mix of selectors.
+    """Who a send request is for: any mix of selectors, or `all`.
 
     `platforms` narrows the association selectors (contact ids, cellphones, emails), not
     the raw tokens. Raw tokens match devices of the request's app, or of any app of the
-    account with `tokens_from="account"` (Masiv's rule).
+    account with `tokens_from="account"` (Masiv's rule). `all` is every active device of
+    the request's app (narrowed by `platforms`) and stands alone: every other selector
+    would name a part of it.
     """
 
+    all: bool = False
     tokens: list[Token] = Field(default_factory=list)
     contact_ids: list[Id] = Field(default_factory=list)
     cellphones: list[Id] = Field(default_factory=list)
@@ -169,6 +172,21 @@ class SendRequest(Message):
     data: dict[str, str] = Field(default_factory=dict)
     options: Options = Field(default_factory=Options)
     accepted_at: datetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _all_alone(self) -> SendRequest:
+        if not self.to.all:
+            return self
+        if self.app_id is None:
+            raise ValueError("to.all needs the app_id whose devices it addresses")
+        if self.to.tokens or self.to.contact_ids or self.to.cellphones or self.to.emails:
+            raise ValueError(
+                "to.all addresses every device of the app: it takes no tokens, contact ids, "
+                "cellphones or emails (to.platforms narrows it)"
+            )
+        if self.options.send_to == "latest":
+            raise ValueError("to.all addresses devices, not contacts: send_to latest is refused")
+        return self
 
 
 class PushJob(Message):

@@ -301,10 +301,12 @@ Selector = Annotated[list[NonBlank], Field(max_length=MAX_SELECTOR)]
 
 
 class Target(Body):
-    """Who receives it: any mix of raw tokens, contact ids, cellphones and emails.
+    """Who receives it: any mix of raw tokens, contact ids, cellphones and emails, or
+    `all` (every active device of the app) alone.
 
-    `platforms` narrows the contact ids, cellphones and emails (not the raw tokens)."""
+    `platforms` narrows `all`, the contact ids, cellphones and emails (not the raw tokens)."""
 
+    all: bool = False
     tokens: Annotated[list[TokenText], Field(max_length=MAX_SELECTOR, default_factory=list)]
     contact_ids: Annotated[Selector, Field(default_factory=list)]
     cellphones: Annotated[
@@ -319,8 +321,14 @@ class Target(Body):
 
     @model_validator(mode="after")
     def _someone(self) -> Target:
-        if not (self.tokens or self.contact_ids or self.cellphones or self.emails):
-            raise ValueError("name at least one token, contact id, cellphone or email")
+        named = self.tokens or self.contact_ids or self.cellphones or self.emails
+        if self.all and named:
+            raise ValueError(
+                "all addresses every device of the app: it takes no tokens, contact_ids, "
+                "cellphones or emails (platforms narrows it)"
+            )
+        if not (self.all or named):
+            raise ValueError("name at least one token, contact id, cellphone or email, or all")
         return self
 
 
@@ -384,6 +392,9 @@ async def send_notification(request: Request) -> Response:
         body = parse(NotificationRequest, await request.body())
     except Invalid as exc:
         return invalid(exc.problems)
+    if body.to.all and body.options.send_to == "latest":
+        # `latest` picks among a contact's devices; `all` names devices, not contacts.
+        return invalid([Problem("options.send_to", "to.all addresses devices: not latest")])
     app = await registry.app(account, body.app_id)
     if app is None:
         return problem(404, f"app {body.app_id} not found")
@@ -403,6 +414,7 @@ async def send_notification(request: Request) -> Response:
         account_id=account.id,
         app_id=app.id,
         to=Audience(
+            all=body.to.all,
             tokens=body.to.tokens,
             contact_ids=body.to.contact_ids,
             cellphones=body.to.cellphones,

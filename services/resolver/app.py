@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable
 
 import faust
@@ -14,8 +13,6 @@ from services.core import metrics, topics
 from services.core.events import (
     CleanupDevices,
     FanoutCompleted,
-    Platform,
-    Provider,
     PushJob,
     RegisterDevice,
     SendRequest,
@@ -28,6 +25,7 @@ from services.core.store.notifications import NotificationsRepository
 from services.core.topics import RESOLVER_APP_ID, device_key, notification_key
 from services.core.worker import StreamApp
 from services.resolver.fanout import expand
+from services.resolver.progress import Progress
 from services.resolver.registrations import resolve_registration
 
 METRICS_PORT = 9101
@@ -92,32 +90,41 @@ async def on_send_request(app: StreamApp, key: bytes | None, value: bytes) -> No
         await app.dead_letter(topics.SEND_REQUESTS, key, value, str(exc))
         return
     assert isinstance(request, SendRequest)
-    if not await NotificationsRepository(app.db).start_resolving(request):
+    notifications = NotificationsRepository(app.db)
+    if not await notifications.start_resolving(request):
         log.info(
             "send request already resolved", extra={"notification_id": request.notification_id}
         )
         return
-    by_platform: Counter[Platform] = Counter()
-    by_provider: Counter[Provider] = Counter()
+    # Only a `to.all` fan-out reads in an order it can resume in; any other starts over.
+    positioned = request.to.all
+    progress = Progress.resumed(
+        await notifications.checkpoint(request.notification_id) if positioned else None
+    )
+    if progress.after is not None:
+        log.info(
+            "send request resumed",
+            extra={"notification_id": request.notification_id, "jobs": progress.jobs},
+        )
     in_flight: list[Awaitable[object]] = []
-    async for job in expand(request, app.db):
-        by_platform[job.platform] += 1
-        by_provider[job.provider] += 1
-        if request.options.dry_run:
-            continue
-        key_ = device_key(job.app_id, job.token_hash)
-        in_flight.append(await app.publish_soon(topics.JOB_TOPICS[job.provider], key_, job))
-        if len(in_flight) >= PUBLISH_WINDOW:
+    async for job in expand(request, app.db, progress.after):
+        progress.count(job, positioned=positioned)
+        if not request.options.dry_run:
+            key_ = device_key(job.app_id, job.token_hash)
+            in_flight.append(await app.publish_soon(topics.JOB_TOPICS[job.provider], key_, job))
+        if len(in_flight) >= PUBLISH_WINDOW or progress.due():
             await asyncio.gather(*in_flight)
             in_flight.clear()
+            if progress.due():
+                await notifications.save_checkpoint(request.notification_id, progress.checkpoint())
     await asyncio.gather(*in_flight)
-    for provider, count in by_provider.items():
+    for provider, count in progress.by_provider.items():
         metrics.JOBS_RESOLVED.labels(provider).inc(count)
     done = FanoutCompleted(
         notification_id=request.notification_id,
-        jobs=sum(by_provider.values()),
-        by_platform=dict(by_platform),
-        by_provider=dict(by_provider),
+        jobs=progress.jobs,
+        by_platform=dict(progress.by_platform),
+        by_provider=dict(progress.by_provider),
         dry_run=request.options.dry_run,
     )
     await app.publish(topics.FEEDBACK, notification_key(request.notification_id), done)

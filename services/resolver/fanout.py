@@ -5,6 +5,10 @@ in batches, so the audience is never held in memory; what is held is the size of
 request itself. A device reached by several selectors is produced once: each selector
 skips the devices an earlier one already reached (raw tokens, then contact ids, cellphones,
 emails), which needs only the request's own lists, not a set of every device seen.
+
+`to.all` reads the app's devices as one `_id` range, in `_id` order (`app_devices`), so a
+fan-out can resume after the last device it produced. So do selectors with more values
+than one query takes (contact lists of a campaign), matched in the resolver.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.events import PushJob, SendRequest, SendTo
 from services.core.store.client import Document
-from services.core.store.devices import Delivery
+from services.core.store.devices import Delivery, app_range, device_id
 from services.core.tokens import hash_token
 
 # Selector values per query: large enough to amortise round trips, small enough for `$in`.
@@ -44,6 +48,12 @@ _PROJECTION = {
 class _Selector:
     field: str
     values: frozenset[str]
+
+
+def _many(selectors: list[_Selector]) -> bool:
+    """Whether the selectors hold more values than one query takes: then one pass over
+    the app's devices beats a query per chunk (a transactional send stays on indexes)."""
+    return sum(len(selector.values) for selector in selectors) > CHUNK
 
 
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
@@ -82,15 +92,29 @@ async def targeted_devices(
     ]
     platforms = set(request.to.platforms)
 
-    raw_scope = scope
-    if request.to.tokens_from == "account":
-        raw_scope = {k: v for k, v in scope.items() if k != "app_id"}
+    app_id = request.app_id
     for chunk in _chunks(hashes):
-        cursor = db.devices.find(
-            {**raw_scope, "token_hash": {"$in": chunk}}, _PROJECTION, batch_size=CURSOR_BATCH
-        )
+        if request.to.tokens_from == "account" or app_id is None:
+            raw: dict[str, Any] = {
+                **{k: v for k, v in scope.items() if k != "app_id"},
+                "token_hash": {"$in": chunk},
+            }
+        else:
+            # Within one app a token is found by `_id`.
+            raw = {**scope, "_id": {"$in": [device_id(app_id, h) for h in chunk]}}
+        cursor = db.devices.find(raw, _PROJECTION, batch_size=CURSOR_BATCH)
         async for device in cursor:
             yield device
+
+    if request.app_id is not None and send_to == "all" and _many(selectors):
+        # One pass over the app's devices, matched here: one scan on the local store, where
+        # each chunk of `$in` values costs a scan of its own.
+        async for device in app_devices(request, db):
+            if device["token_hash"] not in hashes and any(
+                device.get(s.field) in s.values for s in selectors
+            ):
+                yield device
+        return
 
     for index, selector in enumerate(selectors):
         earlier = selectors[:index]
@@ -113,6 +137,28 @@ async def targeted_devices(
                 ):
                     continue
                 yield device
+
+
+async def app_devices(
+    request: SendRequest, db: AsyncDatabase[Document], after: str | None = None
+) -> AsyncIterator[Document]:
+    """Every active device of the request's app (of its account, on its `to.platforms`),
+    in `_id` order, from the one after the device `_id` `after`.
+
+    One range read: the local store answers it with one pass over the collection in `_id`
+    order, MongoDB with its `_id` index (the hint keeps that order).
+    """
+    assert request.app_id is not None
+    query: dict[str, Any] = {
+        "_id": app_range(request.app_id, after),
+        "account_id": request.account_id,
+        "status": "active",
+    }
+    if request.to.platforms:
+        query["platform"] = {"$in": sorted(set(request.to.platforms))}
+    cursor = db.devices.find(query, _PROJECTION, batch_size=CURSOR_BATCH).hint([("_id", ASCENDING)])
+    async for device in cursor:
+        yield device
 
 
 async def unregistered_tokens(request: SendRequest, db: AsyncDatabase[Document]) -> set[str]:
@@ -163,9 +209,24 @@ def job_for_raw_token(request: SendRequest, app_id: str, token: str) -> PushJob:
     )
 
 
-async def expand(request: SendRequest, db: AsyncDatabase[Document]) -> AsyncIterator[PushJob]:
+def position(job: PushJob) -> str:
+    """Where a `to.all` fan-out stands once `job` is produced: its device's `_id`."""
+    return device_id(job.app_id, job.token_hash)
+
+
+async def expand(
+    request: SendRequest, db: AsyncDatabase[Document], after: str | None = None
+) -> AsyncIterator[PushJob]:
     """Every job of a send request: registered devices, then unregistered raw tokens
-    (through FCM under the request's app; dropped when the request names no app)."""
+    (through FCM under the request's app; dropped when the request names no app).
+
+    For `to.all`, the app's devices in `_id` order, after the device `_id` `after` when
+    resuming; `send_to` does not apply (it picks among a contact's devices).
+    """
+    if request.to.all:
+        async for device in app_devices(request, db, after):
+            yield job_for(request, device)
+        return
     send_to = await send_to_of(request, db)
     async for device in targeted_devices(request, db, send_to):
         yield job_for(request, device)

@@ -12,6 +12,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.store.client import Document
+from services.core.store.devices import device_id
 from tests.contract.conftest import Tenant, TenantFactory
 from tests.registrations import Tap
 
@@ -170,6 +171,7 @@ async def test_another_accounts_app_cannot_be_sent_to_nor_its_contacts_read(
     intruder = await tenants.make()
     await db.devices.insert_one(
         {
+            "_id": device_id(owner.app.id, "h"),
             "app_id": owner.app.id,
             "account_id": owner.account_id,
             "contact_id": "ana",

@@ -23,6 +23,7 @@ from services.core.events import (
 from services.core.settings import Settings
 from services.core.store.apps import NewApp
 from services.core.store.client import Document
+from services.core.store.devices import device_id
 from services.core.store.notifications import NotificationsRepository
 from services.core.tokens import hash_token
 from services.feedback.deliveries import apply_interactions, apply_outcomes
@@ -311,6 +312,9 @@ async def test_masiv_refuses_an_idempotency_key_reused_for_another_body(
     ("change", "field"),
     [
         ({"to": {}}, "to"),
+        ({"to": {"all": True, "contact_ids": ["ana"]}}, "to"),
+        ({"to": {"all": True, "tokens": ["t-1"]}}, "to"),
+        ({"to": {"all": True}, "options": {"send_to": "latest"}}, "options.send_to"),
         ({"notification": {}}, "notification"),
         ({"notification": {"title": "x" * 5000}}, "notification"),
         ({"data": {"from": "x"}}, "notification"),
@@ -337,6 +341,41 @@ async def test_native_bad_sends_are_problems(
     assert response.headers["content-type"] == "application/problem+json"
     assert any(e["field"].startswith(field) for e in response.json()["errors"])
     assert await db.notifications.count_documents({}) == 0
+
+
+async def test_native_send_to_all_of_an_app(
+    client: httpx.AsyncClient,
+    tenants: TenantFactory,
+    ingest_settings: Settings,
+) -> None:
+    tenant = await tenants.make()
+    body = {
+        "app_id": tenant.app.id,
+        "to": {"all": True, "platforms": ["ios", "web"]},
+        "notification": {"title": "Campaña"},
+        "options": {"dry_run": True},
+    }
+    response = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert response.status_code == 202, response.text
+    notification_id = response.json()["id"]
+    send = await read(
+        ingest_settings,
+        topics.SEND_REQUESTS,
+        lambda m: isinstance(m, SendRequest) and m.notification_id == notification_id,
+    )
+    assert isinstance(send, SendRequest)
+    assert (send.app_id, send.to.all, send.to.platforms, send.options.dry_run) == (
+        tenant.app.id,
+        True,
+        ["ios", "web"],
+        True,
+    )
+    assert (send.to.tokens, send.to.contact_ids, send.to.cellphones, send.to.emails) == (
+        [],
+        [],
+        [],
+        [],
+    )
 
 
 async def _sent(
@@ -499,6 +538,7 @@ async def test_contact_reachability(
         [
             {
                 **base,
+                "_id": device_id(tenant.app.id, "a"),
                 "token_hash": "a",
                 "platform": "android",
                 "status": "active",
@@ -506,13 +546,20 @@ async def test_contact_reachability(
             },
             {
                 **base,
+                "_id": device_id(tenant.app.id, "b"),
                 "token_hash": "b",
                 "platform": "android",
                 "status": "invalid",
                 "invalid_reason": "UNREGISTERED",
                 "invalid_at": now,
             },
-            {**base, "token_hash": "c", "platform": "ios", "status": "active"},
+            {
+                **base,
+                "_id": device_id(tenant.app.id, "c"),
+                "token_hash": "c",
+                "platform": "ios",
+                "status": "active",
+            },
         ]
     )
     response = await client.get(

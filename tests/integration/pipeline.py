@@ -12,6 +12,7 @@ from services.core import topics
 from services.core.events import Audience, Content, SendRequest, utc_now
 from services.core.settings import Settings
 from services.core.store.client import Document
+from services.core.store.devices import device_id
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
 from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
@@ -74,6 +75,7 @@ class Pipeline:
 def device(token: str, platform: str, provider: str, **more: object) -> Document:
     now = utc_now()
     return {
+        "_id": device_id(APP, hash_token(token)),
         "app_id": APP,
         "account_id": ACCOUNT,
         "platform": platform,

@@ -22,8 +22,10 @@ from services.core.events import (
 )
 from services.core.settings import Settings
 from services.core.store.client import Document
+from services.core.store.devices import device_id
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
+from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish, read, read_many
 
 pytestmark = pytest.mark.integration
@@ -36,7 +38,7 @@ JOB_TOPICS = list(topics.JOB_TOPICS.values())
 def device(token: str, *, platform: str = "android", age: int = 0, **fields: object) -> Document:
     provider = {"android": "fcm", "ios": "apns", "web": "webpush"}[platform]
     registered = utc_now() - timedelta(minutes=age)
-    return {
+    document: Document = {
         "app_id": APP,
         "account_id": ACCOUNT,
         "platform": platform,
@@ -48,6 +50,7 @@ def device(token: str, *, platform: str = "android", age: int = 0, **fields: obj
         "created": registered,
         **fields,
     }
+    return {"_id": device_id(document["app_id"], document["token_hash"]), **document}
 
 
 def request(to: Audience, **options: object) -> SendRequest:
@@ -128,6 +131,31 @@ async def test_each_active_device_gets_one_job_across_selectors(settings: Settin
     assert done.by_platform == {"android": 5, "ios": 1}
     job = next(j for j in jobs if j.token == "tok-bea")
     assert (job.notification.title, job.data, job.provider) == ("Hola", {"campaign": "c1"}, "fcm")
+
+
+@pytest.mark.usefixtures("workers", "audience")
+async def test_a_long_contact_list_is_matched_in_one_pass_over_the_app(
+    settings: Settings,
+) -> None:
+    unknown = [f"nobody-{index}" for index in range(600)]
+    send = request(
+        Audience(
+            tokens=["tok-carl"],
+            contact_ids=["ana", *unknown],
+            cellphones=["573002"],
+            emails=["bea@example.com"],
+            platforms=["android"],
+        )
+    )
+    done, jobs = await fan_out(settings, send)
+    # The same devices as by queries: once each, active, of this app, on its platforms.
+    assert sorted(job.token for job in jobs) == [
+        "tok-ana-phone",
+        "tok-ana-tablet",
+        "tok-bea",
+        "tok-carl",
+    ]
+    assert done.jobs == 4
 
 
 @pytest.mark.usefixtures("workers", "audience")
@@ -254,3 +282,59 @@ async def test_an_invalidation_older_than_the_registration_is_ignored(
     phone = await db.devices.find_one({"token": "tok-ana-phone"})
     assert phone is not None
     assert phone["status"] == "active"
+
+
+@pytest.mark.usefixtures("workers", "audience")
+async def test_to_all_reaches_every_active_device_of_the_app_once(settings: Settings) -> None:
+    done, jobs = await fan_out(settings, request(Audience(all=True)))
+    # Not the invalid device, not another app's, not another account's.
+    assert sorted(job.token for job in jobs) == [
+        "tok-ana-phone",
+        "tok-ana-tablet",
+        "tok-ana-web",
+        "tok-bea",
+        "tok-carl",
+    ]
+    assert (done.jobs, done.by_provider, done.by_platform) == (
+        5,
+        {"fcm": 4, "apns": 1},
+        {"android": 4, "ios": 1},
+    )
+
+
+@pytest.mark.usefixtures("workers", "audience")
+async def test_to_all_narrowed_by_platform_and_counted_by_a_dry_run(
+    settings: Settings, db: AsyncDatabase[Document]
+) -> None:
+    _, ios = await fan_out(settings, request(Audience(all=True, platforms=["ios"])))
+    assert [job.token for job in ios] == ["tok-ana-web"]
+
+    send = request(Audience(all=True, platforms=["android"]), dry_run=True)
+    done, jobs = await fan_out(settings, send)
+    assert (done.jobs, done.dry_run, done.by_platform, jobs) == (4, True, {"android": 4}, [])
+
+    async def state() -> Document | None:
+        doc = await db.notifications.find_one({"_id": send.notification_id})
+        return doc if doc and doc["state"] == "done" else None
+
+    assert (await eventually(state))["counters"]["targeted"] == 4
+
+
+async def test_to_all_reaches_devices_stored_before_ids_were_derived(
+    settings: Settings, db: AsyncDatabase[Document], child_env: dict[str, str]
+) -> None:
+    # Stored by an earlier version: generated ObjectId `_id`s. The resolver moves them to
+    # their derived `_id` at start-up, before it takes any request.
+    old = [device(f"tok-old-{index}") for index in range(3)]
+    await db.devices.insert_many([{k: v for k, v in d.items() if k != "_id"} for d in old])
+    port = processes.free_port()
+    resolver = processes.Process(
+        ["services.cli", "resolver"], {**child_env, "PUSHLINE_METRICS_PORT": str(port)}
+    )
+    try:
+        await resolver.wait_ready(f"http://127.0.0.1:{port}/readyz")
+        done, jobs = await fan_out(settings, request(Audience(all=True)))
+    finally:
+        resolver.close()
+    assert sorted(job.token for job in jobs) == ["tok-old-0", "tok-old-1", "tok-old-2"]
+    assert done.jobs == 3

@@ -15,6 +15,7 @@ from services.core import kafka
 from services.core.events import RegisterDevice
 from services.core.settings import Settings
 from services.core.store.client import Document
+from services.core.store.devices import device_id
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
 from tests.integration import processes
@@ -66,16 +67,18 @@ async def test_a_faust_agent_consumes_what_a_producer_wrote(
         worker.close()
 
 
-async def test_store_round_trip_with_unique_device_index(db: AsyncDatabase[Document]) -> None:
+async def test_store_round_trip_with_the_device_id_as_key(db: AsyncDatabase[Document]) -> None:
     await ensure_indexes(db)
+    token_hash = hash_token("token-1")
     device = {
+        "_id": device_id("app", token_hash),
         "app_id": "app",
-        "token_hash": hash_token("token-1"),
+        "token_hash": token_hash,
         "platform": "android",
         "contact_id": "contact-1",
     }
     await db.devices.insert_one(dict(device))
-    found = await db.devices.find_one({"app_id": "app", "token_hash": device["token_hash"]})
+    found = await db.devices.find_one({"_id": device_id("app", token_hash)})
     assert found is not None
     assert found["contact_id"] == "contact-1"
 
@@ -84,5 +87,7 @@ async def test_store_round_trip_with_unique_device_index(db: AsyncDatabase[Docum
     assert await db.devices.count_documents({}) == 1
 
     # The same token under another app is another device.
-    await db.devices.insert_one({**device, "app_id": "other-app"})
+    await db.devices.insert_one(
+        {**device, "_id": device_id("other-app", token_hash), "app_id": "other-app"}
+    )
     assert await db.devices.count_documents({}) == 2

@@ -1,6 +1,10 @@
-"""The `devices` collection: one document per (app, token hash).
+"""The `devices` collection: one document per (app, token hash), whose `_id` is
+`{app_id}:{token_hash}` (`device_id`).
 
-Only the feedback stream writes here; the resolver reads.
+Only the feedback stream writes here; the resolver reads. Deriving `_id` from the app and
+the token makes every lookup of a token a read by `_id`, and every device of an app one
+`_id` range in a stable order (`app_range`): the two access paths the local store serves
+without scanning per value (ARCHITECTURE.md, "Collections").
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -21,8 +26,68 @@ from services.core.events import (
     WebPushSubscription,
     utc_now,
 )
-from services.core.store.client import Document
+from services.core.store.client import Document, insert_new
 from services.core.tokens import hash_token
+
+
+def device_id(app_id: str, token_hash: str) -> str:
+    """The `_id` of the device with this token under this app."""
+    return f"{app_id}:{token_hash}"
+
+
+def app_range(app_id: str, after: str | None = None) -> Document:
+    """The `_id` condition of every device of the app, or of those after the `_id` `after`.
+
+    App ids hold no `:` (letters, digits, `.`, `_`, `-`), so `{app_id}:` starts the ids of
+    this app alone and `{app_id};` (`;` follows `:`) bounds them.
+    """
+    return {"$gt": after or f"{app_id}:", "$lt": f"{app_id};"}
+
+
+# Devices moved per write by `migrate_device_ids`: bounded memory and bounded writes.
+MIGRATION_BATCH = 1000
+# The `migrations` document that says every device has its derived `_id`.
+_DEVICE_IDS_MIGRATED = "device_ids"
+
+
+async def migrate_device_ids(db: AsyncDatabase[Document]) -> int:
+    """Give every device stored with a generated ObjectId `_id` (before `_id` was derived
+    from the app and the token) its `device_id`, in batches; return how many moved.
+
+    Each service runs this at start-up, before it reads or writes a device, so none looks
+    for a device by `_id` while an older one is still to be moved. Safe to run at once in
+    several processes and to interrupt: a batch is inserted under the new `_id` (a copy
+    that exists, moved by another process or registered since, is kept) before the old
+    documents go, so a run that dies between the two writes is finished by the next.
+    Once no old device is left, a marker spares later start-ups the scan.
+    """
+    if await db.migrations.find_one({"_id": _DEVICE_IDS_MIGRATED}) is not None:
+        return 0
+    moved = 0
+    batch: list[Document] = []
+    # Comparison operators match one BSON type only: this selects the ObjectId ids alone.
+    async for old in db.devices.find(
+        {"_id": {"$gte": ObjectId("0" * 24)}}, batch_size=MIGRATION_BATCH
+    ):
+        batch.append(old)
+        if len(batch) == MIGRATION_BATCH:
+            moved += await _move(db, batch)
+            batch = []
+    moved += await _move(db, batch)
+    await db.migrations.update_one(
+        {"_id": _DEVICE_IDS_MIGRATED}, {"$set": {"at": utc_now(), "moved": moved}}, upsert=True
+    )
+    return moved
+
+
+async def _move(db: AsyncDatabase[Document], olds: list[Document]) -> int:
+    if not olds:
+        return 0
+    await insert_new(
+        db.devices, [{**old, "_id": device_id(old["app_id"], old["token_hash"])} for old in olds]
+    )
+    await db.devices.delete_many({"_id": {"$in": [old["_id"] for old in olds]}})
+    return len(olds)
 
 
 @dataclass(frozen=True)
@@ -54,7 +119,7 @@ class DevicesRepository:
 
     async def find(self, app_id: str, token_hash: str) -> Document | None:
         """The device with this token under this app, active or not."""
-        return await self._devices.find_one({"app_id": app_id, "token_hash": token_hash})
+        return await self._devices.find_one({"_id": device_id(app_id, token_hash)})
 
     async def register(self, command: RegisterDevice, provider: Provider, token_hash: str) -> None:
         """Create the device, or refresh it and make it active again.
@@ -92,10 +157,12 @@ class DevicesRepository:
                     command.subscription.model_dump() if command.subscription else None
                 ),
                 **{field: None for field in contact.keys() - given.keys()},
+                "app_id": command.app_id,
+                "token_hash": token_hash,
                 "created": now,
             },
         }
-        query = {"app_id": command.app_id, "token_hash": token_hash}
+        query = {"_id": device_id(command.app_id, token_hash)}
         try:
             await self._devices.update_one(query, update, upsert=True)
         except DuplicateKeyError:
@@ -108,8 +175,7 @@ class DevicesRepository:
         Returns whether the device changed."""
         result = await self._devices.update_one(
             {
-                "app_id": app_id,
-                "token_hash": token_hash,
+                "_id": device_id(app_id, token_hash),
                 "status": "active",
                 "registered_at": {"$lt": since},
             },
@@ -130,7 +196,7 @@ class DevicesRepository:
             await self._devices.bulk_write(
                 [
                     UpdateOne(
-                        {"app_id": app_id, "token_hash": token_hash},
+                        {"_id": device_id(app_id, token_hash)},
                         {"$set": {"last_success_at": at}},
                     )
                     for app_id, token_hash, at in reached
@@ -144,7 +210,7 @@ class DevicesRepository:
         if command.contact_id is not None:
             query["contact_id"] = command.contact_id
         if command.token is not None:
-            query["token_hash"] = hash_token(command.token)
+            query["_id"] = device_id(command.app_id, hash_token(command.token))
         if len(query) == 2:
             # Neither a contact nor a token: refuse to wipe the whole app.
             return 0

@@ -25,8 +25,9 @@ COUNTERS = (
 )
 # Outcomes that end a job, and the counter each one adds to.
 TERMINAL = {"success": "sent", "failed": "failed", "invalid_token": "invalid"}
-# The ids of counted batches are bookkeeping, never part of what a reader gets.
-_NO_BATCHES = {"counted_batches": 0}
+# The ids of counted batches and the fan-out's checkpoint are bookkeeping, never part of
+# what a reader gets.
+_NO_BATCHES = {"counted_batches": 0, "fanout_checkpoint": 0}
 
 
 def _new(request: SendRequest, state: str, idempotency_id: str | None = None) -> Document:
@@ -77,6 +78,21 @@ class NotificationsRepository:
         except DuplicateKeyError:
             return False
         return True
+
+    async def save_checkpoint(self, notification_id: str, checkpoint: Document) -> None:
+        """Keep where a `to.all` fan-out stands (see services/resolver/progress.py), while
+        it is still resolving."""
+        await self._notifications.update_one(
+            {"_id": notification_id, "state": "resolving"},
+            {"$set": {"fanout_checkpoint": checkpoint, "updated": utc_now()}},
+        )
+
+    async def checkpoint(self, notification_id: str) -> Document | None:
+        """The last checkpoint saved for the notification's fan-out, if any."""
+        found = await self._notifications.find_one(
+            {"_id": notification_id}, {"fanout_checkpoint": 1}
+        )
+        return (found or {}).get("fanout_checkpoint")
 
     async def fanout_completed(self, event: FanoutCompleted) -> None:
         """Record how many jobs the resolver produced, then settle the state."""

@@ -11,6 +11,7 @@ from services.core.events import (
     FanoutCompleted,
     PushJob,
     RegisterDevice,
+    SendRequest,
 )
 from services.core.kafka import decode, encode
 from services.core.tokens import hash_token
@@ -70,3 +71,22 @@ def test_messages_are_frozen() -> None:
 
 def test_device_events_share_one_partition_key() -> None:
     assert topics.device_key("app", hash_token("tok")) == f"app:{hash_token('tok')}".encode()
+
+
+def test_a_send_to_all_of_an_app_stands_alone_on_kafka() -> None:
+    base = b'{"notification_id":"n","account_id":"a","notification":{"title":"t"},'
+    send = decode(topics.SEND_REQUESTS, base + b'"app_id":"app","to":{"all":true}}')
+    assert isinstance(send, SendRequest)
+    assert send.to.all
+    refused = [
+        # Every device of which app?
+        b'"to":{"all":true}}',
+        # A selector would name a part of `all`.
+        b'"app_id":"app","to":{"all":true,"contact_ids":["c"]}}',
+        b'"app_id":"app","to":{"all":true,"tokens":["t"]}}',
+        # `latest` picks among a contact's devices.
+        b'"app_id":"app","to":{"all":true},"options":{"send_to":"latest"}}',
+    ]
+    for value in refused:
+        with pytest.raises(pydantic.ValidationError):
+            decode(topics.SEND_REQUESTS, base + value)

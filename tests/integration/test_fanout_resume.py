@@ -1,0 +1,106 @@
+"""A resolver killed (SIGKILL) in the middle of a `to.all` fan-out: the next one resumes
+from the last checkpoint instead of producing every job again, and every device gets
+exactly one counted outcome."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from bench.fanout import job_counter
+from services.core import topics
+from services.core.events import Audience, Content, SendRequest
+from services.core.settings import Settings
+from services.core.store.client import Document
+from services.core.store.devices import device_id
+from tests.integration.kafka_io import eventually, publish
+from tests.integration.pipeline import (
+    ACCOUNT,
+    APP,
+    Emulators,
+    Pipeline,
+    device,
+    finished,
+    sandbox_app,
+)
+
+pytestmark = pytest.mark.integration
+
+DEVICES = 5000
+
+
+@pytest.fixture
+async def pipeline(
+    child_env: dict[str, str], tmp_path: Path, emulators: Emulators
+) -> AsyncIterator[Pipeline]:
+    running = Pipeline({**child_env, "PUSHLINE_STATE_DIR": str(tmp_path / "state")})
+    try:
+        for name in ("resolver", "sender", "feedback"):
+            await running.start(name)
+        yield running
+    finally:
+        running.close()
+
+
+async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
+    settings: Settings,
+    db: AsyncDatabase[Document],
+    pipeline: Pipeline,
+    emulators: Emulators,
+) -> None:
+    await sandbox_app(db)
+    await db.devices.insert_many(
+        [device(f"{index:064x}", "ios", "apns") for index in range(DEVICES)]
+    )
+    # Another app's devices are never reached.
+    other = device("ff" * 32, "ios", "apns", app_id="other-app")
+    await db.devices.insert_one({**other, "_id": device_id("other-app", other["token_hash"])})
+    send = SendRequest(
+        notification_id=f"n-{uuid.uuid4()}",
+        account_id=ACCOUNT,
+        app_id=APP,
+        to=Audience(all=True),
+        notification=Content(title="Campaña", body="Para todos"),
+    )
+    await publish(
+        settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
+    )
+
+    async def checkpointed() -> Document | None:
+        # Far enough that producing every job again would show: 40% of the audience.
+        doc = await db.notifications.find_one({"_id": send.notification_id})
+        saved = (doc or {}).get("fanout_checkpoint") or {}
+        return doc if sum(saved.get("by_provider", {}).values()) >= 0.4 * DEVICES else None
+
+    await eventually(checkpointed, within=120)
+    pipeline.kill("resolver")
+    killed_at = await db.notifications.find_one({"_id": send.notification_id})
+    assert killed_at is not None
+    assert not killed_at.get("fanout_done"), "the fan-out ended before the kill"
+    resumed_from = killed_at["fanout_checkpoint"]["by_provider"]["apns"]
+    assert 0 < resumed_from < DEVICES
+
+    await pipeline.start("resolver-2", "resolver")
+    doc = await finished(db, send, within=300)
+
+    counters = doc["counters"]
+    assert (counters["targeted"], counters["sent"], counters["failed"], counters["invalid"]) == (
+        DEVICES,
+        DEVICES,
+        0,
+        0,
+    )
+    assert await db.deliveries.count_documents({"notification_id": send.notification_id}) == (
+        DEVICES
+    )
+    reached = {r.target for r in emulators.apns.controls.records() if 200 <= r.status < 300}
+    assert reached == {f"{index:064x}" for index in range(DEVICES)}
+    async with job_counter(settings) as jobs:
+        produced = await jobs()
+    # The resumed resolver produced again only what came after the checkpoint; starting
+    # over would have made at least 1.4 times the audience.
+    assert DEVICES <= produced < 1.3 * DEVICES, produced
