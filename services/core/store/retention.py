@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 
 from pymongo import ReplaceOne
@@ -112,47 +112,45 @@ class Retention:
 
     async def _expire_records(self, cutoff: datetime) -> bool:
         """Remove the per-send records of the notifications created before `cutoff`."""
-        while True:
-            expired = await (
-                self._notifications.find(
-                    {"records_removed": None, "created": {"$lt": cutoff}}, {"_id": 1}
-                )
-                .limit(NOTIFICATIONS_PER_QUERY)
-                .to_list(None)
+        query = {"records_removed": None, "created": {"$lt": cutoff}}
+        async for notification in self._expired(query, {"_id": 1}):
+            notification_id = notification["_id"]
+            if not await self._remove_records(notification_id):
+                return False
+            await self._notifications.update_one(
+                {"_id": notification_id}, {"$set": {"records_removed": stored_now()}}
             )
-            if not expired:
-                return True
-            for notification in expired:
-                notification_id = notification["_id"]
-                if not await self._remove_records(notification_id):
-                    return False
-                await self._notifications.update_one(
-                    {"_id": notification_id}, {"$set": {"records_removed": stored_now()}}
-                )
+        return True
 
     async def _expire_notifications(self, cutoff: datetime) -> bool:
         """Remove the notifications created before `cutoff` and their idempotency keys."""
+        query = {"created": {"$lt": cutoff}}
+        async for notification in self._expired(query, {"_id": 1, "idempotency_id": 1}):
+            notification_id = notification["_id"]
+            # Again: records written since the first removal (a very late redelivery)
+            # can be found only through the notification.
+            if not await self._remove_records(notification_id):
+                return False
+            key = notification.get("idempotency_id")
+            if key is not None:
+                await self._forget_key(key, notification_id)
+            removed = await self._notifications.delete_one({"_id": notification_id})
+            metrics.RETENTION_REMOVED.labels("notifications").inc(removed.deleted_count)
+        return True
+
+    async def _expired(self, query: Document, projection: Document) -> AsyncIterator[Document]:
+        """The notifications `query` matches, read in pages of NOTIFICATIONS_PER_QUERY until
+        none is left: the caller removes (or marks out of `query`) each one it is given."""
         while True:
-            expired = await (
-                self._notifications.find(
-                    {"created": {"$lt": cutoff}}, {"_id": 1, "idempotency_id": 1}
-                )
+            page = await (
+                self._notifications.find(query, projection)
                 .limit(NOTIFICATIONS_PER_QUERY)
                 .to_list(None)
             )
-            if not expired:
-                return True
-            for notification in expired:
-                notification_id = notification["_id"]
-                # Again: records written since the first removal (a very late redelivery)
-                # can be found only through the notification.
-                if not await self._remove_records(notification_id):
-                    return False
-                key = notification.get("idempotency_id")
-                if key is not None:
-                    await self._forget_key(key, notification_id)
-                removed = await self._notifications.delete_one({"_id": notification_id})
-                metrics.RETENTION_REMOVED.labels("notifications").inc(removed.deleted_count)
+            if not page:
+                return
+            for notification in page:
+                yield notification
 
     async def _remove_records(self, notification_id: str) -> bool:
         """Delete the records of every batch the notification counted, ledger entry by
