@@ -5,11 +5,12 @@ lean client for one provider, with the emulator process's CPU time read from /pr
 
 The clients do as little as their protocol allows, so that the emulator, not the client,
 is what is measured: FCM over aiohttp with one OAuth token fetched through google-auth;
-APNs through aioapns (the sender's client; its provider JWT is signed once and reused, as
-Apple asks); Web Push over aiohttp with a VAPID header signed once and bodies encrypted
-(RFC 8291) for a few subscriptions before the clock starts. On a machine that the client
-shares with the emulator the rate is bound by both; the emulator's CPU seconds per 1,000
-requests say what it alone costs (1,000 / that figure is what one core of it serves).
+APNs through libcurl's HTTP/2 (the sender's client, `curl.Multi`; one provider JWT signed
+once and reused, as Apple asks); Web Push over aiohttp with a VAPID header signed once and
+bodies encrypted (RFC 8291) for a few subscriptions before the clock starts. On a machine
+that the client shares with the emulator the rate is bound by both; the emulator's CPU
+seconds per 1,000 requests say what it alone costs (1,000 / that figure is what one core
+of it serves).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import ssl
 import statistics
 import subprocess
 import sys
@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aioapns import APNs, NotificationRequest
+import jwt
 from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 from py_vapid import Vapid02
 from pywebpush import WebPusher
 
 from bench.harness import cpu_seconds, free_port
-from services.core.providers.apns import protocol_for
+from services.core.providers import curl
 
 PROVIDERS = ("fcm", "apns", "webpush")
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -109,23 +109,27 @@ async def _fcm(config: dict[str, Any], http: aiohttp.ClientSession) -> Send:
     return send
 
 
-async def _apns(config: dict[str, Any], clients: list[APNs]) -> Send:
-    host, _, port = config["endpoint"].removeprefix("https://").rpartition(":")
-    context = ssl.create_default_context(cafile=config["ca_file"])
-    context.set_alpn_protocols(["h2"])
-    client = APNs(
-        key=config["key"],
-        key_id=config["key_id"],
-        team_id=config["team_id"],
-        topic=config["topics"][0],
-        ssl_context=context,
-    )
-    client.pool.protocol_class = protocol_for(host, int(port))
+async def _apns(config: dict[str, Any], clients: list[curl.Multi]) -> Send:
+    ca = await asyncio.to_thread(Path(config["ca_file"]).read_bytes)
+    client = curl.Multi(ca, connections=4, timeout=30.0)
     clients.append(client)
+    token = jwt.encode(
+        {"iss": config["team_id"], "iat": int(time.time())},
+        config["key"],
+        algorithm="ES256",
+        headers={"kid": config["key_id"]},
+    )
+    headers = [
+        f"authorization: bearer {token}",
+        f"apns-topic: {config['topics'][0]}",
+        "apns-push-type: alert",
+        "apns-priority: 10",
+    ]
+    body = json.dumps({"aps": {"alert": "One of many"}}).encode()
 
     async def send(index: int) -> int:
-        request = NotificationRequest(f"{index:064x}", {"aps": {"alert": "One of many"}})
-        return int((await client.send_notification(request)).status)
+        url = f"{config['endpoint']}/3/device/{index:064x}"
+        return (await client.post(url, headers, body)).status
 
     return send
 
@@ -171,7 +175,7 @@ async def measure(provider: str, requests: int, concurrency: int) -> dict[str, A
     """One run: a fresh emulator process, a warm-up, then `requests` sends."""
     with tempfile.TemporaryDirectory() as tmp:
         emulators = EmulatorProcess(Path(tmp))
-        apns_clients: list[APNs] = []
+        apns_clients: list[curl.Multi] = []
         try:
             config = emulators.clients()[provider]
             connector = aiohttp.TCPConnector(limit=concurrency)
@@ -190,7 +194,7 @@ async def measure(provider: str, requests: int, concurrency: int) -> dict[str, A
                 cpu, client_cpu = emulators.cpu() - cpu, cpu_seconds(os.getpid()) - client_cpu
         finally:
             for client in apns_clients:
-                client.pool.close()
+                client.close()
             emulators.stop()
     return {
         "provider": provider,

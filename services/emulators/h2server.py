@@ -4,8 +4,8 @@ Each request is handed to a handler once its stream ends, and its answer is writ
 same pass over the bytes received: the answers to every request of one read leave in one TLS
 write, with no task per request (a task and a write per answer cost the emulator more than
 its checks). A response body that fits the peer's flow-control window and frame size goes out
-as ONE DATA frame that ends the stream, as Apple's servers send it: aioapns 4.0 parses every
-DATA frame as a whole JSON document.
+as ONE DATA frame that ends the stream, as Apple's servers send it (aioapns 4.0, a client
+many apps use, parses every DATA frame as a whole JSON document).
 """
 
 from __future__ import annotations

@@ -1,35 +1,37 @@
-"""APNs through aioapns: token (.p8 JWT) auth over HTTP/2 and TLS.
+"""APNs: token (.p8 JWT) auth over HTTP/2 and TLS, through libcurl (`curl.Multi`).
 
-aioapns takes the host and port from class attributes of its protocol classes
-(`APNS_SERVER`, `APNS_PORT`); this adapter sets a subclass carrying the endpoint as the
-pool's `protocol_class`, with an `ssl_context` that also trusts `PUSHLINE_APNS_CA_FILE` and
-offers ALPN `h2`. aioapns answers every request with a `NotificationResult(status,
-description, timestamp)`; it raises only when it cannot get a connection (after
-`max_connection_attempts`, each followed by a 1 s sleep), which this adapter limits to one
-attempt so the sender's retry policy stays the only one. It waits for a JSON `reason` on
-every error answer, so each send is bounded by a timeout here.
+Requests follow Apple's "Sending notification requests to APNs": `POST /3/device/<token>`
+on `api.push.apple.com` (or the sandbox host, or PUSHLINE_APNS_ENDPOINT) with
+`authorization: bearer <provider JWT>`, `apns-topic`, `apns-push-type`, `apns-priority`,
+`apns-id`, and `apns-expiration` / `apns-collapse-id` when the job sets them. The provider
+JWT (ES256, `kid` = key id, `iss` = team id, `iat`) is signed once and reused for
+JWT_LIFETIME: Apple refuses one older than an hour and one renewed more often than every 20
+minutes (`TooManyProviderTokenUpdates`). An error answer is APNs' JSON `reason` (with a
+`timestamp` on 410). The HTTP/2 client was aioapns, whose pure-Python framing cost four
+times libcurl's CPU per request here (curl.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import ssl
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import ClassVar, Final
 from urllib.parse import urlsplit
 
-from aioapns import APNs, NotificationRequest, PushType
-from aioapns.common import NotificationResult
-from aioapns.connection import APNsTLSClientProtocol
-from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
-from aioapns.exceptions import ConnectionError as APNsConnectionError
+import certifi
+import jwt
 
 from services.core.credentials import APNSCredentials
 from services.core.errors import MessageInvalidError, ProviderAuthError
 from services.core.events import PushJob
+from services.core.providers import curl
 from services.core.providers.base import Provider, Result
 from services.core.providers.classify import ErrorClass, classify
 from services.core.providers.payload import build_payload
@@ -37,9 +39,11 @@ from services.core.settings import Settings
 
 PRODUCTION: Final = "https://api.push.apple.com"
 SANDBOX: Final = "https://api.sandbox.push.apple.com"
-_PRIORITY: Final = {"high": 10, "normal": 5}
+_PRIORITY: Final = {"high": "10", "normal": "5"}
 # Apple's tokens are 64 hex digits today and documented as variable length.
 _DEVICE_TOKEN: Final = re.compile(r"^[0-9A-Fa-f]{16,200}$")
+# A provider JWT is reused this long (Apple: renew after 20 minutes, before 60).
+JWT_LIFETIME: Final = 40 * 60.0
 
 
 def endpoint_for(settings: Settings, sandbox: bool) -> tuple[str, int]:
@@ -54,63 +58,57 @@ def endpoint_for(settings: Settings, sandbox: bool) -> tuple[str, int]:
     return url.hostname, url.port or 443
 
 
-def protocol_for(host: str, port: int) -> type[APNsTLSClientProtocol]:
-    """An aioapns protocol class that connects to `host:port` (and sends it as `host`)."""
-    return type(
-        "PushlineAPNsProtocol",
-        (APNsTLSClientProtocol,),
-        {"APNS_SERVER": host, "APNS_PORT": port},
-    )
-
-
-def ssl_context_for(settings: Settings) -> ssl.SSLContext:
-    """System trust plus PUSHLINE_APNS_CA_FILE, offering HTTP/2 by ALPN."""
-    context = ssl.create_default_context()
+def trusted_roots(settings: Settings) -> bytes:
+    """The PEM roots an APNs server must chain to: the system's (certifi's where the
+    system has none) plus PUSHLINE_APNS_CA_FILE."""
+    system = ssl.get_default_verify_paths().openssl_cafile
+    roots = Path(system if Path(system).is_file() else certifi.where()).read_bytes()
     if settings.apns_ca_file is not None:
-        context.load_verify_locations(cafile=str(settings.apns_ca_file))
-    context.set_alpn_protocols(["h2"])
-    return context
+        roots += b"\n" + Path(settings.apns_ca_file).read_bytes()
+    return roots
 
 
-def build_request(job: PushJob, topic: str) -> NotificationRequest:
-    """The aioapns request for a job. Raises MessageInvalidError for what APNs would refuse."""
-    payload = build_payload("apns", job.notification, job.data)
-    alert = "alert" in payload.document["aps"]
-    return NotificationRequest(
-        device_token=job.token,
-        message=payload.document,
-        notification_id=str(uuid.uuid4()),
-        time_to_live=job.options.ttl,
+def headers_for(
+    job: PushJob, topic: str, authorization: str, apns_id: str, alert: bool
+) -> list[str]:
+    """The request headers of one job ("name: value")."""
+    headers = [
+        authorization,
+        f"apns-topic: {topic}",
+        f"apns-id: {apns_id}",
+        f"apns-push-type: {'alert' if alert else 'background'}",
         # Apple refuses background pushes at priority 10.
-        priority=_PRIORITY[job.options.priority] if alert else _PRIORITY["normal"],
-        collapse_key=job.options.collapse_key,
-        push_type=PushType.ALERT if alert else PushType.BACKGROUND,
-        apns_topic=topic,
-    )
+        f"apns-priority: {_PRIORITY[job.options.priority] if alert else _PRIORITY['normal']}",
+    ]
+    if job.options.ttl is not None:
+        headers.append(f"apns-expiration: {int(time.time()) + job.options.ttl}")
+    if job.options.collapse_key is not None:
+        headers.append(f"apns-collapse-id: {job.options.collapse_key}")
+    return headers
 
 
-def result_of(answer: NotificationResult) -> Result:
-    """The Result of an aioapns answer, keeping a 410's timestamp."""
-    status = int(answer.status) if answer.status.isdigit() else None
-    if answer.is_successful:
-        return Result.success(answer.notification_id, status=status)
-    reason = answer.description or str(status)
+def result_of(answer: curl.Answer, apns_id: str) -> Result:
+    """The Result of an APNs answer, keeping a 410's timestamp."""
+    if answer.status == 200:
+        return Result.success(apns_id, status=200)
+    try:
+        body = json.loads(answer.body) if answer.body else {}
+    except ValueError:
+        body = {}
+    reason = body.get("reason") if isinstance(body, dict) else None
+    timestamp = body.get("timestamp") if isinstance(body, dict) else None
     invalid_since = (
-        datetime.fromtimestamp(answer.timestamp / 1000, UTC)
-        if status == 410 and isinstance(answer.timestamp, int | float)
+        datetime.fromtimestamp(timestamp / 1000, UTC)
+        if answer.status == 410 and isinstance(timestamp, int | float)
         else None
     )
     return Result.failure(
         "apns",
-        classify("apns", status, answer.description),
-        reason=reason,
-        status=status,
+        classify("apns", answer.status, reason),
+        reason=reason or str(answer.status),
+        status=answer.status,
         invalid_since=invalid_since,
     )
-
-
-async def _quiet(request: NotificationRequest, result: NotificationResult) -> None:
-    """aioapns logs every error answer at ERROR; Pushline reports outcomes itself."""
 
 
 class APNsProvider(Provider):
@@ -125,51 +123,50 @@ class APNsProvider(Provider):
         """Raises ProviderAuthError for a bad endpoint (the credentials model has already
         refused a key that is not a P-256 .p8)."""
         self._credentials = credentials
-        self._protocol = protocol_for(*endpoint_for(settings, credentials.sandbox))
-        self._ssl = ssl_context_for(settings)
-        self._client: APNs | None = None
+        self._endpoint = endpoint_for(settings, credentials.sandbox)
+        host, port = self._endpoint
+        self._base = f"https://{host}:{port}/3/device/"
+        self._roots = trusted_roots(settings)
+        self._multi: curl.Multi | None = None
+        self._authorization = ""
+        self._signed_at = 0.0
 
     @property
     def endpoint(self) -> tuple[str, int]:
         """(host, port) this provider connects to."""
-        return self._protocol.APNS_SERVER, self._protocol.APNS_PORT
+        return self._endpoint
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
-        """Send each job on the app's HTTP/2 connections; verify jobs are checked locally."""
+        """Send each job, multiplexed on the app's HTTP/2 connections; verify jobs are
+        checked locally."""
         return list(await asyncio.gather(*(self._send_one(job) for job in jobs)))
 
     async def aclose(self) -> None:
-        """Close the HTTP/2 connections and wait (up to 2 s) until they are gone."""
-        if self._client is None:
-            return
-        pool = self._client.pool
-        self._client = None
-        # pool.close() only starts closing the TLS transports; each leaves the pool when
-        # its connection_lost() runs.
-        pool.close()
-        for _ in range(200):
-            if not pool.connections:
-                return
-            await asyncio.sleep(0.01)
+        """Close the connections."""
+        if self._multi is not None:
+            self._multi.close()
+            self._multi = None
 
-    def _connect(self) -> APNs:
-        # Built on first use: aioapns binds its pool to the running event loop.
-        if self._client is None:
-            credentials = self._credentials
-            client = APNs(
-                key=credentials.private_key,
-                key_id=credentials.key_id,
-                team_id=credentials.team_id,
-                topic=credentials.topic,
-                use_sandbox=credentials.sandbox,
-                ssl_context=self._ssl,
-                max_connections=self.MAX_CONNECTIONS,
-                max_connection_attempts=1,
-                err_func=_quiet,
+    def _connect(self) -> curl.Multi:
+        # Opened on first use: it serves the running event loop.
+        if self._multi is None:
+            self._multi = curl.Multi(
+                self._roots, connections=self.MAX_CONNECTIONS, timeout=self.TIMEOUT
             )
-            client.pool.protocol_class = self._protocol
-            self._client = client
-        return self._client
+        return self._multi
+
+    def _bearer(self) -> str:
+        now = time.time()
+        if now - self._signed_at >= JWT_LIFETIME:
+            credentials = self._credentials
+            token = jwt.encode(
+                {"iss": credentials.team_id, "iat": int(now)},
+                credentials.private_key,
+                algorithm="ES256",
+                headers={"kid": credentials.key_id},
+            )
+            self._authorization, self._signed_at = f"authorization: bearer {token}", now
+        return self._authorization
 
     async def _send_one(self, job: PushJob) -> Result:
         if not _DEVICE_TOKEN.match(job.token):
@@ -180,19 +177,23 @@ class APNsProvider(Provider):
                 detail="not a hex APNs device token (checked before sending)",
             )
         try:
-            request = build_request(job, self._credentials.topic)
+            payload = build_payload("apns", job.notification, job.data)
         except MessageInvalidError as exc:
             return Result.from_error(exc)
         if job.kind == "verify":
             # APNs has no validate-only send: the token's format and the payload are checked.
             return Result.success(None, status=None)
+        alert = "alert" in payload.document["aps"]
+        apns_id = str(uuid.uuid4())
+        headers = headers_for(job, self._credentials.topic, self._bearer(), apns_id, alert)
         try:
-            async with asyncio.timeout(self.TIMEOUT):
-                answer = await self._connect().send_notification(request)
-        except TimeoutError:
-            return Result.failure("apns", ErrorClass.RETRYABLE, reason="Timeout")
-        except (MaxAttemptsExceeded, APNsConnectionError, ConnectionClosed, OSError) as exc:
+            answer = await self._connect().post(self._base + job.token, headers, payload.encoded)
+        except curl.TransferError as exc:
             return Result.failure(
-                "apns", ErrorClass.RETRYABLE, reason=type(exc).__name__, detail=str(exc) or None
+                "apns", ErrorClass.RETRYABLE, reason=exc.reason, detail=str(exc) or None
             )
-        return result_of(answer)
+        result = result_of(answer, apns_id)
+        if result.reason == "ExpiredProviderToken":
+            # Sign anew for the next call (the clock may have jumped); this one fails.
+            self._signed_at = 0.0
+        return result

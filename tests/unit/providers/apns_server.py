@@ -1,8 +1,8 @@
-"""A tiny APNs-speaking HTTP/2 server over TLS, for driving aioapns without patching it.
+"""A tiny APNs-speaking HTTP/2 server over TLS, for driving the APNs adapter.
 
 It checks the ALPN protocol and the provider JWT, records each request's headers and JSON
 body, and answers 200 with `apns-id`, or APNs' error JSON in one DATA frame that ends the
-stream (as Apple does, and as aioapns needs).
+stream (as Apple does). Devices in `silent` get no answer at all.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class FakeAPNs:
     received: list[Received] = field(default_factory=list)
     # status and JSON body by device token
     answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    silent: set[str] = field(default_factory=set)
+    connections: int = 0
     port: int = 0
 
 
@@ -51,6 +53,7 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.fake.connections += 1
         ssl_object = transport.get_extra_info("ssl_object")
         self.alpn = ssl_object.selected_alpn_protocol() if ssl_object else None
         self.conn.initiate_connection()
@@ -87,6 +90,8 @@ class _Protocol(asyncio.Protocol):
             claims = jwt.decode(token, self.fake.key.public_key(), algorithms=["ES256"])
         self.fake.received.append(Received(headers, json.loads(body), self.alpn, claims, header))
         device = headers[":path"].rsplit("/", 1)[-1]
+        if device in self.fake.silent:
+            return
         status, error = self.fake.answers.get(device, (200, {}))
         apns_id = headers.get("apns-id", "")
         self.conn.send_headers(

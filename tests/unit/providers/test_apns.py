@@ -1,7 +1,8 @@
-"""The APNs adapter through aioapns, against a tiny HTTP/2 + TLS server in the test."""
+"""The APNs adapter over libcurl, against a tiny HTTP/2 + TLS server in the test."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -134,7 +135,7 @@ async def test_alert_is_mapped_signed_and_sent_over_h2(
     headers = received.headers
     assert headers[":method"] == "POST"
     assert headers[":path"] == f"/3/device/{TOKEN}"
-    assert headers["host"] == "127.0.0.1"
+    assert headers[":authority"] == f"127.0.0.1:{apns.port}"
     assert headers["apns-topic"] == "com.example.app"
     assert headers["apns-priority"] == "10"
     assert headers["apns-push-type"] == "alert"
@@ -218,7 +219,7 @@ async def test_untrusted_server_is_a_retryable_failure(
     assert (result.outcome, result.error_class, result.reason) == (
         "retry",
         ErrorClass.RETRYABLE,
-        "MaxAttemptsExceeded",
+        "UntrustedServer",
     )
     assert apns.received == []
 
@@ -231,3 +232,40 @@ def test_key_must_be_a_p256_p8(tmp_path: Path) -> None:
         assert caught.value.reason == "MalformedCredentials"
         assert caught.value.__cause__ is not None
         assert key not in str(caught.value)
+
+
+async def test_a_call_shares_one_connection_and_one_provider_token(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    results = await provider.send([job(f"{index:064x}") for index in range(50)])
+    await provider.send([job()])
+    assert [r.outcome for r in results] == ["success"] * 50
+    assert apns.connections == 1
+    tokens = {r.headers["authorization"] for r in apns.received}
+    assert len(tokens) == 1
+
+
+async def test_an_unanswered_send_times_out_and_the_client_stays_usable(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    apns.silent.add(OTHER)
+    provider.TIMEOUT = 0.5  # type: ignore[misc]
+    [unanswered, answered] = await provider.send([job(OTHER), job()])
+    assert (unanswered.outcome, unanswered.reason) == ("retry", "Timeout")
+    assert answered.outcome == "success"
+
+
+async def test_a_cancelled_send_leaves_the_client_usable(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    apns.silent.add(OTHER)
+    waiting = asyncio.ensure_future(provider.send([job(OTHER)]))
+    for _ in range(500):
+        if any(r.headers[":path"].endswith(OTHER) for r in apns.received):
+            break
+        await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    [result] = await provider.send([job()])
+    assert result.outcome == "success"

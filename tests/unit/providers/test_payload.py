@@ -76,9 +76,9 @@ def test_apns_without_alert_is_a_background_push() -> None:
     }
 
 
-def test_apns_encoding_is_aioapns_encoding() -> None:
+def test_apns_payload_is_compact_utf8_json() -> None:
     payload = build_payload("apns", Content(title="Ü"), {})
-    assert payload.encoded == json.dumps(payload.document, ensure_ascii=False).encode()
+    assert payload.encoded == '{"aps":{"alert":{"title":"Ü"}}}'.encode()
 
 
 @pytest.mark.parametrize(
