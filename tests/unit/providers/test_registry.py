@@ -30,7 +30,7 @@ def test_registry_imports_provider_modules_only_on_use() -> None:
     code = (
         "import sys; import services.core.providers.registry as r; "
         "before = 'firebase_admin' in sys.modules; r.provider_class('webpush'); "
-        "print(before, 'firebase_admin' in sys.modules, 'aioapns' in sys.modules)"
+        "print(before, 'firebase_admin' in sys.modules, 'pycurl' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
