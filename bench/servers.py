@@ -23,6 +23,7 @@ from bench.harness import Stage, cpu_seconds
 JVMS = ("kafka", "store")
 # What `top` counts per namespace (besides `total`).
 KINDS = ("queries", "getmore", "insert", "update", "remove", "commands")
+COMMAND_NOT_FOUND = 59
 
 
 def jvm_pids(state_dir: Path) -> dict[str, int]:
@@ -98,7 +99,10 @@ class Servers:
     async def _operations(self) -> dict[str, Counter[str]] | None:
         try:
             top = await self._db.client.admin.command("top")
-        except OperationFailure:
-            # A store that does not answer `top` (the local store before it counted).
+        except OperationFailure as exc:
+            # A store that does not answer `top` (the local store before it counted) has no
+            # figure; any other failure is one.
+            if exc.code != COMMAND_NOT_FOUND:
+                raise
             return None
         return operations(top, self._db.name)
