@@ -58,6 +58,11 @@ def peak_rss_mb(pid: int) -> float:
     return _status_mb(pid, "VmHWM")
 
 
+def rss_mb(pid: int) -> float:
+    """The process's resident set size now (VmRSS), in MiB."""
+    return _status_mb(pid, "VmRSS")
+
+
 def _status_mb(pid: int, name: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{name}:"):
@@ -349,16 +354,24 @@ class Sampler:
         self.target = target
         self.series: list[tuple[float, int]] = []
 
-    async def run(self, limit: float) -> float:
-        """Seconds from now until the count reached the target. Raises TimeoutError."""
-        started = time.perf_counter()
+    async def run(
+        self, limit: float, *, since: float | None = None, stall: float | None = None
+    ) -> float:
+        """Seconds from `since` (a `time.perf_counter()`; now by default) until the count
+        reached the target. Raises TimeoutError after `limit` seconds, or once the count
+        has not moved for `stall` seconds."""
+        started = time.perf_counter() if since is None else since
+        moved, last = started, -1
         while True:
             done = await self._count()
-            elapsed = time.perf_counter() - started
+            now = time.perf_counter()
+            elapsed = now - started
             self.series.append((round(elapsed, 3), done))
             if done >= self.target:
                 return elapsed
-            if elapsed > limit:
+            if done != last:
+                moved, last = now, done
+            if elapsed > limit or (stall is not None and now - moved > stall):
                 raise TimeoutError(f"{done} of {self.target} after {elapsed:.0f} s")
             await asyncio.sleep(SAMPLE_SECONDS)
 

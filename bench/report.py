@@ -21,7 +21,10 @@ WINDOW = 1.0
 COLUMNS = (
     ("case", "case", "{}"),
     ("notifications", "count", "{:,}"),
+    ("counters", "counters", "{:,}"),
     ("per_second", "per s", "{:,.0f}"),
+    ("jobs_per_second", "jobs/s", "{:,.0f}"),
+    ("seconds", "seconds", "{:,.1f}"),
     ("accepted_per_second", "accepted/s", "{:,.0f}"),
     ("p50_ms", "p50 ms", "{:,.0f}"),
     ("p99_ms", "p99 ms", "{:,.0f}"),
@@ -31,6 +34,7 @@ COLUMNS = (
     ("store_cpu_seconds_per_1000", "store CPU s/1000", "{:.2f}"),
     ("store_ops_per_1000", "store ops/1000", "{:,.0f}"),
     ("peak_rss_mb", "peak RSS MiB", "{:,.0f}"),
+    ("rss_mb", "RSS MiB start/peak/end", "{:,.0f}"),
     ("emulators_cpu_seconds_per_1000", "emulators CPU s/1000", "{:.2f}"),
     ("emulator_cpu_seconds_per_1000", "CPU s per 1000 of its own", "{:.2f}"),
     ("emulators_busy", "emulators busy", "{:.0%}"),
@@ -52,11 +56,17 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _cell(value: Any, shape: str) -> str:
-    """A value as `shape` gives it; a dict as `name value, ...`."""
+    """A value as `shape` gives it; a dict as `name value, ...`, and a dict of dicts (RSS
+    start, peak, end of each process) as `name v/v/v, ...`."""
     if value is None:
         return ""
     if isinstance(value, dict):
-        return ", ".join(f"{name} {_cell(inner, shape)}" for name, inner in value.items())
+        return ", ".join(
+            f"{name} " + ("/".join(shape.format(v) for v in inner.values()))
+            if isinstance(inner, dict)
+            else f"{name} {_cell(inner, shape)}"
+            for name, inner in value.items()
+        )
     return shape.format(value)
 
 
