@@ -1,4 +1,4 @@
-"""`python -m bench all|register|fanout|deliver|baseline|emulators [--quick] [options]`.
+"""`python -m bench all|register|fanout|deliver|baseline|emulators|campaign [--quick] [options]`.
 
 Needs the local stack (`deploy/local/stack.sh up`, or `make bench`). Each measured run gets
 a namespace and database of its own; each scenario writes `bench/results/<date>-<scenario>`
@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, deliver, fanout, register, report
+from bench import baseline, campaign, deliver, fanout, register, report
+from bench.campaign import DEFAULT_MIX, Mix
 from bench.harness import PROVIDERS, Stage, stage
 
-SCENARIOS = ("register", "fanout", "deliver", "baseline", "emulators")
+SCENARIOS = ("register", "fanout", "deliver", "baseline", "emulators", "campaign")
 CASES = (*PROVIDERS, "mixed")
 AUDIENCES = fanout.AUDIENCES
 
@@ -31,11 +32,23 @@ class Plan:
     devices: int
     cases: tuple[str, ...]
     runs: int
+    campaign: int
     audiences: tuple[str, ...] = AUDIENCES
+    mix: Mix = DEFAULT_MIX
 
 
-FULL = Plan(clients=16, seconds=20, fanout=(10_000, 100_000), devices=10_000, cases=CASES, runs=1)
-QUICK = Plan(clients=4, seconds=3, fanout=(1_000,), devices=300, cases=("mixed",), runs=1)
+FULL = Plan(
+    clients=16,
+    seconds=20,
+    fanout=(10_000, 100_000),
+    devices=10_000,
+    cases=CASES,
+    runs=1,
+    campaign=100_000,
+)
+QUICK = Plan(
+    clients=4, seconds=3, fanout=(1_000,), devices=300, cases=("mixed",), runs=1, campaign=300
+)
 
 
 def _providers(case: str) -> tuple[str, ...]:
@@ -72,6 +85,8 @@ async def _scenario(name: str, plan: Plan) -> list[dict[str, Any]]:
             )
             for case in plan.cases
         ]
+    if name == "campaign":
+        return [await _median(plan.runs, lambda s: campaign.run(s, plan.campaign, plan.mix))]
     mode = "stream" if name == "baseline" else "preload"
     return [
         await _median(
@@ -101,11 +116,20 @@ async def run(
     return done
 
 
+def _mix(text: str) -> Mix:
+    try:
+        return campaign.parse_mix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario", choices=("all", *SCENARIOS))
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
-    parser.add_argument("--devices", type=int, help="deliver, baseline and emulators size")
+    parser.add_argument(
+        "--devices", type=int, help="deliver, baseline, emulators and campaign size"
+    )
     parser.add_argument("--fanout", type=int, action="append", help="fanout sizes")
     parser.add_argument("--case", action="append", choices=CASES, dest="cases")
     parser.add_argument("--clients", type=int, help="register: concurrent clients")
@@ -118,16 +142,21 @@ def main() -> None:
         dest="audiences",
         help="fanout: by contact ids, cellphones and emails, or to.all",
     )
+    parser.add_argument(
+        "--mix", type=_mix, help="campaign: providers' shares, e.g. fcm=60,apns=30,webpush=10"
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     changes = {
         "devices": args.devices,
+        "campaign": args.devices,
         "fanout": tuple(args.fanout) if args.fanout else None,
         "cases": tuple(args.cases) if args.cases else None,
         "clients": args.clients,
         "seconds": args.seconds,
         "runs": args.runs,
         "audiences": tuple(args.audiences) if args.audiences else None,
+        "mix": args.mix,
     }
     plan = replace(plan, **{k: v for k, v in changes.items() if v is not None})
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 
 from bench.fanout import resolve
-from bench.harness import Stage, cpu_seconds, emulator_costs, peak_rss_mb
+from bench.harness import Stage, cpu_seconds, emulator_costs, peak_rss_mb, shares
 from services.core import kafka, topics
 from services.core.events import PushJob
 from services.core.secrets import Vault
@@ -53,7 +53,8 @@ async def run(stage: Stage, providers: Sequence[str], count: int, mode: str) -> 
     if consumer.process.returncode != 0:
         raise RuntimeError(f"the baseline consumer exited with {consumer.process.returncode}")
     figures: dict[str, Any] = json.loads(out.read_text())
-    figures.update(emulator_costs(stage, emulators_cpu, count, figures["seconds"]))
+    sends = shares(count, providers)
+    figures.update(emulator_costs(stage, emulators_cpu, sends, figures["seconds"]))
     name = "+".join(providers) if len(providers) == 1 else "mixed"
     return {"case": name if mode == "stream" else f"{name} (emulators)", **figures}
 

@@ -1,6 +1,6 @@
 """What every scenario shares: a namespace and database of its own on the local stack, the
-emulators, Pushline's services as processes, their CPU time and peak RSS read from /proc,
-progress sampling, the audience loader and the results files.
+emulators (each in a thread of its own), Pushline's services as processes, their CPU time
+and RSS read from /proc, progress sampling, the audience loader and the results files.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,19 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
 
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set size (VmHWM), in MiB."""
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident set size now (VmRSS), in MiB."""
+    return _status_mb(pid, "VmRSS")
+
+
+def _status_mb(pid: int, name: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{name}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for process {pid}")
+    raise RuntimeError(f"no {name} for process {pid}")
 
 
 def free_port() -> int:
@@ -113,7 +123,8 @@ class Stage:
     fcm: FCMEmulator
     apns: APNSEmulator
     webpush: WebPushEmulator
-    emulators: EmulatorThread
+    # One per emulator, so that each one's CPU time can be read.
+    emulators: dict[str, EmulatorThread]
     services: list[Service] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
@@ -126,9 +137,12 @@ class Stage:
             "PUSHLINE_LOG_LEVEL": "WARNING",
         }
 
-    def emulators_cpu(self) -> float:
-        """CPU seconds the emulators' thread (in this process) has used so far."""
-        return cpu_seconds(os.getpid(), self.emulators.native_id)
+    def emulators_cpu(self) -> dict[str, float]:
+        """CPU seconds each emulator's thread (in this process) has used so far."""
+        return {
+            provider: cpu_seconds(os.getpid(), thread.native_id)
+            for provider, thread in self.emulators.items()
+        }
 
     async def start(self, *names: str) -> list[Service]:
         """Start Pushline services (`pushline <name>`) and wait until each is ready."""
@@ -178,7 +192,7 @@ class Stage:
 
 @asynccontextmanager
 async def stage() -> AsyncIterator[Stage]:
-    """A fresh namespace and database, a sandbox app, and the emulators in a thread."""
+    """A fresh namespace and database, a sandbox app, and the emulators, each in a thread."""
     base = Settings()
     run = uuid.uuid4().hex[:10]
     root = base.mongodb_uri.partition("?")[0].rsplit("/", 1)[0]
@@ -187,36 +201,39 @@ async def stage() -> AsyncIterator[Stage]:
     )
     mongo: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
     db = mongo.get_default_database()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as threads:
         state = Path(tmp)
         fcm, apns = (
             FCMEmulator(record_limit=1),
             APNSEmulator(cert_dir=state / "tls", record_limit=1),
         )
         webpush = WebPushEmulator(record_limit=1)
-        with EmulatorThread(fcm, apns, webpush) as emulators:
-            write_clients(settings.model_copy(update={"state_dir": state}), [fcm, apns, webpush])
-            await ensure_indexes(db)
-            now = utc_now()
-            await db.apps.insert_one(
-                {
-                    "_id": APP,
-                    "account_id": ACCOUNT,
-                    "name": "Bench",
-                    "sandbox": True,
-                    "created": now,
-                    "updated": now,
-                }
-            )
-            running = Stage(settings, state, db, fcm, apns, webpush, emulators)
-            try:
-                yield running
-            finally:
-                for service in running.services:
-                    service.stop()
-                await mongo.drop_database(db.name)
-                await mongo.close()
-                await kafka.delete_namespace(settings)
+        emulators = {
+            emulator.provider: threads.enter_context(EmulatorThread(emulator))
+            for emulator in (fcm, apns, webpush)
+        }
+        write_clients(settings.model_copy(update={"state_dir": state}), [fcm, apns, webpush])
+        await ensure_indexes(db)
+        now = utc_now()
+        await db.apps.insert_one(
+            {
+                "_id": APP,
+                "account_id": ACCOUNT,
+                "name": "Bench",
+                "sandbox": True,
+                "created": now,
+                "updated": now,
+            }
+        )
+        running = Stage(settings, state, db, fcm, apns, webpush, emulators)
+        try:
+            yield running
+        finally:
+            for service in running.services:
+                service.stop()
+            await mongo.drop_database(db.name)
+            await mongo.close()
+            await kafka.delete_namespace(settings)
 
 
 async def ready(url: str, service: Service) -> None:
@@ -232,6 +249,15 @@ async def ready(url: str, service: Service) -> None:
                 pass
             await asyncio.sleep(0.3)
     raise RuntimeError(f"{url} did not become ready")
+
+
+def shares(count: int, providers: Sequence[str]) -> dict[str, int]:
+    """How many of `audience(count, providers)` each provider has."""
+    whole, rest = divmod(count, len(providers))
+    counts: Counter[str] = Counter()
+    for index, provider in enumerate(providers):
+        counts[provider] += whole + (index < rest)
+    return dict(counts)
 
 
 def audience(count: int, providers: Sequence[str], webpush: WebPushEmulator) -> Iterator[Document]:
@@ -301,6 +327,25 @@ async def send(stage: Stage, to: dict[str, Any]) -> SendRequest:
     return request
 
 
+# The counters of a notification's ended jobs.
+ENDED = ("sent", "failed", "invalid")
+
+
+def ended(counters: Mapping[str, int]) -> int:
+    """How many jobs ended, by a notification's (or one platform's) counters."""
+    return sum(counters.get(name, 0) for name in ENDED)
+
+
+async def progress(stage: Stage, notification_id: str, count: int) -> int:
+    """The notification's ended jobs, held below `count` until its state is `done` (one find
+    on the stage's database)."""
+    doc = await stage.db.notifications.find_one(
+        {"_id": notification_id}, {"state": 1, "counters": 1}
+    )
+    done = ended((doc or {}).get("counters", {}))
+    return done if doc is not None and doc["state"] == "done" else min(count - 1, done)
+
+
 class Sampler:
     """Samples a progress count every SAMPLE_SECONDS until it reaches `target`."""
 
@@ -309,16 +354,24 @@ class Sampler:
         self.target = target
         self.series: list[tuple[float, int]] = []
 
-    async def run(self, limit: float) -> float:
-        """Seconds from now until the count reached the target. Raises TimeoutError."""
-        started = time.perf_counter()
+    async def run(
+        self, limit: float, *, since: float | None = None, stall: float | None = None
+    ) -> float:
+        """Seconds from `since` (a `time.perf_counter()`; now by default) until the count
+        reached the target. Raises TimeoutError after `limit` seconds, or once the count
+        has not moved for `stall` seconds."""
+        started = time.perf_counter() if since is None else since
+        moved, last = started, -1
         while True:
             done = await self._count()
-            elapsed = time.perf_counter() - started
+            now = time.perf_counter()
+            elapsed = now - started
             self.series.append((round(elapsed, 3), done))
             if done >= self.target:
                 return elapsed
-            if elapsed > limit:
+            if done != last:
+                moved, last = now, done
+            if elapsed > limit or (stall is not None and now - moved > stall):
                 raise TimeoutError(f"{done} of {self.target} after {elapsed:.0f} s")
             await asyncio.sleep(SAMPLE_SECONDS)
 
@@ -334,14 +387,21 @@ def costs(services: Sequence[Service], notifications: int) -> dict[str, Any]:
 
 
 def emulator_costs(
-    stage: Stage, cpu_start: float, notifications: int, seconds: float
+    stage: Stage, cpu_start: Mapping[str, float], sends: Mapping[str, int], seconds: float
 ) -> dict[str, Any]:
-    """The emulators' CPU seconds per 1,000 notifications since `cpu_start`, and the share of
-    one core they were busy over `seconds`: under 0.5, they could have served twice the rate."""
-    cpu = stage.emulators_cpu() - cpu_start
+    """Since `cpu_start` (`stage.emulators_cpu()` then), for `sends` notifications by provider:
+    the emulators' CPU seconds per 1,000 notifications, each emulator's per 1,000 of its own,
+    and the share of one core they were busy over `seconds`. They share this process's
+    interpreter lock, so their sum is what counts: under 0.5, they could have served twice
+    the rate."""
+    cpu = {p: used - cpu_start[p] for p, used in stage.emulators_cpu().items()}
+    total = sum(cpu.values())
     return {
-        "emulators_cpu_seconds_per_1000": round(cpu * 1000 / max(notifications, 1), 3),
-        "emulators_busy": round(cpu / seconds, 3),
+        "emulators_cpu_seconds_per_1000": round(total * 1000 / max(sum(sends.values()), 1), 3),
+        "emulator_cpu_seconds_per_1000": {
+            p: round(cpu[p] * 1000 / n, 3) for p, n in sends.items() if n
+        },
+        "emulators_busy": round(total / seconds, 3),
     }
 
 

@@ -21,14 +21,22 @@ WINDOW = 1.0
 COLUMNS = (
     ("case", "case", "{}"),
     ("notifications", "count", "{:,}"),
+    ("counters", "counters", "{:,}"),
     ("per_second", "per s", "{:,.0f}"),
+    ("jobs_per_second", "jobs/s", "{:,.0f}"),
+    ("seconds", "seconds", "{:,.1f}"),
     ("accepted_per_second", "accepted/s", "{:,.0f}"),
     ("p50_ms", "p50 ms", "{:,.0f}"),
     ("p99_ms", "p99 ms", "{:,.0f}"),
     ("deliver_ratio", "deliver/baseline", "{:.2f}"),
     ("cpu_seconds_per_1000", "CPU s/1000", "{:.2f}"),
-    ("peak_rss_mb", "peak RSS MiB", "{}"),
+    ("kafka_cpu_seconds_per_1000", "Kafka CPU s/1000", "{:.2f}"),
+    ("store_cpu_seconds_per_1000", "store CPU s/1000", "{:.2f}"),
+    ("store_ops_per_1000", "store ops/1000", "{:,.0f}"),
+    ("peak_rss_mb", "peak RSS MiB", "{:,.0f}"),
+    ("rss_mb", "RSS MiB start/peak/end", "{:,.0f}"),
     ("emulators_cpu_seconds_per_1000", "emulators CPU s/1000", "{:.2f}"),
+    ("emulator_cpu_seconds_per_1000", "CPU s per 1000 of its own", "{:.2f}"),
     ("emulators_busy", "emulators busy", "{:.0%}"),
     ("load_per_second", "store load/s", "{:,.0f}"),
 )
@@ -42,17 +50,24 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         "|" + "---|" * len(columns),
     ]
     for row in rows:
-        cells = []
-        for key, _, shape in columns:
-            value = row.get(key)
-            if value is None:
-                cells.append("")
-            elif isinstance(value, dict):
-                cells.append(", ".join(f"{k} {v:.0f}" for k, v in value.items()))
-            else:
-                cells.append(shape.format(value))
+        cells = [_cell(row.get(key), shape) for key, _, shape in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any, shape: str) -> str:
+    """A value as `shape` gives it; a dict as `name value, ...`, and a dict of dicts (RSS
+    start, peak, end of each process) as `name v/v/v, ...`."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{name} " + ("/".join(shape.format(v) for v in inner.values()))
+            if isinstance(inner, dict)
+            else f"{name} {_cell(inner, shape)}"
+            for name, inner in value.items()
+        )
+    return shape.format(value)
 
 
 def chart(scenario: str, rows: Sequence[dict[str, Any]], path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The local store (deploy/local/StoreServer.java) through a long scan and a kill -9.
+"""The local store (deploy/local/StoreServer.java) through a long scan and a kill -9, and
+the operation counts it answers `top` with.
 
 A query walks the collection from the MVStore version it started on, while the store's
 background compaction moves live pages out of sparse chunks. Without the store pinning that
@@ -40,6 +41,8 @@ SCANNING = 15.0
 COMMIT_SECONDS = 0.05
 # Documents written just before the kill -9.
 KEPT = 1000
+# What `top` counts per namespace, as MongoDB's does.
+KINDS = ("queries", "getmore", "insert", "update", "remove", "commands", "total")
 
 
 @pytest.fixture
@@ -109,3 +112,31 @@ def test_a_long_scan_sees_every_document_and_data_survives_a_kill(store: Stack) 
         db = client.get_default_database()
         assert db.devices.count_documents({}) == DOCUMENTS
         assert db.kept.count_documents({}) == KEPT
+
+
+def test_top_counts_the_commands_on_each_collection(store: Stack) -> None:
+    with connect(store.mongodb) as client:
+        db = client.get_default_database()
+        db.devices.insert_many([{"_id": n} for n in range(10)])
+        db.devices.find_one({"_id": 3})
+        # One find and four getMores: five batches of two.
+        assert len(db.devices.find({}, batch_size=2).to_list()) == 10
+        db.devices.update_many({}, {"$set": {"seen": True}})
+        db.devices.delete_one({"_id": 0})
+        db.devices.find_one_and_update({"_id": 1}, {"$inc": {"n": 1}})
+        client.other.devices.insert_one({"_id": 1})
+
+        totals = client.admin.command("top")["totals"]
+        devices = {kind: totals["pushline.devices"][kind]["count"] for kind in KINDS}
+        assert devices == {
+            "queries": 2,
+            "getmore": 4,
+            "insert": 1,
+            "update": 1,
+            "remove": 1,
+            "commands": 1,
+            "total": 10,
+        }
+        assert totals["other.devices"]["insert"]["count"] == 1
+        client.drop_database("other")
+        assert "other.devices" not in client.admin.command("top")["totals"]
