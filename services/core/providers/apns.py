@@ -32,7 +32,7 @@ from services.core.errors import MessageInvalidError, ProviderAuthError
 from services.core.events import PushJob
 from services.core.providers.base import Provider, Result
 from services.core.providers.classify import ErrorClass, classify
-from services.core.providers.payload import build_payload
+from services.core.providers.payload import CallPayloads, Payload
 from services.core.settings import Settings
 
 PRODUCTION: Final = "https://api.push.apple.com"
@@ -72,9 +72,8 @@ def ssl_context_for(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def build_request(job: PushJob, topic: str) -> NotificationRequest:
-    """The aioapns request for a job. Raises MessageInvalidError for what APNs would refuse."""
-    payload = build_payload("apns", job.notification, job.data)
+def build_request(job: PushJob, topic: str, payload: Payload) -> NotificationRequest:
+    """The aioapns request for a job, with its payload (`build_payload("apns", ...)`)."""
     alert = "alert" in payload.document["aps"]
     return NotificationRequest(
         device_token=job.token,
@@ -136,7 +135,8 @@ class APNsProvider(Provider):
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         """Send each job on the app's HTTP/2 connections; verify jobs are checked locally."""
-        return list(await asyncio.gather(*(self._send_one(job) for job in jobs)))
+        payloads = CallPayloads("apns")
+        return list(await asyncio.gather(*(self._send_one(job, payloads) for job in jobs)))
 
     async def aclose(self) -> None:
         """Close the HTTP/2 connections and wait (up to 2 s) until they are gone."""
@@ -171,7 +171,7 @@ class APNsProvider(Provider):
             self._client = client
         return self._client
 
-    async def _send_one(self, job: PushJob) -> Result:
+    async def _send_one(self, job: PushJob, payloads: CallPayloads) -> Result:
         if not _DEVICE_TOKEN.match(job.token):
             return Result.failure(
                 "apns",
@@ -179,10 +179,10 @@ class APNsProvider(Provider):
                 reason="BadDeviceToken",
                 detail="not a hex APNs device token (checked before sending)",
             )
-        try:
-            request = build_request(job, self._credentials.topic)
-        except MessageInvalidError as exc:
-            return Result.from_error(exc)
+        payload = payloads.of(job)
+        if isinstance(payload, MessageInvalidError):
+            return Result.from_error(payload)
+        request = build_request(job, self._credentials.topic, payload)
         if job.kind == "verify":
             # APNs has no validate-only send: the token's format and the payload are checked.
             return Result.success(None, status=None)
