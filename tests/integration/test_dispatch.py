@@ -153,6 +153,10 @@ async def test_a_send_that_reached_or_lost_its_device_is_not_made_again(
     )
     first = Harness(db, provider)
     await first.run(job("ok"), job("gone"), job("bad"))
+    # Kept: the ended sends' outcomes; the failed one's note is gone (it may be made again).
+    kept = {mark["_id"] async for mark in db.marks.find({"outcome": {"$exists": True}})}
+    assert kept == {f"n1:{hash_token('ok')}", f"n1:{hash_token('gone')}"}
+    assert await db.marks.count_documents({}) == 2
     # Redelivered to a restarted sender (only the store remembers), or the failed one
     # replayed from the dead letters.
     again = Harness(db, provider)
