@@ -237,6 +237,24 @@ class DeliveryOutcome(Message):
     answered_at: datetime = Field(default_factory=utc_now)
 
 
+class DeliveryOutcomes(Message):
+    """push.feedback: the outcomes of the sends of one provider call, or the kept outcomes
+    the sender publishes again for jobs that came back, in one message.
+
+    Sends only: a verification's outcome travels alone as a `DeliveryOutcome`, keyed by its
+    device, so that it stays in order with the device's registration events.
+    """
+
+    type: Literal["deliveries"] = "deliveries"
+    outcomes: Annotated[list[DeliveryOutcome], Field(min_length=1, max_length=500)]
+
+    @model_validator(mode="after")
+    def _sends_only(self) -> DeliveryOutcomes:
+        if any(outcome.kind != "send" for outcome in self.outcomes):
+            raise ValueError("a verification's outcome travels alone, not in a batch")
+        return self
+
+
 class FanoutCompleted(Message):
     """push.feedback: the resolver produced every job of a notification."""
 
@@ -265,7 +283,12 @@ class Interaction(Message):
 
 
 FeedbackEvent = Annotated[
-    DeliveryOutcome | FanoutCompleted | RegistrationResolved | CleanupDevices | Interaction,
+    DeliveryOutcome
+    | DeliveryOutcomes
+    | FanoutCompleted
+    | RegistrationResolved
+    | CleanupDevices
+    | Interaction,
     Field(discriminator="type"),
 ]
 

@@ -1,7 +1,8 @@
 """Kafka topic names, partition keys and consumer group ids, declared once.
 
 Every event about one device token is keyed `{app_id}:{token_hash}`, so it lands on one
-partition, in order; send requests are keyed by notification id.
+partition, in order (the outcomes of one provider call travel together, keyed by their
+first device); send requests are keyed by notification id.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ JOBS_WEBPUSH = Topic(
     "push.jobs.webpush", "{app_id}:{token_hash}", "one delivery job per Web Push subscription"
 )
 FEEDBACK = Topic(
-    "push.feedback", "{app_id}:{token_hash}", "device outcomes and notification progress"
+    "push.feedback",
+    "{app_id}:{token_hash}",
+    "device outcomes (a provider call's in one message) and notification progress",
 )
 WEBHOOKS = Topic("push.webhooks", "{registration_id}", "webhook callbacks to deliver")
 DLQ = Topic("push.dlq", "{original key}", "messages that failed every retry")

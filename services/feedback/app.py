@@ -18,6 +18,7 @@ from services.core import metrics, topics
 from services.core.events import (
     CleanupDevices,
     DeliveryOutcome,
+    DeliveryOutcomes,
     FanoutCompleted,
     Interaction,
     RegistrationResolved,
@@ -92,9 +93,11 @@ def create_app(settings: Settings) -> StreamApp:
 async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -> None:
     """Apply a batch of feedback events in their order.
 
-    Consecutive delivery outcomes are applied together (one bulk write, one counter update
-    per notification); registrations and cleanups are applied one by one between them, so
-    an invalidation and a re-registration of one device keep their order.
+    Consecutive delivery outcomes, a provider call's in one message or one per message
+    (from a sender before batches), are applied together (bulk writes, one counter update
+    per notification); registrations, cleanups and verifications are applied one by one
+    between them, in their order. (An invalidation does not depend on that order: it loses
+    to a registration made after the provider's answer, whichever arrives first.)
     """
     outcomes: list[DeliveryOutcome] = []
     interactions: list[Interaction] = []
@@ -103,6 +106,9 @@ async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -
             event = decode(topics.FEEDBACK, value)
         except pydantic.ValidationError as exc:
             await app.dead_letter(topics.FEEDBACK, key, value, str(exc))
+            continue
+        if isinstance(event, DeliveryOutcomes):
+            outcomes.extend(event.outcomes)
             continue
         if isinstance(event, DeliveryOutcome) and event.kind == "send":
             outcomes.append(event)

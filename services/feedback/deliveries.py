@@ -40,7 +40,8 @@ from services.core.store.retention import write_ledger
 # its own batch within this time, one that has not is gone (or its counting failed).
 UNCOUNTED_GRACE = 20.0
 
-Increments = Callable[[Document], Counter[str]]
+# The counters a record adds one to (`sent`, `android.sent`, ...).
+Increments = Callable[[Document], Iterable[str]]
 
 
 def _new_batch() -> str:
@@ -115,24 +116,28 @@ async def _count_left_over(
         await notifications.add_outcomes(notification_id, total, batch)
 
 
-def _delivery_increments(record: Document) -> Counter[str]:
+def _delivery_increments(record: Document) -> Iterable[str]:
     counter = TERMINAL[record["outcome"]]
     platform = record.get("platform")
-    return Counter({counter: 1, **({f"{platform}.{counter}": 1} if platform else {})})
+    return (counter, f"{platform}.{counter}") if platform else (counter,)
 
 
 async def apply_outcomes(outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[Document]) -> None:
-    """Count ended sends once per notification and invalidate rejected devices.
+    """Count ended sends once per notification and invalidate rejected devices (bulk
+    writes: one per provider and reason, one for the reached devices, one for the records).
 
     `retry` outcomes end nothing and count nowhere but in the sender's metrics.
     """
     devices = DevicesRepository(db)
+    invalid: defaultdict[tuple[str, str], list[tuple[str, str, datetime]]] = defaultdict(list)
     for outcome in outcomes:
         if outcome.outcome == "invalid_token":
             since = outcome.invalid_since or outcome.answered_at
             reason = outcome.reason or "invalid_token"
-            if await devices.invalidate(outcome.app_id, outcome.token_hash, reason, since):
-                metrics.TOKENS_INVALIDATED.labels(outcome.provider, reason).inc()
+            invalid[outcome.provider, reason].append((outcome.app_id, outcome.token_hash, since))
+    for (provider, reason), rejected in invalid.items():
+        if changed := await devices.invalidate(rejected, reason):
+            metrics.TOKENS_INVALIDATED.labels(provider, reason).inc(changed)
 
     await devices.mark_reached(
         [(o.app_id, o.token_hash, o.answered_at) for o in outcomes if o.outcome == "success"]
@@ -187,6 +192,4 @@ async def apply_interactions(
         }
         for i in interactions
     ]
-    await _record_and_count(
-        db, db.interactions, records, lambda record: Counter({record["interaction"]: 1})
-    )
+    await _record_and_count(db, db.interactions, records, lambda record: (record["interaction"],))

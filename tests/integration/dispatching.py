@@ -3,19 +3,21 @@ given by the test, what it publishes and acknowledges recorded instead of sent t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 
 import pydantic
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.errors import ProviderAuthError
-from services.core.events import DeadLetter, DeliveryOutcome, PushJob
+from services.core.events import DeadLetter, DeliveryOutcome, DeliveryOutcomes, PushJob
 from services.core.kafka import encode
 from services.core.providers.base import Provider
 from services.core.providers.classify import ProviderName
 from services.core.store.client import Document
 from services.core.topics import Topic
-from services.sender.dispatch import Dispatcher, RetryPolicy
+from services.sender.dispatch import Dispatcher
+from services.sender.jobs import RetryPolicy
 
 
 class Providers:
@@ -39,6 +41,9 @@ class Harness:
     ) -> None:
         self.published: list[tuple[str, pydantic.BaseModel]] = []
         self.acked: list[str] = []
+        # Cleared, what is published is not on Kafka until it is set again.
+        self.kafka = asyncio.Event()
+        self.kafka.set()
         self.dispatcher = Dispatcher(
             name,
             Providers(provider, name),
@@ -53,7 +58,7 @@ class Harness:
         self.published.append((topic.name, message))
 
         async def delivered() -> None:
-            return None
+            await self.kafka.wait()
 
         return delivered()
 
@@ -76,7 +81,17 @@ class Harness:
         )
 
     def outcomes(self) -> list[DeliveryOutcome]:
-        return [m for t, m in self.published if isinstance(m, DeliveryOutcome)]
+        """Every outcome published, those of batches unpacked, in order."""
+        found: list[DeliveryOutcome] = []
+        for _, message in self.published:
+            if isinstance(message, DeliveryOutcomes):
+                found.extend(message.outcomes)
+            elif isinstance(message, DeliveryOutcome):
+                found.append(message)
+        return found
+
+    def batches(self) -> list[DeliveryOutcomes]:
+        return [m for t, m in self.published if isinstance(m, DeliveryOutcomes)]
 
     def letters(self) -> list[DeadLetter]:
         return [m for t, m in self.published if isinstance(m, DeadLetter)]

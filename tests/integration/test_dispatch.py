@@ -9,13 +9,16 @@ from collections.abc import Sequence
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.events import PushJob
+from services.core.events import DeliveryOutcome, PushJob, utc_now
+from services.core.kafka import encode
 from services.core.providers.base import Provider, Result
 from services.core.providers.classify import ErrorClass
 from services.core.store.client import Document
 from services.core.tokens import hash_token
-from services.sender.dispatch import CALL_SIZE, RetryPolicy
+from services.sender.dispatch import CALL_SIZE
+from services.sender.jobs import RetryPolicy
 from tests.integration.dispatching import Harness
+from tests.integration.kafka_io import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -148,18 +151,25 @@ async def test_a_send_that_reached_or_lost_its_device_is_not_made_again(
             "bad": [failure(ErrorClass.RETRYABLE, "UNAVAILABLE", 503)] * 3 + [Result.success("m")],
         }
     )
-    harness = Harness(db, provider)
-    await harness.run(job("ok"), job("gone"), job("bad"))
-    # Redelivered after a crash, or the failed one replayed from the dead letters.
-    await harness.run(job("ok"), job("gone"), job("bad"))
+    first = Harness(db, provider)
+    await first.run(job("ok"), job("gone"), job("bad"))
+    # Kept: the ended sends' outcomes; the failed one's note is gone (it may be made again).
+    kept = {mark["_id"] async for mark in db.marks.find({"outcome": {"$exists": True}})}
+    assert kept == {f"n1:{hash_token('ok')}", f"n1:{hash_token('gone')}"}
+    assert await db.marks.count_documents({}) == 2
+    # Redelivered to a restarted sender (only the store remembers), or the failed one
+    # replayed from the dead letters.
+    again = Harness(db, provider)
+    await again.run(job("ok"), job("gone"), job("bad"))
     assert provider.calls[-1] == ["bad"]
-    assert harness.acked.count("ok") == harness.acked.count("gone") == 2
-    # Their outcomes are published again as they were: feedback may not have them yet.
-    for token in ("ok", "gone"):
-        first, again = [o for o in harness.outcomes() if o.token_hash == hash_token(token)]
-        assert first == again
+    assert sorted(again.acked) == ["bad", "gone", "ok"]
+    # Their outcomes are published again as they were, with the new send's in one message:
+    # feedback may not have them yet.
+    (batch,) = again.batches()
+    assert batch.outcomes[:2] == first.outcomes()[:2]
+    assert [o.outcome for o in batch.outcomes] == ["success", "invalid_token", "success"]
     # A failed send reached nothing: sending it again is no duplicate.
-    assert not any(o.repeated for o in harness.outcomes())
+    assert not any(o.repeated for o in again.outcomes())
 
 
 async def test_a_send_left_on_the_wire_by_a_dead_sender_is_made_again_as_repeated(
@@ -173,7 +183,7 @@ async def test_a_send_left_on_the_wire_by_a_dead_sender_is_made_again_as_repeate
         }
     )
     # What a sender killed during its provider call leaves: the send noted, no outcome.
-    await db.sending.insert_one({"_id": f"n1:{hash_token('cut')}"})
+    await db.marks.insert_one({"_id": f"n1:{hash_token('cut')}"})
     harness = Harness(db, provider)
     await harness.run(job("cut"), job("new"), job("later"))
     assert sorted(provider.calls[0]) == ["cut", "later", "new"]
@@ -184,6 +194,66 @@ async def test_a_send_left_on_the_wire_by_a_dead_sender_is_made_again_as_repeate
         hash_token("new"): False,
         hash_token("later"): False,
     }
+
+
+async def test_the_outcomes_of_one_call_are_one_message_its_jobs_acked_once_on_kafka(
+    db: AsyncDatabase[Document],
+) -> None:
+    tokens = [f"t{i}" for i in range(CALL_SIZE + 3)]
+    script = {token: [Result.success(token)] for token in tokens}
+    provider = ScriptedProvider({**script, "v": [Result.success(None)]})
+    harness = Harness(db, provider)
+    harness.kafka.clear()
+    verify = job("v").model_copy(update={"kind": "verify", "notification_id": None})
+    await harness.start(*(job(token) for token in tokens), verify)
+
+    async def all_published() -> bool:
+        return len(harness.published) == 3
+
+    await eventually(all_published, within=10)
+    # Published, not yet on Kafka: nothing is acknowledged.
+    assert harness.acked == []
+    harness.kafka.set()
+    await harness.dispatcher.drain()
+    assert sorted(harness.acked) == sorted([*tokens, "v"])
+    first, second = harness.batches()
+    assert [o.token_hash for o in first.outcomes] == [hash_token(t) for t in tokens[:CALL_SIZE]]
+    assert [o.token_hash for o in second.outcomes] == [hash_token(t) for t in tokens[CALL_SIZE:]]
+    # One answer time per call; a verification's outcome goes alone.
+    assert len({o.answered_at for o in first.outcomes}) == 1
+    (alone,) = [m for _, m in harness.published if isinstance(m, DeliveryOutcome)]
+    assert alone.kind == "verify"
+    # Each send is marked with its outcome, in the one collection of marks.
+    assert await db.marks.count_documents({"outcome": {"$exists": True}}) == len(tokens)
+
+
+async def test_marks_left_by_a_sender_before_the_marks_collection_are_honoured(
+    db: AsyncDatabase[Document],
+) -> None:
+    provider = ScriptedProvider({"cut": [Result.success("m2")], "new": [Result.success("m1")]})
+    kept = DeliveryOutcome(
+        notification_id="n1",
+        app_id="app",
+        provider="fcm",
+        platform="android",
+        token_hash=hash_token("done"),
+        outcome="success",
+        accepted_at=utc_now(),
+    )
+    # What such a sender left: each send it made noted in `sending`, the outcomes of the
+    # ended ones kept in `sends`.
+    await db.sending.insert_many([{"_id": f"n1:{hash_token(t)}"} for t in ("done", "cut")])
+    await db.sends.insert_one({"_id": f"n1:{hash_token('done')}", "outcome": encode(kept).decode()})
+    harness = Harness(db, provider)
+    await harness.run(job("done"), job("cut"), job("new"))
+    assert provider.calls == [["cut", "new"]]
+    outcomes = {o.token_hash: o for o in harness.outcomes()}
+    assert outcomes[hash_token("done")] == kept
+    assert (outcomes[hash_token("cut")].repeated, outcomes[hash_token("new")].repeated) == (
+        True,
+        False,
+    )
+    assert sorted(harness.acked) == ["cut", "done", "new"]
 
 
 async def test_unreadable_jobs_are_dead_lettered_and_acked(db: AsyncDatabase[Document]) -> None:
@@ -243,7 +313,7 @@ async def test_revoked_partitions_get_no_new_calls_and_their_calls_on_the_wire_e
     await provider.calling.wait()
     await harness.dispatcher.revoke(1)
     # The call on the wire was marked before the revocation went on; no other call began.
-    assert await db.sends.count_documents({}) == CALL_SIZE
+    assert await db.marks.count_documents({"outcome": {"$exists": True}}) == CALL_SIZE
     await harness.dispatcher.drain()
     assert provider.calls == [tokens[:CALL_SIZE]]
     assert sorted(harness.acked) == sorted(tokens[:CALL_SIZE])

@@ -14,6 +14,7 @@ from services.core.events import (
     Audience,
     Content,
     DeliveryOutcome,
+    DeliveryOutcomes,
     FanoutCompleted,
     Options,
     PushJob,
@@ -237,6 +238,63 @@ async def test_outcomes_count_once_and_invalidate_devices(
     # The invalid device gets no more sends.
     _, again = await fan_out(settings, request(Audience(contact_ids=["ana"])))
     assert sorted(j.token for j in again) == ["tok-ana-phone", "tok-ana-web"]
+
+
+@pytest.mark.usefixtures("workers", "audience")
+async def test_a_call_s_outcomes_in_one_message_count_once_beside_single_outcomes(
+    settings: Settings, db: AsyncDatabase[Document]
+) -> None:
+    send = request(Audience(contact_ids=["ana", "bea"]))
+    done, jobs = await fan_out(settings, send)
+    assert done.jobs == 4
+    by_token = {job.token: job for job in jobs}
+
+    def outcome(token: str, result: str, reason: str | None = None) -> DeliveryOutcome:
+        return DeliveryOutcome.model_validate(
+            {
+                "notification_id": send.notification_id,
+                "app_id": APP,
+                "provider": by_token[token].provider,
+                "platform": by_token[token].platform,
+                "token_hash": by_token[token].token_hash,
+                "outcome": result,
+                "reason": reason,
+                "accepted_at": send.accepted_at,
+            }
+        )
+
+    call = DeliveryOutcomes(
+        outcomes=[
+            outcome("tok-ana-phone", "success"),
+            outcome("tok-ana-tablet", "invalid_token", "UNREGISTERED"),
+            outcome("tok-ana-web", "success"),
+        ]
+    )
+    # As a sender before batches published it (a rolling upgrade): alone.
+    single = outcome("tok-bea", "success")
+    call_key = topics.device_key(APP, call.outcomes[0].token_hash)
+    single_key = topics.device_key(APP, single.token_hash)
+    # Each arrives twice, as after a sender restart: each outcome counts once.
+    for key, message in [(call_key, call), (single_key, single)] * 2:
+        await publish(settings, topics.FEEDBACK, key, message)
+
+    async def finished() -> Document | None:
+        doc = await db.notifications.find_one({"_id": send.notification_id})
+        return doc if doc and doc["state"] == "done" else None
+
+    doc = await eventually(finished)
+    counters = doc["counters"]
+    assert (counters["targeted"], counters["sent"], counters["invalid"], counters["failed"]) == (
+        4,
+        3,
+        1,
+        0,
+    )
+    tablet = await db.devices.find_one({"token": "tok-ana-tablet"})
+    assert tablet is not None
+    assert (tablet["status"], tablet["invalid_reason"]) == ("invalid", "UNREGISTERED")
+    reached = await db.devices.count_documents({"last_success_at": {"$ne": None}})
+    assert reached == 3
 
 
 @pytest.mark.usefixtures("workers", "audience")

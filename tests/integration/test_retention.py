@@ -23,7 +23,7 @@ from tests.integration import processes
 
 pytestmark = pytest.mark.integration
 
-RECORDS = ("deliveries", "sends", "sending", "interactions")
+RECORDS = ("deliveries", "marks", "sends", "sending", "interactions")
 NOW = utc_now()
 # Outcomes per feedback batch in these tests: several batches, several ledger entries.
 BATCH = 4
@@ -58,7 +58,9 @@ async def sent(
     )
     hashes = [f"{i:064x}" for i in range(devices)]
     ids = [f"{notification_id}:{h}" for h in hashes]
-    # The sender notes each send before its call and keeps its outcome after.
+    # The sender notes each send before its call and keeps its outcome after; so did an
+    # earlier sender, in two collections (services.sender.marks).
+    await db.marks.insert_many({"_id": i, "outcome": "{}"} for i in ids)
     await db.sending.insert_many({"_id": i} for i in ids)
     await db.sends.insert_many({"_id": i, "outcome": "{}"} for i in ids)
     for start in range(0, devices, BATCH):
@@ -175,7 +177,7 @@ async def test_a_run_stopped_midway_is_finished_by_the_next(
     entries = await db.ledger.find({"collection": "deliveries"}).to_list(None)
     assert len(entries) == 3
     for entry in entries[:2]:
-        for name in ("deliveries", "sends", "sending"):
+        for name in ("deliveries", "marks", "sends", "sending"):
             await db[name].delete_many({"_id": {"$in": entry["ids"]}})
     await db.ledger.delete_one({"_id": entries[0]["_id"]})
     assert (await left(db, ids))["deliveries"] == 4

@@ -34,7 +34,7 @@ from services.core.events import PushJob
 from services.core.providers import curl
 from services.core.providers.base import Provider, Result
 from services.core.providers.classify import ErrorClass, classify
-from services.core.providers.payload import build_payload
+from services.core.providers.payload import CallPayloads
 from services.core.settings import Settings
 
 PRODUCTION: Final = "https://api.push.apple.com"
@@ -139,7 +139,8 @@ class APNsProvider(Provider):
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         """Send each job, multiplexed on the app's HTTP/2 connections; verify jobs are
         checked locally."""
-        return list(await asyncio.gather(*(self._send_one(job) for job in jobs)))
+        payloads = CallPayloads("apns")
+        return list(await asyncio.gather(*(self._send_one(job, payloads) for job in jobs)))
 
     async def aclose(self) -> None:
         """Close the connections."""
@@ -168,7 +169,7 @@ class APNsProvider(Provider):
             self._authorization, self._signed_at = f"authorization: bearer {token}", now
         return self._authorization
 
-    async def _send_one(self, job: PushJob) -> Result:
+    async def _send_one(self, job: PushJob, payloads: CallPayloads) -> Result:
         if not _DEVICE_TOKEN.match(job.token):
             return Result.failure(
                 "apns",
@@ -176,10 +177,9 @@ class APNsProvider(Provider):
                 reason="BadDeviceToken",
                 detail="not a hex APNs device token (checked before sending)",
             )
-        try:
-            payload = build_payload("apns", job.notification, job.data)
-        except MessageInvalidError as exc:
-            return Result.from_error(exc)
+        payload = payloads.of(job)
+        if isinstance(payload, MessageInvalidError):
+            return Result.from_error(payload)
         if job.kind == "verify":
             # APNs has no validate-only send: the token's format and the payload are checked.
             return Result.success(None, status=None)

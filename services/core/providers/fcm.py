@@ -198,11 +198,12 @@ class FCMProvider(Provider):
             bodies.append((index, json.dumps(document, separators=(",", ":")).encode()))
         if bodies:
             refused = await self._prepare()
-            answers = (
-                [refused] * len(bodies)
-                if refused is not None
-                else await asyncio.gather(*(self._post(body) for _, body in bodies))
-            )
+            if refused is None:
+                # One token, one set of headers for the whole call.
+                headers = self._headers()
+                answers = await asyncio.gather(*(self._post(body, headers) for _, body in bodies))
+            else:
+                answers = [refused] * len(bodies)
             for (index, _), answer in zip(bodies, answers, strict=True):
                 results[index] = answer
         return [result for result in results if result is not None]
@@ -250,13 +251,16 @@ class FCMProvider(Provider):
             )
         return None
 
-    async def _post(self, body: bytes) -> Result:
+    def _headers(self) -> dict[str, str]:
+        """firebase-admin's headers with the current access token."""
+        headers = dict(HEADERS)
+        self._credential.apply(headers)
+        return headers
+
+    async def _post(self, body: bytes, headers: dict[str, str]) -> Result:
         """One message, repeated with a fresh token after a 401 (at most REFRESHES times)."""
         attempt = 0
         while True:
-            token = self._credential.token
-            headers = dict(HEADERS)
-            self._credential.apply(headers)
             try:
                 async with self._session.get().post(
                     self._url, data=body, headers=headers, allow_redirects=False
@@ -271,7 +275,8 @@ class FCMProvider(Provider):
                 return result
             async with self._lock:
                 # Concurrent requests that met the same stale token refresh it once.
-                refused = await self._refresh() if self._credential.token == token else None
+                refused = await self._refresh() if self._headers() == headers else None
             if refused is not None:
                 return refused
+            headers = self._headers()
             attempt += 1

@@ -6,8 +6,9 @@ Each provider limits the encoded payload, not the notification's fields:
 - Web Push: 4096 bytes per encrypted aes128gcm record, of which 103 are header, padding
   delimiter and tag, leaving 3993 bytes of plaintext (RFC 8291 section 4, RFC 8188).
 
-The adapters build what they send with `build_payload`, so the bytes measured here are the
-bytes sent; the ingest calls `check_notification` early to refuse what no provider takes.
+The adapters build what they send with `build_payload` (once per notification in a
+provider call: `CallPayloads`), so the bytes measured here are the bytes sent; the ingest
+calls `check_notification` early to refuse what no provider takes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from services.core.errors import MessageInvalidError, PayloadTooLargeError
-from services.core.events import Content
+from services.core.events import Content, PushJob
 from services.core.providers.classify import ProviderName
 
 LIMITS: Final[Mapping[ProviderName, int]] = {"fcm": 4096, "apns": 4096, "webpush": 3993}
@@ -126,6 +127,27 @@ def build_payload(
     if len(encoded) > LIMITS[provider]:
         raise PayloadTooLargeError(provider=provider, size=len(encoded), limit=LIMITS[provider])
     return Payload(provider=provider, document=document, encoded=encoded)
+
+
+class CallPayloads:
+    """`build_payload` for the jobs of one provider call: jobs of one notification share
+    everything but the token, so their payload is built, checked and encoded once."""
+
+    def __init__(self, provider: ProviderName) -> None:
+        self._provider = provider
+        self._built: dict[tuple[Any, ...], Payload | MessageInvalidError] = {}
+
+    def of(self, job: PushJob) -> Payload | MessageInvalidError:
+        """The job's payload, or the error that refuses it (see `build_payload`)."""
+        key = (job.notification, tuple(job.data.items()))
+        built = self._built.get(key)
+        if built is None:
+            try:
+                built = build_payload(self._provider, job.notification, job.data)
+            except MessageInvalidError as exc:
+                built = exc
+            self._built[key] = built
+        return built
 
 
 def check_notification(

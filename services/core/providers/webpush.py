@@ -31,7 +31,7 @@ from services.core.events import PushJob
 from services.core.providers import transport
 from services.core.providers.base import Provider, Result, parse_retry_after
 from services.core.providers.classify import ErrorClass, classify
-from services.core.providers.payload import build_payload
+from services.core.providers.payload import CallPayloads
 from services.core.settings import Settings
 
 _RAW_POINT: Final = (
@@ -123,13 +123,18 @@ class WebPushProvider(Provider):
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         """Encrypt and post each job to its subscription's push service."""
-        return list(await asyncio.gather(*(self._send_one(job) for job in jobs)))
+        payloads, now = CallPayloads("webpush"), time.time()
+        return list(
+            await asyncio.gather(
+                *(self._send_one(self._prepare(job, payloads, now), job) for job in jobs)
+            )
+        )
 
     async def aclose(self) -> None:
         """Close the connections."""
         await self._session.aclose()
 
-    def _prepare(self, job: PushJob) -> _Prepared | Result:
+    def _prepare(self, job: PushJob, payloads: CallPayloads, now: float) -> _Prepared | Result:
         subscription = job.subscription
         if subscription is None:
             return Result.from_error(
@@ -144,10 +149,9 @@ class WebPushProvider(Provider):
             parts.scheme == "https" or (parts.scheme == "http" and self._plain_http_allowed(parts))
         ):
             return _not_allowed("push endpoints must be https URLs")
-        try:
-            payload = build_payload("webpush", job.notification, job.data)
-        except MessageInvalidError as exc:
-            return Result.from_error(exc)
+        payload = payloads.of(job)
+        if isinstance(payload, MessageInvalidError):
+            return Result.from_error(payload)
         try:
             pusher = WebPusher(subscription.model_dump(include={"endpoint", "keys"}))
             body = pusher.encode(payload.encoded, content_encoding="aes128gcm")["body"]
@@ -160,7 +164,7 @@ class WebPushProvider(Provider):
             )
         origin = f"{parts.scheme}://{parts.netloc}"
         headers = {
-            "Authorization": self._vapid.header(origin, time.time()),
+            "Authorization": self._vapid.header(origin, now),
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
             "TTL": str(job.options.ttl if job.options.ttl is not None else DEFAULT_TTL),
@@ -181,8 +185,7 @@ class WebPushProvider(Provider):
             return False
         return outbound.host_port(parts.hostname or "", port) in self._private_targets
 
-    async def _send_one(self, job: PushJob) -> Result:
-        prepared = self._prepare(job)
+    async def _send_one(self, prepared: _Prepared | Result, job: PushJob) -> Result:
         if isinstance(prepared, Result):
             return prepared
         if job.kind == "verify":

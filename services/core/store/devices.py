@@ -9,12 +9,13 @@ without scanning per value (ARCHITECTURE.md, "Collections").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import UpdateOne
+from pymongo import UpdateMany, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -169,37 +170,52 @@ class DevicesRepository:
             # Two upserts of a new device raced; the loser now finds the winner's document.
             await self._devices.update_one(query, update)
 
-    async def invalidate(self, app_id: str, token_hash: str, reason: str, since: datetime) -> bool:
-        """Mark an active device invalid, unless it was registered after `since` (the
-        provider's answer and a re-registration race through Kafka: the newer one wins).
-        Returns whether the device changed."""
-        result = await self._devices.update_one(
-            {
-                "_id": device_id(app_id, token_hash),
-                "status": "active",
-                "registered_at": {"$lt": since},
-            },
-            {
-                "$set": {
-                    "status": "invalid",
-                    "invalid_reason": reason,
-                    "invalid_at": since,
-                    "updated": utc_now(),
-                }
-            },
+    async def invalidate(self, invalid: Sequence[tuple[str, str, datetime]], reason: str) -> int:
+        """Mark active devices invalid for `reason` (one bulk write), each given as (app,
+        token hash, since), unless it was registered after its `since` (the provider's
+        answer and a re-registration race through Kafka: the newer one wins).
+        Returns how many devices changed."""
+        if not invalid:
+            return 0
+        now = utc_now()
+        result = await self._devices.bulk_write(
+            [
+                UpdateOne(
+                    {
+                        "_id": device_id(app_id, token_hash),
+                        "status": "active",
+                        "registered_at": {"$lt": since},
+                    },
+                    {
+                        "$set": {
+                            "status": "invalid",
+                            "invalid_reason": reason,
+                            "invalid_at": since,
+                            "updated": now,
+                        }
+                    },
+                )
+                for app_id, token_hash, since in invalid
+            ],
+            ordered=False,
         )
-        return result.modified_count == 1
+        return result.modified_count
 
-    async def mark_reached(self, reached: list[tuple[str, str, datetime]]) -> None:
-        """Record when each (app, token hash) last took a notification: one bulk write."""
-        if reached:
+    async def mark_reached(self, reached: Sequence[tuple[str, str, datetime]]) -> None:
+        """Record when each (app, token hash) last took a notification: one bulk write,
+        one update per distinct time (the outcomes of one provider call share theirs)."""
+        latest: dict[str, datetime] = {}
+        for app_id, token_hash, at in reached:
+            device = device_id(app_id, token_hash)
+            latest[device] = max(at, latest.get(device, at))
+        by_time: dict[datetime, list[str]] = {}
+        for device, at in latest.items():
+            by_time.setdefault(at, []).append(device)
+        if by_time:
             await self._devices.bulk_write(
                 [
-                    UpdateOne(
-                        {"_id": device_id(app_id, token_hash)},
-                        {"$set": {"last_success_at": at}},
-                    )
-                    for app_id, token_hash, at in reached
+                    UpdateMany({"_id": {"$in": devices}}, {"$set": {"last_success_at": at}})
+                    for at, devices in by_time.items()
                 ],
                 ordered=False,
             )

@@ -1,7 +1,7 @@
 """Retention: what sends leave in the store goes once it is old enough.
 
 A notification's per-send records (`deliveries` and `interactions`, and the sender's
-`sending` and `sends` marks) go `PUSHLINE_DELIVERY_RETENTION` after the notification was
+`marks`) go `PUSHLINE_DELIVERY_RETENTION` after the notification was
 created; the notification itself (state and counters) and its `idempotency` key go
 `PUSHLINE_NOTIFICATION_RETENTION` after. The local store has no TTL index, so removal is an
 application job: each feedback worker runs `Retention.run` every
@@ -51,8 +51,13 @@ LEDGER_ENTRIES_PER_READ = 20
 _LEASE = "retention"
 
 # The collections whose documents a ledger entry names, by the collection it was written
-# for: the sender's marks of a send carry the `_id` of the send's `deliveries` record.
-RECORDS = {"deliveries": ("deliveries", "sends", "sending"), "interactions": ("interactions",)}
+# for: the sender's marks of a send carry the `_id` of the send's `deliveries` record. An
+# earlier sender kept its marks in `sends` and `sending` (services.sender.marks), which
+# this empties; `sends` before `sending`, as the sender reads them.
+RECORDS = {
+    "deliveries": ("deliveries", "marks", "sends", "sending"),
+    "interactions": ("interactions",),
+}
 
 
 def ledger_id(notification_id: str, batch: str) -> str:
