@@ -25,6 +25,7 @@ from services.core.store.client import Document
 from services.core.store.devices import device_id
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
+from tests.devices import store_devices
 from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish, read, read_many
 
@@ -89,7 +90,8 @@ async def fan_out(settings: Settings, send: SendRequest) -> tuple[FanoutComplete
 @pytest.fixture
 async def audience(db: AsyncDatabase[Document]) -> None:
     await ensure_indexes(db)
-    await db.devices.insert_many(
+    await store_devices(
+        db,
         [
             device("tok-ana-phone", contact_id="ana", cellphone="573001", age=30),
             device("tok-ana-tablet", contact_id="ana", cellphone="573001", age=10),
@@ -101,7 +103,7 @@ async def audience(db: AsyncDatabase[Document]) -> None:
             device("tok-carl", contact_id="carl", cellphone="573002", email="carl@example.com"),
             device("tok-other-app", contact_id="ana", app_id="app-2"),
             device("tok-other-account", contact_id="ana", account_id="acc-2"),
-        ]
+        ],
     )
 
 
