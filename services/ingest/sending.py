@@ -192,7 +192,7 @@ class Sends:
             "contact_id",
             [contact_id],
             account_id=account_id,
-            app_id=app_id,
+            app_ids=[app_id],
             projection={
                 "platform": 1,
                 "status": 1,

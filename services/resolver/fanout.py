@@ -119,10 +119,18 @@ async def targeted_devices(
                 yield device
         return
 
+    if not any(selector.values for selector in selectors):
+        return
+    # Under the request's app, or (naming none) under each app of its account.
+    apps = (
+        [request.app_id]
+        if request.app_id is not None
+        else await account_apps(db, request.account_id)
+    )
     for index, selector in enumerate(selectors):
         earlier = selectors[:index]
         for chunk in _chunks(selector.values):
-            async for device in _carrying(request, db, selector, chunk, platforms, send_to):
+            async for device in _carrying(request, db, apps, selector, chunk, platforms, send_to):
                 if device["token_hash"] in hashes or any(
                     device.get(e.field) in e.values for e in earlier
                 ):
@@ -133,6 +141,7 @@ async def targeted_devices(
 async def _carrying(
     request: SendRequest,
     db: AsyncDatabase[Document],
+    apps: list[str],
     selector: _Selector,
     values: list[str],
     platforms: frozenset[str],
@@ -145,7 +154,7 @@ async def _carrying(
         selector.field,
         values,
         account_id=request.account_id,
-        app_id=request.app_id,
+        app_ids=apps,
         projection=_PROJECTION,
     )
     latest: dict[str, Document] = {}

@@ -122,7 +122,7 @@ async def device_cleanups(
         "contact_id",
         [command.contact_id],
         account_id=command.account_id,
-        app_id=command.app_id,
+        app_ids=[command.app_id],
         projection={"token": 1},
     ):
         yield command.model_copy(update={"token": device["token"]})

@@ -38,11 +38,11 @@ ACCOUNT = "acc-1"
 APP = "app-1"
 
 
-def registration(token: str, *, age: int = 0, **values: str) -> RegisterDevice:
+def registration(token: str, *, age: int = 0, app_id: str = APP, **values: str) -> RegisterDevice:
     return RegisterDevice(
         request_id=f"req-{token}",
         account_id=ACCOUNT,
-        app_id=APP,
+        app_id=app_id,
         platform="android",
         token=token,
         source="native",
@@ -87,11 +87,13 @@ async def assert_exact(db: AsyncDatabase[Document], *, listed: bool = True) -> N
     assert await db.departing_devices.count_documents({}) == 0
 
 
-async def sent(db: AsyncDatabase[Document], send_to: str = "all", **to: list[str]) -> set[str]:
+async def sent(
+    db: AsyncDatabase[Document], send_to: str = "all", app_id: str | None = APP, **to: list[str]
+) -> set[str]:
     request = SendRequest(
         notification_id="n-1",
         account_id=ACCOUNT,
-        app_id=APP,
+        app_id=app_id,
         to=Audience.model_validate(to),
         notification=Content(title="Hola"),
         options=Options.model_validate({"send_to": send_to}),
@@ -132,8 +134,8 @@ async def test_registrations_and_re_associations_keep_it_exact_and_redelivery_ch
     assert await sent(db, contact_ids=["bea"]) == {"t1"}
     assert await sent(db, cellphones=["573001"]) == {"t1"}
     assert await sent(db, emails=["two@example.com", "ana@example.com"]) == {"t1", "t2"}
-    # The app and the account entries of a contact id, a cellphone and two emails.
-    assert await db.contact_devices.count_documents({}) == 7
+    # Two contact ids, a cellphone and two emails.
+    assert await db.contact_devices.count_documents({}) == 5
 
 
 async def test_cleanups_and_their_redelivery_empty_the_directory(
@@ -188,6 +190,29 @@ async def test_latest_is_each_values_last_registered_active_device(
     # Per cellphone, among the account's devices carrying it; skipped if reached before.
     assert await sent(db, "latest", cellphones=["573001"]) == {"old"}
     assert await sent(db, "latest", contact_ids=["ana"], cellphones=["573001"]) == {"newer"}
+
+
+async def test_a_send_naming_no_app_reads_the_entries_of_each_app_of_the_account(
+    store: AsyncDatabase[Document],
+) -> None:
+    db = store
+    await db.apps.insert_many([{"_id": app, "account_id": ACCOUNT} for app in (APP, "app-2")])
+    await register(db, registration("t1", contact_id="ana", email="ana@example.com", age=2))
+    await register(db, registration("t2", app_id="app-2", contact_id="ana", age=1))
+    await register(db, registration("t3", app_id="app-2", email="ana@example.com", age=3))
+    # Another account's app, same values.
+    await DevicesRepository(db).register(
+        registration("t4", app_id="app-3", contact_id="ana").model_copy(
+            update={"account_id": "acc-2"}
+        ),
+        "fcm",
+        hash_token("t4"),
+    )
+    assert await sent(db, app_id=None, contact_ids=["ana"]) == {"t1", "t2"}
+    assert await sent(db, contact_ids=["ana"]) == {"t1"}
+    assert await sent(db, "latest", app_id=None, contact_ids=["ana"]) == {"t2"}
+    assert await sent(db, app_id=None, emails=["ana@example.com"]) == {"t1", "t3"}
+    assert await sent(db, "latest", app_id=None, emails=["ana@example.com"]) == {"t1"}
 
 
 async def test_a_crash_after_entering_leaves_sends_right_and_redelivery_finishes(

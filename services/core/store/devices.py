@@ -274,7 +274,7 @@ class DevicesRepository:
                     "contact_id",
                     [command.contact_id],
                     account_id=command.account_id,
-                    app_id=command.app_id,
+                    app_ids=[command.app_id],
                     projection={"cellphone": 1, "email": 1, "listed": 1},
                 )
             ]

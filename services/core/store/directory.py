@@ -1,12 +1,13 @@
 """The contact directory: which devices carry a contact id, a cellphone or an email.
 
-`contact_devices` holds one document per addressable value, `_id`
-`{scope}:{owner}:{field}:{value}` (`entry_id`): a contact id within an app
-(`app:{app_id}:contact_id:...`), and within an account a contact id, a cellphone and an
-email (`account:{account_id}:...`), the scopes the send requests, reachability and
-cleanups ask in. Its `devices` are the `_id`s of the devices carrying the value. A device
-lists the entries it may be in (its `listed`); `departing_devices` keeps that list for a
-device being deleted, until the device has left them.
+`contact_devices` holds one document per addressable value of an app, `_id`
+`{app_id}:{field}:{value}` (`entry_id`; field `contact_id`, `cellphone` or `email`),
+whose `devices` are the `_id`s of the app's devices carrying the value. A lookup across
+an account (Masiv's cellphones and emails without an app, a send request naming no app)
+reads the entries of each of the account's apps, as raw tokens are looked up under each
+app (an account has few apps): one scope for every entry, three entries per device at
+most. A device lists the entries it may be in (its `listed`); `departing_devices` keeps
+that list for a device being deleted, until the device has left them.
 
 Why: the local store (mongo-java-server 1.47 on H2) answers a query from an index only for
 `_id` equality or `_id` `$in`, or equality on every key of a unique index. Anything else
@@ -39,7 +40,7 @@ the resolver splits a contact-wide cleanup into one per device):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from bson import ObjectId
@@ -52,45 +53,34 @@ from services.core.events import utc_now
 from services.core.store.client import Document, insert_new
 
 Field = Literal["contact_id", "cellphone", "email"]
+FIELDS: tuple[Field, ...] = ("contact_id", "cellphone", "email")
 
 # Device `_id`s per `$in` read of `devices`.
 READ_CHUNK = 1000
-# Devices entered per write by `build_contact_directory`.
-BUILD_BATCH = 1000
+# Devices entered per batch by `build_contact_directory`: a value's devices met in one
+# batch cost one write to its entry (the scan is in `_id` order, not by value).
+BUILD_BATCH = 5000
 # The `migrations` document that says the directory holds every stored device.
 _BUILT = "contact_directory"
 _DUPLICATE_KEY = 11000
 
 
-def entry_id(scope: Literal["app", "account"], owner: str, field: Field, value: str) -> str:
-    """The `_id` of the entry of `value` of `field` within the app or account `owner`.
+def entry_id(app_id: str, field: Field, value: str) -> str:
+    """The `_id` of the entry of `value` of `field` under the app.
 
-    App and account ids hold no `:`, so the value, last, may hold any character.
+    App ids hold no `:`, so the value, last, may hold any character.
     """
-    return f"{scope}:{owner}:{field}:{value}"
-
-
-def entry_for(field: Field, value: str, *, account_id: str, app_id: str | None) -> str:
-    """The entry a lookup reads: a contact id within the app when one is named, anything
-    else within the account (an app's devices of a cellphone are among the account's)."""
-    if field == "contact_id" and app_id is not None:
-        return entry_id("app", app_id, field, value)
-    return entry_id("account", account_id, field, value)
+    return f"{app_id}:{field}:{value}"
 
 
 def entries_of(device: Mapping[str, Any]) -> set[str]:
     """Every entry a device document belongs in, by the values it carries."""
-    app_id, account_id = device.get("app_id"), device.get("account_id")
-    entries: set[str] = set()
-    contact = device.get("contact_id")
-    if contact is not None and app_id is not None:
-        entries.add(entry_id("app", app_id, "contact_id", contact))
-    if account_id is not None:
-        for field in ("contact_id", "cellphone", "email"):
-            value = device.get(field)
-            if value is not None:
-                entries.add(entry_id("account", account_id, field, value))
-    return entries
+    app_id = device.get("app_id")
+    if app_id is None:
+        return set()
+    return {
+        entry_id(app_id, field, device[field]) for field in FIELDS if device.get(field) is not None
+    }
 
 
 def _adding(entry: str, devices: list[str]) -> UpdateOne:
@@ -185,16 +175,17 @@ async def devices_carrying(
     values: Iterable[str],
     *,
     account_id: str,
-    app_id: str | None,
+    app_ids: Sequence[str],
     projection: Mapping[str, Any],
 ) -> AsyncIterator[Document]:
-    """The devices of the account (of the app, when named) whose `field` is one of
-    `values`, in any status, each once: their ids from the directory, then the devices by
-    `_id`, each checked to still carry its value. Two point reads per READ_CHUNK devices;
-    the caller bounds how many values it asks for at once.
+    """The devices of the account under `app_ids` whose `field` is one of `values`, in any
+    status, each once: their ids from the entries of each (app, value), then the devices
+    by `_id`, each checked to still carry its value. Two point reads per READ_CHUNK
+    devices; the caller bounds how many values (and apps: an account has few) it asks
+    for at once.
     """
-    wanted = set(values)
-    entries = [entry_for(field, v, account_id=account_id, app_id=app_id) for v in sorted(wanted)]
+    wanted, apps = set(values), set(app_ids)
+    entries = [entry_id(app, field, value) for app in sorted(apps) for value in sorted(wanted)]
     if not entries:
         return
     members: set[str] = set()
@@ -208,7 +199,7 @@ async def devices_carrying(
             if (
                 device.get(field) in wanted
                 and device.get("account_id") == account_id
-                and (app_id is None or device.get("app_id") == app_id)
+                and device.get("app_id") in apps
             ):
                 yield device
 
