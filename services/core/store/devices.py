@@ -34,7 +34,13 @@ from services.core.events import (
     utc_now,
 )
 from services.core.store.client import Document, insert_new
-from services.core.store.directory import READ_CHUNK, Directory, devices_carrying, entries_of
+from services.core.store.directory import (
+    FIELDS,
+    READ_CHUNK,
+    Directory,
+    devices_carrying,
+    entries_of,
+)
 from services.core.tokens import hash_token
 
 
@@ -52,8 +58,6 @@ def app_range(app_id: str, after: str | None = None) -> Document:
     return {"$gt": after or f"{app_id}:", "$lt": f"{app_id};"}
 
 
-# The values a device is addressed by, besides its token.
-_CONTACT_FIELDS = ("contact_id", "cellphone", "email")
 # Devices moved per write by `migrate_device_ids`: bounded memory and bounded writes.
 MIGRATION_BATCH = 1000
 # The `migrations` document that says every device has its derived `_id`.
@@ -188,7 +192,7 @@ class DevicesRepository:
         update["$addToSet"] = {"listed": {"$each": sorted(entering)}}
         before = await self._write(device, update) or {}
         listed = set(before.get("listed") or ())
-        kept = {field: before.get(field) for field in _CONTACT_FIELDS if field not in given}
+        kept: Document = {field: before.get(field) for field in FIELDS if field not in given}
         carried = entries_of({**scope, **kept, **given})
         unlisted = carried - entering - listed
         if unlisted:
