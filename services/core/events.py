@@ -241,17 +241,21 @@ class DeliveryOutcomes(Message):
     """push.feedback: the outcomes of the sends of one provider call, or the kept outcomes
     the sender publishes again for jobs that came back, in one message.
 
-    Sends only: a verification's outcome travels alone as a `DeliveryOutcome`, keyed by its
-    device, so that it stays in order with the device's registration events.
+    Sends that did not find their device gone: a verification's outcome, and a send's
+    `invalid_token`, travel alone as a `DeliveryOutcome` keyed by the device, so that they
+    stay in order with the device's registration events (feedback then changes the device
+    by `_id` alone: the local store scans the collection for any other condition).
     """
 
     type: Literal["deliveries"] = "deliveries"
     outcomes: Annotated[list[DeliveryOutcome], Field(min_length=1, max_length=500)]
 
     @model_validator(mode="after")
-    def _sends_only(self) -> DeliveryOutcomes:
-        if any(outcome.kind != "send" for outcome in self.outcomes):
-            raise ValueError("a verification's outcome travels alone, not in a batch")
+    def _keep_no_device_changes(self) -> DeliveryOutcomes:
+        if any(o.kind != "send" or o.outcome == "invalid_token" for o in self.outcomes):
+            raise ValueError(
+                "a verification's outcome and an invalid_token travel alone, not in a batch"
+            )
         return self
 
 

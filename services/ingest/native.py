@@ -476,5 +476,5 @@ async def contact_reachability(app_id: str, contact_id: str, request: Request) -
     found = await _caller_app(registry, request, app_id)
     if isinstance(found, Response):
         return found
-    platforms = await sends_of(request).reachability(found.id, contact_id)
+    platforms = await sends_of(request).reachability(found.account_id, found.id, contact_id)
     return JSONResponse({"contact_id": contact_id, "platforms": platforms})

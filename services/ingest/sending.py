@@ -33,6 +33,8 @@ from services.core.providers.payload import check_notification
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.store.deliveries import DeliveriesRepository
+from services.core.store.devices import account_apps, with_tokens
+from services.core.store.directory import devices_carrying
 from services.core.store.notifications import COUNTERS, NotificationsRepository
 from services.core.tokens import hash_token
 from services.ingest.waiting import settled
@@ -124,15 +126,15 @@ class Sends:
         return None
 
     async def unregistered(self, account_id: str, tokens: list[str]) -> list[str]:
-        """The tokens no device of the account has registered."""
+        """The tokens no device of the account has registered (read by `_id` under each of
+        the account's apps)."""
         if not tokens:
             return []
         by_hash = {hash_token(token): token for token in tokens}
         known = {
             device["token_hash"]
-            async for device in self._db.devices.find(
-                {"account_id": account_id, "token_hash": {"$in": list(by_hash)}},
-                {"token_hash": 1},
+            async for device in with_tokens(
+                self._db, await account_apps(self._db, account_id), by_hash, {"token_hash": 1}
             )
         }
         return [token for digest, token in by_hash.items() if digest not in known]
@@ -178,14 +180,20 @@ class Sends:
         )
         await self._send(self._feedback, topics.device_key(event.app_id, event.token_hash), event)
 
-    async def reachability(self, app_id: str, contact_id: str) -> dict[str, dict[str, object]]:
+    async def reachability(
+        self, account_id: str, app_id: str, contact_id: str
+    ) -> dict[str, dict[str, object]]:
         """Per platform: the contact's active and invalid devices, the last notification
         one of them took, and the latest invalidation (when and why), so a caller can fall
-        back to another channel."""
+        back to another channel. The devices come from the contact directory, by `_id`."""
         found: dict[str, _Reach] = {}
-        cursor = self._db.devices.find(
-            {"app_id": app_id, "contact_id": contact_id},
-            {
+        cursor = devices_carrying(
+            self._db,
+            "contact_id",
+            [contact_id],
+            account_id=account_id,
+            app_ids=[app_id],
+            projection={
                 "platform": 1,
                 "status": 1,
                 "invalid_reason": 1,

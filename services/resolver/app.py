@@ -22,11 +22,12 @@ from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store.apps import Apps
 from services.core.store.notifications import NotificationsRepository
+from services.core.tokens import hash_token
 from services.core.topics import RESOLVER_APP_ID, device_key, notification_key
 from services.core.worker import StreamApp
 from services.resolver.fanout import expand
 from services.resolver.progress import Progress
-from services.resolver.registrations import resolve_registration
+from services.resolver.registrations import device_cleanups, resolve_registration
 
 METRICS_PORT = 9101
 # Jobs handed to the producer before waiting for Kafka to have them all.
@@ -60,15 +61,20 @@ def create_app(settings: Settings) -> StreamApp:
 
 
 async def on_registration(app: StreamApp, key: bytes | None, value: bytes) -> None:
-    """Route one registration command: checked registrations and cleanups go to feedback,
-    verifications to their provider's job topic; unreadable ones to the DLQ."""
+    """Route one registration command: checked registrations and cleanups (one per
+    device) go to feedback, verifications to their provider's job topic; unreadable ones
+    to the DLQ."""
     try:
         command = decode(topics.REGISTRATIONS, value)
     except pydantic.ValidationError as exc:
         await app.dead_letter(topics.REGISTRATIONS, key, value, str(exc))
         return
     if isinstance(command, CleanupDevices):
-        await app.publish(topics.FEEDBACK, key or b"", command)
+        published = [
+            await app.publish_soon(topics.FEEDBACK, _cleanup_key(cleanup, key), cleanup)
+            async for cleanup in device_cleanups(command, app.db)
+        ]
+        await asyncio.gather(*published)
         return
     assert isinstance(command, RegisterDevice)
     apps = Apps(app.db, Vault(None))  # reads apps only: never needs their secrets
@@ -80,6 +86,13 @@ async def on_registration(app: StreamApp, key: bytes | None, value: bytes) -> No
         await app.publish(topics.JOB_TOPICS[result.provider], out_key, result)
     else:
         await app.publish(topics.FEEDBACK, out_key, result)
+
+
+def _cleanup_key(cleanup: CleanupDevices, key: bytes | None) -> bytes:
+    """A device's cleanup is keyed by the device; one naming no token keeps its key."""
+    if cleanup.token is None:
+        return key or b""
+    return device_key(cleanup.app_id, hash_token(cleanup.token))
 
 
 async def on_send_request(app: StreamApp, key: bytes | None, value: bytes) -> None:

@@ -1,9 +1,12 @@
 """Fan-out: expand a send request into one job per targeted active device.
 
-Devices are read with indexed queries over chunks of the request's selectors and streamed
-in batches, so the audience is never held in memory; what is held is the size of the
-request itself. A device reached by several selectors is produced once: each selector
-skips the devices an earlier one already reached (raw tokens, then contact ids, cellphones,
+Devices are read by `_id` and streamed in batches, so the audience is never held in
+memory; what is held is the size of the request itself (and, per chunk of selector
+values, their devices' ids). Raw tokens are device `_id`s (under the request's app, or
+under each app of the account); contact ids, cellphones and emails are looked up in the
+contact directory (`services.core.store.directory`), then their devices read by `_id`
+and checked. A device reached by several selectors is produced once: each selector skips
+the devices an earlier one already reached (raw tokens, then contact ids, cellphones,
 emails), which needs only the request's own lists, not a set of every device seen.
 
 `to.all` reads the app's devices as one `_id` range, in `_id` order (`app_devices`), so a
@@ -15,17 +18,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.events import PushJob, SendRequest, SendTo
 from services.core.store.client import Document
-from services.core.store.devices import Delivery, app_range, device_id
+from services.core.store.devices import (
+    Delivery,
+    account_apps,
+    app_range,
+    device_id,
+    with_tokens,
+)
+from services.core.store.directory import Field, devices_carrying
 from services.core.tokens import hash_token
 
-# Selector values per query: large enough to amortise round trips, small enough for `$in`.
+# Selector values per directory read: large enough to amortise round trips, small enough
+# for `$in`.
 CHUNK = 500
 # Devices per cursor batch.
 CURSOR_BATCH = 1000
@@ -41,18 +53,21 @@ _PROJECTION = {
     "contact_id": 1,
     "cellphone": 1,
     "email": 1,
+    "status": 1,
+    "registered_at": 1,
 }
 
 
 @dataclass(frozen=True)
 class _Selector:
-    field: str
+    field: Field
     values: frozenset[str]
 
 
 def _many(selectors: list[_Selector]) -> bool:
     """Whether the selectors hold more values than one query takes: then one pass over
-    the app's devices beats a query per chunk (a transactional send stays on indexes)."""
+    the app's devices beats reading their devices by `_id` (a transactional send, or a
+    short list, stays on point reads)."""
     return sum(len(selector.values) for selector in selectors) > CHUNK
 
 
@@ -81,34 +96,22 @@ async def targeted_devices(
     selectors (contact ids, cellphones, emails) honour `to.platforms` and `send_to`
     (`latest`: per selector value, the most recently registered active device).
     """
-    scope: dict[str, Any] = {"account_id": request.account_id, "status": "active"}
-    if request.app_id is not None:
-        scope["app_id"] = request.app_id
     hashes = frozenset(hash_token(token) for token in request.to.tokens)
     selectors = [
         _Selector("contact_id", frozenset(request.to.contact_ids)),
         _Selector("cellphone", frozenset(request.to.cellphones)),
         _Selector("email", frozenset(request.to.emails)),
     ]
-    platforms = set(request.to.platforms)
+    platforms = frozenset(request.to.platforms)
 
-    app_id = request.app_id
-    for chunk in _chunks(hashes):
-        if request.to.tokens_from == "account" or app_id is None:
-            raw: dict[str, Any] = {
-                **{k: v for k, v in scope.items() if k != "app_id"},
-                "token_hash": {"$in": chunk},
-            }
-        else:
-            # Within one app a token is found by `_id`.
-            raw = {**scope, "_id": {"$in": [device_id(app_id, h) for h in chunk]}}
-        cursor = db.devices.find(raw, _PROJECTION, batch_size=CURSOR_BATCH)
-        async for device in cursor:
-            yield device
+    if hashes:
+        async for device in with_tokens(db, await _token_apps(request, db), hashes, _PROJECTION):
+            if device.get("account_id") == request.account_id and device.get("status") == "active":
+                yield device
 
     if request.app_id is not None and send_to == "all" and _many(selectors):
-        # One pass over the app's devices, matched here: one scan on the local store, where
-        # each chunk of `$in` values costs a scan of its own.
+        # One pass over the app's devices, matched here: cheaper on the local store than
+        # reading a long list's devices by `_id`, a few at a time.
         async for device in app_devices(request, db):
             if device["token_hash"] not in hashes and any(
                 device.get(s.field) in s.values for s in selectors
@@ -116,27 +119,64 @@ async def targeted_devices(
                 yield device
         return
 
+    if not any(selector.values for selector in selectors):
+        return
+    # Under the request's app, or (naming none) under each app of its account.
+    apps = (
+        [request.app_id]
+        if request.app_id is not None
+        else await account_apps(db, request.account_id)
+    )
     for index, selector in enumerate(selectors):
         earlier = selectors[:index]
         for chunk in _chunks(selector.values):
-            query: dict[str, Any] = {**scope, selector.field: {"$in": chunk}}
-            if platforms:
-                query["platform"] = {"$in": sorted(platforms)}
-            cursor = db.devices.find(query, _PROJECTION, batch_size=CURSOR_BATCH)
-            if send_to == "latest":
-                cursor = cursor.sort([(selector.field, ASCENDING), ("registered_at", DESCENDING)])
-            previous: str | None = None
-            async for device in cursor:
-                if send_to == "latest":
-                    # Sorted by selector value, newest first: keep the first of each value.
-                    if device[selector.field] == previous:
-                        continue
-                    previous = device[selector.field]
+            async for device in _carrying(request, db, apps, selector, chunk, platforms, send_to):
                 if device["token_hash"] in hashes or any(
                     device.get(e.field) in e.values for e in earlier
                 ):
                     continue
                 yield device
+
+
+async def _carrying(
+    request: SendRequest,
+    db: AsyncDatabase[Document],
+    apps: list[str],
+    selector: _Selector,
+    values: list[str],
+    platforms: frozenset[str],
+    send_to: SendTo,
+) -> AsyncIterator[Document]:
+    """The active devices (on `platforms`, if any) whose selector field is one of `values`,
+    read through the contact directory; for `latest`, per value the one registered last."""
+    devices = devices_carrying(
+        db,
+        selector.field,
+        values,
+        account_id=request.account_id,
+        app_ids=apps,
+        projection=_PROJECTION,
+    )
+    latest: dict[str, Document] = {}
+    async for device in devices:
+        if device.get("status") != "active" or (platforms and device["platform"] not in platforms):
+            continue
+        if send_to == "all":
+            yield device
+            continue
+        value = device[selector.field]
+        kept = latest.get(value)
+        if kept is None or _registered(device) > _registered(kept):
+            latest[value] = device
+    for value in sorted(latest):
+        yield latest[value]
+
+
+def _registered(device: Document) -> tuple[bool, datetime, str]:
+    """When the device was last registered, for `latest` (devices stored without the
+    time first, ties by `_id`)."""
+    at = device.get("registered_at")
+    return (at is not None, at or datetime.min.replace(tzinfo=UTC), str(device["_id"]))
 
 
 async def app_devices(
@@ -164,13 +204,24 @@ async def app_devices(
 async def unregistered_tokens(request: SendRequest, db: AsyncDatabase[Document]) -> set[str]:
     """The request's raw tokens that match no device of its account (in any status)."""
     by_hash = {hash_token(token): token for token in request.to.tokens}
-    known: set[str] = set()
-    for chunk in _chunks(by_hash):
-        cursor = db.devices.find(
-            {"account_id": request.account_id, "token_hash": {"$in": chunk}}, {"token_hash": 1}
-        )
-        known.update([device["token_hash"] async for device in cursor])
+    apps = await account_apps(db, request.account_id)
+    if request.app_id is not None:
+        apps.append(request.app_id)
+    known = {
+        device["token_hash"]
+        async for device in with_tokens(db, apps, by_hash, {"token_hash": 1, "account_id": 1})
+        if device.get("account_id") == request.account_id
+    }
     return {token for digest, token in by_hash.items() if digest not in known}
+
+
+async def _token_apps(request: SendRequest, db: AsyncDatabase[Document]) -> list[str]:
+    """The apps whose devices the request's raw tokens are looked up under: its app, or
+    with `tokens_from="account"` (or no app) every app of its account."""
+    apps = [request.app_id] if request.app_id is not None else []
+    if request.to.tokens_from == "account" or request.app_id is None:
+        apps.extend(await account_apps(db, request.account_id))
+    return apps
 
 
 def job_for(request: SendRequest, device: Document) -> PushJob:

@@ -1,15 +1,19 @@
 """Registration checks: decide what becomes of a `register` command.
 
 The outcome is either a verdict for feedback (`RegistrationResolved`) or, for apps that
-verify on register, a validate-only job for the provider whose answer decides.
+verify on register, a validate-only job for the provider whose answer decides. A cleanup
+of a contact's devices becomes one cleanup per device (`device_cleanups`).
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.devices import provider_for, token_problem
 from services.core.events import (
+    CleanupDevices,
     FailureReason,
     Provider,
     PushJob,
@@ -19,6 +23,7 @@ from services.core.events import (
 from services.core.store.apps import Apps
 from services.core.store.client import Document
 from services.core.store.devices import Delivery, DevicesRepository
+from services.core.store.directory import devices_carrying
 from services.core.tokens import hash_token
 
 
@@ -96,3 +101,28 @@ async def resolve_registration(
     return RegistrationResolved(
         command=command, provider=provider, token_hash=token_hash, status="Success"
     )
+
+
+async def device_cleanups(
+    command: CleanupDevices, db: AsyncDatabase[Document]
+) -> AsyncIterator[CleanupDevices]:
+    """The cleanup as feedback applies it: one naming a token as it is; one of a contact's
+    devices as one cleanup per device of the contact under the app (found through the
+    contact directory), each naming the device's token and the contact.
+
+    Keyed by its device, each is applied in order with the device's other events, so a
+    device re-associated meanwhile is kept (the contact no longer matches) and the
+    directory has one writer per device.
+    """
+    if command.token is not None or command.contact_id is None:
+        yield command
+        return
+    async for device in devices_carrying(
+        db,
+        "contact_id",
+        [command.contact_id],
+        account_id=command.account_id,
+        app_ids=[command.app_id],
+        projection={"token": 1},
+    ):
+        yield command.model_copy(update={"token": device["token"]})

@@ -304,17 +304,18 @@ class Dispatcher:
         acks: list[asyncio.Task[None]],
     ) -> None:
         """Publish the outcomes of one call, and the kept ones of its jobs that ended
-        before, as one message (verifications' outcomes alone); retry, dead-letter and
+        before, as one message (verifications' and invalid tokens' alone); retry, dead-letter and
         acknowledge (once on Kafka) what they say."""
         on_kafka: list[Awaitable[object]] = []
-        batch = [outcome for _, outcome in kept]
-        batch += [outcome for outcome in outcomes if outcome.kind == "send"]
+        published = [outcome for _, outcome in kept] + outcomes
+        batch = [o for o in published if o.kind == "send" and o.outcome != "invalid_token"]
         if batch:
             key = device_key(batch[0].app_id, batch[0].token_hash)
             message = DeliveryOutcomes(outcomes=batch)
             on_kafka.append(await self._publish(topics.FEEDBACK, key, message))
-        for outcome in outcomes:
-            if outcome.kind != "send":
+        for outcome in published:
+            if outcome.kind != "send" or outcome.outcome == "invalid_token":
+                # What changes the device goes through the device's partition, in order.
                 key = device_key(outcome.app_id, outcome.token_hash)
                 on_kafka.append(await self._publish(topics.FEEDBACK, key, outcome))
         for name, count in Counter(result.outcome for result in results).items():

@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core.store.client import Document
 from services.core.store.devices import device_id
 from tests.contract.conftest import Tenant, TenantFactory
+from tests.devices import store_devices
 from tests.registrations import Tap
 
 pytestmark = pytest.mark.integration
@@ -169,19 +170,22 @@ async def test_another_accounts_app_cannot_be_sent_to_nor_its_contacts_read(
 ) -> None:
     owner = await tenants.make(package_names=["com.owner.app"])
     intruder = await tenants.make()
-    await db.devices.insert_one(
-        {
-            "_id": device_id(owner.app.id, "h"),
-            "app_id": owner.app.id,
-            "account_id": owner.account_id,
-            "contact_id": "ana",
-            "email": "a@b.co",
-            "platform": "android",
-            "provider": "fcm",
-            "token": "t",
-            "token_hash": "h",
-            "status": "active",
-        }
+    await store_devices(
+        db,
+        [
+            {
+                "_id": device_id(owner.app.id, "h"),
+                "app_id": owner.app.id,
+                "account_id": owner.account_id,
+                "contact_id": "ana",
+                "email": "a@b.co",
+                "platform": "android",
+                "provider": "fcm",
+                "token": "t",
+                "token_hash": "h",
+                "status": "active",
+            }
+        ],
     )
     target = "com.owner.app" if call is masiv_send else owner.app.id
     missing = "com.nobody.app" if call is masiv_send else "no-such-app"

@@ -28,6 +28,7 @@ from services.core.store.notifications import NotificationsRepository
 from services.core.tokens import hash_token
 from services.feedback.deliveries import apply_interactions, apply_outcomes
 from tests.contract.conftest import TenantFactory, fcm_credentials
+from tests.devices import store_devices
 from tests.integration.kafka_io import read, read_many
 
 pytestmark = pytest.mark.integration
@@ -534,7 +535,8 @@ async def test_contact_reachability(
     tenant = await tenants.make()
     now = utc_now()
     base = {"app_id": tenant.app.id, "account_id": tenant.account_id, "contact_id": "ana"}
-    await db.devices.insert_many(
+    await store_devices(
+        db,
         [
             {
                 **base,
@@ -560,7 +562,7 @@ async def test_contact_reachability(
                 "platform": "ios",
                 "status": "active",
             },
-        ]
+        ],
     )
     response = await client.get(
         f"/v1/apps/{tenant.app.id}/contacts/ana", headers=auth(tenant.api_key)

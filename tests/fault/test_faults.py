@@ -24,6 +24,7 @@ from services.core.events import SendRequest
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.emulators.state import Record
+from tests.devices import store_devices
 from tests.fault.conftest import Stack
 from tests.integration.kafka_io import eventually
 from tests.integration.pipeline import (
@@ -100,7 +101,7 @@ class Audience:
             else:
                 documents.append(device(f"{index:064x}", "ios", "apns"))
                 self.expected["apns"] += 1
-        await db.devices.insert_many(documents)
+        await store_devices(db, documents)
 
     def records(self) -> list[Record]:
         return [

@@ -40,6 +40,7 @@ class Harness:
         self, db: AsyncDatabase[Document], provider: Provider | None, name: ProviderName = "fcm"
     ) -> None:
         self.published: list[tuple[str, pydantic.BaseModel]] = []
+        self.keys: list[bytes] = []
         self.acked: list[str] = []
         # Cleared, what is published is not on Kafka until it is set again.
         self.kafka = asyncio.Event()
@@ -56,6 +57,7 @@ class Harness:
         self, topic: Topic, key: bytes, message: pydantic.BaseModel
     ) -> Awaitable[object]:
         self.published.append((topic.name, message))
+        self.keys.append(key)
 
         async def delivered() -> None:
             await self.kafka.wait()

@@ -20,6 +20,7 @@ from services.core.store.accounts import Accounts
 from services.core.store.client import Document
 from services.emulators.state import TokenState
 from services.ingest.app import create_app
+from tests.devices import store_devices
 from tests.integration.kafka_io import eventually, publish, read
 from tests.integration.pipeline import (
     ACCOUNT,
@@ -65,13 +66,14 @@ async def test_a_notification_reaches_every_provider_and_counts_exactly(
     subscription = emulators.webpush.subscribe()
     gone = f"fcm-gone-{uuid.uuid4().hex}"
     emulators.fcm.controls.mark([gone], TokenState.UNREGISTERED)
-    await db.devices.insert_many(
+    await store_devices(
+        db,
         [
             device("fcm-token-ana", "android", "fcm"),
             device(gone, "android", "fcm"),
             device(APNS_TOKEN, "ios", "apns"),
             device(subscription["endpoint"], "web", "webpush", subscription=subscription),
-        ]
+        ],
     )
     send = await send_to_ana(settings)
     notification = await finished(db, send)
@@ -109,8 +111,8 @@ async def test_throttled_and_unavailable_answers_are_retried_then_delivered(
     settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
 ) -> None:
     await sandbox_app(db)
-    await db.devices.insert_many(
-        [device(APNS_TOKEN, "ios", "apns"), device("fcm-token-ana", "android", "fcm")]
+    await store_devices(
+        db, [device(APNS_TOKEN, "ios", "apns"), device("fcm-token-ana", "android", "fcm")]
     )
     # APNs throttles the first send, FCM is unavailable for it.
     emulators.apns.controls.fail(429, count=1, retry_after=1)
@@ -128,7 +130,7 @@ async def test_a_provider_that_always_fails_dead_letters_the_job(
     settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
 ) -> None:
     await sandbox_app(db)
-    await db.devices.insert_one(device(APNS_TOKEN, "ios", "apns"))
+    await store_devices(db, [device(APNS_TOKEN, "ios", "apns")])
     emulators.apns.controls.fail(503)
     send = await send_to_ana(settings)
     notification = await finished(db, send)
@@ -161,7 +163,8 @@ async def test_masiv_send_to_list_reaches_the_listed_devices(
     await db.apps.update_one({"_id": APP}, {"$set": {"package_names": ["com.empresa.miapp"]}})
     account, api_key = await Accounts(db).create("Empresa", ACCOUNT)
     subscription = emulators.webpush.subscribe()
-    await db.devices.insert_many(
+    await store_devices(
+        db,
         [
             device("fcm-by-phone", "android", "fcm", cellphone="5713140000000"),
             device(APNS_TOKEN, "ios", "apns", email="usuario1@dominio.com"),
@@ -174,7 +177,7 @@ async def test_masiv_send_to_list_reaches_the_listed_devices(
                 email="usuario2@dominio.com",
             ),
             device("fcm-raw-registered", "android", "fcm"),
-        ]
+        ],
     )
     body = {
         "tokens": ["fcm-raw-registered", "fcm-raw-unknown"],
@@ -211,7 +214,7 @@ async def test_ten_thousand_devices_complete_with_exact_counters(
 ) -> None:
     await sandbox_app(db)
     tokens = [f"{i:064x}" for i in range(10_000)]
-    await db.devices.insert_many([device(token, "ios", "apns") for token in tokens])
+    await store_devices(db, [device(token, "ios", "apns") for token in tokens])
     send = await send_to_ana(settings)
     notification = await finished(db, send, within=240)
     counters = notification["counters"]
@@ -230,7 +233,8 @@ async def test_every_invalid_token_answer_invalidates_and_a_bad_message_does_not
     # Registered well before Apple's answer: marked gone in the same millisecond as its
     # registration, the device would count as registered again since.
     an_hour_ago = utc_now() - timedelta(hours=1)
-    await db.devices.insert_many(
+    await store_devices(
+        db,
         [
             device(apns_gone, "ios", "apns", registered_at=an_hour_ago),
             device(apns_bad, "ios", "apns"),
@@ -238,7 +242,7 @@ async def test_every_invalid_token_answer_invalidates_and_a_bad_message_does_not
             device("fcm-invalid", "android", "fcm"),
             device(gone_sub["endpoint"], "web", "webpush", subscription=gone_sub),
             device("fcm-fine", "android", "fcm"),
-        ]
+        ],
     )
     emulators.apns.controls.mark([apns_gone], TokenState.UNREGISTERED)
     emulators.apns.controls.mark([apns_bad], TokenState.INVALID)

@@ -26,6 +26,7 @@ from services.core.store.client import Document
 from services.core.store.devices import device_id
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
+from tests.devices import store_devices
 from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish, read, read_many
 
@@ -90,7 +91,8 @@ async def fan_out(settings: Settings, send: SendRequest) -> tuple[FanoutComplete
 @pytest.fixture
 async def audience(db: AsyncDatabase[Document]) -> None:
     await ensure_indexes(db)
-    await db.devices.insert_many(
+    await store_devices(
+        db,
         [
             device("tok-ana-phone", contact_id="ana", cellphone="573001", age=30),
             device("tok-ana-tablet", contact_id="ana", cellphone="573001", age=10),
@@ -102,7 +104,7 @@ async def audience(db: AsyncDatabase[Document]) -> None:
             device("tok-carl", contact_id="carl", cellphone="573002", email="carl@example.com"),
             device("tok-other-app", contact_id="ana", app_id="app-2"),
             device("tok-other-account", contact_id="ana", account_id="acc-2"),
-        ]
+        ],
     )
 
 
@@ -264,18 +266,19 @@ async def test_a_call_s_outcomes_in_one_message_count_once_beside_single_outcome
         )
 
     call = DeliveryOutcomes(
-        outcomes=[
-            outcome("tok-ana-phone", "success"),
-            outcome("tok-ana-tablet", "invalid_token", "UNREGISTERED"),
-            outcome("tok-ana-web", "success"),
-        ]
+        outcomes=[outcome("tok-ana-phone", "success"), outcome("tok-ana-web", "success")]
     )
+    # A lost device's outcome travels alone, keyed by its device.
+    gone = outcome("tok-ana-tablet", "invalid_token", "UNREGISTERED")
     # As a sender before batches published it (a rolling upgrade): alone.
     single = outcome("tok-bea", "success")
-    call_key = topics.device_key(APP, call.outcomes[0].token_hash)
-    single_key = topics.device_key(APP, single.token_hash)
+    sent: list[tuple[bytes, DeliveryOutcome | DeliveryOutcomes]] = [
+        (topics.device_key(APP, call.outcomes[0].token_hash), call),
+        (topics.device_key(APP, gone.token_hash), gone),
+        (topics.device_key(APP, single.token_hash), single),
+    ]
     # Each arrives twice, as after a sender restart: each outcome counts once.
-    for key, message in [(call_key, call), (single_key, single)] * 2:
+    for key, message in sent * 2:
         await publish(settings, topics.FEEDBACK, key, message)
 
     async def finished() -> Document | None:

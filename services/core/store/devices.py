@@ -4,14 +4,20 @@
 Only the feedback stream writes here; the resolver reads. Deriving `_id` from the app and
 the token makes every lookup of a token a read by `_id`, and every device of an app one
 `_id` range in a stable order (`app_range`): the two access paths the local store serves
-without scanning per value (ARCHITECTURE.md, "Collections").
+without scanning per value (ARCHITECTURE.md, "Collections"). A contact's devices are found
+through the contact directory (`services.core.store.directory`), which every write of a
+device's contact id, cellphone or email keeps in step.
+
+The local store uses the `_id` index only when the filter names `_id` alone: `_id` with
+any other condition scans the collection. So devices are read and written by `_id` alone,
+and the other conditions are checked on the documents read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -28,6 +34,13 @@ from services.core.events import (
     utc_now,
 )
 from services.core.store.client import Document, insert_new
+from services.core.store.directory import (
+    FIELDS,
+    READ_CHUNK,
+    Directory,
+    devices_carrying,
+    entries_of,
+)
 from services.core.tokens import hash_token
 
 
@@ -49,6 +62,8 @@ def app_range(app_id: str, after: str | None = None) -> Document:
 MIGRATION_BATCH = 1000
 # The `migrations` document that says every device has its derived `_id`.
 _DEVICE_IDS_MIGRATED = "device_ids"
+# The registration time of a device stored without one: before any provider's answer.
+_LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def migrate_device_ids(db: AsyncDatabase[Document]) -> int:
@@ -116,7 +131,9 @@ class DevicesRepository:
     """Reads and writes of device documents."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._db = db
         self._devices = db.devices
+        self._directory = Directory(db)
 
     async def find(self, app_id: str, token_hash: str) -> Document | None:
         """The device with this token under this app, active or not."""
@@ -127,9 +144,12 @@ class DevicesRepository:
 
         A device the app already has keeps its platform, provider and subscription (its
         `Delivery`), and of the contact id, cellphone and email takes only those the command
-        gives: an association adds to what another dialect registered.
+        gives: an association adds to what another dialect registered. The device enters
+        the directory entries of the values given before it is written, and leaves those
+        of values it no longer carries after; its `listed` names every entry it may be in,
+        so a redelivered command finishes a leaving a crash interrupted.
 
-        Raises pymongo.errors.PyMongoError when the store refuses the write.
+        Raises pymongo.errors.PyMongoError when the store refuses a write.
         """
         now = utc_now()
         contact = {
@@ -163,43 +183,79 @@ class DevicesRepository:
                 "created": now,
             },
         }
-        query = {"_id": device_id(command.app_id, token_hash)}
+        device = device_id(command.app_id, token_hash)
+        if not given:
+            # The values it carries stay as they are: so do its entries.
+            await self._write(device, update)
+            return
+        scope = {"app_id": command.app_id, "account_id": command.account_id}
+        entering = entries_of({**scope, **given})
+        await self._directory.enter(device, entering)
+        update["$addToSet"] = {"listed": {"$each": sorted(entering)}}
+        before = await self._write(device, update) or {}
+        listed = set(before.get("listed") or ())
+        kept: Document = {field: before.get(field) for field in FIELDS if field not in given}
+        carried = entries_of({**scope, **kept, **given})
+        unlisted = carried - entering - listed
+        if unlisted:
+            # Values it carried from before the directory (entered by the start-up build,
+            # or by nobody if an older worker wrote it since): listed from now on.
+            await self._directory.enter(device, unlisted)
+            await self._devices.update_one(
+                {"_id": device}, {"$addToSet": {"listed": {"$each": sorted(unlisted)}}}
+            )
+        stale = (listed | entries_of(before)) - carried
+        if stale:
+            await self._directory.leave(device, stale)
+            await self._devices.update_one(
+                {"_id": device}, {"$pull": {"listed": {"$in": sorted(stale)}}}
+            )
+
+    async def _write(self, device: str, update: Document) -> Document | None:
+        """Upsert the device; return it as it was before (None when new)."""
+        query = {"_id": device}
         try:
-            await self._devices.update_one(query, update, upsert=True)
+            return await self._devices.find_one_and_update(query, update, upsert=True)
         except DuplicateKeyError:
             # Two upserts of a new device raced; the loser now finds the winner's document.
-            await self._devices.update_one(query, update)
+            return await self._devices.find_one_and_update(query, update)
 
     async def invalidate(self, invalid: Sequence[tuple[str, str, datetime]], reason: str) -> int:
-        """Mark active devices invalid for `reason` (one bulk write), each given as (app,
-        token hash, since), unless it was registered after its `since` (the provider's
-        answer and a re-registration race through Kafka: the newer one wins).
-        Returns how many devices changed."""
-        if not invalid:
+        """Mark active devices invalid for `reason`, each given as (app, token hash, since),
+        unless it was registered after its `since` (the provider's answer and a
+        re-registration race through Kafka: the newer one wins). Returns how many changed.
+
+        One read and one write, both by `_id` alone (any other condition is a scan of the
+        collection on the local store): the conditions are checked here, which is safe
+        because the device's events, invalidations included, reach feedback in order
+        through the device's partition.
+        """
+        since_of = {device_id(app_id, token_hash): since for app_id, token_hash, since in invalid}
+        if not since_of:
             return 0
-        now = utc_now()
-        result = await self._devices.bulk_write(
-            [
-                UpdateOne(
-                    {
-                        "_id": device_id(app_id, token_hash),
-                        "status": "active",
-                        "registered_at": {"$lt": since},
-                    },
-                    {
-                        "$set": {
-                            "status": "invalid",
-                            "invalid_reason": reason,
-                            "invalid_at": since,
-                            "updated": now,
-                        }
-                    },
-                )
-                for app_id, token_hash, since in invalid
-            ],
-            ordered=False,
+        found = self._devices.find(
+            {"_id": {"$in": list(since_of)}}, {"status": 1, "registered_at": 1}
         )
-        return result.modified_count
+        now = utc_now()
+        changes = [
+            UpdateOne(
+                {"_id": device["_id"]},
+                {
+                    "$set": {
+                        "status": "invalid",
+                        "invalid_reason": reason,
+                        "invalid_at": since_of[device["_id"]],
+                        "updated": now,
+                    }
+                },
+            )
+            async for device in found
+            if device.get("status") == "active"
+            and device.get("registered_at", _LONG_AGO) < since_of[device["_id"]]
+        ]
+        if changes:
+            await self._devices.bulk_write(changes, ordered=False)
+        return len(changes)
 
     async def mark_reached(self, reached: Sequence[tuple[str, str, datetime]]) -> None:
         """Record when each (app, token hash) last took a notification: one bulk write,
@@ -221,14 +277,67 @@ class DevicesRepository:
             )
 
     async def clean_up(self, command: CleanupDevices) -> int:
-        """Delete the devices the cleanup names; return how many were deleted."""
-        query: Document = {"app_id": command.app_id, "account_id": command.account_id}
-        if command.contact_id is not None:
-            query["contact_id"] = command.contact_id
+        """Delete the devices the cleanup names; return how many were deleted.
+
+        With a token, its device, if it belongs to the account (and to the contact, when
+        one is named too); with a contact id alone, every device of the contact under the
+        app (the resolver sends these as one cleanup per device, so each is applied in
+        order with the device's other events). Each deleted device then leaves the
+        directory; a token whose device is gone finishes a leaving a crash interrupted.
+        """
         if command.token is not None:
-            query["_id"] = device_id(command.app_id, hash_token(command.token))
-        if len(query) == 2:
+            device = device_id(command.app_id, hash_token(command.token))
+            found = await self._devices.find_one({"_id": device})
+            if found is None:
+                await self._directory.departed(device)
+                return 0
+            named = command.contact_id is None or found.get("contact_id") == command.contact_id
+            targets = [found] if named and found.get("account_id") == command.account_id else []
+        elif command.contact_id is not None:
+            targets = [
+                found
+                async for found in devices_carrying(
+                    self._db,
+                    "contact_id",
+                    [command.contact_id],
+                    account_id=command.account_id,
+                    app_ids=[command.app_id],
+                    projection={"cellphone": 1, "email": 1, "listed": 1},
+                )
+            ]
+        else:
             # Neither a contact nor a token: refuse to wipe the whole app.
             return 0
-        result = await self._devices.delete_many(query)
-        return result.deleted_count
+        deleted = 0
+        for found in targets:
+            device = found["_id"]
+            await self._directory.departing(
+                device, set(found.get("listed") or ()) | entries_of(found)
+            )
+            result = await self._devices.delete_one({"_id": device})
+            deleted += result.deleted_count
+            await self._directory.departed(device)
+        return deleted
+
+
+async def with_tokens(
+    db: AsyncDatabase[Document],
+    app_ids: Iterable[str],
+    token_hashes: Iterable[str],
+    projection: Mapping[str, Any],
+) -> AsyncIterator[Document]:
+    """The devices with these token hashes under these apps, in any status: reads of
+    `_id` `$in` (app x hash), READ_CHUNK ids at a time. An account's raw tokens are looked
+    up under each of its apps (`account_apps`): an account has few apps."""
+    ids = sorted(device_id(app_id, h) for app_id in set(app_ids) for h in set(token_hashes))
+    for start in range(0, len(ids), READ_CHUNK):
+        cursor = db.devices.find({"_id": {"$in": ids[start : start + READ_CHUNK]}}, projection)
+        async for device in cursor:
+            yield device
+
+
+async def account_apps(db: AsyncDatabase[Document], account_id: str) -> list[str]:
+    """The ids of every app of the account (one read of the small `apps` collection)."""
+    return sorted(
+        [app["_id"] async for app in db.apps.find({"account_id": account_id}, {"_id": 1})]
+    )

@@ -6,28 +6,21 @@ unique. No TTL, partial or sparse indexes: expiry is the application's job.
 
 from __future__ import annotations
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.store.client import Document
 from services.core.store.devices import migrate_device_ids
+from services.core.store.directory import build_contact_directory
 
 INDEXES: dict[str, list[IndexModel]] = {
     "accounts": [IndexModel([("api_key_hashes", ASCENDING)], name="api_key_hashes")],
     "apps": [IndexModel([("account_id", ASCENDING)], name="account")],
-    # `_id` is `{app_id}:{token_hash}`: it is the unique key of a device.
-    "devices": [
-        IndexModel(
-            [("app_id", ASCENDING), ("contact_id", ASCENDING), ("registered_at", DESCENDING)],
-            name="contact",
-        ),
-        IndexModel(
-            [("account_id", ASCENDING), ("contact_id", ASCENDING), ("registered_at", DESCENDING)],
-            name="account_contact",
-        ),
-        IndexModel([("account_id", ASCENDING), ("token_hash", ASCENDING)], name="account_token"),
-        IndexModel([("account_id", ASCENDING), ("cellphone", ASCENDING)], name="cellphone"),
-        IndexModel([("account_id", ASCENDING), ("email", ASCENDING)], name="email"),
+    # `devices` has only `_id`, `{app_id}:{token_hash}`: a token's device is read by `_id`,
+    # a contact's devices through the contact directory (`contact_devices`).
+    # `_id` + `v`: an empty entry is deleted only if unchanged since read (`directory`).
+    "contact_devices": [
+        IndexModel([("_id", ASCENDING), ("v", ASCENDING)], unique=True, name="version")
     ],
     "registrations": [IndexModel([("app_id", ASCENDING)], name="app")],
     "notifications": [
@@ -44,14 +37,19 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
-# Indexes of earlier versions that stand in the way: the unique (app, token hash) index
-# would refuse a device's copy under its derived `_id` while the old document exists.
-OBSOLETE: dict[str, list[str]] = {"devices": ["token"]}
+# Indexes of earlier versions: the unique (app, token hash) index would refuse a device's
+# copy under its derived `_id` while the old document exists; the (app or account, contact
+# id / token hash / cellphone / email) ones served lookups the contact directory and
+# `_id` reads now serve.
+OBSOLETE: dict[str, list[str]] = {
+    "devices": ["token", "contact", "account_contact", "account_token", "cellphone", "email"]
+}
 
 
 async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
-    """Create every index that is missing, drop obsolete ones, and move devices stored
-    with a generated `_id` to their derived one (`migrate_device_ids`)."""
+    """Create every index that is missing, drop obsolete ones, move devices stored with a
+    generated `_id` to their derived one (`migrate_device_ids`), then enter the devices
+    stored before the contact directory existed in it (`build_contact_directory`)."""
     for collection, names in OBSOLETE.items():
         present = await db[collection].index_information()
         for name in names:
@@ -60,3 +58,4 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     for collection, indexes in INDEXES.items():
         await db[collection].create_indexes(indexes)
     await migrate_device_ids(db)
+    await build_contact_directory(db)

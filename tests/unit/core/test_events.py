@@ -46,18 +46,21 @@ def test_feedback_events_round_trip_by_type() -> None:
         accepted_at=job.accepted_at,
     )
     fanout = FanoutCompleted(notification_id="n1", jobs=3, by_platform={"android": 3})
-    call = DeliveryOutcomes(outcomes=[outcome, outcome.model_copy(update={"token_hash": "h2"})])
+    sent = outcome.model_copy(update={"outcome": "success", "reason": None})
+    call = DeliveryOutcomes(outcomes=[sent, sent.model_copy(update={"token_hash": "h2"})])
     assert decode(topics.JOBS_FCM, encode(job)) == job
     assert decode(topics.FEEDBACK, encode(outcome)) == outcome
     assert decode(topics.FEEDBACK, encode(fanout)) == fanout
     assert decode(topics.FEEDBACK, encode(call)) == call
 
 
-def test_a_verification_s_outcome_travels_alone() -> None:
+def test_a_verification_s_outcome_and_an_invalid_token_travel_alone() -> None:
     verify = {"kind": "verify", "app_id": "a", "provider": "fcm", "token_hash": "h"}
     outcome = {**verify, "outcome": "success", "accepted_at": "2026-01-01T00:00:00Z"}
-    with pytest.raises(pydantic.ValidationError, match="travels alone"):
-        DeliveryOutcomes.model_validate({"outcomes": [outcome]})
+    gone = {**outcome, "kind": "send", "notification_id": "n", "outcome": "invalid_token"}
+    for alone in (outcome, gone):
+        with pytest.raises(pydantic.ValidationError, match="travel alone"):
+            DeliveryOutcomes.model_validate({"outcomes": [alone]})
     with pytest.raises(pydantic.ValidationError):
         DeliveryOutcomes(outcomes=[])
 
