@@ -19,7 +19,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${PUSHLINE_CACHE_DIR:-$HOME/.cache/pushline}
 state=${PUSHLINE_STATE_DIR:-$HOME/.local/state/pushline}
 kafka_heap=${PUSHLINE_KAFKA_HEAP:-1g}
-store_heap=${PUSHLINE_STORE_HEAP:-1g}
+# mongo-java-server holds a query's whole result in its heap until the cursor is read out
+# (InMemoryCursor): a to.all over 1,000,000 devices ran a 1 GB store out of memory.
+store_heap=${PUSHLINE_STORE_HEAP:-4g}
 # Unset: H2's defaults (16 MB, 1 s, 45 s); see StoreServer.java.
 store_cache_mb=${PUSHLINE_STORE_CACHE_MB:-}
 store_commit_ms=${PUSHLINE_STORE_COMMIT_MS:-}
