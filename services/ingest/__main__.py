@@ -19,6 +19,8 @@ def run(settings: Settings) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # The loop the process's policy makes (services.core.eventloop), not uvicorn's own.
+        loop="none",
     )
 
 
