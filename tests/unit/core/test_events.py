@@ -48,6 +48,10 @@ def test_feedback_events_round_trip_by_type() -> None:
     assert decode(topics.JOBS_FCM, encode(job)) == job
     assert decode(topics.FEEDBACK, encode(outcome)) == outcome
     assert decode(topics.FEEDBACK, encode(fanout)) == fanout
+    # The wire format: the model's JSON without null fields.
+    for message in (job, outcome, fanout):
+        assert encode(message) == message.model_dump_json(exclude_none=True).encode()
+    assert b"null" not in encode(job)
 
 
 def test_unknown_fields_from_newer_producers_are_ignored() -> None:
