@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.scoped(topics.REGISTRATIONS.name),
             publish_timeout=settings.publish_timeout_seconds,
             allow_private=settings.webhook_allow_private,
+            cache_seconds=settings.ingest_cache_seconds,
         )
         app.state.sends = Sends(db, producer, settings)
         app.state.readiness = Readiness(db, admin)
