@@ -21,6 +21,7 @@ def run(settings: Settings) -> None:
         server_header=False,
         # The loop the process's policy makes (services.core.eventloop), not uvicorn's own.
         loop="none",
+        http="httptools",
     )
 
 
