@@ -87,7 +87,11 @@ def producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        # No lingering: its callers wait for the acknowledgement (an ingest request is
+        # answered only then), so a linger adds to every wait (5 ms: a produce's p50 was 8 ms
+        # instead of 2 for 16 concurrent senders, the ingest's 19 instead of 15 at 16
+        # clients); what arrives while a batch is in flight still goes out in the next one.
+        linger_ms=0,
         request_timeout_ms=15_000,
     )
 
