@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from pymongo.errors import ConnectionFailure
 
 from services import admin_cli, sandbox
-from services.core import eventloop
+from services.core import eventloop, heap
 from services.core import logging as logs
 from services.core.deadletters import LetterFilter, describe, listed, replay
 from services.core.errors import ConfigError, UnavailableError
@@ -29,6 +29,7 @@ SERVICES = ("ingest", "resolver", "sender", "feedback")
 def _run_service(name: str, settings: Settings) -> None:
     # Imported by name so that each process loads only its own service.
     entry = importlib.import_module(f"services.{name}.__main__")
+    heap.freeze()
     entry.run(settings)
 
 
