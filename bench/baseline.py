@@ -26,7 +26,7 @@ from pymongo import AsyncMongoClient
 
 from bench.fanout import resolve
 from bench.harness import Stage, cpu_seconds, emulator_costs, peak_rss_mb, shares
-from services.core import kafka, topics
+from services.core import eventloop, kafka, topics
 from services.core.events import PushJob
 from services.core.secrets import Vault
 from services.core.settings import Settings
@@ -157,6 +157,8 @@ async def _consume(mode: str, count: int) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     mode, count, out = argv
+    # The sender's stand-in runs on the sender's loop.
+    eventloop.install()
     figures = asyncio.run(_consume(mode, int(count)))
     Path(out).write_text(json.dumps(figures))
 

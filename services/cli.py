@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 from pymongo.errors import ConnectionFailure
 
 from services import admin_cli, sandbox
+from services.core import eventloop, heap
 from services.core import logging as logs
 from services.core.deadletters import LetterFilter, describe, listed, replay
 from services.core.errors import ConfigError, UnavailableError
@@ -28,6 +29,7 @@ SERVICES = ("ingest", "resolver", "sender", "feedback")
 def _run_service(name: str, settings: Settings) -> None:
     # Imported by name so that each process loads only its own service.
     entry = importlib.import_module(f"services.{name}.__main__")
+    heap.freeze()
     entry.run(settings)
 
 
@@ -81,6 +83,7 @@ def _log_level(command: str, settings: Settings) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; return the process exit code (2 for a configuration error)."""
+    eventloop.install()
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()

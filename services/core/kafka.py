@@ -23,7 +23,9 @@ _REPLICATION = 3
 
 def encode(message: BaseModel) -> bytes:
     """A topic message as the JSON bytes every producer writes."""
-    return message.model_dump_json(exclude_none=True).encode()
+    # The model's own serializer writes bytes: the same JSON as model_dump_json() without
+    # its str and the copy encoding it (2.3 instead of 3.8 µs for a PushJob).
+    return message.__pydantic_serializer__.to_json(message, exclude_none=True)
 
 
 def decode(topic: Topic, value: bytes) -> object:
@@ -85,7 +87,11 @@ def producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        # No lingering: its callers wait for the acknowledgement (an ingest request is
+        # answered only then), so a linger adds to every wait (5 ms: a produce's p50 was 8 ms
+        # instead of 2 for 16 concurrent senders, the ingest's 19 instead of 15 at 16
+        # clients); what arrives while a batch is in flight still goes out in the next one.
+        linger_ms=0,
         request_timeout_ms=15_000,
     )
 

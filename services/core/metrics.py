@@ -6,7 +6,7 @@ never a token, contact or app id as a label.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 INGEST_REQUESTS = Counter(
     "pushline_ingest_requests_total",
@@ -89,4 +89,8 @@ RETENTION_REMOVED = Counter(
     "pushline_retention_removed_total",
     "Documents the retention job removed because they outlived their retention, by collection.",
     ["collection"],
+)
+EVENT_LOOP = Info(
+    "pushline_event_loop",
+    "The event loop implementation the process runs on (uvloop, or asyncio).",
 )

@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 2 * 2**20
     ingest_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 128
     publish_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    ingest_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
     metrics_host: str = "127.0.0.1"
     metrics_port: Port | None = None

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core import kafka, metrics, outages, outbound
+from services.core import eventloop, kafka, metrics, outages, outbound
 from services.core import logging as logs
 from services.core.events import DeadLetter
 from services.core.health import Readiness
@@ -99,6 +99,7 @@ class StreamApp(faust.App):
     async def on_start(self) -> None:
         """Create topics and indexes, and connect, before the agents subscribe."""
         await super().on_start()
+        eventloop.report()
         await kafka.ensure_topics(self.settings)
         self._mongo = store.connect(self.settings)
         await ensure_indexes(self.db)

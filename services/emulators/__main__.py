@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from services.core import eventloop
 from services.core.settings import Settings
 from services.emulators.apns import APNSEmulator
 from services.emulators.emulator import Emulator
@@ -73,6 +74,7 @@ def write_clients(settings: Settings, emulators: Sequence[Emulator]) -> Path:
 
 async def serve(settings: Settings) -> None:
     """Start the emulators, write clients.json, and serve until a stop signal."""
+    eventloop.report()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

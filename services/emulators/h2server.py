@@ -16,6 +16,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -67,8 +68,8 @@ class _Connection(asyncio.Protocol):
         self._delayed: dict[int, asyncio.TimerHandle] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream server's transport; uvloop's do not subclass asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
         self._connections.add(self)
         self._h2.local_settings = h2.settings.Settings(
             client=False,

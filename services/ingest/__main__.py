@@ -19,6 +19,9 @@ def run(settings: Settings) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # The loop the process's policy makes (services.core.eventloop), not uvicorn's own.
+        loop="none",
+        http="httptools",
     )
 
 

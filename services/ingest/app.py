@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from services.core import kafka, topics
+from services.core import eventloop, kafka, topics
 from services.core.errors import KafkaUnavailableError
 from services.core.health import Readiness
 from services.core.secrets import Vault
@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        eventloop.report()
         await kafka.ensure_topics(settings)
         mongo = store.connect(settings)
         db = store.database(mongo)
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.scoped(topics.REGISTRATIONS.name),
             publish_timeout=settings.publish_timeout_seconds,
             allow_private=settings.webhook_allow_private,
+            cache_seconds=settings.ingest_cache_seconds,
         )
         app.state.sends = Sends(db, producer, settings)
         app.state.readiness = Readiness(db, admin)

@@ -32,13 +32,14 @@ from services.core.events import (
     WebPushSubscription,
 )
 from services.core.kafka import encode
-from services.core.store.accounts import Account, Accounts
+from services.core.store.accounts import Account, Accounts, hash_api_key
 from services.core.store.apps import App, Apps
 from services.core.store.client import Document
 from services.core.store.devices import Delivery, DevicesRepository
 from services.core.store.registrations import RegistrationsRepository
 from services.core.tokens import hash_token
 from services.ingest import access
+from services.ingest.cache import TTLCache
 from services.ingest.waiting import settled
 
 Command = RegisterDevice | CleanupDevices
@@ -54,6 +55,9 @@ class Status:
 
 PENDING = Status("Pending")
 
+# Accounts and apps the lookup cache holds at most, each.
+_CACHED = 10_000
+
 
 class Registry:
     """The ingest's view of accounts, apps, registrations, and its Kafka producer."""
@@ -67,9 +71,16 @@ class Registry:
         *,
         publish_timeout: float,
         allow_private: bool,
+        cache_seconds: float,
     ) -> None:
+        """`cache_seconds`: how long a found account or app is used without asking the
+        store again (0: ask every time)."""
         self.accounts = Accounts(db)
         self.apps = apps
+        # Keyed by the key's digest, never the key itself. An app is keyed by the account
+        # that found it as well as its id, so it is only ever returned to that account.
+        self._known_keys: TTLCache[str, Account] = TTLCache(cache_seconds, _CACHED)
+        self._known_apps: TTLCache[tuple[str, str], App] = TTLCache(cache_seconds, _CACHED)
         self._registrations = db["registrations"]
         self._tracked = RegistrationsRepository(db)
         self._devices = DevicesRepository(db)
@@ -79,14 +90,28 @@ class Registry:
         self._allow_private = allow_private
 
     async def account(self, api_key: str | None) -> Account | None:
-        """The account of an API key; None when the key is absent or unknown."""
+        """The account of an API key; None when the key is absent or unknown. A key removed
+        from its account is refused within the cache's seconds."""
         if not api_key:
             return None
-        return await self.accounts.authenticate(api_key)
+        digest = hash_api_key(api_key)
+        account = self._known_keys.get(digest)
+        if account is None:
+            account = await self.accounts.authenticate(api_key)
+            if account is not None:
+                self._known_keys.put(digest, account)
+        return account
 
     async def app(self, account: Account, app_id: str) -> App | None:
-        """The account's app with this id; None also when another account owns it."""
-        return await self.apps.find(account.id, app_id)
+        """The account's app with this id; None also when another account owns it. A
+        changed or deleted app is seen as such within the cache's seconds."""
+        key = (account.id, app_id)
+        app = self._known_apps.get(key)
+        if app is None:
+            app = await self.apps.find(account.id, app_id)
+            if app is not None:
+                self._known_apps.put(key, app)
+        return app
 
     async def provider(
         self, app: App, platform: Platform, token: str, subscription: WebPushSubscription | None

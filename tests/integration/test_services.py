@@ -36,6 +36,8 @@ async def test_all_four_services_start_answer_and_stop(child_env: dict[str, str]
             assert ready.json() == {"status": "ready", "store": True, "kafka": True}
             metrics = await service.wait_ready(f"{base}/metrics")
             assert "text/plain" in metrics.headers["content-type"]
+            # services.core.eventloop: the loop the running service reports is uvloop's.
+            assert 'pushline_event_loop_info{loop="uvloop"} 1.0' in metrics.text, name
         for name, service in started.items():
             # uvicorn re-raises SIGTERM after its graceful shutdown; SIGKILL means it hung.
             code = service.stop()

@@ -34,6 +34,7 @@ async def test_the_command_serves_all_three(tmp_path: Path, module: str) -> None
         async with httpx.AsyncClient(http2=True, verify=context) as client:
             answer = await client.get(f"https://127.0.0.1:{ports['apns']}/_emulator/config")
         assert answer.json()["key"] == clients["apns"]["key"]
+        assert '"event_loop": "uvloop"' in emulators.output()
         # Process.stop() sends SIGTERM; the emulators stop cleanly with status 0.
         code = emulators.stop()
         assert code == 0, emulators.output()

@@ -52,6 +52,10 @@ def test_feedback_events_round_trip_by_type() -> None:
     assert decode(topics.FEEDBACK, encode(outcome)) == outcome
     assert decode(topics.FEEDBACK, encode(fanout)) == fanout
     assert decode(topics.FEEDBACK, encode(call)) == call
+    # The wire format: the model's JSON without null fields.
+    for message in (job, outcome, fanout, call):
+        assert encode(message) == message.model_dump_json(exclude_none=True).encode()
+    assert b"null" not in encode(job)
 
 
 def test_a_verification_s_outcome_and_an_invalid_token_travel_alone() -> None:
