@@ -184,6 +184,22 @@ async def test_dry_run_counts_without_jobs(settings: Settings, db: AsyncDatabase
     assert doc["counters"]["targeted"] == 4
 
 
+def answered(send: SendRequest, job: PushJob, result: str, reason: str | None) -> DeliveryOutcome:
+    """The outcome a sender publishes for one of the send's jobs."""
+    return DeliveryOutcome.model_validate(
+        {
+            "notification_id": send.notification_id,
+            "app_id": APP,
+            "provider": job.provider,
+            "platform": job.platform,
+            "token_hash": job.token_hash,
+            "outcome": result,
+            "reason": reason,
+            "accepted_at": send.accepted_at,
+        }
+    )
+
+
 @pytest.mark.usefixtures("workers", "audience")
 async def test_outcomes_count_once_and_invalidate_devices(
     settings: Settings, db: AsyncDatabase[Document]
@@ -199,16 +215,7 @@ async def test_outcomes_count_once_and_invalidate_devices(
         "tok-bea": ("success", None),
     }
     outcomes = [
-        DeliveryOutcome(
-            notification_id=send.notification_id,
-            app_id=APP,
-            provider=by_token[token].provider,
-            platform=by_token[token].platform,
-            token_hash=by_token[token].token_hash,
-            outcome=outcome,
-            reason=reason,
-            accepted_at=send.accepted_at,
-        )
+        answered(send, by_token[token], outcome, reason)
         for token, (outcome, reason) in answers.items()
     ]
     # The first outcome arrives twice, as after a sender restart: it counts once.
@@ -252,18 +259,7 @@ async def test_a_call_s_outcomes_in_one_message_count_once_beside_single_outcome
     by_token = {job.token: job for job in jobs}
 
     def outcome(token: str, result: str, reason: str | None = None) -> DeliveryOutcome:
-        return DeliveryOutcome.model_validate(
-            {
-                "notification_id": send.notification_id,
-                "app_id": APP,
-                "provider": by_token[token].provider,
-                "platform": by_token[token].platform,
-                "token_hash": by_token[token].token_hash,
-                "outcome": result,
-                "reason": reason,
-                "accepted_at": send.accepted_at,
-            }
-        )
+        return answered(send, by_token[token], result, reason)
 
     call = DeliveryOutcomes(
         outcomes=[outcome("tok-ana-phone", "success"), outcome("tok-ana-web", "success")]
