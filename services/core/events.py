@@ -230,8 +230,9 @@ class DeliveryOutcome(Message):
     # When the provider says the token stopped being valid (APNs 410 `timestamp`); a device
     # registered after that moment stays active.
     invalid_since: datetime | None = None
-    # The send was made again: an earlier sender died with it unanswered on the wire, so
-    # the device may have it twice (feedback counts it as a `duplicate`).
+    # The send was made again after an earlier try that may have reached the device: its
+    # sender died with it on the wire, or its request went unanswered (a timeout). The
+    # device may have it twice (feedback counts it as a `duplicate`).
     repeated: bool = False
     accepted_at: datetime
     answered_at: datetime = Field(default_factory=utc_now)

@@ -5,8 +5,9 @@ A send is identified by (notification id, token hash). Each ended send is record
 in `deliveries`; a second record of the same send is a redelivery and adds nothing to the
 notification's counters. When the provider answered it again (a second `answered_at`),
 the device really got it twice, and the `duplicate` metric counts it; so it does for a
-send the sender made again after an earlier sender died with it on the wire (`repeated`):
-the device may have it twice.
+send the sender made again after an earlier try that may have reached the device (its
+sender died with it on the wire, or its request went unanswered: `repeated`): the device
+may have it twice.
 
 Recording and counting are two writes. Every record names the batch it was written in,
 and a notification keeps the ids of the batches it has counted (in the same atomic

@@ -16,9 +16,10 @@ the others, which may be made again (`marks`: one store write before the call, o
 A job that comes back with a kept outcome is not sent again, its outcome is published
 again instead (feedback counts it once). A job that comes back noted without a kept
 outcome was on the wire when its sender died: it is sent again and its outcome says
-`repeated`, the device may have it twice. Feedback's own records of ended sends lag behind
-by however far feedback is behind: checking those alone sent thousands of jobs twice after
-a sender was killed during a large send. Retries wait in this process, not in the
+`repeated`, the device may have it twice; so is the retry of a send whose request went
+unanswered after it may have arrived (a timeout, a reset). Feedback's own records of ended
+sends lag behind by however far feedback is behind: checking those alone sent thousands of
+jobs twice after a sender was killed during a large send. Retries wait in this process, not in the
 partition: later jobs keep flowing while a throttled one sleeps, and Faust commits an
 offset only when every job before it is acknowledged.
 """
@@ -329,7 +330,7 @@ class Dispatcher:
                 # Bounded: when too many jobs wait for a retry, this batch waits too.
                 await self._waiting.acquire()
                 self._in_flight.inc()
-                self._spawn(self._retry_later(delivery, result.retry_after))
+                self._spawn(self._retry_later(delivery, result))
                 continue
             self._end_to_end.observe(
                 (outcome.answered_at - delivery.job.accepted_at).total_seconds()
@@ -345,17 +346,20 @@ class Dispatcher:
         if on_kafka:
             acks.append(asyncio.ensure_future(acknowledge(on_kafka, settled)))
 
-    async def _retry_later(self, delivery: Delivery, retry_after: float | None) -> None:
+    async def _retry_later(self, delivery: Delivery, result: Result) -> None:
         # Retries take no concurrency slot: a slot may be held by a batch that waits for
         # room among the retries.
         try:
-            await asyncio.sleep(self.policy.delay(delivery.job.attempt, retry_after))
+            await asyncio.sleep(self.policy.delay(delivery.job.attempt, result.retry_after))
             retried = Delivery(
                 delivery.key,
                 delivery.job.model_copy(update={"attempt": delivery.job.attempt + 1}),
                 delivery.ack,
                 delivery.generation,
                 delivery.history,
+                # The device may have it already: from the send before this one, whose
+                # request may have arrived without an answer, or from an earlier sender.
+                repeated=delivery.repeated or result.maybe_delivered,
             )
             await until_done(lambda: self._send([retried]), "send", self._stopping)
         except Exception:

@@ -67,6 +67,12 @@ def failure(error_class: ErrorClass, reason: str, status: int) -> Result:
     return Result.failure("fcm", error_class, reason=reason, status=status, retry_after=0.0)
 
 
+def unanswered(reason: str, *, maybe_delivered: bool) -> Result:
+    return Result.failure(
+        "fcm", ErrorClass.RETRYABLE, reason=reason, retry_after=0.0, maybe_delivered=maybe_delivered
+    )
+
+
 async def test_each_job_gets_its_outcome_and_is_acked(db: AsyncDatabase[Document]) -> None:
     provider = ScriptedProvider(
         {
@@ -189,19 +195,28 @@ async def test_a_send_left_on_the_wire_by_a_dead_sender_is_made_again_as_repeate
             "cut": [Result.success("m2")],
             "new": [Result.success("m1")],
             "later": [failure(ErrorClass.RETRYABLE, "UNAVAILABLE", 503), Result.success("m3")],
+            "refused": [unanswered("ConnectError", maybe_delivered=False), Result.success("m4")],
+            "timeout": [unanswered("Timeout", maybe_delivered=True), Result.success("m5")],
+            "cut-twice": [failure(ErrorClass.RETRYABLE, "UNAVAILABLE", 503), Result.success("m6")],
         }
     )
     # What a sender killed during its provider call leaves: the send noted, no outcome.
-    await db.marks.insert_one({"_id": f"n1:{hash_token('cut')}"})
+    await db.marks.insert_many([{"_id": f"n1:{hash_token(t)}"} for t in ("cut", "cut-twice")])
     harness = Harness(db, provider)
-    await harness.run(job("cut"), job("new"), job("later"))
-    assert sorted(provider.calls[0]) == ["cut", "later", "new"]
+    tokens = ["cut", "new", "later", "refused", "timeout", "cut-twice"]
+    await harness.run(*(job(token) for token in tokens))
+    assert sorted(provider.calls[0]) == sorted(tokens)
     repeated = {o.token_hash: o.repeated for o in harness.outcomes() if o.outcome == "success"}
-    # A retry follows an answer that reached nothing: not repeated either.
+    # A retry after an answer, or after a connection that never opened, reached nothing
+    # before it; one after a request that went unanswered may have, and so may one of a
+    # send that was already repeated.
     assert repeated == {
         hash_token("cut"): True,
         hash_token("new"): False,
         hash_token("later"): False,
+        hash_token("refused"): False,
+        hash_token("timeout"): True,
+        hash_token("cut-twice"): True,
     }
 
 

@@ -190,7 +190,11 @@ class APNsProvider(Provider):
             answer = await self._connect().post(self._base + job.token, headers, payload.encoded)
         except curl.TransferError as exc:
             return Result.failure(
-                "apns", ErrorClass.RETRYABLE, reason=exc.reason, detail=str(exc) or None
+                "apns",
+                ErrorClass.RETRYABLE,
+                reason=exc.reason,
+                detail=str(exc) or None,
+                maybe_delivered=exc.maybe_delivered,
             )
         result = result_of(answer, apns_id)
         if result.reason == "ExpiredProviderToken":

@@ -70,7 +70,9 @@ class Result:
 
     `reason` is the provider's own code (FCM `UNREGISTERED`, APNs `BadDeviceToken`, Web
     Push `410`, ...), `detail` its human-readable message, `invalid_since` the moment APNs
-    says the token stopped being valid (410 answers only).
+    says the token stopped being valid (410 answers only). `maybe_delivered`: no answer
+    came, but the request may have reached the provider (a timeout or a reset after it
+    was sent), so a retry may reach the device a second time.
     """
 
     outcome: SendOutcome
@@ -80,6 +82,7 @@ class Result:
     status: int | None = None
     provider_message_id: str | None = None
     invalid_since: datetime | None = None
+    maybe_delivered: bool = False
     error: ProviderUnavailableError | ProviderRejectedError | None = None
 
     @property
@@ -105,6 +108,7 @@ class Result:
         status: int | None = None,
         retry_after: float | None = None,
         invalid_since: datetime | None = None,
+        maybe_delivered: bool = False,
     ) -> Result:
         """The result of a classified error answer, with the typed error it stands for."""
         message = f"{provider} answered {status or 'nothing'} {reason}" + (
@@ -140,6 +144,7 @@ class Result:
             detail=detail,
             status=status,
             invalid_since=invalid_since,
+            maybe_delivered=maybe_delivered,
             error=error,
         )
 

@@ -47,6 +47,16 @@ _REASONS: Final = {
     92: "HTTP2StreamError",
 }
 
+# Transfer errors before any byte of the request was sent: the server cannot have it.
+_UNSENT: Final = frozenset(
+    {
+        pycurl.E_COULDNT_RESOLVE_HOST,
+        pycurl.E_COULDNT_CONNECT,
+        pycurl.E_SSL_CONNECT_ERROR,
+        pycurl.E_PEER_FAILED_VERIFICATION,
+    }
+)
+
 
 class TransferError(Exception):
     """No answer: libcurl's error code (`pycurl.E_*`) and message."""
@@ -59,6 +69,11 @@ class TransferError(Exception):
     def reason(self) -> str:
         """A short name of what went wrong."""
         return _REASONS.get(self.code, f"TransferError{self.code}")
+
+    @property
+    def maybe_delivered(self) -> bool:
+        """Whether the server may have received the request although no answer came."""
+        return self.code not in _UNSENT
 
 
 class Multi:

@@ -68,4 +68,11 @@ def unanswered(provider: ProviderName, exc: BaseException) -> Result:
         reason = "Timeout"
     else:
         reason = type(exc).__name__
-    return Result.failure(provider, ErrorClass.RETRYABLE, reason=reason, detail=str(exc)[:500])
+    return Result.failure(
+        provider,
+        ErrorClass.RETRYABLE,
+        reason=reason,
+        detail=str(exc)[:500],
+        # Only a connection that never opened is sure to have carried nothing.
+        maybe_delivered=not isinstance(exc, aiohttp.ClientConnectorError),
+    )

@@ -222,6 +222,7 @@ async def test_untrusted_server_is_a_retryable_failure(
         "UntrustedServer",
     )
     assert apns.received == []
+    assert not result.maybe_delivered
 
 
 def test_key_must_be_a_p256_p8(tmp_path: Path) -> None:
@@ -252,6 +253,8 @@ async def test_an_unanswered_send_times_out_and_the_client_stays_usable(
     provider.TIMEOUT = 0.5  # type: ignore[misc]
     [unanswered, answered] = await provider.send([job(OTHER), job()])
     assert (unanswered.outcome, unanswered.reason) == ("retry", "Timeout")
+    # The server had the request: a retry may reach the device a second time.
+    assert unanswered.maybe_delivered
     assert answered.outcome == "success"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -271,6 +272,7 @@ async def test_connection_error_is_retryable(provider: WebPushProvider) -> None:
         "ConnectError",
     )
     assert result.retry_after == 1.0
+    assert not result.maybe_delivered
 
 
 async def test_redirects_are_not_followed(provider: WebPushProvider, service: PushService) -> None:
@@ -406,3 +408,31 @@ def test_vapid_private_key_may_be_pem_or_der() -> None:
             ),
             NO_PRIVATE,
         )
+
+
+async def test_an_unanswered_request_may_have_been_delivered(vapid: VapidPair) -> None:
+    answered = asyncio.Event()
+
+    async def read_and_stay_silent(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.read(65536)
+        await answered.wait()
+        writer.close()
+
+    server = await asyncio.start_server(read_and_stay_silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    class Impatient(WebPushProvider):
+        TIMEOUT = 0.5
+
+    provider = Impatient(credentials_of(vapid), LOOPBACK)
+    try:
+        [result] = await provider.send([job(subscriber(), f"http://127.0.0.1:{port}/s/1")])
+    finally:
+        await provider.aclose()
+        answered.set()
+        server.close()
+        await server.wait_closed()
+    assert (result.outcome, result.reason) == ("retry", "Timeout")
+    assert result.maybe_delivered
