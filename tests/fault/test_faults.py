@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -143,6 +144,38 @@ async def duplicates_counted(pipeline: Pipeline) -> float:
     return sum(float(value) for value in _DUPLICATE.findall(page.text))
 
 
+async def kill_feedback_once_caught_up(
+    db: AsyncDatabase[Document], send: SendRequest, pipeline: Pipeline
+) -> float:
+    """Kill the feedback process and return the duplicates it counted.
+
+    Its count dies with it, so it is read just before the kill. The senders are paused
+    meanwhile, and the read waits until the notification's counters hold still (feedback
+    has applied what they published): otherwise a duplicate counted between the read and
+    the kill would be lost with the process. The pause stays well inside the consumer
+    group's session timeout (10 s), so that it costs no rebalance of its own.
+    """
+    senders = [pipeline.running[name].popen for name in WORKERS if name.startswith("sender")]
+    for sender in senders:
+        sender.send_signal(signal.SIGSTOP)
+    try:
+        last: tuple[object, float] | None = None
+        still = 0
+        deadline = time.monotonic() + 7
+        while still < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            notification = await db.notifications.find_one({"_id": send.notification_id})
+            now = ((notification or {}).get("counters"), await duplicates_counted(pipeline))
+            still = still + 1 if now == last else 0
+            last = now
+        counted = await duplicates_counted(pipeline)
+        pipeline.kill("feedback")
+    finally:
+        for sender in senders:
+            sender.send_signal(signal.SIGCONT)
+    return counted
+
+
 async def check_outcome(
     what: str,
     db: AsyncDatabase[Document],
@@ -181,8 +214,9 @@ async def test_each_worker_killed_in_turn_loses_nothing_and_counts_once(
     for share, name in zip((0.02, 0.2, 0.4, 0.6), WORKERS, strict=True):
         await audience.reached(share)
         if name == "feedback":
-            counted += await duplicates_counted(pipeline)
-        pipeline.kill(name)
+            counted += await kill_feedback_once_caught_up(db, send, pipeline)
+        else:
+            pipeline.kill(name)
         await pipeline.start(name, WORKERS[name])
     await check_outcome("4 workers killed in turn", db, send, audience, pipeline, counted)
 
