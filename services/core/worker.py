@@ -51,6 +51,8 @@ class StreamApp(faust.App):
     ) -> None:
         """`wait_empty=False`: a rebalance does not wait until every event the agents took
         is acknowledged (the app stops its own stale work when partitions are revoked)."""
+        data = settings.state_dir / "faust"
+        data.mkdir(parents=True, exist_ok=True)
         super().__init__(
             settings.scoped(app_id),
             broker=[f"kafka://{server}" for server in settings.kafka_servers],
@@ -58,6 +60,9 @@ class StreamApp(faust.App):
             autodiscover=False,
             topic_partitions=settings.topic_partitions,
             topic_allow_declare=False,
+            # Faust keeps a data directory per app even with in-memory tables: in the state
+            # directory, not wherever the worker was started.
+            datadir=str(data / "{conf.name}-data"),
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             # A worker that dies without leaving the group holds its partitions until the
