@@ -37,9 +37,9 @@ from typing import Protocol, get_args
 import pydantic
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core import metrics, topics
+from services.core import deadletters, metrics, topics
 from services.core.errors import ProviderRejectedError
-from services.core.events import DeadLetter, DeliveryOutcome, DeliveryOutcomes, PushJob, utc_now
+from services.core.events import DeliveryOutcome, DeliveryOutcomes, PushJob, utc_now
 from services.core.kafka import decode, encode
 from services.core.outages import until_done
 from services.core.providers.base import Provider, Result, SendOutcome
@@ -130,7 +130,7 @@ class Dispatcher:
             try:
                 job = decode(self.topic, value)
             except pydantic.ValidationError as exc:
-                await self._dead_letter(key, value, str(exc), attempts=0, replayable=False)
+                await self._dead_letter(key, value, str(exc))
                 await ack()
                 continue
             assert isinstance(job, PushJob)
@@ -369,11 +369,11 @@ class Dispatcher:
             self._waiting.release()
 
     async def _letter(self, delivery: Delivery, result: Result) -> Awaitable[object]:
-        letter = DeadLetter(
-            topic=self.topic.name,
-            key=delivery.key.decode(errors="replace") if delivery.key else None,
-            value=encode(delivery.job.model_copy(update={"attempt": 0})).decode(),
-            error="; ".join(delivery.history)[:2000],
+        letter = deadletters.letter(
+            self.topic,
+            delivery.key,
+            encode(delivery.job.model_copy(update={"attempt": 0})),
+            "; ".join(delivery.history),
             attempts=delivery.job.attempt + 1,
             app_id=delivery.job.app_id,
             reason=result.reason,
@@ -382,16 +382,7 @@ class Dispatcher:
         self._dead_letters.inc()
         return await self._publish(topics.DLQ, delivery.key or b"", letter)
 
-    async def _dead_letter(
-        self, key: bytes | None, value: bytes, error: str, *, attempts: int, replayable: bool
-    ) -> None:
-        letter = DeadLetter(
-            topic=self.topic.name,
-            key=key.decode(errors="replace") if key else None,
-            value=value.decode(errors="replace"),
-            error=error[:2000],
-            attempts=attempts,
-            replayable=replayable,
-        )
+    async def _dead_letter(self, key: bytes | None, value: bytes, error: str) -> None:
         self._dead_letters.inc()
+        letter = deadletters.letter(self.topic, key, value, error)
         await (await self._publish(topics.DLQ, key or b"", letter))
