@@ -3,13 +3,11 @@ the small rules about sends that the dispatcher applies."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from services.core.events import DeliveryOutcome, PushJob
-from services.core.providers.base import Result
 from services.sender.marks import send_id
 
 Ack = Callable[[], Awaitable[object]]
@@ -63,21 +61,6 @@ def split_copies(group: list[Delivery]) -> tuple[list[Delivery], list[Delivery]]
     return list(firsts.values()), copies
 
 
-async def acknowledge(on_kafka: list[Awaitable[object]], settled: list[Delivery]) -> None:
-    """Acknowledge the settled jobs once what was published for them is on Kafka."""
-    await asyncio.gather(*on_kafka)
-    for delivery in settled:
-        await delivery.ack()
-
-
 def is_send(sent: PushJob | DeliveryOutcome) -> bool:
     """Whether the job (or outcome) is a send of a notification, which is marked."""
     return sent.kind == "send" and sent.notification_id is not None
-
-
-def describe(result: Result) -> str:
-    """One history line: the provider's code, its HTTP status and message."""
-    code = result.reason or result.outcome
-    status = f" ({result.status})" if result.status else ""
-    detail = f": {result.detail}" if result.detail else ""
-    return f"{code}{status}{detail}"[:300]
