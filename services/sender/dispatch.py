@@ -1,46 +1,31 @@
 """Dispatching a provider topic's jobs: batches, concurrency, copies, revocation, retries.
 
-A batch is sent in provider calls, one after another, and each call's outcomes are
-published before the next (`outcomes.Outcomes`). A job's send is never on the wire twice
-from this process, and a revocation lets no call start for the jobs of the revoked
-partitions. Retries wait in this process, not in the partition: later jobs keep
+A batch is sent in provider calls (`delivery.Calls`), one after another, and each call's
+outcomes are published before the next (`outcomes.Outcomes`). A job's send is never on the
+wire twice from this process, and a revocation lets no call start for the jobs of the
+revoked partitions. Retries wait in this process, not in the partition: later jobs keep
 flowing while a throttled one sleeps, and Faust commits an offset only when every job
 before it is acknowledged.
-
-Before each provider call its sends are noted (they are on the wire); after it, the
-outcome of each send that reached its device or found it gone is kept, and the others are
-forgotten, which may be made again (`marks`: one store write before the call, one after).
-A job that comes back with a kept outcome is not sent again, its outcome is published
-again instead (feedback counts it once). A job that comes back noted without a kept
-outcome was on the wire when its sender died: it is sent again and its outcome says
-`repeated`, the device may have it twice; so is the retry of a send whose request went
-unanswered after it may have arrived (a timeout, a reset), and the retry of a repeated
-send. Feedback's own records of ended sends lag behind by however far feedback is behind:
-checking those alone sent thousands of jobs twice after a sender was killed during a large
-send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 import pydantic
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import metrics, topics
-from services.core.errors import ProviderRejectedError
-from services.core.events import DeliveryOutcome, PushJob
+from services.core.events import PushJob
 from services.core.kafka import decode
 from services.core.outages import until_done
-from services.core.providers.base import Provider, Result
+from services.core.providers.base import Result
 from services.core.providers.classify import ProviderName
 from services.core.store.client import Document
-from services.sender.jobs import Ack, Delivery, RetryPolicy, is_send, split_copies
-from services.sender.marks import Marks
+from services.sender.delivery import Calls, Providers, RetryPolicy, next_attempt
+from services.sender.jobs import Ack, Delivery
 from services.sender.outcomes import Call, Outcomes, Publish
 
 log = logging.getLogger(__name__)
@@ -54,12 +39,6 @@ CALL_SIZE = 20
 # The longest a revocation waits for the provider calls on the wire to be marked: past it,
 # the partitions' next owner may make those sends again (as `repeated`).
 REVOKE_WAIT = 15.0
-
-
-class Providers(Protocol):
-    """Where the dispatcher gets an app's provider (`AppProviders` in production)."""
-
-    async def get(self, app_id: str, provider: str) -> Provider: ...
 
 
 class Dispatcher:
@@ -81,8 +60,7 @@ class Dispatcher:
         self.topic = topics.JOB_TOPICS[provider]
         self.policy = policy or RetryPolicy()
         self._outcomes = Outcomes(provider, self.topic, publish, self.policy.attempts)
-        self._providers = providers
-        self._marks = Marks(db)
+        self._calls = Calls(provider, providers, db, self._outcomes, stopping)
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting = asyncio.Semaphore(max_waiting)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -93,7 +71,6 @@ class Dispatcher:
         self._revoked_through = -1
         # Bound to this provider once: a `labels()` lookup per job showed in profiles.
         self._in_flight = metrics.SENDER_IN_FLIGHT.labels(provider)
-        self._call_latency = metrics.PROVIDER_LATENCY.labels(provider)
 
     async def dispatch(
         self, messages: Sequence[tuple[bytes | None, bytes, Ack]], generation: int = 0
@@ -153,7 +130,7 @@ class Dispatcher:
     async def _send(self, deliveries: list[Delivery]) -> None:
         acks: list[asyncio.Task[None]] = []
         try:
-            ended, unsent = await self._ended_earlier(deliveries)
+            ended, unsent = await self._calls.ended_earlier(deliveries)
             for start in range(0, len(ended), CALL_SIZE):
                 acks.append(await self._settle(Call(ended[start : start + CALL_SIZE], [], [], [])))
             by_app: dict[str, list[Delivery]] = {}
@@ -193,73 +170,12 @@ class Dispatcher:
         sending = {i: asyncio.get_running_loop().create_future() for i in ids}
         self._wire.update(sending)
         try:
-            call = await self._make(app_id, group, ids)
+            call = await self._calls.make(app_id, group, ids)
         finally:
             for send, ended in sending.items():
                 ended.set_result(None)
                 del self._wire[send]
         return await self._settle(call)
-
-    async def _ended_earlier(
-        self, deliveries: list[Delivery]
-    ) -> tuple[list[tuple[Delivery, DeliveryOutcome]], list[Delivery]]:
-        """The deliveries whose send an earlier version's sender ended, with the outcome
-        it kept (`Marks.earlier_versions`), and the others, to be sent."""
-        kept, on_the_wire = await self._marks.earlier_versions(
-            [d.send for d in deliveries if d.send is not None]
-        )
-        if not kept and not on_the_wire:
-            return [], deliveries
-        ended: list[tuple[Delivery, DeliveryOutcome]] = []
-        unsent: list[Delivery] = []
-        for delivery in deliveries:
-            if delivery.send is None:
-                unsent.append(delivery)
-            elif (earlier := kept.get(delivery.send)) is not None:
-                ended.append((delivery, earlier))
-            else:
-                delivery.repeated = delivery.send in on_the_wire
-                unsent.append(delivery)
-        return ended, unsent
-
-    async def _make(self, app_id: str, group: list[Delivery], ids: list[str]) -> Call:
-        """One provider call for `group`, whose sends `ids` are none twice: noted before,
-        marked as soon as it returns. A job whose send ended before is not called: its
-        kept outcome stands.
-
-        Raises what the store or the provider raised before the call's results were in;
-        after that an outage is waited out: it must not make the batch start over.
-        """
-        # Noted before: sent by another attempt, which may have ended since the batch
-        # began (its outcome is then kept), or died with it on the wire (repeated).
-        noted = await self._marks.note(ids)
-        kept: list[tuple[Delivery, DeliveryOutcome]] = []
-        calling: list[Delivery] = []
-        for delivery in group:
-            if delivery.send is not None and delivery.send in noted:
-                earlier = noted[delivery.send]
-                if earlier is not None:
-                    kept.append((delivery, earlier))
-                    continue
-                delivery.repeated = True
-            calling.append(delivery)
-        results = await self._call_provider(app_id, [d.job for d in calling])
-        outcomes = self._outcomes.of(calling, results)
-        sends = [o for o in outcomes if is_send(o)]
-        await until_done(lambda: self._marks.settle(sends), "mark", self._stopping)
-        return Call(kept, calling, results, outcomes)
-
-    async def _call_provider(self, app_id: str, jobs: list[PushJob]) -> list[Result]:
-        if not jobs:
-            return []
-        try:
-            provider = await self._providers.get(app_id, self.provider)
-        except ProviderRejectedError as exc:
-            return [Result.from_error(exc)] * len(jobs)
-        started = time.perf_counter()
-        results = await provider.send(jobs)
-        self._call_latency.observe(time.perf_counter() - started)
-        return results
 
     async def _settle(self, call: Call) -> asyncio.Task[None]:
         settled = await self._outcomes.settle(call)
@@ -275,19 +191,24 @@ class Dispatcher:
         # room among the retries.
         try:
             await asyncio.sleep(self.policy.delay(delivery.job.attempt, result.retry_after))
-            retried = Delivery(
-                delivery.key,
-                delivery.job.model_copy(update={"attempt": delivery.job.attempt + 1}),
-                delivery.ack,
-                delivery.generation,
-                delivery.history,
-                # The device may have it already: from the send before this one, whose
-                # request may have arrived without an answer, or from an earlier sender.
-                repeated=delivery.repeated or result.maybe_delivered,
-            )
+            retried = next_attempt(delivery, result)
             await until_done(lambda: self._send([retried]), "send", self._stopping)
         except Exception:
             log.exception("a retry failed unexpectedly")
         finally:
             self._in_flight.dec()
             self._waiting.release()
+
+
+def split_copies(group: list[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
+    """The group without its second jobs of one send, and those second jobs."""
+    firsts: dict[str, Delivery] = {}
+    copies: list[Delivery] = []
+    for delivery in group:
+        if delivery.send is None:
+            firsts[str(id(delivery))] = delivery
+        elif delivery.send in firsts:
+            copies.append(delivery)
+        else:
+            firsts[delivery.send] = delivery
+    return list(firsts.values()), copies

@@ -16,8 +16,8 @@ from services.core.providers.base import Provider
 from services.core.providers.classify import ProviderName
 from services.core.store.client import Document
 from services.core.topics import Topic
+from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import Dispatcher
-from services.sender.jobs import RetryPolicy
 
 
 class Providers:

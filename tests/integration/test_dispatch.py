@@ -16,8 +16,8 @@ from services.core.providers.classify import ErrorClass
 from services.core.store.client import Document
 from services.core.tokens import hash_token
 from services.core.topics import device_key
+from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import CALL_SIZE
-from services.sender.jobs import RetryPolicy
 from tests.integration.dispatching import Harness
 from tests.integration.kafka_io import eventually
 
