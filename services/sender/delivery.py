@@ -110,9 +110,9 @@ class Calls:
         return ended, unsent
 
     async def make(self, app_id: str, group: list[Delivery], ids: list[str]) -> Call:
-        """One provider call for `group`, whose sends `ids` are none twice: noted before,
-        marked as soon as it returns. A job whose send ended before is not called: its
-        kept outcome stands.
+        """One provider call for `group` (no two jobs of one send; `ids` are its sends),
+        noted before and marked as soon as it returns. A job whose send ended before is
+        not called: its kept outcome stands.
 
         Raises what the store or the provider raised before the call's results were in;
         after that an outage is waited out: it must not make the batch start over.
