@@ -1,4 +1,5 @@
-"""Reading and replaying `push.dlq`: what `pushline dlq list|replay` does.
+"""Dead letters: the one way a worker writes them, and reading and replaying `push.dlq`,
+what `pushline dlq list|replay` does.
 
 Replaying puts a dead job back on the topic it came from and records the letter in the
 store (`Replays`), so a second replay skips it; the letter stays on `push.dlq`, listed as
@@ -20,9 +21,39 @@ from services.core import kafka, topics
 from services.core.events import DeadLetter
 from services.core.settings import Settings
 from services.core.store.replays import Replays
+from services.core.topics import Topic
 
 # How many letters `listed` looks up in the store at once.
 _PAGE = 500
+
+# The longest error a letter holds (`DeadLetter.error`).
+ERROR_LENGTH = 2000
+
+
+def letter(
+    topic: Topic,
+    key: bytes | None,
+    value: bytes,
+    error: str,
+    *,
+    attempts: int = 0,
+    app_id: str | None = None,
+    reason: str | None = None,
+    replayable: bool = False,
+) -> DeadLetter:
+    """The dead letter of the message `value`, taken from `topic` under `key`, and why it
+    failed (cut to ERROR_LENGTH). Bytes that are not UTF-8 are replaced: the malformed
+    message may be the very reason it is parked."""
+    return DeadLetter(
+        topic=topic.name,
+        key=key.decode(errors="replace") if key is not None else None,
+        value=value.decode(errors="replace"),
+        error=error[:ERROR_LENGTH],
+        attempts=attempts,
+        app_id=app_id,
+        reason=reason,
+        replayable=replayable,
+    )
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core import eventloop, kafka, metrics, outages, outbound
+from services.core import deadletters, eventloop, kafka, metrics, outages, outbound
 from services.core import logging as logs
-from services.core.events import DeadLetter
 from services.core.health import Readiness
 from services.core.lag import LagMeter
 from services.core.settings import Settings
@@ -173,13 +172,7 @@ class StreamApp(faust.App):
             extra={"topic": topic.name, "error": error.partition("\n")[0]},
         )
         metrics.DEAD_LETTERS.labels(topic.name).inc()
-        letter = DeadLetter(
-            topic=topic.name,
-            key=key.decode(errors="replace") if key is not None else None,
-            value=value.decode(errors="replace"),
-            error=error[:2000],
-        )
-        await self.publish(DLQ, key or b"", letter)
+        await self.publish(DLQ, key or b"", deadletters.letter(topic, key, value, error))
 
     def source(self, topic: Topic) -> faust.TopicT:
         """`topic` (in this namespace) as an agent's source of raw bytes."""

@@ -29,8 +29,8 @@ from services.core.settings import Settings
 from services.core.store.apps import Apps
 from services.core.topics import SENDER_APP_ID
 from services.core.worker import StreamApp, unacked_batches
+from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import Dispatcher
-from services.sender.jobs import RetryPolicy
 from services.sender.providers import AppProviders
 
 METRICS_PORT = 9102

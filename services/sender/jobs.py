@@ -1,32 +1,15 @@
-"""A job on its way through the sender: what happened to it so far, the retry policy, and
-the small rules about sends that the dispatcher applies."""
+"""A job on its way through the sender: the Kafka message it came in, what happened to it
+so far, and whether it is a send (which is marked)."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from services.core.events import DeliveryOutcome, PushJob
-from services.core.providers.base import Result
 from services.sender.marks import send_id
 
 Ack = Callable[[], Awaitable[object]]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter, never sooner than the provider's Retry-After."""
-
-    attempts: int = 5
-    base: float = 1.0
-    cap: float = 300.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before attempt number `attempt + 1` (attempt 0 was the first)."""
-        backoff = min(self.cap, self.base * 2.0**attempt) * (0.5 + random.random())  # noqa: S311
-        return max(backoff, retry_after or 0.0)
 
 
 @dataclass
@@ -49,35 +32,6 @@ class Delivery:
         self.send = send_id(job.notification_id, job.token_hash) if is_send(job) else None
 
 
-def split_copies(group: list[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
-    """The group without its second jobs of one send, and those second jobs."""
-    firsts: dict[str, Delivery] = {}
-    copies: list[Delivery] = []
-    for delivery in group:
-        if delivery.send is None:
-            firsts[str(id(delivery))] = delivery
-        elif delivery.send in firsts:
-            copies.append(delivery)
-        else:
-            firsts[delivery.send] = delivery
-    return list(firsts.values()), copies
-
-
-async def acknowledge(on_kafka: list[Awaitable[object]], settled: list[Delivery]) -> None:
-    """Acknowledge the settled jobs once what was published for them is on Kafka."""
-    await asyncio.gather(*on_kafka)
-    for delivery in settled:
-        await delivery.ack()
-
-
 def is_send(sent: PushJob | DeliveryOutcome) -> bool:
     """Whether the job (or outcome) is a send of a notification, which is marked."""
     return sent.kind == "send" and sent.notification_id is not None
-
-
-def describe(result: Result) -> str:
-    """One history line: the provider's code, its HTTP status and message."""
-    code = result.reason or result.outcome
-    status = f" ({result.status})" if result.status else ""
-    detail = f": {result.detail}" if result.detail else ""
-    return f"{code}{status}{detail}"[:300]

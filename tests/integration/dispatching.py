@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable
 
 import pydantic
+from aiokafka.errors import KafkaTimeoutError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.errors import ProviderAuthError
@@ -16,8 +17,8 @@ from services.core.providers.base import Provider
 from services.core.providers.classify import ProviderName
 from services.core.store.client import Document
 from services.core.topics import Topic
+from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import Dispatcher
-from services.sender.jobs import RetryPolicy
 
 
 class Providers:
@@ -45,6 +46,8 @@ class Harness:
         # Cleared, what is published is not on Kafka until it is set again.
         self.kafka = asyncio.Event()
         self.kafka.set()
+        # Topics whose next publish meets a broker outage.
+        self.failing: set[str] = set()
         self.dispatcher = Dispatcher(
             name,
             Providers(provider, name),
@@ -56,13 +59,17 @@ class Harness:
     async def publish(
         self, topic: Topic, key: bytes, message: pydantic.BaseModel
     ) -> Awaitable[object]:
+        if topic.name in self.failing:
+            self.failing.discard(topic.name)
+            raise KafkaTimeoutError
         self.published.append((topic.name, message))
         self.keys.append(key)
 
         async def delivered() -> None:
             await self.kafka.wait()
 
-        return delivered()
+        # A future, as the producer returns: what is published may never be awaited.
+        return asyncio.ensure_future(delivered())
 
     async def run(self, *jobs: PushJob) -> None:
         await self.start(*jobs)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.core import topics
 from services.core.events import DeliveryOutcome, PushJob, utc_now
 from services.core.kafka import encode
 from services.core.providers.base import Provider, Result
@@ -16,8 +17,8 @@ from services.core.providers.classify import ErrorClass
 from services.core.store.client import Document
 from services.core.tokens import hash_token
 from services.core.topics import device_key
+from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import CALL_SIZE
-from services.sender.jobs import RetryPolicy
 from tests.integration.dispatching import Harness
 from tests.integration.kafka_io import eventually
 
@@ -218,6 +219,28 @@ async def test_a_send_left_on_the_wire_by_a_dead_sender_is_made_again_as_repeate
         hash_token("timeout"): True,
         hash_token("cut-twice"): True,
     }
+
+
+async def test_a_call_whose_letter_meets_an_outage_is_made_again_with_one_retry_chain(
+    db: AsyncDatabase[Document],
+) -> None:
+    provider = ScriptedProvider(
+        {
+            "later": [failure(ErrorClass.RETRYABLE, "UNAVAILABLE", 503)] * 2
+            + [Result.success("m")],
+            "last": [failure(ErrorClass.RETRYABLE, "UNAVAILABLE", 503)] * 2,
+        }
+    )
+    harness = Harness(db, provider)
+    harness.failing.add(topics.DLQ.name)
+    await harness.run(job("later"), job("last").model_copy(update={"attempt": 2}))
+    # The batch is taken again whole: neither send ended, so both are made again, and
+    # only the second call's retry runs: one started before the outage would run beside
+    # the batch taken again, and its job would be acknowledged twice.
+    assert provider.calls == [["later", "last"], ["later", "last"], ["later"]]
+    assert sorted(harness.acked) == ["last", "later"]
+    (letter,) = harness.letters()
+    assert (letter.attempts, letter.reason) == (3, "UNAVAILABLE")
 
 
 async def test_the_outcomes_of_one_call_are_one_message_its_jobs_acked_once_on_kafka(

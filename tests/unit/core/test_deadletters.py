@@ -1,11 +1,12 @@
-"""What `pushline dlq list` shows of a dead letter: ids and reasons, never a device token."""
+"""How a worker writes a dead letter, and what `pushline dlq list` shows of one: ids and
+reasons, never a device token."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 
-from services.core import topics
+from services.core import deadletters, topics
 from services.core.deadletters import Parked, describe
 from services.core.events import DeadLetter, PushJob
 from services.core.kafka import encode
@@ -16,6 +17,19 @@ FAILED_AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def parked(letter: DeadLetter) -> Parked:
     return Parked("push.dlq", 3, 41, letter)
+
+
+def test_a_letter_keeps_a_malformed_message_and_cuts_a_long_error() -> None:
+    written = deadletters.letter(topics.REGISTRATIONS, b"app:\xff", b'{"token": \xff', "x" * 5000)
+    assert (written.topic, written.key, written.value) == (
+        "push.registrations",
+        "app:\ufffd",
+        '{"token": \ufffd',
+    )
+    assert written.error == "x" * deadletters.ERROR_LENGTH
+    assert (written.attempts, written.replayable) == (0, False)
+    # A message without a key is replayed without one.
+    assert deadletters.letter(topics.REGISTRATIONS, None, b"{}", "bad").key is None
 
 
 def test_a_dead_job_shows_its_notification_app_provider_and_token_hash() -> None:
