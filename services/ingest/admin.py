@@ -102,7 +102,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
         except NotFoundError as exc:
             raise Invalid([Problem("account_id", str(exc))]) from exc
         except (AlreadyExistsError, InvalidRequestError, MasterKeyMissingError) as exc:
-            raise _refusal(exc) from exc
+            raise _app_refusal(exc) from exc
         audit.record(
             "app_created",
             via="admin_api",
@@ -130,7 +130,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
         except NotFoundError as exc:
             raise Refusal(404, str(exc)) from exc
         except (AlreadyExistsError, InvalidRequestError, MasterKeyMissingError) as exc:
-            raise _refusal(exc) from exc
+            raise _app_refusal(exc) from exc
         audit.app_changed(
             changes.model_fields_set,
             via="admin_api",
@@ -143,7 +143,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
     return router
 
 
-def _refusal(exc: AlreadyExistsError | InvalidRequestError | MasterKeyMissingError) -> Refusal:
+def _app_refusal(exc: AlreadyExistsError | InvalidRequestError | MasterKeyMissingError) -> Refusal:
     """409 for an app that conflicts with what is stored; 500 when the server cannot seal
     provider credentials."""
     if isinstance(exc, MasterKeyMissingError):

@@ -58,12 +58,10 @@ def register(
     )
 
 
-def cleanup(
-    app: App, *, contact_id: str | None, token: str | None, request_id: str | None = None
-) -> CleanupDevices:
+def cleanup(app: App, *, contact_id: str | None, token: str | None) -> CleanupDevices:
     """A CleanupDevices command for the app: one token, or every device of the contact."""
     return CleanupDevices(
-        request_id=request_id or new_request_id(),
+        request_id=new_request_id(),
         account_id=app.account_id,
         app_id=app.id,
         contact_id=contact_id,

@@ -188,7 +188,7 @@ class TokensByAssociation(Body):
     ]
 
     @model_validator(mode="after")
-    def _someone(self) -> TokensByAssociation:
+    def _contacts_or_app(self) -> TokensByAssociation:
         if not (self.cellphones or self.emails or self.app_id):
             raise ValueError("tokensByAssociation needs cellphones, emails, appId or a mix")
         return self
@@ -205,7 +205,7 @@ class SendToList(Body):
     ]
 
     @model_validator(mode="after")
-    def _someone(self) -> SendToList:
+    def _tokens_or_association(self) -> SendToList:
         association = self.by_association
         if not self.tokens and association is None:
             raise ValueError("give tokens, tokensByAssociation or both")

@@ -125,7 +125,7 @@ class Cleanup(Body):
     token: TokenText | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> Cleanup:
+    def _contact_or_token(self) -> Cleanup:
         if self.contact_id is None and self.token is None:
             raise ValueError("give a contact_id, a token or both")
         return self
@@ -280,7 +280,7 @@ class Target(Body):
     platforms: Annotated[list[Platform], Field(default_factory=list)]
 
     @model_validator(mode="after")
-    def _someone(self) -> Target:
+    def _all_or_named(self) -> Target:
         named = self.tokens or self.contact_ids or self.cellphones or self.emails
         if self.all and named:
             raise ValueError(
@@ -300,7 +300,7 @@ class Notification(Body):
     image_url: Annotated[str, Field(max_length=2048)] | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> Notification:
+    def _title_or_body(self) -> Notification:
         if not (self.title.strip() or self.body.strip()):
             raise ValueError("give a title, a body or both")
         return self
