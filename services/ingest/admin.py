@@ -103,12 +103,11 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             raise Invalid([Problem("account_id", str(exc))]) from exc
         except (AlreadyExistsError, InvalidRequestError, MasterKeyMissingError) as exc:
             raise _app_refusal(exc) from exc
-        audit.record(
-            "app_created",
+        audit.app_created(
+            new.model_fields_set,
             via="admin_api",
             account_id=app.account_id,
             app_id=app.id,
-            providers=audit.providers_in(new.model_fields_set),
             **origin(request),
         )
         return JSONResponse(app_view(app), status_code=201)
