@@ -107,7 +107,10 @@ async def _authenticated(request: Request) -> Account:
 Caller = Annotated[Account, Depends(_authenticated)]
 
 
-async def _callers_app(app_id: str, request: Request, account: Caller) -> App:
+async def _callers_app(app_id: str, request: Request) -> App:
+    # The account found here, not through `Caller`: a dependency of a dependency costs
+    # the register path's every request another resolution.
+    account = await _authenticated(request)
     app = await tenants_of(request).app(account, app_id)
     if app is None:
         raise Refusal(404, f"app {app_id} not found")

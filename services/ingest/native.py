@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
@@ -74,25 +74,6 @@ def _waiting(shape: type[Body]) -> dict[str, object]:
     }
 
 
-async def _wait(request: Request) -> float:
-    # Async: FastAPI would run a plain function in its thread pool, on every registration.
-    raw = request.query_params.get("wait")
-    if raw is None:
-        return 0.0
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    # NaN fails both comparisons, so anything not a number in range is refused.
-    if not 0 <= seconds <= MAX_WAIT:
-        raise Invalid([Problem("wait", f"must be a number of seconds from 0 to {MAX_WAIT}")])
-    return seconds
-
-
-# The `?wait=` seconds, 0 without it; 400 for anything but a number from 0 to MAX_WAIT.
-Wait = Annotated[float, Depends(_wait)]
-
-
 class Device(Body):
     """A device: a token, or for Web Push a subscription, and who it belongs to."""
 
@@ -137,9 +118,10 @@ class Cleanup(Body):
     openapi_extra=_waiting(Device),
     responses={200: {"description": "Decided within `wait`: Success or Failed"}},
 )
-async def register_device(app: CallerApp, wait: Wait, request: Request) -> Response:
+async def register_device(app: CallerApp, request: Request) -> Response:
     """Register (or refresh) one device; 202 with the registration id, or with `?wait=`
     200 and the final status once it is decided within that many seconds."""
+    wait = _wait(request)
     device = parse(Device, await request.body())
     [command] = await _publish(request, app, [device], batch=False)
     location = {"Location": f"/v1/registrations/{command.request_id}"}
@@ -163,9 +145,10 @@ async def register_device(app: CallerApp, wait: Wait, request: Request) -> Respo
     openapi_extra=_waiting(Devices),
     responses={200: {"description": "All decided within `wait`: Success or Failed"}},
 )
-async def register_devices(app: CallerApp, wait: Wait, request: Request) -> Response:
+async def register_devices(app: CallerApp, request: Request) -> Response:
     """Register 1 to 100 devices; 202 with their registration ids in request order, or
     with `?wait=` 200 and their final statuses once all are decided within that time."""
+    wait = _wait(request)
     batch = parse(Devices, await request.body())
     commands = await _publish(request, app, batch.devices, batch=True)
     if not wait:
@@ -206,6 +189,21 @@ def _registration(registration_id: str, status: Status) -> dict[str, object]:
         "status": status.status,
         "failure_reason": status.failure_reason,
     }
+
+
+def _wait(request: Request) -> float:
+    """The `?wait=` seconds (0 without it). Raises Invalid for anything else."""
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    # NaN fails both comparisons, so anything not a number in range is refused.
+    if not 0 <= seconds <= MAX_WAIT:
+        raise Invalid([Problem("wait", f"must be a number of seconds from 0 to {MAX_WAIT}")])
+    return seconds
 
 
 async def _publish(
