@@ -121,12 +121,8 @@ async def _dispatch(args: argparse.Namespace, accounts: Accounts, apps: Apps) ->
                 body[name] = getattr(args, name)
         new = NewApp.model_validate(body)
         app = await apps.create(new)
-        audit.record(
-            "app_created",
-            via="admin_cli",
-            account_id=app.account_id,
-            app_id=app.id,
-            providers=audit.providers_in(new.model_fields_set),
+        audit.app_created(
+            new.model_fields_set, via="admin_cli", account_id=app.account_id, app_id=app.id
         )
         return _shown(app)
     if args.action == "get-app":

@@ -40,9 +40,24 @@ def record(action: Action, *, via: Via, **context: str | list[str] | None) -> No
     log.log(level, "audit: %s", action, extra={"audit": action, "via": via, **known})
 
 
-def providers_in(fields: set[str]) -> list[str]:
+def _providers_in(fields: set[str]) -> list[str]:
     """The providers whose credentials a create or change of an app with `fields` sets."""
     return sorted(fields & _PROVIDERS)
+
+
+def app_created(
+    fields: set[str], *, via: Via, account_id: str, app_id: str, **context: str | None
+) -> None:
+    """The audit line of a new app given `fields`, naming the providers it has credentials
+    for."""
+    record(
+        "app_created",
+        via=via,
+        account_id=account_id,
+        app_id=app_id,
+        providers=_providers_in(fields),
+        **context,
+    )
 
 
 def app_changed(
@@ -52,5 +67,5 @@ def app_changed(
     `credentials_changed` naming the providers when the change touched their secrets."""
     ids = {"account_id": account_id, "app_id": app_id, **context}
     record("app_changed", via=via, fields=sorted(fields), **ids)
-    if providers := providers_in(fields):
+    if providers := _providers_in(fields):
         record("credentials_changed", via=via, providers=providers, **ids)

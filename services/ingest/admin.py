@@ -24,9 +24,10 @@ from services.core.errors import (
 from services.core.store.accounts import Account, Name, RecordId
 from services.core.store.apps import App, AppChanges, NewApp
 from services.ingest.access import origin
-from services.ingest.bodies import Body, Invalid, Problem, documented, parse
-from services.ingest.problems import invalid, problem, responses
-from services.ingest.registry import bearer, registry_of
+from services.ingest.auth import bearer, tenants_of
+from services.ingest.bodies import Body, documented, parse
+from services.ingest.problems import responses
+from services.ingest.refusals import Invalid, Problem, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ class NewAccount(Body):
 
     name: Name
     id: RecordId | None = None
-
-
-class Unauthorized(Exception):  # noqa: N818 - an answer, not a failure of ours
-    """The request did not carry the admin token."""
 
 
 def account_view(account: Account, api_key: str) -> dict[str, str]:
@@ -66,7 +63,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
         if not hmac.compare_digest((given or "").encode(), expected):
             if given:
                 audit.record("admin_token_refused", via="admin_api", **origin(request))
-            raise Unauthorized
+            raise Refusal(401, "missing or wrong admin token")
 
     guarded = [Depends(authorize)]
 
@@ -78,13 +75,11 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
     )
     async def create_account(request: Request) -> Response:
         """Create an account; the answer holds its API key, shown this once."""
+        body = parse(NewAccount, await request.body())
         try:
-            body = parse(NewAccount, await request.body())
-            account, api_key = await registry_of(request).accounts.create(body.name, body.id)
-        except Invalid as exc:
-            return invalid(exc.problems)
+            account, api_key = await tenants_of(request).accounts.create(body.name, body.id)
         except AlreadyExistsError as exc:
-            return problem(409, str(exc))
+            raise Refusal(409, str(exc)) from exc
         audit.record("account_created", via="admin_api", account_id=account.id, **origin(request))
         return JSONResponse(account_view(account, api_key), status_code=201)
 
@@ -92,34 +87,27 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
     async def issue_key(account_id: str, request: Request) -> Response:
         """Issue another API key for the account (shown this once)."""
         try:
-            api_key = await registry_of(request).accounts.issue_key(account_id)
+            api_key = await tenants_of(request).accounts.issue_key(account_id)
         except NotFoundError as exc:
-            return problem(404, str(exc))
+            raise Refusal(404, str(exc)) from exc
         audit.record("api_key_issued", via="admin_api", account_id=account_id, **origin(request))
         return JSONResponse({"account_id": account_id, "api_key": api_key}, status_code=201)
 
     @router.post("/apps", status_code=201, dependencies=guarded, openapi_extra=documented(NewApp))
     async def create_app(request: Request) -> Response:
         """Create an app, with provider credentials sealed at rest."""
+        new = parse(NewApp, await request.body())
         try:
-            new = parse(NewApp, await request.body())
-            app = await registry_of(request).apps.create(new)
-        except Invalid as exc:
-            return invalid(exc.problems)
+            app = await tenants_of(request).apps.create(new)
         except NotFoundError as exc:
-            return invalid([Problem("account_id", str(exc))])
-        except (AlreadyExistsError, InvalidRequestError) as exc:
-            return problem(409, str(exc))
-        except MasterKeyMissingError as exc:
-            # A set-up problem of the server, not the caller's: say so plainly, to both.
-            log.error("provider credentials refused: %s", exc)
-            return problem(500, str(exc))
-        audit.record(
-            "app_created",
+            raise Invalid([Problem("account_id", str(exc))]) from exc
+        except (AlreadyExistsError, InvalidRequestError, MasterKeyMissingError) as exc:
+            raise _app_refusal(exc) from exc
+        audit.app_created(
+            new.model_fields_set,
             via="admin_api",
             account_id=app.account_id,
             app_id=app.id,
-            providers=audit.providers_in(new.model_fields_set),
             **origin(request),
         )
         return JSONResponse(app_view(app), status_code=201)
@@ -127,27 +115,21 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
     @router.get("/apps/{app_id}", dependencies=guarded)
     async def get_app(app_id: str, request: Request) -> Response:
         """The app, without secrets."""
-        app = await registry_of(request).apps.get(app_id)
+        app = await tenants_of(request).apps.get(app_id)
         if app is None:
-            return problem(404, f"app {app_id} not found")
+            raise Refusal(404, f"app {app_id} not found")
         return JSONResponse(app_view(app))
 
     @router.patch("/apps/{app_id}", dependencies=guarded, openapi_extra=documented(AppChanges))
     async def update_app(app_id: str, request: Request) -> Response:
         """Change the given fields; a provider set to null is removed."""
+        changes = parse(AppChanges, await request.body())
         try:
-            changes = parse(AppChanges, await request.body())
-            app = await registry_of(request).apps.update(app_id, changes)
-        except Invalid as exc:
-            return invalid(exc.problems)
+            app = await tenants_of(request).apps.update(app_id, changes)
         except NotFoundError as exc:
-            return problem(404, str(exc))
-        except (AlreadyExistsError, InvalidRequestError) as exc:
-            return problem(409, str(exc))
-        except MasterKeyMissingError as exc:
-            # A set-up problem of the server, not the caller's: say so plainly, to both.
-            log.error("provider credentials refused: %s", exc)
-            return problem(500, str(exc))
+            raise Refusal(404, str(exc)) from exc
+        except (AlreadyExistsError, InvalidRequestError, MasterKeyMissingError) as exc:
+            raise _app_refusal(exc) from exc
         audit.app_changed(
             changes.model_fields_set,
             via="admin_api",
@@ -160,6 +142,11 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
     return router
 
 
-async def unauthorized(request: Request, exc: Exception) -> Response:
-    """The answer to a request without the admin token."""
-    return problem(401, "missing or wrong admin token")
+def _app_refusal(exc: AlreadyExistsError | InvalidRequestError | MasterKeyMissingError) -> Refusal:
+    """409 for an app that conflicts with what is stored; 500 when the server cannot seal
+    provider credentials."""
+    if isinstance(exc, MasterKeyMissingError):
+        # A set-up problem of the server, not the caller's: say so plainly, to both.
+        log.error("provider credentials refused: %s", exc)
+        return Refusal(500, str(exc))
+    return Refusal(409, str(exc))

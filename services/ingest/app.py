@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
@@ -13,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from services.core import eventloop, kafka, topics
+from services.core import eventloop, kafka
 from services.core.errors import KafkaUnavailableError
 from services.core.health import Readiness
 from services.core.secrets import Vault
@@ -22,10 +23,12 @@ from services.core.store import client as store
 from services.core.store.apps import Apps
 from services.core.store.indexes import ensure_indexes
 from services.ingest import admin as admin_api
-from services.ingest import cij, docs, masiv, native, routee
+from services.ingest import cij, docs, masiv, native, problems, routee
 from services.ingest.access import Access
-from services.ingest.limits import Limits, refusal
-from services.ingest.registry import Registry
+from services.ingest.auth import Tenants
+from services.ingest.limits import Limits
+from services.ingest.refusals import Dialects, Refusal
+from services.ingest.registrations import Registrations
 from services.ingest.sending import Sends
 
 # What a 405's Allow may name.
@@ -46,17 +49,12 @@ def create_app(settings: Settings) -> FastAPI:
         await producer.start()
         admin = kafka.admin_client(settings)
         await admin.start()
-        app.state.db = db
-        app.state.producer = producer
-        app.state.registry = Registry(
+        app.state.tenants = Tenants(
             db,
             Apps(db, Vault(settings.master_key)),
-            producer,
-            settings.scoped(topics.REGISTRATIONS.name),
-            publish_timeout=settings.publish_timeout_seconds,
-            allow_private=settings.webhook_allow_private,
             cache_seconds=settings.ingest_cache_seconds,
         )
+        app.state.registrations = Registrations(db, producer, settings)
         app.state.sends = Sends(db, producer, settings)
         app.state.readiness = Readiness(db, admin)
         try:
@@ -74,15 +72,27 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # Native and admin paths, and any path of no dialect, answer in problem+json.
+    dialects = Dialects([routee.DIALECT, cij.DIALECT, masiv.DIALECT], problems.refused)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        response = dialects.answer(request.url.path, _refusal(request, exc))
+        if isinstance(exc, HTTPException):
+            response.headers.update(exc.headers or {})
+            if exc.status_code == 405:
+                response.headers["Allow"] = _allowed(request)
+        return response
+
     # Added first, so it runs inside Access: its refusals are counted and logged too.
     app.add_middleware(
-        Limits, max_body=settings.max_body_bytes, max_in_flight=settings.ingest_max_in_flight
+        Limits,
+        dialects=dialects,
+        max_body=settings.max_body_bytes,
+        max_in_flight=settings.ingest_max_in_flight,
     )
     app.add_middleware(Access)
-    app.add_exception_handler(admin_api.Unauthorized, admin_api.unauthorized)
-    app.add_exception_handler(KafkaUnavailableError, _kafka_unavailable)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _invalid_parameters)
+    for refusals in (Refusal, KafkaUnavailableError, HTTPException, RequestValidationError):
+        app.add_exception_handler(refusals, refused)
     api_key = [Security(docs.API_KEY)]
     app.include_router(native.router, dependencies=api_key)
     app.include_router(routee.router, dependencies=api_key)
@@ -119,27 +129,30 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _kafka_unavailable(request: Request, exc: Exception) -> Response:
-    # Nothing was accepted: the caller may retry the whole request.
-    return refusal(request.url.path, 503, "the pipeline is unavailable; retry later")
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
+def _refusal(request: Request, exc: Exception) -> Refusal:
+    """What an exception that reached the app refuses, in words the dialect will shape."""
+    if isinstance(exc, Refusal):
+        return exc
+    if isinstance(exc, KafkaUnavailableError):
+        # Nothing was accepted: the caller may retry the whole request.
+        return Refusal(503, "the pipeline is unavailable; retry later")
+    if isinstance(exc, RequestValidationError):
+        # A path or query parameter FastAPI validates is bad input like a bad body: the
+        # dialect's 400, never FastAPI's 422 (which the OpenAPI document does not list).
+        return Refusal(400, "; ".join(_parameter(error) for error in exc.errors()))
     # Starlette's refusals (no route has this path, or none takes this method) in the
     # shape of the dialect the path belongs to, not in FastAPI's {"detail": ...}.
     assert isinstance(exc, HTTPException)
     path = request.url.path
     if exc.status_code == 404:
-        detail = f"no route matches {path}"
-    elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {path}"
-    else:
-        detail = str(exc.detail)
-    response = refusal(path, exc.status_code, detail)
-    response.headers.update(exc.headers or {})
+        return Refusal(404, f"no route matches {path}")
     if exc.status_code == 405:
-        response.headers["Allow"] = _allowed(request)
-    return response
+        return Refusal(405, f"{request.method} is not allowed on {path}")
+    return Refusal(exc.status_code, str(exc.detail))
+
+
+def _parameter(error: Any) -> str:
+    return f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
 
 
 def _allowed(request: Request) -> str:
@@ -150,13 +163,3 @@ def _allowed(request: Request) -> str:
         return any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes)
 
     return ", ".join(filter(takes, _METHODS))
-
-
-async def _invalid_parameters(request: Request, exc: Exception) -> Response:
-    # A path or query parameter FastAPI validates is bad input like a bad body: the
-    # dialect's 400, never FastAPI's 422 (which the OpenAPI document does not list).
-    assert isinstance(exc, RequestValidationError)
-    problems = [
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
-    ]
-    return refusal(request.url.path, 400, "; ".join(problems))

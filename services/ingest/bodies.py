@@ -1,20 +1,20 @@
 """Request bodies: strict parsing, and validation problems in plain words.
 
 Every dialect parses its JSON through `parse`, which accepts no type coercion (a number is
-not a string, "true" is not a boolean), and renders the `Invalid` it raises in its own
-400 shape.
+not a string, "true" is not a boolean); the `Invalid` it raises is answered in the
+dialect's own 400 shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from services.core.devices import MAX_TOKEN_LENGTH, normalize_cellphone, normalize_email
+from services.ingest.refusals import Invalid, Problem
 
 T = TypeVar("T")
 
@@ -44,25 +44,6 @@ class Body(BaseModel):
     systems do)."""
 
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a body: where (a dotted path, `[i]` for items) and what."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
-
-
-class Invalid(Exception):  # noqa: N818 - a verdict on the input, not an error of ours
-    """The body is not acceptable; `problems` says why, in request order."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(str(p) for p in problems))
-        self.problems = problems
 
 
 def parse(shape: type[T] | TypeAdapter[T], raw: bytes) -> T:

@@ -15,10 +15,12 @@ is a 400 whose message starts with the reason the registration would fail with
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import re
-from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -30,25 +32,11 @@ from pydantic import BaseModel, Field, TypeAdapter, model_validator
 from services.core.devices import TokenProblem
 from services.core.events import Callback, Platform
 from services.core.store.accounts import Account
-from services.ingest.bodies import (
-    Body,
-    Invalid,
-    NonBlank,
-    Problem,
-    TokenText,
-    documented,
-    error_responses,
-    parse,
-)
-from services.ingest.registry import (
-    Command,
-    caller,
-    cleanup,
-    new_request_id,
-    register,
-    registry_of,
-    signature,
-)
+from services.ingest.auth import caller, tenants_of
+from services.ingest.bodies import Body, NonBlank, TokenText, documented, error_responses, parse
+from services.ingest.commands import Command, cleanup, new_request_id, register
+from services.ingest.refusals import Dialect, Invalid, Problem, Refusal
+from services.ingest.registrations import registrations_of
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +133,14 @@ async def register_devices(org_id: str, request: Request) -> Response:
 @router.post("/devices/status", include_in_schema=False)
 async def registration_status(org_id: str, request: Request) -> Response:
     """Status of tracked registrations: Pending, Success or Failed with a FailureReason."""
-    registry = registry_of(request)
-    try:
-        query = parse(StatusQuery, await request.body())
-    except Invalid as exc:
-        return _bad_request(exc.problems)
+    query = parse(StatusQuery, await request.body())
     account = await _account(request, org_id, query.api_token, {})
     if account is None:
-        return _bad_request([Problem("ApiToken", "ApiTokenNotValid")])
-    app = await registry.app(account, query.mobile_app_id)
+        raise Invalid([Problem("ApiToken", "ApiTokenNotValid")])
+    app = await tenants_of(request).app(account, query.mobile_app_id)
     if app is None:
-        return _bad_request([Problem("MobileAppId", "no such mobile app in this org")])
-    statuses = await registry.statuses(account, app, query.registration_request_ids)
+        raise Invalid([Problem("MobileAppId", "no such mobile app in this org")])
+    statuses = await registrations_of(request).statuses(app, query.registration_request_ids)
     return JSONResponse([{"Status": s.status, "FailureReason": s.failure_reason} for s in statuses])
 
 
@@ -180,13 +164,11 @@ async def cleanup_devices(org_id: str, request: Request) -> Response:
 
 
 async def _register(org_id: str, request: Request, *, batch: bool) -> Response:
-    registry = registry_of(request)
+    tenants = tenants_of(request)
+    registrations = registrations_of(request)
     raw = await request.body()
-    try:
-        callback_url, callback_headers = _callback(request)
-        items = parse(_REGISTRATIONS, raw) if batch else [parse(Registration, raw)]
-    except Invalid as exc:
-        return _bad_request(exc.problems)
+    callback_url, callback_headers = _callback(request)
+    items = parse(_REGISTRATIONS, raw) if batch else [parse(Registration, raw)]
     track = request.headers.get("x-ms-track-registration", "").strip().lower() == "true"
     commands: list[Command] = []
     ids: list[str] = []
@@ -199,13 +181,13 @@ async def _register(org_id: str, request: Request, *, batch: bool) -> Response:
         if account is None:
             continue  # the seed's rule: an invalid API token leaves no trace
         where = f"[{index}]." if batch else ""
-        app = await registry.app(account, item.mobile_app_id)
+        app = await tenants.app(account, item.mobile_app_id)
         if app is None:
             problems.append(Problem(f"{where}MobileAppId", "no such mobile app in this org"))
             continue
         platform, token = item.device
         field = "ApnsDeviceToken" if platform == "ios" else "FcmDeviceToken"
-        provider = await registry.provider(app, platform, token, None)
+        provider = await registrations.provider(app, platform, token, None)
         if provider is None:
             message = f"the mobile app has no push configuration for {platform}"
             problems.append(Problem(f"{where}{field}", message))
@@ -234,9 +216,9 @@ async def _register(org_id: str, request: Request, *, batch: bool) -> Response:
             )
         )
     if problems:
-        return _bad_request(problems)
+        raise Invalid(problems)
     _log_dropped(org_id, len(items) - len(commands))
-    await registry.publish(commands)
+    await registrations.publish(commands)
     if not track:
         return Response(status_code=202)
     answer = [{"RegistrationRequestId": i} for i in ids]
@@ -244,13 +226,10 @@ async def _register(org_id: str, request: Request, *, batch: bool) -> Response:
 
 
 async def _cleanup(org_id: str, request: Request, *, batch: bool) -> Response:
-    registry = registry_of(request)
+    tenants = tenants_of(request)
     raw = await request.body()
     as_list = batch and raw.lstrip().startswith(b"[")
-    try:
-        items = parse(_CLEANUPS, raw) if as_list else [parse(Cleanup, raw)]
-    except Invalid as exc:
-        return _bad_request(exc.problems)
+    items = parse(_CLEANUPS, raw) if as_list else [parse(Cleanup, raw)]
     commands: list[Command] = []
     problems: list[Problem] = []
     accounts: dict[str, Account | None] = {}
@@ -258,16 +237,16 @@ async def _cleanup(org_id: str, request: Request, *, batch: bool) -> Response:
         account = await _account(request, org_id, item.api_token, accounts)
         if account is None:
             continue  # as for registrations: no trace of an invalid API token
-        app = await registry.app(account, item.mobile_app_id)
+        app = await tenants.app(account, item.mobile_app_id)
         if app is None:
             where = f"[{index}]." if as_list else ""
             problems.append(Problem(f"{where}MobileAppId", "no such mobile app in this org"))
             continue
         commands.append(cleanup(app, contact_id=item.user_id, token=item.device_token))
     if problems:
-        return _bad_request(problems)
+        raise Invalid(problems)
     _log_dropped(org_id, len(items) - len(commands))
-    await registry.publish(commands)
+    await registrations_of(request).publish(commands)
     return Response(status_code=202)
 
 
@@ -347,32 +326,26 @@ def _http_headers(headers: dict[str, str]) -> dict[str, str]:
     return {name: value.strip(" \t") for name, value in headers.items()}
 
 
-def _bad_request(problems: Sequence[Problem]) -> JSONResponse:
-    errors: dict[str, list[str]] = {}
-    for problem in problems:
-        errors.setdefault(problem.field or "$", []).append(_reason(problem))
+def _refused(path: str, refusal: Refusal) -> JSONResponse:
+    # Input that failed validation is ASP.NET's validation problem; a request refused
+    # whole (too large, overloaded, no such route) its problem for that status.
+    if refusal.problems:
+        errors: dict[str, list[str]] = {}
+        for problem in refusal.problems:
+            errors.setdefault(problem.field or "$", []).append(_reason(problem))
+        section, title = "15.5.1", "One or more validation errors occurred."
+    else:
+        errors = {"$": [refusal.message]}
+        section = _SECTIONS.get(refusal.status, "15")
+        title = HTTPStatus(refusal.status).phrase
     return JSONResponse(
         {
-            "type": "https://tools.ietf.org/html/rfc9110#section-15.5.1",
-            "title": "One or more validation errors occurred.",
-            "status": 400,
+            "type": f"https://tools.ietf.org/html/rfc9110#section-{section}",
+            "title": title,
+            "status": refusal.status,
             "errors": errors,
         },
-        status_code=400,
-    )
-
-
-def refusal(status: int, message: str) -> JSONResponse:
-    """An answer in this dialect's (ASP.NET's) problem shape to a request refused before
-    its route ran (too large, overloaded)."""
-    return JSONResponse(
-        {
-            "type": f"https://tools.ietf.org/html/rfc9110#section-{_SECTIONS.get(status, '15')}",
-            "title": HTTPStatus(status).phrase,
-            "status": status,
-            "errors": {"$": [message]},
-        },
-        status_code=status,
+        status_code=refusal.status,
     )
 
 
@@ -384,3 +357,12 @@ def _reason(problem: Problem) -> str:
     if problem.field.endswith("DeviceToken") and problem.message.startswith("is too long"):
         return f"DeviceTokenTooLong: the token {problem.message}"
     return problem.message
+
+
+def signature(api_token: str, url: str) -> str:
+    """Seed 001's webhook Signature: base64 HMAC-SHA256 of the URL keyed by the API token."""
+    digest = hmac.new(api_token.encode(), url.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+DIALECT = Dialect(("/api/v1.0/orgs/",), _refused)

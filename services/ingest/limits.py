@@ -10,38 +10,21 @@ are not counted, so probes answer under load.
 
 from __future__ import annotations
 
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.ingest import cij, masiv, problems, routee
+from services.ingest.refusals import Dialects, Refusal
 
-# Seconds a caller refused for overload is asked to wait.
-RETRY_AFTER = "1"
 _OPERATIONS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
-def refusal(path: str, status: int, message: str) -> Response:
-    """The answer to a request refused whole (too large, overloaded, pipeline down, no such
-    route) in the error shape of the dialect its path belongs to; problem+json for the
-    native and admin APIs and anything else."""
-    if path.startswith("/messages/"):
-        response = routee.refusal(status, message)
-    elif path.startswith("/api/v1.0/orgs/"):
-        response = cij.refusal(status, message)
-    elif path.startswith(("/v1/association/", "/v1/notification/")):
-        response = masiv.refusal(status, message, path)
-    else:
-        response = problems.problem(status, message)
-    if status in (429, 503):
-        response.headers["Retry-After"] = RETRY_AFTER
-    return response
 
 
 class Limits:
     """ASGI middleware enforcing the body size and in-flight limits."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, max_in_flight: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, dialects: Dialects, max_body: int, max_in_flight: int
+    ) -> None:
         self._app = app
+        self._dialects = dialects
         self._max_body = max_body
         self._max_in_flight = max_in_flight
         self.in_flight = 0
@@ -52,15 +35,15 @@ class Limits:
             return
         path: str = scope["path"]
         if self.in_flight >= self._max_in_flight:
-            busy = "the ingest is busy; retry later"
-            await refusal(path, 503, busy)(scope, receive, send)
+            busy = Refusal(503, "the ingest is busy; retry later")
+            await self._dialects.answer(path, busy)(scope, receive, send)
             return
         self.in_flight += 1
         try:
             body = await self._read(scope, receive)
             if body is None:
-                too_large = f"the body is larger than {self._max_body} bytes"
-                answer = refusal(path, 413, too_large)
+                too_large = Refusal(413, f"the body is larger than {self._max_body} bytes")
+                answer = self._dialects.answer(path, too_large)
                 # The rest of the body stays unread: this connection cannot be reused.
                 answer.headers["Connection"] = "close"
                 await answer(scope, receive, send)

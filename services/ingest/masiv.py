@@ -32,11 +32,11 @@ from services.core.events import Audience, Content, Platform, SendRequest, WebPu
 from services.core.providers.payload import ALL_PROVIDERS
 from services.core.store.accounts import Account
 from services.core.store.apps import App
+from services.ingest.auth import Caller, Tenants, tenants_of
 from services.ingest.bodies import (
     Body,
     Cellphone,
     Email,
-    Invalid,
     NonBlank,
     NonBlankText,
     TokenText,
@@ -44,14 +44,10 @@ from services.ingest.bodies import (
     error_responses,
     parse,
 )
-from services.ingest.registry import (
-    Registry,
-    bearer,
-    caller,
-    register,
-    registry_of,
-    subscription_in,
-)
+from services.ingest.commands import register
+from services.ingest.devices import PLATFORMS, subscription_in
+from services.ingest.refusals import Dialect, Refusal
+from services.ingest.registrations import registrations_of
 from services.ingest.sending import Sends, sends_of
 
 
@@ -67,11 +63,9 @@ class MasivError(BaseModel):
 
 router = APIRouter(tags=["Masiv"], responses=error_responses(MasivError, (400, 401)))
 
-_PLATFORMS: dict[str, Platform] = {"android": "android", "ios": "ios", "web": "web"}
-
 
 def _platform(value: str) -> str:
-    if value.lower() not in _PLATFORMS:
+    if value.lower() not in PLATFORMS:
         raise ValueError("must be Android, iOS or Web")
     return value.lower()
 
@@ -101,26 +95,18 @@ class AssociationRequest(Body):
 
 
 @router.post("/v1/association/create", openapi_extra=documented(AssociationRequest))
-async def create_association(request: Request) -> JSONResponse:
+async def create_association(account: Caller, request: Request) -> JSONResponse:
     """Associate a device token with a cellphone and/or email; 200 once on Kafka."""
-    registry = registry_of(request)
-    account = await caller(request, bearer(request))
-    if account is None:
-        return _error(request, 401, "missing or unknown API key")
-    try:
-        body = parse(AssociationRequest, await request.body())
-    except Invalid as exc:
-        return _error(request, 400, str(exc))
-    app, problem = await _app(registry, account, body.app_id)
-    if app is None:
-        return _error(request, 400, problem)
+    registrations = registrations_of(request)
+    body = parse(AssociationRequest, await request.body())
+    app = await _app(tenants_of(request), account, body.app_id)
     subscription = subscription_in(body.token)
     platform = _platform_of(body, subscription)
-    provider = await registry.provider(app, platform, body.token, subscription)
+    provider = await registrations.provider(app, platform, body.token, subscription)
     if provider is None:
-        return _error(request, 400, f"the app has no push configuration for {platform} devices")
+        raise Refusal(400, f"the app has no push configuration for {platform} devices")
     if isinstance(provider, TokenProblem):
-        return _error(request, 400, provider.message)
+        raise Refusal(400, provider.message)
     command = register(
         app,
         source="masiv",
@@ -130,27 +116,31 @@ async def create_association(request: Request) -> JSONResponse:
         cellphone=body.association.cellphone,
         email=body.association.email,
     )
-    await registry.publish([command])
+    await registrations.publish([command])
     return JSONResponse({"status": "OK", "data": "Successful association", "error": None})
 
 
-async def _app(registry: Registry, account: Account, app_id: str | None) -> tuple[App | None, str]:
+async def _app(tenants: Tenants, account: Account, app_id: str | None) -> App:
+    """The app `appId` names (by package name, then id), or the account's only app.
+    Raises Refusal when there is no such app."""
     if app_id is None:
-        apps = await registry.apps.of_account(account.id, limit=2)
+        apps = await tenants.apps.of_account(account.id, limit=2)
         if len(apps) == 1:
-            return apps[0], ""
+            return apps[0]
         if not apps:
-            return None, "the account has no app"
-        return None, "appId is required: the account has more than one app"
-    app = await registry.apps.find_by_package(account.id, app_id)
+            raise Refusal(400, "the account has no app")
+        raise Refusal(400, "appId is required: the account has more than one app")
+    app = await tenants.apps.find_by_package(account.id, app_id)
     if app is None:
-        app = await registry.app(account, app_id)
-    return app, "" if app is not None else f"appId {app_id} matches no app of the account"
+        app = await tenants.app(account, app_id)
+    if app is None:
+        raise Refusal(400, f"appId {app_id} matches no app of the account")
+    return app
 
 
 def _platform_of(body: AssociationRequest, subscription: WebPushSubscription | None) -> Platform:
     if body.device_type is not None:
-        return _PLATFORMS[body.device_type]
+        return PLATFORMS[body.device_type]
     if subscription is not None:
         return "web"
     return "ios" if is_apns_token(body.token) else "android"
@@ -198,7 +188,7 @@ class TokensByAssociation(Body):
     ]
 
     @model_validator(mode="after")
-    def _someone(self) -> TokensByAssociation:
+    def _contacts_or_app(self) -> TokensByAssociation:
         if not (self.cellphones or self.emails or self.app_id):
             raise ValueError("tokensByAssociation needs cellphones, emails, appId or a mix")
         return self
@@ -215,7 +205,7 @@ class SendToList(Body):
     ]
 
     @model_validator(mode="after")
-    def _someone(self) -> SendToList:
+    def _tokens_or_association(self) -> SendToList:
         association = self.by_association
         if not self.tokens and association is None:
             raise ValueError("give tokens, tokensByAssociation or both")
@@ -227,30 +217,21 @@ class SendToList(Body):
 
 
 @router.post("/v1/notification/sendToList", openapi_extra=documented(SendToList))
-async def send_to_list(request: Request) -> JSONResponse:
+async def send_to_list(account: Caller, request: Request) -> JSONResponse:
     """Send to raw tokens and associated cellphones/emails; 200 once on Kafka."""
-    registry = registry_of(request)
-    account = await caller(request, bearer(request))
-    if account is None:
-        return _error(request, 401, "missing or unknown API key")
-    try:
-        body = parse(SendToList, _trimmed_keys(await request.body()))
-    except Invalid as exc:
-        return _error(request, 400, str(exc))
+    tenants = tenants_of(request)
+    body = parse(SendToList, _trimmed_keys(await request.body()))
     association = body.by_association
     app: App | None = None
     if association is not None and association.app_id is not None:
-        app, problem = await _app(registry, account, association.app_id)
-        if app is None:
-            return _error(request, 400, problem)
+        app = await _app(tenants, account, association.app_id)
     else:
-        apps = await registry.apps.of_account(account.id, limit=2)
+        apps = await tenants.apps.of_account(account.id, limit=2)
         if not apps:
-            return _error(request, 400, "the account has no app")
+            raise Refusal(400, "the account has no app")
         app = apps[0] if len(apps) == 1 else None
     if app is None and await sends_of(request).unregistered(account.id, body.tokens):
-        return _error(
-            request,
+        raise Refusal(
             400,
             "some tokens are not registered and the account has several apps: "
             "give tokensByAssociation.appId to say which app sends to them",
@@ -264,7 +245,7 @@ async def send_to_list(request: Request) -> JSONResponse:
         content, body.data, sorted(app.configured) if app is not None else ALL_PROVIDERS
     )
     if refused is not None:
-        return _error(request, 400, refused)
+        raise Refusal(400, refused)
     send = SendRequest(
         notification_id=str(uuid.uuid4()),
         account_id=account.id,
@@ -273,7 +254,7 @@ async def send_to_list(request: Request) -> JSONResponse:
             tokens=body.tokens,
             cellphones=association.cellphones if association else [],
             emails=association.emails if association else [],
-            platforms=[_PLATFORMS[t] for t in association.device_types] if association else [],
+            platforms=[PLATFORMS[t] for t in association.device_types] if association else [],
             tokens_from="account",
         ),
         notification=content,
@@ -283,7 +264,7 @@ async def send_to_list(request: Request) -> JSONResponse:
         await sends_of(request).accept(send, request.headers.get("idempotency-key"))
     except IdempotencyConflictError as exc:
         # Seed 002 knows no other refusal than 400.
-        return _error(request, 400, str(exc))
+        raise Refusal(400, str(exc)) from exc
     return JSONResponse({"status": "OK", "data": "Notification has been sent", "error": None})
 
 
@@ -301,19 +282,17 @@ def _trimmed(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return {key.strip(): value for key, value in pairs}
 
 
-def _error(request: Request, status: int, message: str) -> JSONResponse:
-    return refusal(status, message, request.url.path)
-
-
-def refusal(status: int, message: str, path: str) -> JSONResponse:
-    """An answer in this dialect's (Spring Boot's) error shape."""
+def _refused(path: str, refusal: Refusal) -> JSONResponse:
     return JSONResponse(
         {
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "status": status,
-            "error": HTTPStatus(status).phrase,
-            "message": message,
+            "status": refusal.status,
+            "error": HTTPStatus(refusal.status).phrase,
+            "message": refusal.message,
             "path": path,
         },
-        status_code=status,
+        status_code=refusal.status,
     )
+
+
+DIALECT = Dialect(("/v1/association/", "/v1/notification/"), _refused)

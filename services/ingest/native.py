@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -31,30 +32,22 @@ from services.core.events import (
     SendRequest,
     WebPushSubscription,
 )
-from services.core.store.accounts import Account
 from services.core.store.apps import App
+from services.core.store.registrations import PENDING, Status
+from services.ingest.auth import Caller, CallerApp, tenants_of
 from services.ingest.bodies import (
     Body,
     Cellphone,
     Email,
-    Invalid,
     NonBlank,
-    Problem,
     TokenText,
     documented,
     parse,
 )
-from services.ingest.problems import invalid, problem, responses
-from services.ingest.registry import (
-    PENDING,
-    Registry,
-    Status,
-    bearer,
-    caller,
-    cleanup,
-    register,
-    registry_of,
-)
+from services.ingest.commands import cleanup, register
+from services.ingest.problems import responses
+from services.ingest.refusals import Invalid, Problem, Refusal
+from services.ingest.registrations import Registrations, registrations_of
 from services.ingest.sending import Sends, sends_of, shown
 
 router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 404))
@@ -113,7 +106,7 @@ class Cleanup(Body):
     token: TokenText | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> Cleanup:
+    def _contact_or_token(self) -> Cleanup:
         if self.contact_id is None and self.token is None:
             raise ValueError("give a contact_id, a token or both")
         return self
@@ -125,24 +118,12 @@ class Cleanup(Body):
     openapi_extra=_waiting(Device),
     responses={200: {"description": "Decided within `wait`: Success or Failed"}},
 )
-async def register_device(app_id: str, request: Request) -> Response:
+async def register_device(app: CallerApp, request: Request) -> Response:
     """Register (or refresh) one device; 202 with the registration id, or with `?wait=`
     200 and the final status once it is decided within that many seconds."""
-    registry = registry_of(request)
-    found = await _caller_app(registry, request, app_id)
-    if isinstance(found, Response):
-        return found
     wait = _wait(request)
-    if isinstance(wait, Response):
-        return wait
-    try:
-        device = parse(Device, await request.body())
-    except Invalid as exc:
-        return invalid(exc.problems)
-    command = await _register(registry, found, device)
-    if isinstance(command, Problem):
-        return invalid([command])
-    await registry.publish([command])
+    device = parse(Device, await request.body())
+    [command] = await _publish(request, app, [device], batch=False)
     location = {"Location": f"/v1/registrations/{command.request_id}"}
     if not wait:
         return JSONResponse(
@@ -150,7 +131,7 @@ async def register_device(app_id: str, request: Request) -> Response:
             status_code=202,
             headers=location,
         )
-    [status] = await registry.decided(found, [command.request_id], wait)
+    [status] = await registrations_of(request).decided(app, [command.request_id], wait)
     return JSONResponse(
         _registration(command.request_id, status),
         status_code=202 if status.status == PENDING.status else 200,
@@ -164,35 +145,16 @@ async def register_device(app_id: str, request: Request) -> Response:
     openapi_extra=_waiting(Devices),
     responses={200: {"description": "All decided within `wait`: Success or Failed"}},
 )
-async def register_devices(app_id: str, request: Request) -> Response:
+async def register_devices(app: CallerApp, request: Request) -> Response:
     """Register 1 to 100 devices; 202 with their registration ids in request order, or
     with `?wait=` 200 and their final statuses once all are decided within that time."""
-    registry = registry_of(request)
-    found = await _caller_app(registry, request, app_id)
-    if isinstance(found, Response):
-        return found
     wait = _wait(request)
-    if isinstance(wait, Response):
-        return wait
-    try:
-        batch = parse(Devices, await request.body())
-    except Invalid as exc:
-        return invalid(exc.problems)
-    commands: list[RegisterDevice] = []
-    problems: list[Problem] = []
-    for index, device in enumerate(batch.devices):
-        command = await _register(registry, found, device)
-        if isinstance(command, Problem):
-            problems.append(Problem(f"devices[{index}].{command.field}", command.message))
-        else:
-            commands.append(command)
-    if problems:
-        return invalid(problems)
-    await registry.publish(commands)
+    batch = parse(Devices, await request.body())
+    commands = await _publish(request, app, batch.devices, batch=True)
     if not wait:
         ids = [{"registration_id": c.request_id, "status": "Pending"} for c in commands]
         return JSONResponse({"registrations": ids}, status_code=202)
-    statuses = await registry.decided(found, [c.request_id for c in commands], wait)
+    statuses = await registrations_of(request).decided(app, [c.request_id for c in commands], wait)
     return JSONResponse(
         {
             "registrations": [
@@ -204,31 +166,20 @@ async def register_devices(app_id: str, request: Request) -> Response:
 
 
 @router.post("/apps/{app_id}/devices:cleanup", status_code=202, openapi_extra=documented(Cleanup))
-async def cleanup_devices(app_id: str, request: Request) -> Response:
+async def cleanup_devices(app: CallerApp, request: Request) -> Response:
     """Forget a token or a contact's devices; 202 with the request id."""
-    registry = registry_of(request)
-    found = await _caller_app(registry, request, app_id)
-    if isinstance(found, Response):
-        return found
-    try:
-        body = parse(Cleanup, await request.body())
-    except Invalid as exc:
-        return invalid(exc.problems)
-    command = cleanup(found, contact_id=body.contact_id, token=body.token)
-    await registry.publish([command])
+    body = parse(Cleanup, await request.body())
+    command = cleanup(app, contact_id=body.contact_id, token=body.token)
+    await registrations_of(request).publish([command])
     return JSONResponse({"request_id": command.request_id}, status_code=202)
 
 
 @router.get("/registrations/{registration_id}")
-async def registration_status(registration_id: str, request: Request) -> Response:
+async def registration_status(registration_id: str, account: Caller, request: Request) -> Response:
     """A registration's status: Pending, Success, or Failed with its reason."""
-    registry = registry_of(request)
-    account = await _caller(request)
-    if isinstance(account, Response):
-        return account
-    status = await registry.status(account, registration_id)
+    status = await registrations_of(request).status(account.id, registration_id)
     if status is None:
-        return problem(404, f"registration {registration_id} not found")
+        raise Refusal(404, f"registration {registration_id} not found")
     return JSONResponse(_registration(registration_id, status))
 
 
@@ -240,8 +191,8 @@ def _registration(registration_id: str, status: Status) -> dict[str, object]:
     }
 
 
-def _wait(request: Request) -> float | Response:
-    """The `?wait=` seconds (0 without it), or the 400 to answer."""
+def _wait(request: Request) -> float:
+    """The `?wait=` seconds (0 without it). Raises Invalid for anything else."""
     raw = request.query_params.get("wait")
     if raw is None:
         return 0.0
@@ -251,30 +202,37 @@ def _wait(request: Request) -> float | Response:
         seconds = math.nan
     # NaN fails both comparisons, so anything not a number in range is refused.
     if not 0 <= seconds <= MAX_WAIT:
-        return invalid([Problem("wait", f"must be a number of seconds from 0 to {MAX_WAIT}")])
+        raise Invalid([Problem("wait", f"must be a number of seconds from 0 to {MAX_WAIT}")])
     return seconds
 
 
-async def _caller(request: Request) -> Account | Response:
-    """The account of the request's Bearer key, or the 401 to answer."""
-    account = await caller(request, bearer(request))
-    return problem(401, "missing or unknown API key") if account is None else account
+async def _publish(
+    request: Request, app: App, devices: Sequence[Device], *, batch: bool
+) -> list[RegisterDevice]:
+    """Publish a registration of each device, once all are acceptable. Raises Invalid
+    naming every device that is not (as `devices[i]` in a batch)."""
+    registrations = registrations_of(request)
+    commands: list[RegisterDevice] = []
+    problems: list[Problem] = []
+    for index, device in enumerate(devices):
+        command = await _register(registrations, app, device)
+        if isinstance(command, RegisterDevice):
+            commands.append(command)
+        else:
+            where = f"devices[{index}]." if batch else ""
+            problems.append(Problem(f"{where}{command.field}", command.message))
+    if problems:
+        raise Invalid(problems)
+    await registrations.publish(commands)
+    return commands
 
 
-async def _caller_app(registry: Registry, request: Request, app_id: str) -> App | Response:
-    account = await _caller(request)
-    if isinstance(account, Response):
-        return account
-    app = await registry.app(account, app_id)
-    if app is None:
-        return problem(404, f"app {app_id} not found")
-    return app
-
-
-async def _register(registry: Registry, app: App, device: Device) -> RegisterDevice | Problem:
+async def _register(
+    registrations: Registrations, app: App, device: Device
+) -> RegisterDevice | Problem:
     token = device.token if device.subscription is None else device.subscription.endpoint
     assert token is not None
-    provider = await registry.provider(app, device.platform, token, device.subscription)
+    provider = await registrations.provider(app, device.platform, token, device.subscription)
     if provider is None:
         field = "subscription" if device.subscription is not None else "platform"
         return Problem(field, f"the app has no provider configured for {device.platform}")
@@ -320,7 +278,7 @@ class Target(Body):
     platforms: Annotated[list[Platform], Field(default_factory=list)]
 
     @model_validator(mode="after")
-    def _someone(self) -> Target:
+    def _all_or_named(self) -> Target:
         named = self.tokens or self.contact_ids or self.cellphones or self.emails
         if self.all and named:
             raise ValueError(
@@ -340,7 +298,7 @@ class Notification(Body):
     image_url: Annotated[str, Field(max_length=2048)] | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> Notification:
+    def _title_or_body(self) -> Notification:
         if not (self.title.strip() or self.body.strip()):
             raise ValueError("give a title, a body or both")
         return self
@@ -380,24 +338,17 @@ class InteractionEvent(Body):
     openapi_extra=documented(NotificationRequest),
     responses=responses(422),
 )
-async def send_notification(request: Request) -> Response:
+async def send_notification(account: Caller, request: Request) -> Response:
     """Send a notification; 202 with its id. A repeated `Idempotency-Key` (24 hours)
     with the same body answers the first request's id and sends nothing new; with another
     body, 422."""
-    registry = registry_of(request)
-    account = await _caller(request)
-    if isinstance(account, Response):
-        return account
-    try:
-        body = parse(NotificationRequest, await request.body())
-    except Invalid as exc:
-        return invalid(exc.problems)
+    body = parse(NotificationRequest, await request.body())
     if body.to.all and body.options.send_to == "latest":
         # `latest` picks among a contact's devices; `all` names devices, not contacts.
-        return invalid([Problem("options.send_to", "to.all addresses devices: not latest")])
-    app = await registry.app(account, body.app_id)
+        raise Invalid([Problem("options.send_to", "to.all addresses devices: not latest")])
+    app = await tenants_of(request).app(account, body.app_id)
     if app is None:
-        return problem(404, f"app {body.app_id} not found")
+        raise Refusal(404, f"app {body.app_id} not found")
     content = Content(
         title=body.notification.title,
         body=body.notification.body,
@@ -405,10 +356,10 @@ async def send_notification(request: Request) -> Response:
     )
     refused = Sends.check(content, body.data, sorted(app.configured))
     if refused is not None:
-        return invalid([Problem("notification", refused)])
+        raise Invalid([Problem("notification", refused)])
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= 200:
-        return invalid([Problem("Idempotency-Key", "must be 1 to 200 characters")])
+        raise Invalid([Problem("Idempotency-Key", "must be 1 to 200 characters")])
     send = SendRequest(
         notification_id=str(uuid.uuid4()),
         account_id=account.id,
@@ -428,7 +379,7 @@ async def send_notification(request: Request) -> Response:
     try:
         notification_id = await sends_of(request).accept(send, key)
     except IdempotencyConflictError as exc:
-        return problem(422, str(exc))
+        raise Refusal(422, str(exc)) from exc
     return JSONResponse(
         {"id": notification_id},
         status_code=202,
@@ -437,44 +388,31 @@ async def send_notification(request: Request) -> Response:
 
 
 @router.get("/notifications/{notification_id}")
-async def notification_status(notification_id: str, request: Request) -> Response:
+async def notification_status(notification_id: str, account: Caller, request: Request) -> Response:
     """State (accepted, resolving, sending, done), counters and per-platform counts."""
-    account = await _caller(request)
-    if isinstance(account, Response):
-        return account
     found = await sends_of(request).notification(account.id, notification_id)
     if found is None:
-        return problem(404, f"notification {notification_id} not found")
+        raise Refusal(404, f"notification {notification_id} not found")
     return JSONResponse(shown(found))
 
 
 @router.post("/events", status_code=202, openapi_extra=documented(InteractionEvent))
-async def report_interaction(request: Request) -> Response:
+async def report_interaction(account: Caller, request: Request) -> Response:
     """Report that a notification was delivered, opened, clicked or dismissed on a device
     it was sent to (404 for any other device)."""
-    account = await _caller(request)
-    if isinstance(account, Response):
-        return account
-    try:
-        body = parse(InteractionEvent, await request.body())
-    except Invalid as exc:
-        return invalid(exc.problems)
+    body = parse(InteractionEvent, await request.body())
     sends = sends_of(request)
     found = await sends.notification(account.id, body.notification_id)
     if found is None:
-        return problem(404, f"notification {body.notification_id} not found")
+        raise Refusal(404, f"notification {body.notification_id} not found")
     if not await sends.reached(found, body.token):
-        return problem(404, f"notification {body.notification_id} was not sent to this device")
+        raise Refusal(404, f"notification {body.notification_id} was not sent to this device")
     await sends.report(found, body.token, body.type)
     return Response(status_code=202)
 
 
 @router.get("/apps/{app_id}/contacts/{contact_id}")
-async def contact_reachability(app_id: str, contact_id: str, request: Request) -> Response:
+async def contact_reachability(app: CallerApp, contact_id: str, request: Request) -> Response:
     """Per platform, the contact's active and invalid devices and the last invalidation."""
-    registry = registry_of(request)
-    found = await _caller_app(registry, request, app_id)
-    if isinstance(found, Response):
-        return found
-    platforms = await sends_of(request).reachability(found.account_id, found.id, contact_id)
+    platforms = await sends_of(request).reachability(app.account_id, app.id, contact_id)
     return JSONResponse({"contact_id": contact_id, "platforms": platforms})

@@ -1,15 +1,16 @@
-"""RFC 9457 problem details, the error shape of the native and admin APIs."""
+"""RFC 9457 problem details, the error shape of the native and admin APIs and of any
+path outside the dialects."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.ingest.bodies import Problem, error_responses
+from services.ingest.bodies import error_responses
+from services.ingest.refusals import Refusal
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -36,20 +37,15 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return error_responses(ProblemDetails, statuses, MEDIA_TYPE)
 
 
-def problem(status: int, detail: str, problems: Sequence[Problem] = ()) -> JSONResponse:
-    """A problem+json response; `errors` lists each field's problem when there are any."""
+def refused(path: str, refusal: Refusal) -> JSONResponse:
+    """A refusal as problem+json; `errors` lists each field's problem when there are any."""
     body: dict[str, object] = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
+        "title": HTTPStatus(refusal.status).phrase,
+        "status": refusal.status,
+        "detail": refusal.message,
     }
-    if problems:
-        body["errors"] = [{"field": p.field, "message": p.message} for p in problems]
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
-
-
-def invalid(problems: Sequence[Problem]) -> JSONResponse:
-    """400 for a body that failed validation."""
-    return problem(400, "; ".join(str(p) for p in problems), problems)
+    if refusal.problems:
+        body["errors"] = [{"field": p.field, "message": p.message} for p in refusal.problems]
+    headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
+    return JSONResponse(body, status_code=refusal.status, media_type=MEDIA_TYPE, headers=headers)

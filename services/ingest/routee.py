@@ -20,19 +20,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.core.devices import TokenProblem
-from services.core.events import Platform
+from services.ingest.auth import Caller, tenants_of
 from services.ingest.bodies import (
     NOT_JSON,
     Body,
-    Invalid,
     NonBlank,
-    Problem,
     TokenText,
     documented,
     error_responses,
     parse,
 )
-from services.ingest.registry import bearer, caller, register, registry_of, subscription_in
+from services.ingest.commands import register
+from services.ingest.devices import platform_named, subscription_in
+from services.ingest.refusals import Dialect, Invalid, Problem, Refusal
+from services.ingest.registrations import registrations_of
 
 
 class RouteeError(BaseModel):
@@ -48,7 +49,6 @@ router = APIRouter(tags=["Routee"], responses=error_responses(RouteeError, (400,
 NOT_FOUND = "Routee Details not Found"
 NO_CONFIG = "Device Config not found"
 BAD_CONTACT = "Error in getting routee Contact"
-_PLATFORMS: dict[str, Platform] = {"android": "android", "ios": "ios", "web": "web"}
 
 
 class RouteeDevice(Body):
@@ -60,29 +60,22 @@ class RouteeDevice(Body):
 
 
 @router.post("/messages/{device_type}", openapi_extra=documented(RouteeDevice))
-async def map_device(device_type: str, request: Request) -> JSONResponse:
+async def map_device(device_type: str, account: Caller, request: Request) -> JSONResponse:
     """Map a device token to a Routee contact; 200 once the command is on Kafka."""
-    registry = registry_of(request)
-    account = await caller(request, bearer(request))
-    if account is None:
-        return _error(401, NOT_FOUND, [Problem("Authorization", "missing or unknown API key")])
-    try:
-        body = _parse(await request.body())
-    except Invalid as exc:
-        return _error(400, _message_for(exc.problems), exc.problems)
-    platform = _PLATFORMS.get(device_type.lower())
+    registrations = registrations_of(request)
+    body = _parse(await request.body())
+    platform = platform_named(device_type)
     if platform is None:
-        return _error(400, NO_CONFIG, [Problem("deviceType", "must be android, ios or web")])
-    app = await registry.app(account, body.implementation_id)
+        raise Invalid([Problem("deviceType", "must be android, ios or web")])
+    app = await tenants_of(request).app(account, body.implementation_id)
     if app is None:
-        return _error(400, NOT_FOUND, [Problem("implementationId", "no such implementation")])
+        raise Invalid([Problem("implementationId", "no such implementation")])
     subscription = subscription_in(body.token) if platform == "web" else None
-    provider = await registry.provider(app, platform, body.token, subscription)
+    provider = await registrations.provider(app, platform, body.token, subscription)
     if provider is None:
-        problem = Problem("deviceType", f"the implementation has no provider for {platform}")
-        return _error(400, NO_CONFIG, [problem])
+        raise Invalid([Problem("deviceType", f"the implementation has no provider for {platform}")])
     if isinstance(provider, TokenProblem):
-        return _error(400, NO_CONFIG, [Problem("token", provider.message)])
+        raise Invalid([Problem("token", provider.message)])
     command = register(
         app,
         source="routee",
@@ -91,7 +84,7 @@ async def map_device(device_type: str, request: Request) -> JSONResponse:
         subscription=subscription,
         contact_id=body.routee_contact_id,
     )
-    await registry.publish([command])
+    await registrations.publish([command])
     return JSONResponse({"routeeContactId": body.routee_contact_id})
 
 
@@ -105,30 +98,27 @@ def _parse(raw: bytes) -> RouteeDevice:
         return parse(RouteeDevice, raw.replace(curly[0], b'"').replace(curly[1], b'"'))
 
 
-def _message_for(problems: list[Problem]) -> str:
-    field = problems[0].field
-    if field == "routeeContactId":
-        return BAD_CONTACT
-    if field == "token":
-        return NO_CONFIG
-    return NOT_FOUND
-
-
-def refusal(status: int, message: str) -> JSONResponse:
-    """An answer in this dialect's error shape to a request refused before its route ran
-    (too large, overloaded); the seed's messages are for bad bodies, so it gives the
-    HTTP reason."""
-    return _error(status, HTTPStatus(status).phrase, [Problem("", message)])
-
-
-def _error(status: int, message: str, problems: list[Problem]) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def _refused(path: str, refusal: Refusal) -> JSONResponse:
+    # The seed's message names what was not found or not right, by the first field that
+    # failed; it has no words for a request refused whole, so that gets the HTTP reason.
+    if refusal.problems:
+        message = _SEED_MESSAGES.get(refusal.problems[0].field, NOT_FOUND)
+        details = [str(p) for p in refusal.problems]
+    elif refusal.status == 401:
+        # An unknown key leaves the caller's details not found.
+        message = NOT_FOUND
+        details = [str(Problem("Authorization", refusal.message))]
+    else:
+        message = HTTPStatus(refusal.status).phrase
+        details = [refusal.message]
+    headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
     return JSONResponse(
-        {
-            "routeeContactId": message,
-            "error": "error occured",
-            "details": [str(p) for p in problems],
-        },
-        status_code=status,
+        {"routeeContactId": message, "error": "error occured", "details": details},
+        status_code=refusal.status,
         headers=headers,
     )
+
+
+_SEED_MESSAGES = {"routeeContactId": BAD_CONTACT, "token": NO_CONFIG, "deviceType": NO_CONFIG}
+
+DIALECT = Dialect(("/messages/",), _refused)

@@ -7,7 +7,6 @@ reachability, and the interaction events apps report.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Iterable
@@ -15,26 +14,21 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from fastapi import Request
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from services.core import topics
-from services.core.errors import (
-    IdempotencyConflictError,
-    KafkaUnavailableError,
-    MessageInvalidError,
-)
-from services.core.events import Content, Interaction, InteractionType, SendRequest, utc_now
-from services.core.kafka import encode
+from services.core.errors import IdempotencyConflictError, MessageInvalidError
+from services.core.events import Content, Interaction, InteractionType, SendRequest
 from services.core.providers.classify import ProviderName
 from services.core.providers.payload import check_notification
+from services.core.publisher import Publisher
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.store.deliveries import DeliveriesRepository
 from services.core.store.devices import account_apps, with_tokens
 from services.core.store.directory import devices_carrying
+from services.core.store.idempotency import IdempotencyKeys, key_id
 from services.core.store.notifications import COUNTERS, NotificationsRepository
 from services.core.tokens import hash_token
 from services.ingest.waiting import settled
@@ -54,10 +48,10 @@ class Sends:
         self._db = db
         self._notifications = NotificationsRepository(db)
         self._deliveries = DeliveriesRepository(db)
-        self._producer = producer
+        self._keys = IdempotencyKeys(db)
+        self._publisher = Publisher(producer, settings.publish_timeout_seconds)
         self._send_requests = settings.scoped(topics.SEND_REQUESTS.name)
         self._feedback = settings.scoped(topics.FEEDBACK.name)
-        self._publish_timeout = settings.publish_timeout_seconds
 
     @staticmethod
     def check(
@@ -78,52 +72,38 @@ class Sends:
         that first request had another body, KafkaUnavailableError when Kafka does not
         take the request.
         """
-        key_id = None
+        claimed = None
         if idempotency_key is not None:
-            key_id = _key_id(request.account_id, idempotency_key)
+            claimed = key_id(request.account_id, idempotency_key)
             first = await self._remember(request, idempotency_key)
             if first is not None:
                 return first
-        await self._notifications.accept(request, key_id)
-        await self._send(
-            self._send_requests, topics.notification_key(request.notification_id), request
+        await self._notifications.accept(request, claimed)
+        await self._publisher.publish(
+            self._send_requests, [(topics.notification_key(request.notification_id), request)]
         )
         return request.notification_id
 
     async def _remember(self, request: SendRequest, key: str) -> str | None:
         """Claim the key for this request; the id it already names, if claimed before by a
         request with the same body. Raises IdempotencyConflictError if by another body."""
-        key_id = _key_id(request.account_id, key)
         body = fingerprint(request)
-        now = utc_now()
-        for _ in range(2):
-            try:
-                await self._db.idempotency.insert_one(
-                    {
-                        "_id": key_id,
-                        "notification_id": request.notification_id,
-                        "fingerprint": body,
-                        "created": now,
-                    }
-                )
-                return None
-            except DuplicateKeyError as exc:
-                seen = await self._db.idempotency.find_one({"_id": key_id})
-                if seen is None:
-                    continue
-                if seen["created"] > now - IDEMPOTENCY_WINDOW:
-                    first = str(seen["notification_id"])
-                    # Keys claimed before fingerprints were kept have none: trust them.
-                    if seen.get("fingerprint", body) != body:
-                        raise IdempotencyConflictError(
-                            f"Idempotency-Key {key!r} was already used for another request "
-                            f"(notification {first}); a new request needs a new key",
-                            notification_id=first,
-                        ) from exc
-                    return first
-                # Expired: the key may name a new request (no TTL index on every store).
-                await self._db.idempotency.delete_one({"_id": key_id, "created": seen["created"]})
-        return None
+        claim = await self._keys.claim(
+            key_id(request.account_id, key),
+            request.notification_id,
+            body,
+            window=IDEMPOTENCY_WINDOW,
+        )
+        if claim is None:
+            return None
+        # Keys claimed before fingerprints were kept have none: trust them.
+        if claim.fingerprint not in (None, body):
+            raise IdempotencyConflictError(
+                f"Idempotency-Key {key!r} was already used for another request "
+                f"(notification {claim.notification_id}); a new request needs a new key",
+                notification_id=claim.notification_id,
+            )
+        return claim.notification_id
 
     async def unregistered(self, account_id: str, tokens: list[str]) -> list[str]:
         """The tokens no device of the account has registered (read by `_id` under each of
@@ -178,7 +158,9 @@ class Sends:
             token_hash=hash_token(token),
             interaction=interaction,
         )
-        await self._send(self._feedback, topics.device_key(event.app_id, event.token_hash), event)
+        await self._publisher.publish(
+            self._feedback, [(topics.device_key(event.app_id, event.token_hash), event)]
+        )
 
     async def reachability(
         self, account_id: str, app_id: str, contact_id: str
@@ -217,21 +199,6 @@ class Sends:
                 reach.last_invalid_at = when
                 reach.last_invalid_reason = device.get("invalid_reason")
         return {platform: reach.shown() for platform, reach in found.items()}
-
-    async def _send(self, topic: str, key: bytes, message: SendRequest | Interaction) -> None:
-        async def sent() -> None:
-            delivered = await self._producer.send(topic, key=key, value=encode(message))
-            await asyncio.shield(delivered)
-
-        try:
-            await asyncio.wait_for(sent(), self._publish_timeout)
-        except (KafkaError, TimeoutError) as exc:
-            raise KafkaUnavailableError("Kafka did not take the request") from exc
-
-
-def _key_id(account_id: str, key: str) -> str:
-    """The `_id` of an account's Idempotency-Key in `idempotency`."""
-    return f"{account_id}:{key}"
 
 
 def fingerprint(request: SendRequest) -> str:

@@ -1,5 +1,6 @@
 """A broker slower to acknowledge than PUSHLINE_PUBLISH_TIMEOUT_SECONDS: the caller gets a
-503 with Retry-After in its dialect's shape instead of a request that hangs."""
+503 with Retry-After in its dialect's shape instead of a request that hangs, for a
+registration and for a send alike."""
 
 from __future__ import annotations
 
@@ -64,3 +65,29 @@ async def test_an_unacknowledged_publish_is_a_503_with_retry_after(
     shape(response, path)
     # Nothing was accepted, so no registration id stays issued.
     assert await db["registrations"].count_documents({}) == 0
+
+
+@pytest.mark.parametrize("dialect", ["native", "masiv"])
+async def test_an_unacknowledged_send_is_a_503_with_retry_after(
+    client: httpx.AsyncClient, tenants: TenantFactory, dialect: str
+) -> None:
+    tenant = await tenants.make()
+    requests: dict[str, tuple[str, object, Shape]] = {
+        "native": (
+            "/v1/notifications",
+            {"app_id": tenant.app.id, "to": {"tokens": ["tok-1"]}, "notification": {"title": "T"}},
+            problem_json,
+        ),
+        "masiv": (
+            "/v1/notification/sendToList",
+            {"tokens": ["tok-1"], "notification": {"title": "T", "message": "M"}},
+            masiv,
+        ),
+    }
+    path, body, shape = requests[dialect]
+    response = await client.post(
+        path, json=body, headers={"Authorization": f"Bearer {tenant.api_key}"}
+    )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    shape(response, path)
