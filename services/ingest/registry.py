@@ -27,7 +27,7 @@ from services.core.events import (
     Callback,
     CleanupDevices,
     Platform,
-    Provider,
+    ProviderName,
     RegisterDevice,
     WebPushSubscription,
 )
@@ -115,7 +115,7 @@ class Registry:
 
     async def provider(
         self, app: App, platform: Platform, token: str, subscription: WebPushSubscription | None
-    ) -> Provider | TokenProblem | None:
+    ) -> ProviderName | TokenProblem | None:
         """The provider this device would be sent through; a TokenProblem when its token
         fails the checks the resolver would make (`token_problem`), None when the app has no
         provider for it. A token the app already has is judged by its stored provider and

@@ -26,9 +26,15 @@ from services.core.errors import (
     KafkaUnavailableError,
     MessageInvalidError,
 )
-from services.core.events import Content, Interaction, InteractionType, SendRequest, utc_now
+from services.core.events import (
+    Content,
+    Interaction,
+    InteractionType,
+    ProviderName,
+    SendRequest,
+    utc_now,
+)
 from services.core.kafka import encode
-from services.core.providers.classify import ProviderName
 from services.core.providers.payload import check_notification
 from services.core.settings import Settings
 from services.core.store.client import Document

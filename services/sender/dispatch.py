@@ -39,11 +39,18 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import metrics, topics
 from services.core.errors import ProviderRejectedError
-from services.core.events import DeadLetter, DeliveryOutcome, DeliveryOutcomes, PushJob, utc_now
+from services.core.events import (
+    DeadLetter,
+    DeliveryOutcome,
+    DeliveryOutcomes,
+    ProviderName,
+    PushJob,
+    utc_now,
+)
 from services.core.kafka import decode, encode
 from services.core.outages import until_done
 from services.core.providers.base import Provider, Result, SendOutcome
-from services.core.providers.classify import ErrorClass, ProviderName
+from services.core.providers.classify import ErrorClass
 from services.core.store.client import Document
 from services.core.topics import Topic, device_key
 from services.sender.jobs import (

@@ -6,14 +6,15 @@ Document:
               webpush?: {vapid_public_key, subject}},
   credentials: {fcm?, apns?, webpush?: sealed JSON of the admin API body}, created, updated}`
 
-`providers` holds what may be shown; `credentials` is sealed with the master key
+`providers` holds what may be shown (`ProviderCredentials.shown()`); `credentials` is
+sealed with the master key
 (services.core.secrets) and bound to the app and provider, and no API returns it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, overload
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ReturnDocument
@@ -22,18 +23,18 @@ from pymongo.errors import DuplicateKeyError
 
 from services.core.credentials import (
     APNSCredentials,
-    Credentials,
     FCMCredentials,
+    ProviderCredentials,
     WebPushCredentials,
 )
 from services.core.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
-from services.core.events import Provider, SendTo
+from services.core.events import SendTo
+from services.core.providers import registry
 from services.core.secrets import Vault
 from services.core.store.accounts import Name, RecordId, new_id
 from services.core.store.client import Document, stored_now
 
 PackageName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^\S+$")]
-PROVIDERS: tuple[Provider, ...] = ("fcm", "apns", "webpush")
 
 
 class _Model(BaseModel):
@@ -70,7 +71,10 @@ class WebPushConfig(_Model):
 
 
 class ProviderConfigs(_Model):
-    """Which providers the app has credentials for, without the secrets."""
+    """Which providers the app has credentials for, without the secrets (a provider
+    beyond the built-in three is kept as stored)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     fcm: FCMConfig | None = None
     apns: APNSConfig | None = None
@@ -95,12 +99,14 @@ class App(_Model):
     updated: datetime
 
     @property
-    def configured(self) -> frozenset[Provider]:
+    def configured(self) -> frozenset[str]:
         """The providers the app can deliver through: those it has credentials for, or
         all of them in sandbox (the emulators need none)."""
         if self.sandbox:
-            return frozenset(PROVIDERS)
-        return frozenset(p for p in PROVIDERS if getattr(self.providers, p) is not None)
+            return frozenset(registry.names())
+        return frozenset(
+            p for p in registry.names() if getattr(self.providers, p, None) is not None
+        )
 
 
 class NewApp(_Model):
@@ -169,8 +175,8 @@ class Apps:
             "created": now,
             "updated": now,
         }
-        for provider in PROVIDERS:
-            credentials = getattr(new, provider)
+        for provider in registry.names():
+            credentials = getattr(new, provider, None)
             if credentials is not None:
                 shown, sealed = self._seal(app_id, provider, credentials)
                 document["providers"][provider] = shown
@@ -227,7 +233,7 @@ class Apps:
                 update=changes.settings.model_dump(exclude_none=True)
             )
             updates["settings"] = merged.model_dump()
-        for provider in PROVIDERS:
+        for provider in registry.names():
             if provider not in given:
                 continue
             credentials = getattr(changes, provider)
@@ -253,40 +259,28 @@ class Apps:
             raise NotFoundError(f"app {app_id} not found")
         return _app(document)
 
-    @overload
-    async def credentials(self, app_id: str, provider: Literal["fcm"]) -> FCMCredentials | None: ...
-    @overload
-    async def credentials(
-        self, app_id: str, provider: Literal["apns"]
-    ) -> APNSCredentials | None: ...
-    @overload
-    async def credentials(
-        self, app_id: str, provider: Literal["webpush"]
-    ) -> WebPushCredentials | None: ...
-    async def credentials(self, app_id: str, provider: Provider) -> Credentials | None:
-        """The app's decrypted credentials for `provider`, or None when it has none.
+    async def credentials(self, app_id: str, provider: str) -> ProviderCredentials | None:
+        """The app's decrypted credentials for `provider` (in its `credentials_model`), or
+        None when it has none.
 
-        Raises MasterKeyMissingError without a master key and SecretUnreadableError when
-        they were sealed under another key or altered. Never log what this returns.
+        Raises MasterKeyMissingError without a master key, SecretUnreadableError when
+        they were sealed under another key or altered, and ConfigError for a provider that
+        is not registered. Never log what this returns.
         """
         document = await self._apps.find_one({"_id": app_id}, {f"credentials.{provider}": 1})
         sealed = None if document is None else document.get("credentials", {}).get(provider)
         if sealed is None:
             return None
         plaintext = self._vault.open(sealed, context=f"{app_id}/{provider}")
-        if provider == "fcm":
-            return FCMCredentials.model_validate_json(plaintext)
-        if provider == "apns":
-            return APNSCredentials.model_validate_json(plaintext)
-        return WebPushCredentials.model_validate_json(plaintext)
+        return registry.provider_class(provider).credentials_model.model_validate_json(plaintext)
 
     def _seal(
-        self, app_id: str, provider: Provider, credentials: Credentials
+        self, app_id: str, provider: str, credentials: ProviderCredentials
     ) -> tuple[Document, str]:
         sealed = self._vault.seal(
             credentials.model_dump_json().encode(), context=f"{app_id}/{provider}"
         )
-        return _shown(credentials), sealed
+        return credentials.shown(), sealed
 
     async def _check_packages(self, account_id: str, app_id: str, names: list[str]) -> None:
         # Masiv finds an app by package name within the account, so a name names one app.
@@ -301,14 +295,6 @@ class Apps:
             raise InvalidRequestError(
                 f"package name {', '.join(taken)} is already used by app {clash['_id']}"
             )
-
-
-def _shown(credentials: Credentials) -> Document:
-    if isinstance(credentials, FCMCredentials):
-        return FCMConfig(project_id=credentials.project_id).model_dump()
-    if isinstance(credentials, APNSCredentials):
-        return credentials.model_dump(include={"team_id", "key_id", "topic", "sandbox"})
-    return credentials.model_dump(include={"vapid_public_key", "subject"})
 
 
 def _app(document: Document) -> App:
