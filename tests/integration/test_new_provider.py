@@ -21,15 +21,15 @@ from services.core.events import (
     PushJob,
     RegisterDevice,
     SendRequest,
-    utc_now,
 )
 from services.core.providers import registry
 from services.core.secrets import Vault
 from services.core.settings import Settings
+from services.core.store.accounts import Accounts
+from services.core.store.apps import Apps, AppSettings, NewApp
 from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
-from tests.integration.dummy import DummyCredentials
 from tests.integration.kafka_io import eventually, publish, read
 from tests.integration.pipeline import Pipeline, finished
 from tests.integration.webhook_receiver import Receiver, webhook_receiver
@@ -79,25 +79,26 @@ async def pipeline(
 
 
 async def dummy_app(db: AsyncDatabase[Document]) -> None:
-    """An app whose only credentials are the dummy's, checking devices as they register."""
+    """An app whose only credentials are the dummy's (in the slot its registration gives
+    apps), checking devices as they register."""
     await ensure_indexes(db)
-    credentials = DummyCredentials(account="acme", secret="s3cret")
-    sealed = Vault(SecretStr(MASTER_KEY)).seal(
-        credentials.model_dump_json().encode(), context=f"{APP}/dummy"
+    await Accounts(db).create("Acme", ACCOUNT)
+    app = await Apps(db, Vault(SecretStr(MASTER_KEY))).create(
+        NewApp(
+            account_id=ACCOUNT,
+            id=APP,
+            name="Dummy",
+            settings=AppSettings(verify_on_register=True),
+            dummy={"account": "acme", "secret": "s3cret"},
+        )
     )
-    now = utc_now()
-    await db.apps.insert_one(
-        {
-            "_id": APP,
-            "account_id": ACCOUNT,
-            "name": "Dummy",
-            "settings": {"verify_on_register": True},
-            "providers": {"dummy": credentials.shown()},
-            "credentials": {"dummy": sealed},
-            "created": now,
-            "updated": now,
-        }
-    )
+    assert app.configured == {"dummy"}
+    assert app.providers.model_dump() == {
+        "fcm": None,
+        "apns": None,
+        "webpush": None,
+        "dummy": {"account": "acme"},
+    }
 
 
 @pytest.mark.usefixtures("pipeline")

@@ -14,9 +14,10 @@ sealed with the master key
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -109,7 +110,49 @@ class App(_Model):
         )
 
 
-class NewApp(_Model):
+class _CredentialSlots(_Model):
+    """A slot per provider for its credentials, under the provider's name: FCM, APNs and
+    Web Push as typed fields, any other registered provider's as a field of its own
+    `credentials_model`; a name that is neither is refused."""
+
+    # Inputs stay out of validation errors: they hold secrets.
+    model_config = ConfigDict(frozen=True, extra="allow", hide_input_in_errors=True)
+
+    @model_validator(mode="after")
+    def _other_providers(self) -> Self:
+        others = self.__pydantic_extra__ or {}
+        problems: list[InitErrorDetails] = []
+        for name, value in others.items():
+            if name not in registry.names():
+                problems.append({"type": "extra_forbidden", "loc": (name,), "input": value})
+                continue
+            if value is None:
+                continue
+            try:
+                others[name] = registry.provider_class(name).credentials_model.model_validate(value)
+            except ValidationError as exc:
+                problems.extend(_under(name, exc))
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
+
+def _under(name: str, exc: ValidationError) -> list[InitErrorDetails]:
+    """`exc`'s errors, located under the field `name`."""
+    located: list[InitErrorDetails] = []
+    for error in exc.errors():
+        detail: InitErrorDetails = {
+            "type": error["type"],
+            "loc": (name, *error["loc"]),
+            "input": error["input"],
+        }
+        if "ctx" in error:
+            detail["ctx"] = error["ctx"]
+        located.append(detail)
+    return located
+
+
+class NewApp(_CredentialSlots):
     """What creating an app takes (the admin API body)."""
 
     account_id: str
@@ -130,7 +173,7 @@ class SettingsChanges(_Model):
     verify_on_register: bool | None = None
 
 
-class AppChanges(_Model):
+class AppChanges(_CredentialSlots):
     """What updating an app takes. An absent field is kept; a provider set to null is
     removed, with its credentials."""
 
