@@ -34,8 +34,10 @@ PROVIDERS: Final[Mapping[str, str]] = {
     "webpush": "services.core.providers.webpush:WebPushProvider",
 }
 
-# `PROVIDERS` and the providers installed from the settings, in that order.
+# `PROVIDERS` and the providers installed from the settings, in that order, and their
+# names (read for every job the resolver routes: kept, not rebuilt).
 _installed: dict[str, str] = dict(PROVIDERS)
+_names: tuple[str, ...] = tuple(PROVIDERS)
 
 # (app id, provider name) -> the app's decrypted credentials for that provider.
 CredentialLoader = Callable[[str, str], Awaitable[Mapping[str, Any]]]
@@ -53,13 +55,15 @@ def install(extra: Mapping[str, str]) -> None:
         raise ConfigError(f"providers {', '.join(taken)} are built in")
     for name, target in extra.items():
         _load(name, target)
+    global _names
     _installed.clear()
     _installed.update({**PROVIDERS, **extra})
+    _names = tuple(_installed)
 
 
 def names() -> tuple[str, ...]:
     """Every provider this process serves, `PROVIDERS` first."""
-    return tuple(_installed)
+    return _names
 
 
 def provider_class(name: str) -> type[Provider]:
