@@ -55,8 +55,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--remove-provider",
         action="append",
         default=[],
-        choices=("fcm", "apns", "webpush"),
-        help="remove a provider and its credentials (repeatable)",
+        metavar="PROVIDER",
+        help="remove a provider (fcm, apns, webpush, ...) and its credentials (repeatable)",
     )
 
 

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from pymongo.errors import ConnectionFailure
 
 from services import admin_cli, sandbox
-from services.core import eventloop, heap
+from services.core import eventloop, process
 from services.core import logging as logs
 from services.core.deadletters import LetterFilter, describe, listed, replay
 from services.core.errors import ConfigError, UnavailableError
@@ -24,13 +24,6 @@ from services.core.store import client as store
 from services.core.store.replays import Replays
 
 SERVICES = ("ingest", "resolver", "sender", "feedback")
-
-
-def _run_service(name: str, settings: Settings) -> None:
-    # Imported by name so that each process loads only its own service.
-    entry = importlib.import_module(f"services.{name}.__main__")
-    heap.freeze()
-    entry.run(settings)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,8 +66,8 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> None:
         await mongo.close()
 
 
-def _log_level(command: str, settings: Settings) -> str:
-    if command in (*SERVICES, "emulators") or settings.log_level != "INFO":
+def _log_level(settings: Settings) -> str:
+    if settings.log_level != "INFO":
         return settings.log_level
     # An operator command prints its result; the libraries' INFO lines (aiokafka's
     # subscriptions, httpx's requests) would only bury it. DEBUG still shows everything.
@@ -83,17 +76,19 @@ def _log_level(command: str, settings: Settings) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; return the process exit code (2 for a configuration error)."""
-    eventloop.install()
     args = _parser().parse_args(argv)
+    if args.command in (*SERVICES, "emulators"):
+        # Imported by name so that each process loads only its own service.
+        entry = importlib.import_module(f"services.{args.command}.__main__")
+        return process.start(args.command, entry.run)
+    eventloop.install()
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"pushline: {exc}", file=sys.stderr)
         return 2
-    logs.configure(_log_level(args.command, settings), f"pushline-{args.command}")
-    if args.command in (*SERVICES, "emulators"):
-        _run_service(args.command, settings)
-    elif args.command == "topics":
+    logs.configure(_log_level(settings), f"pushline-{args.command}")
+    if args.command == "topics":
         try:
             created = asyncio.run(ensure_topics(settings))
         except UnavailableError as exc:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from services.core.providers import registry
+
 log = logging.getLogger(__name__)
 
 Action = Literal[
@@ -26,8 +28,6 @@ Action = Literal[
 ]
 # How the action came: `admin_api`, `admin_cli`, or `api` (an API key of a dialect).
 Via = Literal["admin_api", "admin_cli", "api"]
-# An app's fields that hold a provider's secrets: given (or set to null), they change them.
-_PROVIDERS = frozenset({"fcm", "apns", "webpush"})
 
 
 def record(action: Action, *, via: Via, **context: str | list[str] | None) -> None:
@@ -42,7 +42,9 @@ def record(action: Action, *, via: Via, **context: str | list[str] | None) -> No
 
 def _providers_in(fields: set[str]) -> list[str]:
     """The providers whose credentials a create or change of an app with `fields` sets."""
-    return sorted(fields & _PROVIDERS)
+    # An app's fields named after a provider hold its secrets: given (or set to null),
+    # they change them.
+    return sorted(fields & set(registry.names()))
 
 
 def app_created(

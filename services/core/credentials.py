@@ -3,7 +3,8 @@
 Each model's JSON is what the apps repository seals at rest and what
 `Apps.credentials()` returns, decrypted, to the sender; the provider adapters take the same
 models (`Provider.credentials_model`). Secret fields are left out of
-`repr()`, so a credentials object in a log line or traceback shows no key.
+`repr()`, so a credentials object in a log line or traceback shows no key; `shown()` is
+the part an app may show.
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ _SERVICE_ACCOUNT_FIELDS = ("project_id", "client_email", "private_key", "token_u
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
 
-class _Credentials(BaseModel):
+class ProviderCredentials(BaseModel):
+    """Base of every provider's credentials model."""
+
     # Inputs stay out of validation errors: they are secrets.
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
+    def shown(self) -> dict[str, Any]:
+        """What of the credentials may be shown (stored beside the sealed whole); by
+        default nothing."""
+        return {}
 
-class FCMCredentials(_Credentials):
+
+class FCMCredentials(ProviderCredentials):
     """`{"service_account": {...}}`: the Google service-account JSON, as downloaded."""
 
     service_account: dict[str, Any] = Field(repr=False)
@@ -53,8 +61,12 @@ class FCMCredentials(_Credentials):
         """The Firebase project the service account belongs to."""
         return str(self.service_account["project_id"])
 
+    def shown(self) -> dict[str, Any]:
+        """The service account's project."""
+        return {"project_id": self.project_id}
 
-class APNSCredentials(_Credentials):
+
+class APNSCredentials(ProviderCredentials):
     """Token-based APNs authentication: a .p8 signing key and what it signs for."""
 
     team_id: str
@@ -82,8 +94,12 @@ class APNSCredentials(_Credentials):
             raise ValueError("private_key must be an EC P-256 key, as Apple issues them")
         return value
 
+    def shown(self) -> dict[str, Any]:
+        """All but the key."""
+        return self.model_dump(include={"team_id", "key_id", "topic", "sandbox"})
 
-class WebPushCredentials(_Credentials):
+
+class WebPushCredentials(ProviderCredentials):
     """VAPID keys (RFC 8292) and the contact subject push services may write to."""
 
     vapid_private_key: str = Field(repr=False, min_length=1, max_length=10_000)
@@ -97,5 +113,6 @@ class WebPushCredentials(_Credentials):
             raise ValueError("subject must be a mailto: or https: URI (RFC 8292)")
         return value
 
-
-Credentials = FCMCredentials | APNSCredentials | WebPushCredentials
+    def shown(self) -> dict[str, Any]:
+        """The public key and the subject."""
+        return self.model_dump(include={"vapid_public_key", "subject"})

@@ -1,6 +1,7 @@
 """The event loop every Pushline process runs on: uvloop.
 
-`install()` is called once, first thing, by the `pushline` command (services/cli.py), so every
+`install()` is called once, first thing, as a process starts (services/core/process.py for
+the services and the emulators, services/cli.py for the operator commands), so every
 loop the process creates afterwards is a uvloop loop: uvicorn's (it is told to follow the
 policy), the Faust workers' (mode takes the policy's loop), the emulators' and the operator
 commands' (`asyncio.run`). Each service then `report()`s the loop it really runs on.

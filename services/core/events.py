@@ -8,14 +8,14 @@ ignore fields they do not know, so an older worker can read a newer producer's m
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
-
-from services.core import topics
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Platform = Literal["android", "ios", "web"]
-Provider = Literal["fcm", "apns", "webpush"]
+# A registered provider's name: `fcm`, `apns`, `webpush` (services/core/providers/registry.py
+# lists them); it names the job topic `push.jobs.{name}`.
+ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,19}$")]
 Priority = Literal["normal", "high"]
 SendTo = Literal["all", "latest"]
 Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate"]
@@ -155,7 +155,7 @@ class RegistrationResolved(Message):
 
     type: Literal["registration"] = "registration"
     command: RegisterDevice
-    provider: Provider
+    provider: ProviderName
     token_hash: Id
     status: Literal["Success", "Failed"]
     failure_reason: FailureReason | None = None
@@ -201,7 +201,7 @@ class PushJob(Message):
     registration: RegisterDevice | None = None
     account_id: Id
     app_id: Id
-    provider: Provider
+    provider: ProviderName
     platform: Platform
     token: Token
     token_hash: Id
@@ -221,7 +221,7 @@ class DeliveryOutcome(Message):
     notification_id: Id | None = None
     registration: RegisterDevice | None = None
     app_id: Id
-    provider: Provider
+    provider: ProviderName
     token_hash: Id
     outcome: Outcome
     reason: Annotated[str, Field(max_length=500)] | None = None
@@ -267,7 +267,7 @@ class FanoutCompleted(Message):
     notification_id: Id
     jobs: Annotated[int, Field(ge=0)]
     by_platform: dict[Platform, int] = Field(default_factory=dict)
-    by_provider: dict[Provider, int] = Field(default_factory=dict)
+    by_provider: dict[ProviderName, int] = Field(default_factory=dict)
     # A dry run counts the audience (`jobs` is what a real run would produce) and
     # produces no job.
     dry_run: bool = False
@@ -324,16 +324,3 @@ class DeadLetter(Message):
     reason: Annotated[str, Field(max_length=200)] | None = None
     # Whether putting `value` back on `topic` may succeed once the cause is fixed.
     replayable: bool = False
-
-
-# The model of each topic's messages: the JSON Schema export and the (de)serialisers use it.
-TOPIC_MODELS: dict[str, TypeAdapter[Any]] = {
-    topics.REGISTRATIONS.name: TypeAdapter(RegistrationCommand),
-    topics.SEND_REQUESTS.name: TypeAdapter(SendRequest),
-    topics.JOBS_FCM.name: TypeAdapter(PushJob),
-    topics.JOBS_APNS.name: TypeAdapter(PushJob),
-    topics.JOBS_WEBPUSH.name: TypeAdapter(PushJob),
-    topics.FEEDBACK.name: TypeAdapter(FeedbackEvent),
-    topics.WEBHOOKS.name: TypeAdapter(WebhookCall),
-    topics.DLQ.name: TypeAdapter(DeadLetter),
-}

@@ -11,9 +11,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from pydantic import BaseModel
 
 from services.core.errors import KafkaUnavailableError
-from services.core.events import TOPIC_MODELS
 from services.core.settings import Settings
-from services.core.topics import ALL_TOPICS, Topic
+from services.core.topics import Topic, all_topics, model_of
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ def decode(topic: Topic, value: bytes) -> object:
 
     Raises pydantic.ValidationError when the bytes do not hold a valid message.
     """
-    return TOPIC_MODELS[topic.name].validate_json(value)
+    return model_of(topic).validate_json(value)
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
@@ -55,7 +54,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        wanted = [settings.scoped(topic.name) for topic in ALL_TOPICS]
+        wanted = [settings.scoped(topic.name) for topic in all_topics()]
         brokers = len((await admin.describe_cluster())["brokers"])
         replicas = min(_REPLICATION, brokers)
         missing = [

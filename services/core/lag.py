@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.core import kafka, metrics
 from services.core.settings import Settings
-from services.core.topics import ALL_TOPICS
+from services.core.topics import all_topics
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class LagMeter:
     def __init__(self, settings: Settings, group: str) -> None:
         self._group = group
         # Scoped topic name -> the name used as a label (without the namespace).
-        self._labels = {settings.scoped(topic.name): topic.name for topic in ALL_TOPICS}
+        self._labels = {settings.scoped(topic.name): topic.name for topic in all_topics()}
         self._admin: AIOKafkaAdminClient = kafka.admin_client(settings)
         # No group: this consumer only asks for offsets, it never joins or commits.
         self._offsets = AIOKafkaConsumer(

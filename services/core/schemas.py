@@ -1,7 +1,7 @@
 """JSON Schema of every topic's messages, exported to `schemas/` for other teams' producers.
 
 `python -m services.core.schemas` (or `make schemas`) rewrites the files; a test fails
-when they drift from `services.core.events`.
+when they drift from `services.core.events` (job topics: the built-in providers').
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.core.events import TOPIC_MODELS
+from services.core.topics import all_topics, model_of
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -19,7 +19,8 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 def topic_schemas() -> dict[str, str]:
     """File name -> JSON text of each topic's message schema."""
     files: dict[str, str] = {}
-    for topic, adapter in TOPIC_MODELS.items():
+    for each in all_topics():
+        topic, adapter = each.name, model_of(each)
         schema: dict[str, Any] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"https://pushline.dev/schemas/{topic}.json",

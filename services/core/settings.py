@@ -1,11 +1,15 @@
 """Typed settings, read once from `PUSHLINE_*` environment variables.
 
-Only `load_settings()` reads the environment; everything else receives a `Settings`.
+Only `load_settings()` reads the environment; everything else receives a `Settings`. Each
+provider has its own block (`Provider.settings_model`, `PUSHLINE_FCM_ENDPOINT` and so on),
+read beside the rest into `Settings.provider_settings`; a provider's client gets its block
+alone.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,6 +25,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.core.errors import ConfigError
+from services.core.providers import registry
+from services.core.providers.base import ProviderSettings
 from services.core.secrets import check_master_key
 
 # A duration: whole days, hours, minutes or seconds (`7d`, `12h`, `30m`, `90s`, `3600`).
@@ -56,6 +62,22 @@ def _comma_list(value: object) -> object:
 def _targets(value: tuple[str, ...]) -> tuple[str, ...]:
     # Host names compare in lower case, as URLs give them.
     return tuple(server.lower() for server in _host_ports(",".join(value))) if value else ()
+
+
+# name=module:Class, the name a provider's, the class its `Provider`.
+_EXTRA_PROVIDER = re.compile(r"^([a-z][a-z0-9]{1,19})=([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")
+
+
+def _extra_providers(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    extra: dict[str, str] = {}
+    for entry in (part.strip() for part in value.split(",") if part.strip()):
+        match = _EXTRA_PROVIDER.match(entry)
+        if not match:
+            raise ValueError(f"expected name=module:Class[,name=module:Class...], got {entry!r}")
+        extra[match.group(1)] = f"{match.group(2)}:{match.group(3)}"
+    return extra
 
 
 def _mongodb_uri(value: str) -> str:
@@ -99,6 +121,7 @@ Targets = Annotated[
 MongoURI = Annotated[str, AfterValidator(_mongodb_uri)]
 HttpURL = Annotated[str, AfterValidator(_http_url)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+ExtraProviders = Annotated[dict[str, str], NoDecode, BeforeValidator(_extra_providers)]
 
 
 class Settings(BaseSettings):
@@ -112,11 +135,12 @@ class Settings(BaseSettings):
     ingest_port: Port = 8080
     admin_token: SecretStr | None = None
     master_key: Annotated[SecretStr, AfterValidator(_master_key)] | None = None
-    fcm_endpoint: HttpURL = "https://fcm.googleapis.com"
-    apns_endpoint: HttpURL | None = None
-    apns_ca_file: Path | None = None
     webhook_allow_private: bool = False
-    webpush_private_targets: Targets = ()
+    # Providers served beside the built-in ones (services/core/providers/registry.py).
+    extra_providers: ExtraProviders = {}
+    # Each provider's settings block by name, read by `load_settings()`; a provider
+    # without one here gets its block's defaults.
+    provider_settings: Annotated[Mapping[str, ProviderSettings], Field(exclude=True)] = {}
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 2 * 2**20
     ingest_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 128
     publish_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
@@ -165,16 +189,36 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """Read and validate the environment once.
+    """Read and validate the environment once: the settings, then, with the providers of
+    `PUSHLINE_EXTRA_PROVIDERS` installed beside the built-in ones, each provider's block.
 
-    Raises ConfigError naming each bad variable, its problem and the value's start.
+    Raises ConfigError naming each bad variable, its problem and the value's start, or
+    the provider that cannot be loaded.
     """
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"])
-            # A check across variables has no location; its message names them.
-            problems.append(f"PUSHLINE_{field.upper()}: {error['msg']}" if field else error["msg"])
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from exc
+        raise ConfigError(_problems(exc, "PUSHLINE_")) from exc
+    registry.install(settings.extra_providers)
+    blocks: dict[str, ProviderSettings] = {}
+    for name in registry.names():
+        model = registry.provider_class(name).settings_model
+        try:
+            blocks[name] = model()
+        except ValidationError as exc:
+            prefix = str(model.model_config.get("env_prefix", "PUSHLINE_"))
+            raise ConfigError(_problems(exc, prefix)) from exc
+    return settings.model_copy(update={"provider_settings": blocks})
+
+
+def _problems(exc: ValidationError, prefix: str) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        # A check across variables has no location; its message names them.
+        if not field:
+            problems.append(error["msg"])
+        else:
+            variable = field.upper() if field.startswith("PUSHLINE_") else prefix + field.upper()
+            problems.append(f"{variable}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)

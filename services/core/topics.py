@@ -1,13 +1,29 @@
-"""Kafka topic names, partition keys and consumer group ids, declared once.
+"""Kafka topic names, partition keys, message models and consumer group ids, declared once.
 
 Every event about one device token is keyed `{app_id}:{token_hash}`, so it lands on one
 partition, in order (the outcomes of one provider call travel together, keyed by their
-first device); send requests are keyed by notification id.
+first device); send requests are keyed by notification id. Each registered provider has
+its job topic, `push.jobs.{name}` (`JOB_TOPICS`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
+from typing import Any, Final
+
+from pydantic import TypeAdapter
+
+from services.core.events import (
+    DeadLetter,
+    FeedbackEvent,
+    PushJob,
+    RegistrationCommand,
+    SendRequest,
+    WebhookCall,
+)
+from services.core.providers import registry
 
 
 @dataclass(frozen=True)
@@ -23,11 +39,6 @@ REGISTRATIONS = Topic(
     "push.registrations", "{app_id}:{token_hash}", "register and clean up device commands"
 )
 SEND_REQUESTS = Topic("push.send-requests", "{notification_id}", "notification send requests")
-JOBS_FCM = Topic("push.jobs.fcm", "{app_id}:{token_hash}", "one delivery job per FCM token")
-JOBS_APNS = Topic("push.jobs.apns", "{app_id}:{token_hash}", "one delivery job per APNs token")
-JOBS_WEBPUSH = Topic(
-    "push.jobs.webpush", "{app_id}:{token_hash}", "one delivery job per Web Push subscription"
-)
 FEEDBACK = Topic(
     "push.feedback",
     "{app_id}:{token_hash}",
@@ -36,18 +47,53 @@ FEEDBACK = Topic(
 WEBHOOKS = Topic("push.webhooks", "{registration_id}", "webhook callbacks to deliver")
 DLQ = Topic("push.dlq", "{original key}", "messages that failed every retry")
 
-ALL_TOPICS: tuple[Topic, ...] = (
-    REGISTRATIONS,
-    SEND_REQUESTS,
-    JOBS_FCM,
-    JOBS_APNS,
-    JOBS_WEBPUSH,
-    FEEDBACK,
-    WEBHOOKS,
-    DLQ,
-)
 
-JOB_TOPICS: dict[str, Topic] = {"fcm": JOBS_FCM, "apns": JOBS_APNS, "webpush": JOBS_WEBPUSH}
+@cache
+def job_topic(provider: str) -> Topic:
+    """The topic of `provider`'s delivery jobs."""
+    return Topic(
+        f"push.jobs.{provider}", "{app_id}:{token_hash}", f"one delivery job per {provider} token"
+    )
+
+
+class _JobTopics(Mapping[str, Topic]):
+    """The job topic of each provider this process serves (`registry.names()`)."""
+
+    def __getitem__(self, provider: str) -> Topic:
+        if provider not in registry.names():
+            raise KeyError(provider)
+        return job_topic(provider)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.names())
+
+    def __len__(self) -> int:
+        return len(registry.names())
+
+
+JOB_TOPICS: Final[Mapping[str, Topic]] = _JobTopics()
+
+
+def all_topics() -> tuple[Topic, ...]:
+    """Every topic Pushline creates, the job topics of every provider served among them."""
+    return (REGISTRATIONS, SEND_REQUESTS, *JOB_TOPICS.values(), FEEDBACK, WEBHOOKS, DLQ)
+
+
+_MODELS: Final[Mapping[str, TypeAdapter[Any]]] = {
+    REGISTRATIONS.name: TypeAdapter(RegistrationCommand),
+    SEND_REQUESTS.name: TypeAdapter(SendRequest),
+    FEEDBACK.name: TypeAdapter(FeedbackEvent),
+    WEBHOOKS.name: TypeAdapter(WebhookCall),
+    DLQ.name: TypeAdapter(DeadLetter),
+}
+_JOB_MODEL: Final[TypeAdapter[PushJob]] = TypeAdapter(PushJob)
+
+
+def model_of(topic: Topic) -> TypeAdapter[Any]:
+    """The model of `topic`'s messages: the JSON Schema export and the (de)serialisers
+    use it."""
+    return _MODELS.get(topic.name) or _JOB_MODEL
+
 
 # Faust app ids: each is also the consumer group of that service's agents.
 RESOLVER_APP_ID = "pushline-resolver"

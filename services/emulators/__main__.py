@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from services.core import eventloop
+from services.core.process import start
 from services.core.settings import Settings
 from services.emulators.apns import APNSEmulator
 from services.emulators.emulator import Emulator
@@ -102,6 +103,4 @@ def run(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    from services.cli import main
-
-    sys.exit(main(["emulators", *sys.argv[1:]]))
+    sys.exit(start("emulators", run))

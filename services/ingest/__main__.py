@@ -6,6 +6,7 @@ import sys
 
 import uvicorn
 
+from services.core.process import start
 from services.core.settings import Settings
 from services.ingest.app import create_app
 
@@ -26,6 +27,4 @@ def run(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    from services.cli import main
-
-    sys.exit(main(["ingest", *sys.argv[1:]]))
+    sys.exit(start("ingest", run))

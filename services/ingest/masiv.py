@@ -26,10 +26,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from services.core.devices import TokenProblem, is_apns_token
+from services.core.devices import TokenProblem
 from services.core.errors import IdempotencyConflictError
 from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
-from services.core.providers.payload import ALL_PROVIDERS
+from services.core.providers.apns import is_apns_token
+from services.core.providers.registry import names as provider_names
 from services.core.store.accounts import Account
 from services.core.store.apps import App
 from services.ingest.auth import Caller, Tenants, tenants_of
@@ -242,7 +243,7 @@ async def send_to_list(account: Caller, request: Request) -> JSONResponse:
         image_url=body.notification.image_url,
     )
     refused = Sends.check(
-        content, body.data, sorted(app.configured) if app is not None else ALL_PROVIDERS
+        content, body.data, sorted(app.configured) if app is not None else provider_names()
     )
     if refused is not None:
         raise Refusal(400, refused)

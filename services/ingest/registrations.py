@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core import topics
 from services.core.devices import TokenProblem, provider_for, token_problem
 from services.core.errors import KafkaUnavailableError
-from services.core.events import Platform, Provider, RegisterDevice, WebPushSubscription
+from services.core.events import Platform, ProviderName, RegisterDevice, WebPushSubscription
 from services.core.publisher import Publisher
 from services.core.settings import Settings
 from services.core.store.apps import App
@@ -39,7 +39,7 @@ class Registrations:
 
     async def provider(
         self, app: App, platform: Platform, token: str, subscription: WebPushSubscription | None
-    ) -> Provider | TokenProblem | None:
+    ) -> ProviderName | TokenProblem | None:
         """The provider this device would be sent through; a TokenProblem when its token
         fails the checks the resolver would make (`token_problem`), None when the app has no
         provider for it. A token the app already has is judged by its stored provider and

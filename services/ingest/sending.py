@@ -19,8 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
 from services.core.errors import IdempotencyConflictError, MessageInvalidError
-from services.core.events import Content, Interaction, InteractionType, SendRequest
-from services.core.providers.classify import ProviderName
+from services.core.events import Content, Interaction, InteractionType, ProviderName, SendRequest
 from services.core.providers.payload import check_notification
 from services.core.publisher import Publisher
 from services.core.settings import Settings

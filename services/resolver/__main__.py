@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from services.core.process import start
 from services.core.settings import Settings
 from services.core.worker import run_worker
 from services.resolver.app import create_app
@@ -15,6 +16,4 @@ def run(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    from services.cli import main
-
-    sys.exit(main(["resolver", *sys.argv[1:]]))
+    sys.exit(start("resolver", run))

@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from services.core.events import Platform, Provider, PushJob
+from services.core.events import Platform, PushJob
 from services.core.store.client import Document
 from services.resolver.fanout import position
 
@@ -31,7 +31,7 @@ class Progress:
     """The jobs of one fan-out counted by platform and provider, and where it stands."""
 
     by_platform: Counter[Platform] = field(default_factory=Counter)
-    by_provider: Counter[Provider] = field(default_factory=Counter)
+    by_provider: Counter[str] = field(default_factory=Counter)
     after: str | None = None
     # False once the devices came out of `_id` order: no position is then safe to resume
     # from, and no more checkpoints are saved (a resumed fan-out starts from the last one).

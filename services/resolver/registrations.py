@@ -15,11 +15,11 @@ from services.core.devices import provider_for, token_problem
 from services.core.events import (
     CleanupDevices,
     FailureReason,
-    Provider,
     PushJob,
     RegisterDevice,
     RegistrationResolved,
 )
+from services.core.providers import registry
 from services.core.store.apps import Apps
 from services.core.store.client import Document
 from services.core.store.devices import Delivery, DevicesRepository
@@ -44,7 +44,7 @@ async def resolve_registration(
     app = await apps.find(command.account_id, command.app_id)
     token_hash = hash_token(command.token)
     existing = await DevicesRepository(db).find(command.app_id, token_hash)
-    chosen: Provider | None
+    chosen: str | None
     if existing is not None:
         # One registry whatever the door: a token the app has keeps how it is reached,
         # and the command only adds who it belongs to.
@@ -60,7 +60,8 @@ async def resolve_registration(
             web_subscription=command.subscription is not None,
             configured=app.configured if app else frozenset(),
         )
-    provider: Provider = chosen or "fcm"
+    # A failed registration names the provider a device of no provider would have had.
+    provider = chosen or registry.names()[0]
 
     def failed(reason: FailureReason) -> RegistrationResolved:
         return RegistrationResolved(

@@ -1,7 +1,7 @@
 """The sender's Faust app (app id `pushline-sender`, also its consumer group).
 
-One agent per provider topic. Each pulls jobs in batches and hands them to its provider's
-dispatcher, which acknowledges every job once its outcome is on `push.feedback`.
+One agent per registered provider's job topic. Each pulls jobs in batches and hands them
+to its provider's dispatcher, which acknowledges every job once its outcome is on `push.feedback`.
 
 A rebalance does not wait for the batches in flight to finish (up to
 `PUSHLINE_SEND_CONCURRENCY` x 500 jobs per provider, tens of seconds with a slow provider,
@@ -23,7 +23,8 @@ import faust
 
 from services.core import topics
 from services.core.acks import OrderedAcks
-from services.core.providers.classify import ProviderName
+from services.core.events import ProviderName
+from services.core.providers import registry
 from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store.apps import Apps
@@ -37,7 +38,6 @@ METRICS_PORT = 9102
 # Jobs per provider call, and the longest a job waits for its batch to fill.
 BATCH = 500
 BATCH_WINDOW = 0.05
-PROVIDERS: tuple[ProviderName, ...] = ("fcm", "apns", "webpush")
 
 
 def create_app(settings: Settings) -> StreamApp:
@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> StreamApp:
         app.close_on_stop(built.aclose)
         return built
 
-    for name in PROVIDERS:
+    for name in registry.names():
         _add_agent(app, name, providers, dispatchers)
     return app
 

@@ -18,11 +18,10 @@ import pydantic
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import metrics, topics
-from services.core.events import PushJob
+from services.core.events import ProviderName, PushJob
 from services.core.kafka import decode
 from services.core.outages import until_done
 from services.core.providers.base import Result
-from services.core.providers.classify import ProviderName
 from services.core.store.client import Document
 from services.sender.delivery import Calls, Providers, RetryPolicy, next_attempt
 from services.sender.jobs import Ack, Delivery

@@ -1,18 +1,24 @@
 """Each app's provider clients: built from its own credentials, or, for sandbox apps,
-pointed at the built-in emulators that `pushline emulators` runs."""
+pointed at the built-in emulators that `pushline emulators` runs (FCM, APNs and Web Push:
+a provider without an emulator has no sandbox)."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from services.core import outbound
 from services.core.errors import ProviderAuthError
+from services.core.providers import registry
+from services.core.providers.apns import APNsProvider
 from services.core.providers.base import Provider
+from services.core.providers.fcm import FCMProvider
 from services.core.providers.registry import ProviderCache
+from services.core.providers.webpush import WebPushProvider, WebPushSettings
 from services.core.settings import Settings
 from services.core.store.apps import Apps
 
@@ -26,7 +32,7 @@ class AppProviders:
     def __init__(self, settings: Settings, apps: Apps) -> None:
         self._settings = settings
         self._apps = apps
-        self._own = ProviderCache(settings, self._own_credentials)
+        self._own = ProviderCache(settings.provider_settings, self._own_credentials)
         self._sandbox: ProviderCache | None = None
         self._emulators: dict[str, Any] = {}
         self._flags: dict[str, tuple[bool, float]] = {}
@@ -53,7 +59,7 @@ class AppProviders:
         return flag
 
     async def _own_credentials(self, app_id: str, provider: str) -> Mapping[str, Any]:
-        credentials = await self._apps.credentials(app_id, provider)  # type: ignore[call-overload]
+        credentials = await self._apps.credentials(app_id, provider)
         if credentials is None:
             raise ProviderAuthError(
                 f"app {app_id} has no {provider} credentials",
@@ -76,19 +82,23 @@ class AppProviders:
             apns = self._emulators["apns"]
             webpush = urlsplit(self._emulators["webpush"]["endpoint"])
             emulator = outbound.host_port(webpush.hostname or "", webpush.port or 80)
-            pointed = self._settings.model_copy(
-                update={
-                    "fcm_endpoint": self._emulators["fcm"]["endpoint"],
-                    "apns_endpoint": apns["endpoint"],
-                    "apns_ca_file": apns["ca_file"],
-                    # The Web Push emulator listens on loopback: a sandbox app's
-                    # subscriptions may reach it, and no other private address.
-                    "webpush_private_targets": (
-                        *self._settings.webpush_private_targets,
-                        emulator,
-                    ),
-                }
-            )
+            blocks = self._settings.provider_settings
+            web = registry.provider_settings(WebPushProvider, blocks)
+            assert isinstance(web, WebPushSettings)
+            pointed = {
+                **blocks,
+                "fcm": registry.provider_settings(FCMProvider, blocks).model_copy(
+                    update={"endpoint": self._emulators["fcm"]["endpoint"]}
+                ),
+                "apns": registry.provider_settings(APNsProvider, blocks).model_copy(
+                    update={"endpoint": apns["endpoint"], "ca_file": Path(apns["ca_file"])}
+                ),
+                # The Web Push emulator listens on loopback: a sandbox app's subscriptions
+                # may reach it, and no other private address.
+                "webpush": web.model_copy(
+                    update={"private_targets": (*web.private_targets, emulator)}
+                ),
+            }
             self._sandbox = ProviderCache(pointed, self._sandbox_credentials)
         return self._sandbox
 
@@ -104,5 +114,9 @@ class AppProviders:
                 "private_key": apns["key"],
                 "sandbox": False,
             }
-        vapid: dict[str, Any] = self._emulators["webpush"]["vapid"]
-        return vapid
+        if provider == "webpush":
+            vapid: dict[str, Any] = self._emulators["webpush"]["vapid"]
+            return vapid
+        raise ProviderAuthError(
+            f"sandbox app, but {provider} has no emulator", provider=provider, reason="NoEmulator"
+        )

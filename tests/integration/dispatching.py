@@ -11,10 +11,15 @@ from aiokafka.errors import KafkaTimeoutError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.errors import ProviderAuthError
-from services.core.events import DeadLetter, DeliveryOutcome, DeliveryOutcomes, PushJob
+from services.core.events import (
+    DeadLetter,
+    DeliveryOutcome,
+    DeliveryOutcomes,
+    ProviderName,
+    PushJob,
+)
 from services.core.kafka import encode
 from services.core.providers.base import Provider
-from services.core.providers.classify import ProviderName
 from services.core.store.client import Document
 from services.core.topics import Topic
 from services.sender.delivery import RetryPolicy

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.core.credentials import APNSCredentials
 from services.core.secrets import Vault
 from services.core.store.accounts import Accounts
 from services.core.store.apps import Apps
@@ -129,7 +130,7 @@ async def test_cli_manages_accounts_keys_and_apps(
         assert secret not in str(await db["apps"].find_one({"_id": "acme-app"}))
     apps = Apps(db, Vault(SecretStr(MASTER_KEY)))
     apns = await apps.credentials("acme-app", "apns")
-    assert apns is not None
+    assert isinstance(apns, APNSCredentials)
     assert apns.private_key == key
 
     code, out, err = await pushline(

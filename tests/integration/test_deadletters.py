@@ -39,7 +39,7 @@ def letter(
         token_hash=hash_token(token),
     )
     return DeadLetter(
-        topic=topics.JOBS_FCM.name,
+        topic=topics.JOB_TOPICS["fcm"].name,
         key=f"{app}:{job.token_hash}",
         value=encode(job).decode(),
         error=f"{reason} (503)",
@@ -90,7 +90,7 @@ async def test_letters_are_listed_by_filter_and_replayed_to_their_topic(
 
     assert await replay(settings, recent_a, Replays(db)) == 1
     job = await read(
-        settings, topics.JOBS_FCM, lambda m: isinstance(m, PushJob) and m.token == "t-a"
+        settings, topics.JOB_TOPICS["fcm"], lambda m: isinstance(m, PushJob) and m.token == "t-a"
     )
     assert isinstance(job, PushJob)
     assert job.attempt == 0
@@ -133,7 +133,7 @@ async def test_a_second_replay_sends_nothing_and_the_list_says_what_was_replayed
     assert await dlq(child_env, "replay") == "replayed: 1\n"
     assert await dlq(child_env, "replay") == "replayed: 0\n"
     replayed_jobs = await read_many(
-        settings, [topics.JOBS_FCM], lambda m: isinstance(m, PushJob), 2
+        settings, [topics.JOB_TOPICS["fcm"]], lambda m: isinstance(m, PushJob), 2
     )
     assert sorted(job.token for job in replayed_jobs if isinstance(job, PushJob)) == [
         "t-secret-1",

@@ -188,7 +188,7 @@ async def test_verify_on_register_waits_for_the_providers_answer(
     for command in (good, bad):
         job = await read(
             settings,
-            topics.JOBS_FCM,
+            topics.JOB_TOPICS["fcm"],
             lambda m, c=command: (
                 isinstance(m, PushJob)  # type: ignore[misc]
                 and m.registration is not None

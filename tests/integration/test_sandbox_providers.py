@@ -12,6 +12,7 @@ from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.events import PushJob, WebPushSubscription
+from services.core.providers.webpush import WebPushSettings
 from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store.apps import Apps
@@ -71,7 +72,10 @@ async def test_a_sandbox_app_reaches_the_web_push_emulator_and_no_other_private_
 ) -> None:
     await sandbox_app(db)
     sender_settings = settings.model_copy(
-        update={"state_dir": tmp_path / "state", "webhook_allow_private": allow_private}
+        update={
+            "state_dir": tmp_path / "state",
+            "provider_settings": {"webpush": WebPushSettings(allow_private=allow_private)},
+        }
     )
     providers = AppProviders(sender_settings, Apps(db, Vault(None)))
     try:

@@ -19,36 +19,124 @@ import re
 import ssl
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import certifi
 import jwt
+from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import APNSCredentials
+from services.core.devices import TokenProblem
 from services.core.errors import MessageInvalidError, ProviderAuthError
-from services.core.events import PushJob
+from services.core.events import Content, Platform, PushJob, WebPushSubscription
 from services.core.providers import curl
-from services.core.providers.base import Provider, Result
-from services.core.providers.classify import ErrorClass, classify
+from services.core.providers.base import (
+    Claim,
+    Provider,
+    ProviderSettings,
+    Result,
+    alert,
+)
+from services.core.providers.classify import (
+    AUTH_CONFIG,
+    INVALID_TOKEN,
+    MESSAGE_INVALID,
+    QUOTA,
+    RETRYABLE,
+    ErrorClass,
+    by_status,
+)
 from services.core.providers.payload import CallPayloads
-from services.core.settings import Settings
+from services.core.settings import HttpURL
 
 PRODUCTION: Final = "https://api.push.apple.com"
 SANDBOX: Final = "https://api.sandbox.push.apple.com"
 _PRIORITY: Final = {"high": "10", "normal": "5"}
 # Apple's tokens are 64 hex digits today and documented as variable length.
 _DEVICE_TOKEN: Final = re.compile(r"^[0-9A-Fa-f]{16,200}$")
+# APNs device tokens are 32 bytes sent as hex; Apple warns they may grow, so allow more.
+_APNS_TOKEN: Final = re.compile(r"[0-9a-fA-F]{64,200}")
 # A provider JWT is reused this long (Apple: renew after 20 minutes, before 60).
 JWT_LIFETIME: Final = 40 * 60.0
+_RESERVED: Final = frozenset({"aps"})
+# Where the image URL goes in an APNs payload, for the app's notification service extension
+# (mutable-content is set alongside it).
+IMAGE_KEY: Final = "image_url"
 
 
-def endpoint_for(settings: Settings, sandbox: bool) -> tuple[str, int]:
+class APNsErrors:
+    """APNs `reason` values.
+
+    https://developer.apple.com/documentation/usernotifications/handling-notification-responses-from-apns
+    """
+
+    REASONS: ClassVar[Mapping[str, ErrorClass]] = {
+        # 400
+        "BadCollapseId": MESSAGE_INVALID,
+        "BadDeviceToken": INVALID_TOKEN,
+        "BadExpirationDate": MESSAGE_INVALID,
+        "BadMessageId": MESSAGE_INVALID,
+        "BadPriority": MESSAGE_INVALID,
+        "BadTopic": AUTH_CONFIG,
+        # The token is for another topic; a wrong topic on the app answers this for every
+        # token, so it must not invalidate devices.
+        "DeviceTokenNotForTopic": AUTH_CONFIG,
+        "DuplicateHeaders": MESSAGE_INVALID,
+        "IdleTimeout": RETRYABLE,
+        "InvalidPushType": MESSAGE_INVALID,
+        "MissingDeviceToken": MESSAGE_INVALID,
+        "MissingTopic": AUTH_CONFIG,
+        "PayloadEmpty": MESSAGE_INVALID,
+        "TopicDisallowed": AUTH_CONFIG,
+        # 403
+        "BadCertificate": AUTH_CONFIG,
+        "BadCertificateEnvironment": AUTH_CONFIG,
+        "ExpiredProviderToken": AUTH_CONFIG,
+        "Forbidden": AUTH_CONFIG,
+        "InvalidProviderToken": AUTH_CONFIG,
+        "MissingProviderToken": AUTH_CONFIG,
+        "UnrelatedKeyIdInToken": AUTH_CONFIG,
+        "BadEnvironmentKeyIdInToken": AUTH_CONFIG,
+        # 404, 405
+        "BadPath": MESSAGE_INVALID,
+        "MethodNotAllowed": MESSAGE_INVALID,
+        # 410
+        "ExpiredToken": INVALID_TOKEN,
+        "Unregistered": INVALID_TOKEN,
+        # 413
+        "PayloadTooLarge": MESSAGE_INVALID,
+        # 429
+        "TooManyProviderTokenUpdates": QUOTA,
+        "TooManyRequests": QUOTA,
+        # 500, 503
+        "InternalServerError": RETRYABLE,
+        "ServiceUnavailable": RETRYABLE,
+        "Shutdown": RETRYABLE,
+    }
+
+
+class APNSSettings(ProviderSettings):
+    """`PUSHLINE_APNS_ENDPOINT` (instead of Apple's host for the app's environment) and
+    `PUSHLINE_APNS_CA_FILE` (roots trusted beside the system's)."""
+
+    model_config = SettingsConfigDict(env_prefix="PUSHLINE_APNS_", frozen=True, extra="ignore")
+
+    endpoint: HttpURL | None = None
+    ca_file: Path | None = None
+
+
+def is_apns_token(token: str) -> bool:
+    """Whether `token` has the shape of an APNs device token (hex, 64+ digits)."""
+    return _APNS_TOKEN.fullmatch(token) is not None
+
+
+def endpoint_for(settings: APNSSettings, sandbox: bool) -> tuple[str, int]:
     """(host, port) to reach: PUSHLINE_APNS_ENDPOINT, else Apple's host for the app's flag."""
-    url = urlsplit(settings.apns_endpoint or (SANDBOX if sandbox else PRODUCTION))
+    url = urlsplit(settings.endpoint or (SANDBOX if sandbox else PRODUCTION))
     if url.scheme != "https" or not url.hostname:
         raise ProviderAuthError(
             f"the APNs endpoint must be an https URL, got {url.geturl()!r}",
@@ -58,13 +146,13 @@ def endpoint_for(settings: Settings, sandbox: bool) -> tuple[str, int]:
     return url.hostname, url.port or 443
 
 
-def trusted_roots(settings: Settings) -> bytes:
+def trusted_roots(settings: APNSSettings) -> bytes:
     """The PEM roots an APNs server must chain to: the system's (certifi's where the
     system has none) plus PUSHLINE_APNS_CA_FILE."""
     system = ssl.get_default_verify_paths().openssl_cafile
     roots = Path(system if Path(system).is_file() else certifi.where()).read_bytes()
-    if settings.apns_ca_file is not None:
-        roots += b"\n" + Path(settings.apns_ca_file).read_bytes()
+    if settings.ca_file is not None:
+        roots += b"\n" + Path(settings.ca_file).read_bytes()
     return roots
 
 
@@ -104,7 +192,7 @@ def result_of(answer: curl.Answer, apns_id: str) -> Result:
     )
     return Result.failure(
         "apns",
-        classify("apns", answer.status, reason),
+        APNsProvider.classify(answer.status, reason),
         reason=reason or str(answer.status),
         status=answer.status,
         invalid_since=invalid_since,
@@ -115,11 +203,67 @@ class APNsProvider(Provider):
     """APNs for one app's token-auth key."""
 
     name: ClassVar = "apns"
+    title: ClassVar = "APNs"
     credentials_model: ClassVar = APNSCredentials
+    settings_model: ClassVar = APNSSettings
+    # 32-100 bytes in hex.
+    token_limit: ClassVar = 200
+    # Of the JSON payload:
+    # https://developer.apple.com/documentation/usernotifications/sending-notification-requests-to-apns
+    payload_limit: ClassVar = 4096
     TIMEOUT: ClassVar[float] = 30.0
     MAX_CONNECTIONS: ClassVar[int] = 4
 
-    def __init__(self, credentials: APNSCredentials, settings: Settings) -> None:
+    @classmethod
+    def claim(cls, platform: Platform, token: str, *, web_subscription: bool) -> Claim | None:
+        """An iOS device with an APNs token, when its app has APNs; FCM stands in else."""
+        return "preferred" if platform == "ios" and is_apns_token(token) else None
+
+    @classmethod
+    def token_problem(
+        cls, token: str, subscription: WebPushSubscription | None, *, allow_http: bool
+    ) -> TokenProblem | None:
+        """A token that is not 64 to 200 hex digits."""
+        if not is_apns_token(token):
+            return TokenProblem("FailedToStoreDevice", "an APNs token is 64 to 200 hex digits")
+        return None
+
+    @classmethod
+    def document(cls, notification: Content, data: Mapping[str, str]) -> dict[str, Any]:
+        """The data, with `aps` (the alert, or content-available for a background push)
+        and the image URL. Raises MessageInvalidError for the keys APNs or Pushline keep."""
+        if _RESERVED & data.keys() or (notification.image_url and IMAGE_KEY in data):
+            raise MessageInvalidError(
+                f"data keys reserved in the APNs payload: aps, {IMAGE_KEY} with an image",
+                provider="apns",
+                reason="ReservedDataKey",
+            )
+        aps: dict[str, Any] = {}
+        shown = alert(notification)
+        if shown:
+            aps["alert"] = shown
+        else:
+            aps["content-available"] = 1  # no alert: a background notification
+        document: dict[str, Any] = dict(data)
+        if notification.image_url:
+            aps["mutable-content"] = 1
+            document[IMAGE_KEY] = notification.image_url
+        document["aps"] = aps
+        return document
+
+    @classmethod
+    def classify(
+        cls,
+        status: int | None,
+        code: str | None = None,
+        details: Sequence[Mapping[str, Any]] = (),
+    ) -> ErrorClass:
+        """`code` is APNs's JSON `reason`."""
+        if code is not None and code in APNsErrors.REASONS:
+            return APNsErrors.REASONS[code]
+        return by_status(status, not_found=MESSAGE_INVALID)
+
+    def __init__(self, credentials: APNSCredentials, settings: APNSSettings) -> None:
         """Raises ProviderAuthError for a bad endpoint (the credentials model has already
         refused a key that is not a P-256 .p8)."""
         self._credentials = credentials
@@ -139,7 +283,7 @@ class APNsProvider(Provider):
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         """Send each job, multiplexed on the app's HTTP/2 connections; verify jobs are
         checked locally."""
-        payloads = CallPayloads("apns")
+        payloads = CallPayloads(APNsProvider)
         return list(await asyncio.gather(*(self._send_one(job, payloads) for job in jobs)))
 
     async def aclose(self) -> None:

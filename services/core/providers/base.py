@@ -1,4 +1,12 @@
-"""The provider interface: send a batch of jobs, get one result per job, in order.
+"""The provider interface: everything Pushline knows of a provider, on its class.
+
+A provider's module holds all of it: its name, the credentials and settings it takes,
+the shape of its tokens and which devices it serves, what it carries for a notification
+(the payload rules), what its error answers mean, and the client that sends. The registry
+lists the modules; topics, routing, classification and the apps' credential slots are
+derived from the classes.
+
+Sending: a batch of jobs gets one result per job, in order.
 
 A provider never raises for what a provider answered about a job: a rejected token is the
 `invalid_token` outcome, a temporary failure is a `retry` result whose `error` is a
@@ -15,10 +23,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.credentials import ProviderCredentials
 from services.core.errors import (
     MessageInvalidError,
     ProviderAuthError,
@@ -26,11 +36,17 @@ from services.core.errors import (
     ProviderRejectedError,
     ProviderUnavailableError,
 )
-from services.core.events import PushJob
-from services.core.providers.classify import ErrorClass, ProviderName
-from services.core.settings import Settings
+from services.core.events import Content, Platform, ProviderName, PushJob, WebPushSubscription
+from services.core.providers.classify import ErrorClass, by_status
+
+if TYPE_CHECKING:
+    from services.core.devices import TokenProblem
 
 SendOutcome = Literal["success", "invalid_token", "retry", "failed"]
+# How a provider claims a device (`Provider.claim`): `sole`, no other provider can reach
+# it (a Web Push subscription); `preferred`, it is the device's own provider when the app
+# has it (an APNs token), another may stand in; `fallback`, it takes what no other claims.
+Claim = Literal["sole", "preferred", "fallback"]
 
 # When a provider asks us to slow down without saying for how long.
 DEFAULT_RETRY_AFTER = 1.0
@@ -100,7 +116,7 @@ class Result:
     @classmethod
     def failure(
         cls,
-        provider: ProviderName,
+        provider: str,
         error_class: ErrorClass,
         *,
         reason: str,
@@ -169,22 +185,91 @@ class Result:
         )
 
 
-class Provider(ABC):
-    """A push provider adapter: FCM, APNs, Web Push (and whatever comes next).
+def alert(notification: Content) -> dict[str, str]:
+    """The notification's title and body, those that are set."""
+    fields = {"title": notification.title, "body": notification.body}
+    return {key: value for key, value in fields.items() if value}
 
-    One instance serves one app with that app's credentials and keeps its clients
+
+class ProviderSettings(BaseSettings):
+    """A provider's own settings block, read from `PUSHLINE_*` by `load_settings()` alone
+    (each provider's block sets its `env_prefix`); every field has a default."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+
+class Provider(ABC):
+    """A push provider: FCM, APNs, Web Push (and whatever comes next).
+
+    The class says what the provider is (its class variables and class methods); an
+    instance serves one app with that app's credentials and keeps its clients
     (connections, OAuth tokens, VAPID JWTs) for reuse; the registry caches it per app.
     """
 
     name: ClassVar[ProviderName]
-    # The shape of the decrypted credentials this provider takes.
-    credentials_model: ClassVar[type[BaseModel]]
+    # How people write it, in messages: "FCM", "Web Push".
+    title: ClassVar[str]
+    # The shape of the decrypted credentials this provider takes (the app's slot).
+    credentials_model: ClassVar[type[ProviderCredentials]]
+    # Its settings block.
+    settings_model: ClassVar[type[ProviderSettings]]
+    # Longest token it issues, with headroom, and how a token is called in messages.
+    token_limit: ClassVar[int]
+    token_noun: ClassVar[str] = "the token"  # noqa: S105 - words, not a secret
+    # Bytes of the encoded payload it takes at most.
+    payload_limit: ClassVar[int]
 
-    def __init__(self, credentials: BaseModel, settings: Settings) -> None:  # noqa: B027
-        """Build the provider's clients for one app; subclasses narrow `credentials`."""
+    def __init__(  # noqa: B027
+        self, credentials: ProviderCredentials, settings: ProviderSettings
+    ) -> None:
+        """Build the provider's clients for one app; subclasses narrow both arguments."""
 
     @classmethod
-    def from_credentials(cls, credentials: Mapping[str, Any], settings: Settings) -> Self:
+    def claim(cls, platform: Platform, token: str, *, web_subscription: bool) -> Claim | None:
+        """How this provider claims a device of `platform` with `token`; None (the default)
+        when it cannot reach it."""
+        return None
+
+    @classmethod
+    def token_problem(
+        cls, token: str, subscription: WebPushSubscription | None, *, allow_http: bool
+    ) -> TokenProblem | None:
+        """What is wrong with a printable token of the right length for this provider;
+        None when nothing is (`services.core.devices.token_problem` checks the rest)."""
+        return None
+
+    @classmethod
+    def document(cls, notification: Content, data: Mapping[str, str]) -> dict[str, Any]:
+        """What this provider carries for a notification, before encoding: by default
+        `{"notification": {title, body, image}, "data": {...}}`, the parts that are set.
+
+        Raises MessageInvalidError for data keys the provider reserves.
+        """
+        shown = alert(notification)
+        if notification.image_url:
+            shown["image"] = notification.image_url
+        document: dict[str, Any] = {}
+        if shown:
+            document["notification"] = shown
+        if data:
+            document["data"] = dict(data)
+        return document
+
+    @classmethod
+    def classify(
+        cls,
+        status: int | None,
+        code: str | None = None,
+        details: Sequence[Mapping[str, Any]] = (),
+    ) -> ErrorClass:
+        """Classify one error answer: `status` is the HTTP status (None when no answer
+        arrived), `code` the provider's error code, `details` its structured details.
+        By default from the status alone, a 404 or 410 meaning the token is gone. Pure;
+        raises nothing."""
+        return by_status(status, not_found=ErrorClass.INVALID_TOKEN)
+
+    @classmethod
+    def from_credentials(cls, credentials: Mapping[str, Any], settings: ProviderSettings) -> Self:
         """Validate an app's decrypted credentials dict and build the provider.
 
         Raises ProviderAuthError when the credentials do not have the provider's shape or

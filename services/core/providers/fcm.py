@@ -30,15 +30,30 @@ from firebase_admin import credentials as firebase_credentials
 from firebase_admin import messaging
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport import requests as auth_requests
+from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import FCMCredentials
 from services.core.errors import DependencyError, MessageInvalidError, ProviderAuthError
-from services.core.events import PushJob
+from services.core.events import Content, Platform, PushJob
 from services.core.providers import transport
-from services.core.providers.base import Provider, Result, parse_retry_after
-from services.core.providers.classify import ErrorClass, FCMErrors, classify
+from services.core.providers.base import (
+    Claim,
+    Provider,
+    ProviderSettings,
+    Result,
+    parse_retry_after,
+)
+from services.core.providers.classify import (
+    AUTH_CONFIG,
+    INVALID_TOKEN,
+    MESSAGE_INVALID,
+    QUOTA,
+    RETRYABLE,
+    ErrorClass,
+    by_status,
+)
 from services.core.providers.payload import build_payload
-from services.core.settings import Settings
+from services.core.settings import HttpURL
 
 _APNS_PRIORITY: Final = {"high": "10", "normal": "5"}
 # A rejected access token is refreshed and the request repeated at most this often.
@@ -49,6 +64,79 @@ HEADERS: Final = {
     "X-GOOG-API-FORMAT-VERSION": "2",
     "X-FIREBASE-CLIENT": f"fire-admin-python/{firebase_admin.__version__}",
 }
+
+
+# Data keys the provider keeps for itself.
+# https://firebase.google.com/docs/cloud-messaging/concept-options#data_messages
+_RESERVED: Final = frozenset({"from", "notification", "message_type"})
+_RESERVED_PREFIXES: Final = ("google", "gcm")
+
+
+class FCMErrors:
+    """FCM HTTP v1 error codes.
+
+    https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode
+    https://firebase.google.com/docs/cloud-messaging/manage-tokens#detect-invalid-token-responses-from-the-fcm-backend
+    """
+
+    FCM_ERROR_TYPE: ClassVar[str] = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+    BAD_REQUEST_TYPE: ClassVar[str] = "type.googleapis.com/google.rpc.BadRequest"
+    TOKEN_FIELDS: ClassVar[frozenset[str]] = frozenset({"message.token", "message.fid"})
+
+    # FcmError.errorCode, and the canonical google.rpc status of `error.status` when the
+    # answer has no FcmError detail.
+    CODES: ClassVar[Mapping[str, ErrorClass]] = {
+        "UNREGISTERED": INVALID_TOKEN,
+        # Refined by `classify`: a field violation that is not the token is the message's.
+        "INVALID_ARGUMENT": INVALID_TOKEN,
+        # The token belongs to another sender; when the app's project is wrong every token
+        # answers this, so it must not invalidate devices.
+        "SENDER_ID_MISMATCH": AUTH_CONFIG,
+        "THIRD_PARTY_AUTH_ERROR": AUTH_CONFIG,
+        "APNS_AUTH_ERROR": AUTH_CONFIG,  # the pre-2020 name of THIRD_PARTY_AUTH_ERROR
+        "QUOTA_EXCEEDED": QUOTA,
+        "UNAVAILABLE": RETRYABLE,
+        "INTERNAL": RETRYABLE,
+        "UNSPECIFIED_ERROR": RETRYABLE,
+        # google.rpc canonical codes (https://cloud.google.com/apis/design/errors#error_codes)
+        "UNAUTHENTICATED": AUTH_CONFIG,
+        "PERMISSION_DENIED": AUTH_CONFIG,
+        # A 404 without FcmError UNREGISTERED is a wrong project id in the URL.
+        "NOT_FOUND": AUTH_CONFIG,
+        "RESOURCE_EXHAUSTED": QUOTA,
+        "DEADLINE_EXCEEDED": RETRYABLE,
+        "FAILED_PRECONDITION": MESSAGE_INVALID,
+    }
+
+    @classmethod
+    def error_code(cls, details: Sequence[Mapping[str, Any]]) -> str | None:
+        """The `errorCode` of the FcmError detail, if the answer has one."""
+        for detail in details:
+            if detail.get("@type") == cls.FCM_ERROR_TYPE and isinstance(
+                detail.get("errorCode"), str
+            ):
+                return str(detail["errorCode"])
+        return None
+
+    @classmethod
+    def violated_fields(cls, details: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The fields named by `google.rpc.BadRequest` details, in order."""
+        fields: list[str] = []
+        for detail in details:
+            if detail.get("@type") != cls.BAD_REQUEST_TYPE:
+                continue
+            for violation in detail.get("fieldViolations") or []:
+                if isinstance(violation, Mapping) and isinstance(violation.get("field"), str):
+                    fields.append(violation["field"])
+        return fields
+
+
+class FCMSettings(ProviderSettings):
+    """`PUSHLINE_FCM_ENDPOINT`: where FCM's HTTP v1 API is (an emulator, in tests)."""
+
+    model_config = SettingsConfigDict(env_prefix="PUSHLINE_FCM_", frozen=True, extra="ignore")
+
+    endpoint: HttpURL = "https://fcm.googleapis.com"
 
 
 def encoder() -> Callable[[messaging.Message], dict[str, Any]]:
@@ -139,7 +227,7 @@ def _result_of(status: int, body: bytes, retry_after: str | None) -> Result:
     reason = FCMErrors.error_code(details) or status_name or str(status)
     return Result.failure(
         "fcm",
-        classify("fcm", status, status_name, details),
+        FCMProvider.classify(status, status_name, details),
         reason=reason,
         detail=message,
         status=status,
@@ -157,10 +245,55 @@ class FCMProvider(Provider):
     """FCM for one app's service account."""
 
     name: ClassVar = "fcm"
+    title: ClassVar = "FCM"
     credentials_model: ClassVar = FCMCredentials
+    settings_model: ClassVar = FCMSettings
+    # FCM tokens run to ~200 characters.
+    token_limit: ClassVar = 1024
+    # Of `notification` + `data`:
+    # https://firebase.google.com/docs/cloud-messaging/concept-options#notifications_and_data_messages
+    payload_limit: ClassVar = 4096
     TIMEOUT: ClassVar[float] = 30.0
 
-    def __init__(self, credentials: FCMCredentials, settings: Settings) -> None:
+    @classmethod
+    def claim(cls, platform: Platform, token: str, *, web_subscription: bool) -> Claim:
+        """FCM reaches every platform: it takes what no other provider claims."""
+        return "fallback"
+
+    @classmethod
+    def document(cls, notification: Content, data: Mapping[str, str]) -> dict[str, Any]:
+        """Raises MessageInvalidError for data keys FCM reserves."""
+        bad = [
+            key for key in data if key in _RESERVED or key.lower().startswith(_RESERVED_PREFIXES)
+        ]
+        if bad:
+            raise MessageInvalidError(
+                f"data keys reserved by FCM: {sorted(bad)}",
+                provider="fcm",
+                reason="ReservedDataKey",
+            )
+        return super().document(notification, data)
+
+    @classmethod
+    def classify(
+        cls,
+        status: int | None,
+        code: str | None = None,
+        details: Sequence[Mapping[str, Any]] = (),
+    ) -> ErrorClass:
+        """`code` is FCM's `error.status`, `details` its `error.details`, whose FcmError
+        `errorCode` wins over `code`."""
+        fcm_code = FCMErrors.error_code(details) or code
+        if fcm_code == "INVALID_ARGUMENT":
+            fields = FCMErrors.violated_fields(details)
+            if fields and not any(field in FCMErrors.TOKEN_FIELDS for field in fields):
+                return MESSAGE_INVALID
+            return INVALID_TOKEN
+        if fcm_code is not None and fcm_code in FCMErrors.CODES:
+            return FCMErrors.CODES[fcm_code]
+        return by_status(status, not_found=AUTH_CONFIG)
+
+    def __init__(self, credentials: FCMCredentials, settings: FCMSettings) -> None:
         """Raises ProviderAuthError when firebase-admin refuses the service account, and
         DependencyError when the installed firebase-admin cannot encode messages."""
         try:
@@ -173,7 +306,7 @@ class FCMProvider(Provider):
             ) from exc
         self._encode = encoder()
         self._credential = certificate.get_credential()
-        self._url = f"{settings.fcm_endpoint}/v1/projects/{credentials.project_id}/messages:send"
+        self._url = f"{settings.endpoint}/v1/projects/{credentials.project_id}/messages:send"
         self._session = transport.Session(transport.pool, self.TIMEOUT)
         self._lock = asyncio.Lock()
 
@@ -215,7 +348,7 @@ class FCMProvider(Provider):
     def _template(self, job: PushJob) -> dict[str, Any] | Result:
         """The job's encoded message without its token, or the failure of every such job."""
         try:
-            build_payload("fcm", job.notification, job.data)
+            build_payload(FCMProvider, job.notification, job.data)
             template = self._encode(build_message(job))
         except MessageInvalidError as exc:
             return Result.from_error(exc)

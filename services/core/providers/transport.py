@@ -14,8 +14,9 @@ from typing import Final
 
 import aiohttp
 
+from services.core.events import ProviderName
 from services.core.providers.base import Result
-from services.core.providers.classify import ErrorClass, ProviderName
+from services.core.providers.classify import ErrorClass
 
 # Connections per adapter (one adapter per app and provider): what one sender process keeps
 # on the wire at most (`PUSHLINE_SEND_CONCURRENCY` 8 x calls of 20 jobs) fits in it with

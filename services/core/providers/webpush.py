@@ -11,28 +11,46 @@ checked public addresses, unless `PUSHLINE_WEBHOOK_ALLOW_PRIVATE`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import binascii
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import SplitResult, urlsplit
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02, VapidException
 from py_vapid.utils import b64urlencode
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
 from pywebpush import WebPusher, WebPushException
 
 from services.core import outbound
 from services.core.credentials import WebPushCredentials
+from services.core.devices import TokenProblem
 from services.core.errors import MessageInvalidError, OutboundRefusedError, ProviderAuthError
-from services.core.events import PushJob
+from services.core.events import Platform, PushJob, WebPushSubscription
 from services.core.providers import transport
-from services.core.providers.base import Provider, Result, parse_retry_after
-from services.core.providers.classify import ErrorClass, classify
+from services.core.providers.base import (
+    Claim,
+    Provider,
+    ProviderSettings,
+    Result,
+    parse_retry_after,
+)
+from services.core.providers.classify import (
+    AUTH_CONFIG,
+    INVALID_TOKEN,
+    MESSAGE_INVALID,
+    QUOTA,
+    ErrorClass,
+    by_status,
+)
 from services.core.providers.payload import CallPayloads
-from services.core.settings import Settings
+from services.core.settings import Targets
 
 _RAW_POINT: Final = (
     serialization.Encoding.X962,
@@ -43,6 +61,50 @@ DEFAULT_TTL: Final = 2_419_200
 # RFC 8030 section 5.4: a Topic is at most 32 characters of the URL-safe base64 alphabet.
 _TOPIC: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _URGENCY: Final = {"high": "high", "normal": "normal"}
+# RFC 8291: the client's key is an uncompressed P-256 point, its auth secret 16 bytes.
+_AUTH_SECRET_BYTES: Final = 16
+
+
+class WebPushErrors:
+    """Web Push answers by HTTP status (RFC 8030 has no error codes).
+
+    https://www.rfc-editor.org/rfc/rfc8030#section-5
+    https://www.rfc-editor.org/rfc/rfc8292#section-4
+    https://web.dev/articles/push-notifications-web-push-protocol#response_from_push_service
+    """
+
+    STATUSES: ClassVar[Mapping[int, ErrorClass]] = {
+        400: MESSAGE_INVALID,  # malformed headers or body
+        401: AUTH_CONFIG,  # VAPID JWT refused
+        403: AUTH_CONFIG,  # VAPID key does not match the subscription's applicationServerKey
+        404: INVALID_TOKEN,  # subscription not found
+        410: INVALID_TOKEN,  # subscription expired or unsubscribed
+        413: MESSAGE_INVALID,  # payload too large
+        429: QUOTA,
+    }
+
+
+class WebPushSettings(ProviderSettings):
+    """Which private addresses push services may have: any, where webhooks may
+    (`PUSHLINE_WEBHOOK_ALLOW_PRIVATE`), else those of `PUSHLINE_WEBPUSH_PRIVATE_TARGETS`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PUSHLINE_WEBPUSH_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    allow_private: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("allow_private", "PUSHLINE_WEBHOOK_ALLOW_PRIVATE"),
+    )
+    private_targets: Targets = ()
+
+
+def _base64url(value: str) -> bytes:
+    """The bytes of unpadded (or padded) base64url text; b"" when it is not base64url."""
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return b""
 
 
 class VapidCache:
@@ -84,10 +146,67 @@ class WebPushProvider(Provider):
     """Web Push for one app's VAPID keys."""
 
     name: ClassVar = "webpush"
+    title: ClassVar = "Web Push"
     credentials_model: ClassVar = WebPushCredentials
+    settings_model: ClassVar = WebPushSettings
+    # An endpoint is a URL.
+    token_limit: ClassVar = 2048
+    token_noun: ClassVar = "the Web Push endpoint"  # noqa: S105 - words, not a secret
+    # Per encrypted aes128gcm record 4096 bytes, of which 103 are header, padding
+    # delimiter and tag (RFC 8291 section 4, RFC 8188).
+    payload_limit: ClassVar = 3993
     TIMEOUT: ClassVar[float] = 10.0
 
-    def __init__(self, credentials: WebPushCredentials, settings: Settings) -> None:
+    @classmethod
+    def claim(cls, platform: Platform, token: str, *, web_subscription: bool) -> Claim | None:
+        """A browser's W3C push subscription, which no other provider reaches."""
+        return "sole" if platform == "web" and web_subscription else None
+
+    @classmethod
+    def token_problem(
+        cls, token: str, subscription: WebPushSubscription | None, *, allow_http: bool
+    ) -> TokenProblem | None:
+        """A missing subscription, an endpoint that is not https (or http where
+        `allow_http`), or keys RFC 8291 cannot encrypt for."""
+        if subscription is None:
+            return TokenProblem("FailedToStoreDevice", "a Web Push device needs a subscription")
+        parts = urlsplit(subscription.endpoint)
+        # RFC 8030 push services speak https; plain http is for local emulators only.
+        schemes = ("https", "http") if allow_http else ("https",)
+        if parts.scheme not in schemes or not parts.hostname:
+            allowed = " or http://" if allow_http else ""
+            return TokenProblem(
+                "FailedToStoreDevice", f"the Web Push endpoint is not an https://{allowed} URL"
+            )
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(
+                ec.SECP256R1(), _base64url(subscription.keys.p256dh)
+            )
+        except ValueError:
+            return TokenProblem(
+                "FailedToStoreDevice",
+                "the subscription's p256dh key is not a P-256 public key in base64url",
+            )
+        if len(_base64url(subscription.keys.auth)) != _AUTH_SECRET_BYTES:
+            return TokenProblem(
+                "FailedToStoreDevice",
+                "the subscription's auth secret is not 16 bytes in base64url",
+            )
+        return None
+
+    @classmethod
+    def classify(
+        cls,
+        status: int | None,
+        code: str | None = None,
+        details: Sequence[Mapping[str, Any]] = (),
+    ) -> ErrorClass:
+        """From the HTTP status alone."""
+        if status is not None and status in WebPushErrors.STATUSES:
+            return WebPushErrors.STATUSES[status]
+        return by_status(status, not_found=INVALID_TOKEN)
+
+    def __init__(self, credentials: WebPushCredentials, settings: WebPushSettings) -> None:
         """Raises ProviderAuthError when the VAPID keys are unusable or do not match."""
         try:
             private_key = credentials.vapid_private_key
@@ -110,8 +229,8 @@ class WebPushProvider(Provider):
                 reason="VapidKeyMismatch",
             )
         self._vapid = VapidCache(vapid, credentials.subject)
-        self._allow_private = settings.webhook_allow_private
-        self._private_targets = frozenset(settings.webpush_private_targets)
+        self._allow_private = settings.allow_private
+        self._private_targets = frozenset(settings.private_targets)
         self._session = transport.Session(
             lambda: outbound.connector(
                 allow_private=self._allow_private,
@@ -123,7 +242,7 @@ class WebPushProvider(Provider):
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         """Encrypt and post each job to its subscription's push service."""
-        payloads, now = CallPayloads("webpush"), time.time()
+        payloads, now = CallPayloads(WebPushProvider), time.time()
         return list(
             await asyncio.gather(
                 *(self._send_one(self._prepare(job, payloads, now), job) for job in jobs)
@@ -206,7 +325,7 @@ class WebPushProvider(Provider):
             return Result.success(headers.get("Location"), status=status)
         return Result.failure(
             "webpush",
-            classify("webpush", status),
+            WebPushProvider.classify(status),
             reason=str(status),
             detail=answer[:500].decode(errors="replace") or None,
             status=status,

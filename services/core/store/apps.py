@@ -6,34 +6,36 @@ Document:
               webpush?: {vapid_public_key, subject}},
   credentials: {fcm?, apns?, webpush?: sealed JSON of the admin API body}, created, updated}`
 
-`providers` holds what may be shown; `credentials` is sealed with the master key
+`providers` holds what may be shown (`ProviderCredentials.shown()`); `credentials` is
+sealed with the master key
 (services.core.secrets) and bound to the app and provider, and no API returns it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, overload
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.core.credentials import (
     APNSCredentials,
-    Credentials,
     FCMCredentials,
+    ProviderCredentials,
     WebPushCredentials,
 )
 from services.core.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
-from services.core.events import Provider, SendTo
+from services.core.events import SendTo
+from services.core.providers import registry
 from services.core.secrets import Vault
 from services.core.store.accounts import Name, RecordId, new_id
 from services.core.store.client import Document, stored_now
 
 PackageName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^\S+$")]
-PROVIDERS: tuple[Provider, ...] = ("fcm", "apns", "webpush")
 
 
 class _Model(BaseModel):
@@ -70,7 +72,10 @@ class WebPushConfig(_Model):
 
 
 class ProviderConfigs(_Model):
-    """Which providers the app has credentials for, without the secrets."""
+    """Which providers the app has credentials for, without the secrets (a provider
+    beyond the built-in three is kept as stored)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     fcm: FCMConfig | None = None
     apns: APNSConfig | None = None
@@ -95,15 +100,59 @@ class App(_Model):
     updated: datetime
 
     @property
-    def configured(self) -> frozenset[Provider]:
+    def configured(self) -> frozenset[str]:
         """The providers the app can deliver through: those it has credentials for, or
         all of them in sandbox (the emulators need none)."""
         if self.sandbox:
-            return frozenset(PROVIDERS)
-        return frozenset(p for p in PROVIDERS if getattr(self.providers, p) is not None)
+            return frozenset(registry.names())
+        return frozenset(
+            p for p in registry.names() if getattr(self.providers, p, None) is not None
+        )
 
 
-class NewApp(_Model):
+class _CredentialSlots(_Model):
+    """A slot per provider for its credentials, under the provider's name: FCM, APNs and
+    Web Push as typed fields, any other registered provider's as a field of its own
+    `credentials_model`; a name that is neither is refused."""
+
+    # Inputs stay out of validation errors: they hold secrets.
+    model_config = ConfigDict(frozen=True, extra="allow", hide_input_in_errors=True)
+
+    @model_validator(mode="after")
+    def _other_providers(self) -> Self:
+        others = self.__pydantic_extra__ or {}
+        problems: list[InitErrorDetails] = []
+        for name, value in others.items():
+            if name not in registry.names():
+                problems.append({"type": "extra_forbidden", "loc": (name,), "input": value})
+                continue
+            if value is None:
+                continue
+            try:
+                others[name] = registry.provider_class(name).credentials_model.model_validate(value)
+            except ValidationError as exc:
+                problems.extend(_under(name, exc))
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
+
+def _under(name: str, exc: ValidationError) -> list[InitErrorDetails]:
+    """`exc`'s errors, located under the field `name`."""
+    located: list[InitErrorDetails] = []
+    for error in exc.errors():
+        detail: InitErrorDetails = {
+            "type": error["type"],
+            "loc": (name, *error["loc"]),
+            "input": error["input"],
+        }
+        if "ctx" in error:
+            detail["ctx"] = error["ctx"]
+        located.append(detail)
+    return located
+
+
+class NewApp(_CredentialSlots):
     """What creating an app takes (the admin API body)."""
 
     account_id: str
@@ -124,7 +173,7 @@ class SettingsChanges(_Model):
     verify_on_register: bool | None = None
 
 
-class AppChanges(_Model):
+class AppChanges(_CredentialSlots):
     """What updating an app takes. An absent field is kept; a provider set to null is
     removed, with its credentials."""
 
@@ -169,8 +218,8 @@ class Apps:
             "created": now,
             "updated": now,
         }
-        for provider in PROVIDERS:
-            credentials = getattr(new, provider)
+        for provider in registry.names():
+            credentials = getattr(new, provider, None)
             if credentials is not None:
                 shown, sealed = self._seal(app_id, provider, credentials)
                 document["providers"][provider] = shown
@@ -227,7 +276,7 @@ class Apps:
                 update=changes.settings.model_dump(exclude_none=True)
             )
             updates["settings"] = merged.model_dump()
-        for provider in PROVIDERS:
+        for provider in registry.names():
             if provider not in given:
                 continue
             credentials = getattr(changes, provider)
@@ -253,40 +302,28 @@ class Apps:
             raise NotFoundError(f"app {app_id} not found")
         return _app(document)
 
-    @overload
-    async def credentials(self, app_id: str, provider: Literal["fcm"]) -> FCMCredentials | None: ...
-    @overload
-    async def credentials(
-        self, app_id: str, provider: Literal["apns"]
-    ) -> APNSCredentials | None: ...
-    @overload
-    async def credentials(
-        self, app_id: str, provider: Literal["webpush"]
-    ) -> WebPushCredentials | None: ...
-    async def credentials(self, app_id: str, provider: Provider) -> Credentials | None:
-        """The app's decrypted credentials for `provider`, or None when it has none.
+    async def credentials(self, app_id: str, provider: str) -> ProviderCredentials | None:
+        """The app's decrypted credentials for `provider` (in its `credentials_model`), or
+        None when it has none.
 
-        Raises MasterKeyMissingError without a master key and SecretUnreadableError when
-        they were sealed under another key or altered. Never log what this returns.
+        Raises MasterKeyMissingError without a master key, SecretUnreadableError when
+        they were sealed under another key or altered, and ConfigError for a provider that
+        is not registered. Never log what this returns.
         """
         document = await self._apps.find_one({"_id": app_id}, {f"credentials.{provider}": 1})
         sealed = None if document is None else document.get("credentials", {}).get(provider)
         if sealed is None:
             return None
         plaintext = self._vault.open(sealed, context=f"{app_id}/{provider}")
-        if provider == "fcm":
-            return FCMCredentials.model_validate_json(plaintext)
-        if provider == "apns":
-            return APNSCredentials.model_validate_json(plaintext)
-        return WebPushCredentials.model_validate_json(plaintext)
+        return registry.provider_class(provider).credentials_model.model_validate_json(plaintext)
 
     def _seal(
-        self, app_id: str, provider: Provider, credentials: Credentials
+        self, app_id: str, provider: str, credentials: ProviderCredentials
     ) -> tuple[Document, str]:
         sealed = self._vault.seal(
             credentials.model_dump_json().encode(), context=f"{app_id}/{provider}"
         )
-        return _shown(credentials), sealed
+        return credentials.shown(), sealed
 
     async def _check_packages(self, account_id: str, app_id: str, names: list[str]) -> None:
         # Masiv finds an app by package name within the account, so a name names one app.
@@ -301,14 +338,6 @@ class Apps:
             raise InvalidRequestError(
                 f"package name {', '.join(taken)} is already used by app {clash['_id']}"
             )
-
-
-def _shown(credentials: Credentials) -> Document:
-    if isinstance(credentials, FCMCredentials):
-        return FCMConfig(project_id=credentials.project_id).model_dump()
-    if isinstance(credentials, APNSCredentials):
-        return credentials.model_dump(include={"team_id", "key_id", "topic", "sandbox"})
-    return credentials.model_dump(include={"vapid_public_key", "subject"})
 
 
 def _app(document: Document) -> App:

@@ -28,7 +28,7 @@ from pymongo.errors import DuplicateKeyError
 from services.core.events import (
     CleanupDevices,
     Platform,
-    Provider,
+    ProviderName,
     RegisterDevice,
     WebPushSubscription,
     utc_now,
@@ -113,7 +113,7 @@ class Delivery:
     platform (or the guess from the token's shape) decides it."""
 
     platform: Platform
-    provider: Provider
+    provider: ProviderName
     subscription: WebPushSubscription | None
 
     @classmethod
@@ -139,7 +139,9 @@ class DevicesRepository:
         """The device with this token under this app, active or not."""
         return await self._devices.find_one({"_id": device_id(app_id, token_hash)})
 
-    async def register(self, command: RegisterDevice, provider: Provider, token_hash: str) -> None:
+    async def register(
+        self, command: RegisterDevice, provider: ProviderName, token_hash: str
+    ) -> None:
         """Create the device, or refresh it and make it active again.
 
         A device the app already has keeps its platform, provider and subscription (its

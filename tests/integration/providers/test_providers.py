@@ -22,11 +22,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core.credentials import APNSCredentials, FCMCredentials, WebPushCredentials
 from services.core.errors import ProviderQuotaError, ProviderUnavailableError
 from services.core.events import Content, Options, PushJob, WebPushSubscription
-from services.core.providers.apns import APNsProvider
-from services.core.providers.classify import ErrorClass, classify
-from services.core.providers.fcm import FCMProvider
-from services.core.providers.webpush import WebPushProvider
-from services.core.settings import Settings
+from services.core.providers.apns import APNsProvider, APNSSettings
+from services.core.providers.classify import ErrorClass
+from services.core.providers.fcm import FCMProvider, FCMSettings
+from services.core.providers.webpush import WebPushProvider, WebPushSettings
 from services.core.store.client import Document
 from services.emulators import (
     APNSEmulator,
@@ -99,7 +98,7 @@ FULL = {
 async def fcm(fresh: Emulators) -> AsyncIterator[FCMProvider]:
     provider = FCMProvider(
         FCMCredentials(service_account=fresh.fcm.service_account()),
-        Settings(fcm_endpoint=fresh.fcm.url),
+        FCMSettings(endpoint=fresh.fcm.url),
     )
     try:
         yield provider
@@ -197,7 +196,7 @@ async def test_fcm_foreign_service_account_is_auth_config(fresh: Emulators) -> N
     account = FCMEmulator(project_id="demo-project").service_account()
     account["token_uri"] = fresh.fcm.token_uri  # same names, another key
     provider = FCMProvider(
-        FCMCredentials(service_account=account), Settings(fcm_endpoint=fresh.fcm.url)
+        FCMCredentials(service_account=account), FCMSettings(endpoint=fresh.fcm.url)
     )
     try:
         [result] = await provider.send([job("fcm", "a")])
@@ -233,7 +232,8 @@ async def test_fcm_emulator_error_bodies_classify(
         )
     error = answer.json()["error"]
     assert (
-        classify("fcm", answer.status_code, error["status"], error.get("details", [])) is expected
+        FCMProvider.classify(answer.status_code, error["status"], error.get("details", []))
+        is expected
     )
 
 
@@ -252,8 +252,8 @@ def apns_credentials(apns: APNSEmulator, **fields: Any) -> APNSCredentials:
     return APNSCredentials(**values)
 
 
-def apns_settings(apns: APNSEmulator) -> Settings:
-    return Settings(apns_endpoint=apns.url, apns_ca_file=apns.tls.ca_file)
+def apns_settings(apns: APNSEmulator) -> APNSSettings:
+    return APNSSettings(endpoint=apns.url, ca_file=apns.tls.ca_file)
 
 
 @pytest.fixture
@@ -368,7 +368,7 @@ async def webpush(fresh: Emulators, vapid: VapidPair) -> AsyncIterator[WebPushPr
             vapid_public_key=vapid.public,
             subject="mailto:ops@pushline.example",
         ),
-        Settings(webhook_allow_private=True),
+        WebPushSettings(allow_private=True),
     )
     try:
         yield provider

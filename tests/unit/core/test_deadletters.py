@@ -43,7 +43,7 @@ def test_a_dead_job_shows_its_notification_app_provider_and_token_hash() -> None
         token_hash=hash_token("secret-device-token"),
     )
     letter = DeadLetter(
-        topic=topics.JOBS_APNS.name,
+        topic=topics.JOB_TOPICS["apns"].name,
         value=encode(job).decode(),
         error="ServiceUnavailable (503)",
         attempts=5,
@@ -73,7 +73,7 @@ def test_a_dead_job_shows_its_notification_app_provider_and_token_hash() -> None
 
 def test_an_unreadable_message_shows_its_topic_and_the_error_s_first_line_only() -> None:
     letter = DeadLetter(
-        topic=topics.JOBS_FCM.name,
+        topic=topics.JOB_TOPICS["fcm"].name,
         value='{"token": "secret-device-token", "provider": ',
         error="1 validation error for PushJob\n  input_value='secret-device-token'",
         failed_at=FAILED_AT,

@@ -3,18 +3,18 @@ from __future__ import annotations
 import pytest
 
 from services.core.devices import (
-    TOKEN_LENGTH,
-    is_apns_token,
     normalize_cellphone,
     normalize_email,
     provider_for,
     token_problem,
 )
-from services.core.events import Platform, Provider, WebPushKeys, WebPushSubscription
+from services.core.events import Platform, ProviderName, WebPushKeys, WebPushSubscription
+from services.core.providers.apns import APNsProvider, is_apns_token
+from services.core.providers.fcm import FCMProvider
 from tests.unit.providers.keys import subscriber
 
 APNS = "0f" * 32
-ALL: set[Provider] = {"fcm", "apns", "webpush"}
+ALL: set[ProviderName] = {"fcm", "apns", "webpush"}
 
 
 @pytest.mark.parametrize(
@@ -36,8 +36,8 @@ def test_provider_choice(
     platform: Platform,
     token: str,
     subscription: bool,
-    configured: set[Provider],
-    expected: Provider | None,
+    configured: set[ProviderName],
+    expected: ProviderName | None,
 ) -> None:
     chosen = provider_for(platform, token, web_subscription=subscription, configured=configured)
     assert chosen == expected
@@ -72,19 +72,24 @@ def test_emails_are_lower_cased_and_checked() -> None:
 @pytest.mark.parametrize(
     ("provider", "token"),
     [
-        ("fcm", "f" * TOKEN_LENGTH["fcm"]),
+        ("fcm", "f" * FCMProvider.token_limit),
         ("fcm", "dQw4w9WgXcQ:APA91bH-x_Y.z~"),
-        ("apns", "0f" * (TOKEN_LENGTH["apns"] // 2)),
+        ("apns", "0f" * (APNsProvider.token_limit // 2)),
     ],
 )
-def test_tokens_as_providers_issue_them_pass(provider: Provider, token: str) -> None:
+def test_tokens_as_providers_issue_them_pass(provider: ProviderName, token: str) -> None:
     assert token_problem(provider, token, None, allow_http=False) is None
 
 
 @pytest.mark.parametrize(
     ("provider", "token", "reason", "says"),
     [
-        ("fcm", "f" * (TOKEN_LENGTH["fcm"] + 1), "DeviceTokenTooLong", "at most 1024 characters"),
+        (
+            "fcm",
+            "f" * (FCMProvider.token_limit + 1),
+            "DeviceTokenTooLong",
+            "at most 1024 characters",
+        ),
         ("apns", "0f" * 101, "DeviceTokenTooLong", "longer than APNs issues"),
         ("apns", "0f" * 31, "FailedToStoreDevice", "64 to 200 hex digits"),
         ("fcm", "fcm\x00token", "FailedToStoreDevice", "control characters"),
@@ -97,7 +102,7 @@ def test_tokens_as_providers_issue_them_pass(provider: Provider, token: str) -> 
     ],
 )
 def test_tokens_no_provider_issues_are_refused(
-    provider: Provider, token: str, reason: str, says: str
+    provider: ProviderName, token: str, reason: str, says: str
 ) -> None:
     problem = token_problem(provider, token, None, allow_http=True)
     assert problem is not None

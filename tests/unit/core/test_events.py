@@ -48,7 +48,7 @@ def test_feedback_events_round_trip_by_type() -> None:
     fanout = FanoutCompleted(notification_id="n1", jobs=3, by_platform={"android": 3})
     sent = outcome.model_copy(update={"outcome": "success", "reason": None})
     call = DeliveryOutcomes(outcomes=[sent, sent.model_copy(update={"token_hash": "h2"})])
-    assert decode(topics.JOBS_FCM, encode(job)) == job
+    assert decode(topics.JOB_TOPICS["fcm"], encode(job)) == job
     assert decode(topics.FEEDBACK, encode(outcome)) == outcome
     assert decode(topics.FEEDBACK, encode(fanout)) == fanout
     assert decode(topics.FEEDBACK, encode(call)) == call

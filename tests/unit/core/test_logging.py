@@ -17,9 +17,8 @@ from services.core import logging as logs
 from services.core import outbound
 from services.core.credentials import FCMCredentials, WebPushCredentials
 from services.core.events import PushJob, WebhookCall, WebPushSubscription
-from services.core.providers.fcm import FCMProvider
-from services.core.providers.webpush import WebPushProvider
-from services.core.settings import Settings
+from services.core.providers.fcm import FCMProvider, FCMSettings
+from services.core.providers.webpush import WebPushProvider, WebPushSettings
 from services.emulators import EmulatorThread, FCMEmulator, WebPushEmulator
 from services.feedback.webhooks import WebhookSender
 from tests.unit.providers.keys import vapid_pair
@@ -113,11 +112,11 @@ async def test_provider_calls_and_webhooks_log_no_device_and_no_credentials(
             vapid_public_key=vapid.public,
             subject="mailto:ops@pushline.example",
         ),
-        Settings(webhook_allow_private=True),
+        WebPushSettings(allow_private=True),
     )
     fcm = FCMProvider(
         FCMCredentials(service_account=emulators.fcm.service_account()),
-        Settings(fcm_endpoint=emulators.fcm.url),
+        FCMSettings(endpoint=emulators.fcm.url),
     )
     fcm_token = "fcm-device-token-" + "x" * 40
     try:

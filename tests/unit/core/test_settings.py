@@ -8,6 +8,9 @@ from datetime import timedelta
 import pytest
 
 from services.core.errors import ConfigError
+from services.core.providers.fcm import FCMSettings
+from services.core.providers.registry import names
+from services.core.providers.webpush import WebPushSettings
 from services.core.settings import Settings, load_settings
 
 
@@ -43,7 +46,9 @@ def test_reads_pushline_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.kafka_servers == ["kafka-0:9092", "kafka-1:9092"]
     assert settings.topic_partitions == 24
-    assert settings.fcm_endpoint == "http://127.0.0.1:9443"
+    fcm = settings.provider_settings["fcm"]
+    assert isinstance(fcm, FCMSettings)
+    assert fcm.endpoint == "http://127.0.0.1:9443"
 
 
 @pytest.mark.parametrize(
@@ -76,6 +81,18 @@ def test_other_bad_values_name_their_variable(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         load_settings()
+
+
+def test_extra_providers_are_name_module_class_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUSHLINE_EXTRA_PROVIDERS", "huawei=acme.push.huawei:HuaweiProvider")
+    assert Settings().extra_providers == {"huawei": "acme.push.huawei:HuaweiProvider"}
+    monkeypatch.setenv("PUSHLINE_EXTRA_PROVIDERS", "huawei=acme.push.huawei")
+    with pytest.raises(ConfigError, match=r"PUSHLINE_EXTRA_PROVIDERS: .*name=module:Class"):
+        load_settings()
+    monkeypatch.setenv("PUSHLINE_EXTRA_PROVIDERS", "huawei=acme.push.huawei:HuaweiProvider")
+    with pytest.raises(ConfigError, match="provider 'huawei': cannot import"):
+        load_settings()
+    assert "huawei" not in names()
 
 
 def test_ipv6_bootstrap_is_accepted() -> None:
@@ -137,7 +154,9 @@ def test_webpush_private_targets_are_a_comma_separated_host_port_list(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PUSHLINE_WEBPUSH_PRIVATE_TARGETS", "Push.Internal:8443, [::1]:9443")
-    assert load_settings().webpush_private_targets == ("push.internal:8443", "[::1]:9443")
+    webpush = load_settings().provider_settings["webpush"]
+    assert isinstance(webpush, WebPushSettings)
+    assert webpush.private_targets == ("push.internal:8443", "[::1]:9443")
     monkeypatch.setenv("PUSHLINE_WEBPUSH_PRIVATE_TARGETS", "push.internal")
     with pytest.raises(ConfigError, match="PUSHLINE_WEBPUSH_PRIVATE_TARGETS"):
         load_settings()

@@ -16,9 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from services.core.credentials import APNSCredentials
 from services.core.errors import ProviderAuthError, ProviderQuotaError
 from services.core.events import Content, Options, PushJob
-from services.core.providers.apns import APNsProvider, endpoint_for
+from services.core.providers.apns import APNsProvider, APNSSettings, endpoint_for
 from services.core.providers.classify import ErrorClass
-from services.core.settings import Settings
 from services.emulators.tls import TLSFiles, certificates
 from tests.unit.providers.apns_server import FakeAPNs, start_apns
 
@@ -71,7 +70,7 @@ async def apns(p8: ec.EllipticCurvePrivateKey, tls: TLSFiles) -> AsyncIterator[F
 async def provider(
     p8: ec.EllipticCurvePrivateKey, tls: TLSFiles, apns: FakeAPNs
 ) -> AsyncIterator[APNsProvider]:
-    settings = Settings(apns_endpoint=f"https://127.0.0.1:{apns.port}", apns_ca_file=tls.ca_file)
+    settings = APNSSettings(endpoint=f"https://127.0.0.1:{apns.port}", ca_file=tls.ca_file)
     built = APNsProvider(credentials(p8), settings)
     try:
         yield built
@@ -95,19 +94,19 @@ def job(token: str = TOKEN, **fields: Any) -> PushJob:
 
 
 def test_endpoint_by_sandbox_flag_unless_configured() -> None:
-    assert endpoint_for(Settings(apns_endpoint=None), sandbox=False) == ("api.push.apple.com", 443)
-    assert endpoint_for(Settings(apns_endpoint=None), sandbox=True) == (
+    assert endpoint_for(APNSSettings(endpoint=None), sandbox=False) == ("api.push.apple.com", 443)
+    assert endpoint_for(APNSSettings(endpoint=None), sandbox=True) == (
         "api.sandbox.push.apple.com",
         443,
     )
-    configured = Settings(apns_endpoint="https://apns.internal:2197")
+    configured = APNSSettings(endpoint="https://apns.internal:2197")
     assert endpoint_for(configured, sandbox=True) == ("apns.internal", 2197)
     with pytest.raises(ProviderAuthError):
-        endpoint_for(Settings(apns_endpoint="http://apns.internal"), sandbox=False)
+        endpoint_for(APNSSettings(endpoint="http://apns.internal"), sandbox=False)
 
 
 def test_provider_connects_where_the_endpoint_says(p8: ec.EllipticCurvePrivateKey) -> None:
-    sandbox = APNsProvider(credentials(p8, sandbox=True), Settings(apns_endpoint=None))
+    sandbox = APNsProvider(credentials(p8, sandbox=True), APNSSettings(endpoint=None))
     assert sandbox.endpoint == ("api.sandbox.push.apple.com", 443)
 
 
@@ -210,7 +209,7 @@ async def test_untrusted_server_is_a_retryable_failure(
 ) -> None:
     # Without PUSHLINE_APNS_CA_FILE the test CA is not trusted: no connection, no request.
     provider = APNsProvider(
-        credentials(p8), Settings(apns_endpoint=f"https://127.0.0.1:{apns.port}")
+        credentials(p8), APNSSettings(endpoint=f"https://127.0.0.1:{apns.port}")
     )
     try:
         [result] = await provider.send([job()])
@@ -229,7 +228,7 @@ def test_key_must_be_a_p256_p8(tmp_path: Path) -> None:
     good = credentials(ec.generate_private_key(ec.SECP256R1())).model_dump()
     for key in ("garbage", p8_text(ec.generate_private_key(ec.SECP384R1()))):
         with pytest.raises(ProviderAuthError) as caught:
-            APNsProvider.from_credentials({**good, "private_key": key}, Settings())
+            APNsProvider.from_credentials({**good, "private_key": key}, APNSSettings())
         assert caught.value.reason == "MalformedCredentials"
         assert caught.value.__cause__ is not None
         assert key not in str(caught.value)

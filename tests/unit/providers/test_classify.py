@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from services.core.providers.classify import (
-    APNsErrors,
-    ErrorClass,
-    FCMErrors,
-    WebPushErrors,
-    classify,
-)
+from services.core.providers.apns import APNsErrors
+from services.core.providers.classify import ErrorClass
+from services.core.providers.fcm import FCMErrors
+from services.core.providers.registry import provider_class
+from services.core.providers.webpush import WebPushErrors
+
+
+def classify(
+    provider: str,
+    status: int | None,
+    code: str | None = None,
+    details: Sequence[Mapping[str, Any]] = (),
+) -> ErrorClass:
+    return provider_class(provider).classify(status, code, details)
+
 
 INVALID_TOKEN = ErrorClass.INVALID_TOKEN
 MESSAGE_INVALID = ErrorClass.MESSAGE_INVALID

@@ -17,8 +17,7 @@ from services.core.credentials import FCMCredentials
 from services.core.errors import ProviderQuotaError, ProviderUnavailableError
 from services.core.events import Content, Options, PushJob
 from services.core.providers.classify import ErrorClass
-from services.core.providers.fcm import HEADERS, FCMProvider, encoder
-from services.core.settings import Settings
+from services.core.providers.fcm import HEADERS, FCMProvider, FCMSettings, encoder
 from tests.unit.providers.fcm_server import (
     Answer,
     FakeFCM,
@@ -45,7 +44,7 @@ def fcm(rsa_key: rsa.RSAPrivateKey) -> Iterator[FakeFCM]:
 async def provider(fcm: FakeFCM) -> AsyncIterator[FCMProvider]:
     built = FCMProvider(
         FCMCredentials(service_account=fcm.service_account()),
-        Settings(fcm_endpoint=fcm.base_url),
+        FCMSettings(endpoint=fcm.base_url),
     )
     try:
         yield built
@@ -291,7 +290,7 @@ async def test_unreachable_endpoint_is_retryable(fcm: FakeFCM) -> None:
         closed_port = probe.getsockname()[1]
     provider = FCMProvider(
         FCMCredentials(service_account=fcm.service_account()),
-        Settings(fcm_endpoint=f"http://127.0.0.1:{closed_port}"),
+        FCMSettings(endpoint=f"http://127.0.0.1:{closed_port}"),
     )
     try:
         [result] = await provider.send([job("a")])

@@ -8,29 +8,34 @@ import pytest
 
 from services.core.errors import MessageInvalidError, PayloadTooLargeError
 from services.core.events import Content
-from services.core.providers.payload import LIMITS, build_payload, check_notification
+from services.core.providers.payload import Payload, build_payload, check_notification
+from services.core.providers.registry import provider_class
+
+
+def build(provider: str, content: Content, data: dict[str, str]) -> Payload:
+    return build_payload(provider_class(provider), content, data)
 
 
 def fill(provider: str, size: int) -> tuple[Content, dict[str, str]]:
     """A notification whose encoded payload for `provider` is exactly `size` bytes."""
     content = Content(title="t", body="")
-    base = build_payload(provider, content, {"k": ""}).size  # type: ignore[arg-type]
+    base = build(provider, content, {"k": ""}).size
     return content, {"k": "x" * (size - base)}
 
 
 @pytest.mark.parametrize(("provider", "limit"), [("fcm", 4096), ("apns", 4096), ("webpush", 3993)])
 def test_limits_are_the_providers(provider: str, limit: int) -> None:
-    assert LIMITS[provider] == limit  # type: ignore[index]
+    assert provider_class(provider).payload_limit == limit
 
 
 @pytest.mark.parametrize("provider", ["fcm", "apns", "webpush"])
 def test_exactly_at_the_limit_passes_one_byte_over_fails(provider: str) -> None:
-    limit = LIMITS[provider]  # type: ignore[index]
+    limit = provider_class(provider).payload_limit
     content, data = fill(provider, limit)
-    assert build_payload(provider, content, data).size == limit  # type: ignore[arg-type]
+    assert build(provider, content, data).size == limit
     content, data = fill(provider, limit + 1)
     with pytest.raises(PayloadTooLargeError) as caught:
-        build_payload(provider, content, data)  # type: ignore[arg-type]
+        build(provider, content, data)
     assert (caught.value.size, caught.value.limit, caught.value.provider) == (
         limit + 1,
         limit,
@@ -43,8 +48,8 @@ def test_size_counts_utf8_bytes_not_characters() -> None:
     # 2000 two-byte characters: 2000 characters but over 3993 bytes for Web Push.
     content = Content(title="", body="é" * 2000)
     with pytest.raises(PayloadTooLargeError):
-        build_payload("webpush", content, {})
-    assert build_payload("fcm", content, {}).size == len(
+        build("webpush", content, {})
+    assert build("fcm", content, {}).size == len(
         json.dumps(
             {"notification": {"body": "é" * 2000}}, ensure_ascii=False, separators=(",", ":")
         ).encode()
@@ -54,30 +59,30 @@ def test_size_counts_utf8_bytes_not_characters() -> None:
 def test_documents_are_what_each_provider_carries() -> None:
     content = Content(title="Hi", body="There", image_url="https://img.example/a.png")
     data = {"order": "42"}
-    assert build_payload("fcm", content, data).document == {
+    assert build("fcm", content, data).document == {
         "notification": {"title": "Hi", "body": "There", "image": "https://img.example/a.png"},
         "data": {"order": "42"},
     }
-    assert build_payload("apns", content, data).document == {
+    assert build("apns", content, data).document == {
         "order": "42",
         "image_url": "https://img.example/a.png",
         "aps": {"alert": {"title": "Hi", "body": "There"}, "mutable-content": 1},
     }
-    assert build_payload("webpush", content, data).document == {
+    assert build("webpush", content, data).document == {
         "notification": {"title": "Hi", "body": "There", "image": "https://img.example/a.png"},
         "data": {"order": "42"},
     }
 
 
 def test_apns_without_alert_is_a_background_push() -> None:
-    assert build_payload("apns", Content(), {"sync": "1"}).document == {
+    assert build("apns", Content(), {"sync": "1"}).document == {
         "sync": "1",
         "aps": {"content-available": 1},
     }
 
 
 def test_apns_payload_is_compact_utf8_json() -> None:
-    payload = build_payload("apns", Content(title="Ü"), {})
+    payload = build("apns", Content(title="Ü"), {})
     assert payload.encoded == '{"aps":{"alert":{"title":"Ü"}}}'.encode()
 
 
@@ -93,7 +98,7 @@ def test_apns_payload_is_compact_utf8_json() -> None:
 )
 def test_reserved_data_keys_are_message_invalid(provider: str, data: dict[str, str]) -> None:
     with pytest.raises(MessageInvalidError) as caught:
-        build_payload(provider, Content(title="t"), data)  # type: ignore[arg-type]
+        build(provider, Content(title="t"), data)
     assert caught.value.reason == "ReservedDataKey"
     assert not isinstance(caught.value, PayloadTooLargeError)
 

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import pytest
 
 from services.core.errors import ConfigError, ProviderAuthError
-from services.core.providers.base import Provider
-from services.core.providers.registry import PROVIDERS, ProviderCache, provider_class
+from services.core.events import PushJob
+from services.core.providers.base import Provider, Result
+from services.core.providers.registry import (
+    PROVIDERS,
+    ProviderCache,
+    install,
+    names,
+    provider_class,
+)
 from services.core.providers.webpush import WebPushProvider
-from services.core.settings import Settings
 from tests.unit.providers.keys import vapid_pair
 
 
@@ -24,6 +30,33 @@ def test_each_registered_name_resolves_to_its_provider() -> None:
         assert cls.name == name
     with pytest.raises(ConfigError, match="huawei"):
         provider_class("huawei")
+
+
+class Nameless(Provider):
+    async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
+        return []
+
+
+class Unsaid(Nameless):
+    name: ClassVar = "unsaid"
+
+
+def test_extra_providers_are_checked_then_served_beside_the_built_in_ones() -> None:
+    here = "tests.unit.providers.test_registry"
+    with pytest.raises(ConfigError, match="does not say its title, credentials_model"):
+        install({"unsaid": f"{here}:Unsaid"})
+    with pytest.raises(ConfigError, match="is not a Provider named 'nameless'"):
+        install({"nameless": f"{here}:Nameless"})
+    with pytest.raises(ConfigError, match="fcm are built in"):
+        install({"fcm": f"{here}:Unsaid"})
+    assert names() == tuple(PROVIDERS)
+    try:
+        install({"dummy": "tests.integration.dummy:DummyProvider"})
+        assert names() == ("fcm", "apns", "webpush", "dummy")
+        assert provider_class("dummy").title == "Dummy"
+    finally:
+        install({})
+    assert names() == tuple(PROVIDERS)
 
 
 def test_registry_imports_provider_modules_only_on_use() -> None:
@@ -65,7 +98,7 @@ def loader() -> Loader:
 
 
 async def test_one_provider_per_app_built_once(loader: Loader) -> None:
-    cache = ProviderCache(Settings(), loader)
+    cache = ProviderCache({}, loader)
     try:
         first = await cache.get("app-1", "webpush")
         again = await cache.get("app-1", "webpush")
@@ -79,7 +112,7 @@ async def test_one_provider_per_app_built_once(loader: Loader) -> None:
 
 
 async def test_rechecked_credentials_rebuild_only_when_changed(loader: Loader) -> None:
-    cache = ProviderCache(Settings(), loader, recheck_after=0)
+    cache = ProviderCache({}, loader, recheck_after=0)
     try:
         first = await cache.get("app-1", "webpush")
         assert await cache.get("app-1", "webpush") is first  # re-read, unchanged
@@ -93,7 +126,7 @@ async def test_rechecked_credentials_rebuild_only_when_changed(loader: Loader) -
 
 async def test_malformed_credentials_are_an_auth_error_without_secrets(loader: Loader) -> None:
     loader.credentials["app-3"] = {"vapid_private_key": "SECRET-VALUE", "subject": "nope"}
-    cache = ProviderCache(Settings(), loader)
+    cache = ProviderCache({}, loader)
     with pytest.raises(ProviderAuthError) as caught:
         await cache.get("app-3", "webpush")
     assert caught.value.reason == "MalformedCredentials"
@@ -104,7 +137,7 @@ async def test_malformed_credentials_are_an_auth_error_without_secrets(loader: L
 
 async def test_least_recently_used_app_is_closed_and_dropped(loader: Loader) -> None:
     loader.set_app("app-3")
-    cache = ProviderCache(Settings(), loader, max_apps=2)
+    cache = ProviderCache({}, loader, max_apps=2)
     try:
         one = await cache.get("app-1", "webpush")
         await cache.get("app-2", "webpush")
@@ -116,13 +149,3 @@ async def test_least_recently_used_app_is_closed_and_dropped(loader: Loader) -> 
         await cache.aclose()
     assert loader.calls.count(("app-2", "webpush")) == 2
     assert loader.calls.count(("app-1", "webpush")) == 1
-
-
-async def test_forget_drops_an_apps_providers(loader: Loader) -> None:
-    cache = ProviderCache(Settings(), loader)
-    try:
-        first = await cache.get("app-1", "webpush")
-        await cache.forget("app-1")
-        assert await cache.get("app-1", "webpush") is not first
-    finally:
-        await cache.aclose()

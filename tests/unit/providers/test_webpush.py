@@ -22,13 +22,12 @@ from services.core.credentials import WebPushCredentials
 from services.core.errors import ProviderAuthError, ProviderQuotaError, ProviderUnavailableError
 from services.core.events import Content, Options, PushJob, WebPushKeys, WebPushSubscription
 from services.core.providers.classify import ErrorClass
-from services.core.providers.webpush import VapidCache, WebPushProvider
-from services.core.settings import Settings
+from services.core.providers.webpush import VapidCache, WebPushProvider, WebPushSettings
 from tests.unit.providers.keys import Subscriber, VapidPair, subscriber, vapid_pair
 
-NO_PRIVATE = Settings(webhook_allow_private=False)
+NO_PRIVATE = WebPushSettings(allow_private=False)
 # The push service listens on loopback, which only this setting lets the adapter reach.
-LOOPBACK = Settings(webhook_allow_private=True)
+LOOPBACK = WebPushSettings(allow_private=True)
 
 
 @dataclass(frozen=True)
@@ -368,7 +367,7 @@ def test_mismatched_vapid_keys_are_refused() -> None:
                 vapid_public_key=other.public,
                 subject="mailto:ops@pushline.example",
             ),
-            Settings(),
+            WebPushSettings(),
         )
     assert caught.value.reason == "VapidKeyMismatch"
     with pytest.raises(ProviderAuthError) as caught:
@@ -378,7 +377,7 @@ def test_mismatched_vapid_keys_are_refused() -> None:
                 vapid_public_key=other.public,
                 subject="mailto:ops@pushline.example",
             ),
-            Settings(),
+            WebPushSettings(),
         )
     assert caught.value.reason == "BadVapidKey"
     assert caught.value.__cause__ is not None

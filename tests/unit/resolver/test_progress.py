@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from services.core.events import Platform, Provider, PushJob
+from services.core.events import Platform, ProviderName, PushJob
 from services.core.tokens import hash_token
 from services.resolver.progress import CHECKPOINT_EVERY, Progress
 
 
-def job(token: str, provider: Provider = "fcm", platform: Platform = "android") -> PushJob:
+def job(token: str, provider: ProviderName = "fcm", platform: Platform = "android") -> PushJob:
     return PushJob(
         notification_id="n",
         account_id="acc",
