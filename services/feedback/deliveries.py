@@ -32,7 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core import metrics
 from services.core.events import DeliveryOutcome, Interaction
 from services.core.store.client import Document, insert_new
-from services.core.store.deliveries import delivery_id
+from services.core.store.deliveries import send_id
 from services.core.store.devices import DevicesRepository
 from services.core.store.notifications import TERMINAL, NotificationsRepository
 from services.core.store.retention import write_ledger
@@ -166,7 +166,7 @@ def _record(outcome: DeliveryOutcome) -> Document:
     """The `deliveries` record of an ended send."""
     assert outcome.notification_id is not None
     return {
-        "_id": delivery_id(outcome.notification_id, outcome.token_hash),
+        "_id": send_id(outcome.notification_id, outcome.token_hash),
         "notification_id": outcome.notification_id,
         "outcome": outcome.outcome,
         "platform": outcome.platform,
@@ -186,7 +186,7 @@ async def apply_interactions(
     """Count what users did with notifications, each (notification, device, type) once."""
     records = [
         {
-            "_id": f"{i.notification_id}:{i.token_hash}:{i.interaction}",
+            "_id": f"{send_id(i.notification_id, i.token_hash)}:{i.interaction}",
             "notification_id": i.notification_id,
             "interaction": i.interaction,
             "at": i.at,
