@@ -42,9 +42,11 @@ def create_app(settings: Settings) -> StreamApp:
 
     @app.agent(app.source(topics.REGISTRATIONS))
     async def registrations(stream: faust.StreamT[bytes]) -> None:
+        # The resolver reads apps and never opens their credentials, so it holds no key.
+        apps = Apps(app.db, Vault(None))
         async for event in stream.events():
             await app.until_done(
-                lambda: on_registration(app, event.key, event.value),  # noqa: B023 - awaited here
+                lambda: on_registration(app, apps, event.key, event.value),  # noqa: B023 - awaited here
                 "registration",
             )
 
@@ -60,7 +62,7 @@ def create_app(settings: Settings) -> StreamApp:
     return app
 
 
-async def on_registration(app: StreamApp, key: bytes | None, value: bytes) -> None:
+async def on_registration(app: StreamApp, apps: Apps, key: bytes | None, value: bytes) -> None:
     """Route one registration command: checked registrations and cleanups (one per
     device) go to feedback, verifications to their provider's job topic; unreadable ones
     to the DLQ."""
@@ -77,7 +79,6 @@ async def on_registration(app: StreamApp, key: bytes | None, value: bytes) -> No
         await asyncio.gather(*published)
         return
     assert isinstance(command, RegisterDevice)
-    apps = Apps(app.db, Vault(None))  # reads apps only: never needs their secrets
     result = await resolve_registration(
         command, apps, app.db, allow_private=app.settings.webhook_allow_private
     )

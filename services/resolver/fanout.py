@@ -19,17 +19,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.events import PushJob, SendRequest, SendTo
+from services.core.store.apps import app_settings
 from services.core.store.client import Document
 from services.core.store.devices import (
     Delivery,
     account_apps,
-    app_range,
+    active_app_devices,
     device_id,
     with_tokens,
 )
@@ -39,8 +38,6 @@ from services.core.tokens import hash_token
 # Selector values per directory read: large enough to amortise round trips, small enough
 # for `$in`.
 CHUNK = 500
-# Devices per cursor batch.
-CURSOR_BATCH = 1000
 
 _PROJECTION = {
     "app_id": 1,
@@ -83,8 +80,7 @@ async def send_to_of(request: SendRequest, db: AsyncDatabase[Document]) -> SendT
         return request.options.send_to
     if request.app_id is None:
         return "all"
-    app = await db.apps.find_one({"_id": request.app_id}, {"settings": 1})
-    return str(((app or {}).get("settings") or {}).get("send_to", "all"))  # type: ignore[return-value]
+    return (await app_settings(db, request.app_id)).send_to
 
 
 async def targeted_devices(
@@ -183,21 +179,11 @@ async def app_devices(
     request: SendRequest, db: AsyncDatabase[Document], after: str | None = None
 ) -> AsyncIterator[Document]:
     """Every active device of the request's app (of its account, on its `to.platforms`),
-    in `_id` order, from the one after the device `_id` `after`.
-
-    One range read: the local store answers it with one pass over the collection in `_id`
-    order, MongoDB with its `_id` index (the hint keeps that order).
-    """
+    in `_id` order, from the one after the device `_id` `after`."""
     assert request.app_id is not None
-    query: dict[str, Any] = {
-        "_id": app_range(request.app_id, after),
-        "account_id": request.account_id,
-        "status": "active",
-    }
-    if request.to.platforms:
-        query["platform"] = {"$in": sorted(set(request.to.platforms))}
-    cursor = db.devices.find(query, _PROJECTION, batch_size=CURSOR_BATCH).hint([("_id", ASCENDING)])
-    async for device in cursor:
+    async for device in active_app_devices(
+        db, request.app_id, request.account_id, request.to.platforms, _PROJECTION, after
+    ):
         yield device
 
 

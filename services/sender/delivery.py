@@ -29,8 +29,8 @@ from services.core.events import DeliveryOutcome, PushJob
 from services.core.outages import until_done
 from services.core.providers.base import Provider, Result
 from services.core.store.client import Document
+from services.core.store.marks import Marks
 from services.sender.jobs import Delivery, is_send
-from services.sender.marks import Marks
 from services.sender.outcomes import Call, Outcomes
 
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from services.core.events import DeliveryOutcome, PushJob
-from services.sender.marks import send_id
+from services.core.store.deliveries import send_id
 
 Ack = Callable[[], Awaitable[object]]
 

@@ -88,7 +88,10 @@ async def assert_exact(db: AsyncDatabase[Document], *, listed: bool = True) -> N
 
 
 async def sent(
-    db: AsyncDatabase[Document], send_to: str = "all", app_id: str | None = APP, **to: list[str]
+    db: AsyncDatabase[Document],
+    send_to: str | None = "all",
+    app_id: str | None = APP,
+    **to: list[str],
 ) -> set[str]:
     request = SendRequest(
         notification_id="n-1",
@@ -190,6 +193,19 @@ async def test_latest_is_each_values_last_registered_active_device(
     # Per cellphone, among the account's devices carrying it; skipped if reached before.
     assert await sent(db, "latest", cellphones=["573001"]) == {"old"}
     assert await sent(db, "latest", contact_ids=["ana"], cellphones=["573001"]) == {"newer"}
+
+
+async def test_a_request_without_send_to_takes_its_apps_setting(
+    store: AsyncDatabase[Document],
+) -> None:
+    db = store
+    await register(db, registration("old", contact_id="ana", age=20))
+    await register(db, registration("new", contact_id="ana", age=10))
+    # An app the store does not have: the default, every device.
+    assert await sent(db, None, contact_ids=["ana"]) == {"old", "new"}
+    await db.apps.insert_one({"_id": APP, "account_id": ACCOUNT, "settings": {"send_to": "latest"}})
+    assert await sent(db, None, contact_ids=["ana"]) == {"new"}
+    assert await sent(db, "all", contact_ids=["ana"]) == {"old", "new"}
 
 
 async def test_a_send_naming_no_app_reads_the_entries_of_each_app_of_the_account(

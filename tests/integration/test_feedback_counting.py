@@ -1,6 +1,6 @@
 """Feedback's counters against the real store: every ended send counts once, whether its
 outcome comes again (redelivery), its device is answered twice (a duplicate send), or the
-worker that recorded it died before counting it."""
+worker that recorded it died before counting it; so does every interaction."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.events import DeliveryOutcome, FanoutCompleted, utc_now
+from services.core.events import DeliveryOutcome, FanoutCompleted, Interaction, utc_now
 from services.core.store.client import Document
 from services.core.store.notifications import NotificationsRepository
-from services.feedback.deliveries import apply_outcomes
+from services.feedback.deliveries import apply_interactions, apply_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +128,17 @@ async def test_records_a_dead_worker_never_counted_are_counted_by_their_redelive
         4,
         4,
     )
+
+
+async def test_a_redelivered_interaction_counts_once(db: AsyncDatabase[Document]) -> None:
+    await notification(db, 1)
+    opened = Interaction(
+        notification_id=NOTIFICATION, app_id="app", token_hash="h0", interaction="opened"
+    )
+    clicked = opened.model_copy(update={"interaction": "clicked"})
+    await apply_interactions([opened], db)
+    await apply_interactions([opened, clicked], db)
+    await apply_interactions([clicked], db)
+    doc = await NotificationsRepository(db).get(NOTIFICATION)
+    assert doc is not None
+    assert (doc["counters"]["opened"], doc["counters"]["clicked"]) == (1, 1)

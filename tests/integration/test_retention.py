@@ -59,7 +59,7 @@ async def sent(
     hashes = [f"{i:064x}" for i in range(devices)]
     ids = [f"{notification_id}:{h}" for h in hashes]
     # The sender notes each send before its call and keeps its outcome after; so did an
-    # earlier sender, in two collections (services.sender.marks).
+    # earlier sender, in two collections (services.core.store.marks).
     await db.marks.insert_many({"_id": i, "outcome": "{}"} for i in ids)
     await db.sending.insert_many({"_id": i} for i in ids)
     await db.sends.insert_many({"_id": i, "outcome": "{}"} for i in ids)

@@ -352,3 +352,10 @@ def _app(document: Document) -> App:
         created=document["created"],
         updated=document["updated"],
     )
+
+
+async def app_settings(db: AsyncDatabase[Document], app_id: str) -> AppSettings:
+    """The app's settings (the defaults when there is no such app): one read of them alone,
+    for workers that need no more of the app."""
+    document = await db.apps.find_one({"_id": app_id}, {"settings": 1})
+    return AppSettings.model_validate((document or {}).get("settings") or {})

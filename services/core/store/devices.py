@@ -15,13 +15,13 @@ and the other conditions are checked on the documents read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import UpdateMany, UpdateOne
+from pymongo import ASCENDING, UpdateMany, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -58,6 +58,8 @@ def app_range(app_id: str, after: str | None = None) -> Document:
     return {"$gt": after or f"{app_id}:", "$lt": f"{app_id};"}
 
 
+# Devices per cursor batch of an app's range read (`active_app_devices`).
+CURSOR_BATCH = 1000
 # Devices moved per write by `migrate_device_ids`: bounded memory and bounded writes.
 MIGRATION_BATCH = 1000
 # The `migrations` document that says every device has its derived `_id`.
@@ -336,6 +338,32 @@ async def with_tokens(
         cursor = db.devices.find({"_id": {"$in": ids[start : start + READ_CHUNK]}}, projection)
         async for device in cursor:
             yield device
+
+
+async def active_app_devices(
+    db: AsyncDatabase[Document],
+    app_id: str,
+    account_id: str,
+    platforms: Collection[str],
+    projection: Mapping[str, Any],
+    after: str | None = None,
+) -> AsyncIterator[Document]:
+    """Every active device of the app under the account (on `platforms`, if any), in `_id`
+    order, from the one after the device `_id` `after`.
+
+    One range read: the local store answers it with one pass over the collection in `_id`
+    order, MongoDB with its `_id` index (the hint keeps that order).
+    """
+    query: dict[str, Any] = {
+        "_id": app_range(app_id, after),
+        "account_id": account_id,
+        "status": "active",
+    }
+    if platforms:
+        query["platform"] = {"$in": sorted(set(platforms))}
+    cursor = db.devices.find(query, projection, batch_size=CURSOR_BATCH).hint([("_id", ASCENDING)])
+    async for device in cursor:
+        yield device
 
 
 async def account_apps(db: AsyncDatabase[Document], account_id: str) -> list[str]:

@@ -52,7 +52,7 @@ _LEASE = "retention"
 
 # The collections whose documents a ledger entry names, by the collection it was written
 # for: the sender's marks of a send carry the `_id` of the send's `deliveries` record. An
-# earlier sender kept its marks in `sends` and `sending` (services.sender.marks), which
+# earlier sender kept its marks in `sends` and `sending` (services.core.store.marks), which
 # this empties; `sends` before `sending`, as the sender reads them.
 RECORDS = {
     "deliveries": ("deliveries", "marks", "sends", "sending"),

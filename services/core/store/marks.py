@@ -27,6 +27,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core.events import DeliveryOutcome
 from services.core.kafka import encode
 from services.core.store.client import Document, insert_new
+from services.core.store.deliveries import send_id
 
 # Outcomes after which a send must not be made again: the device has the notification, or
 # does not exist. A failed send may be replayed from the dead letter topic.
@@ -34,11 +35,6 @@ ENDED = frozenset({"success", "invalid_token"})
 
 # Seconds between two looks at whether earlier versions' marks are left.
 EARLIER_CHECK = 60.0
-
-
-def send_id(notification_id: str | None, token_hash: str) -> str:
-    """A send's id: its notification and device (the `_id` of its `deliveries` record)."""
-    return f"{notification_id}:{token_hash}"
 
 
 class Marks:
