@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
 
-from services.core.events import FailureReason, Platform, WebPushSubscription
+from services.core.events import Platform, WebPushSubscription
 from services.core.providers import registry
+from services.core.providers.base import TokenProblem
 
 # The events' bound, checked while a body is parsed; `token_problem` then applies the
 # provider's own, smaller one (`Provider.token_limit`).
@@ -25,15 +25,6 @@ _CELLPHONE = re.compile(r"\+?[0-9]{8,15}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
 # The events cap ids at 200 characters; RFC 5321 allows 254, which no real address nears.
 _MAX_EMAIL = 200
-
-
-@dataclass(frozen=True)
-class TokenProblem:
-    """Why a device token cannot be registered: the registration's failure reason and a
-    sentence for the caller."""
-
-    reason: FailureReason
-    message: str
 
 
 def token_problem(

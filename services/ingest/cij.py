@@ -29,8 +29,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
-from services.core.devices import TokenProblem
 from services.core.events import Callback, Platform
+from services.core.providers.base import TokenProblem
 from services.core.store.accounts import Account
 from services.ingest.auth import caller, tenants_of
 from services.ingest.bodies import Body, NonBlank, TokenText, documented, error_responses, parse

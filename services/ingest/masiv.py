@@ -26,10 +26,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from services.core.devices import TokenProblem
 from services.core.errors import IdempotencyConflictError
 from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
 from services.core.providers.apns import is_apns_token
+from services.core.providers.base import TokenProblem
 from services.core.providers.registry import names as provider_names
 from services.core.store.accounts import Account
 from services.core.store.apps import App

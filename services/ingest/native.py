@@ -20,7 +20,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
-from services.core.devices import TokenProblem
 from services.core.errors import IdempotencyConflictError
 from services.core.events import (
     Audience,
@@ -32,6 +31,7 @@ from services.core.events import (
     SendRequest,
     WebPushSubscription,
 )
+from services.core.providers.base import TokenProblem
 from services.core.store.apps import App
 from services.core.store.registrations import PENDING, Status
 from services.ingest.auth import Caller, CallerApp, tenants_of

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.core.devices import TokenProblem
+from services.core.providers.base import TokenProblem
 from services.ingest.auth import Caller, tenants_of
 from services.ingest.bodies import (
     NOT_JSON,

@@ -30,7 +30,6 @@ import jwt
 from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import APNSCredentials
-from services.core.devices import TokenProblem
 from services.core.errors import MessageInvalidError, ProviderAuthError
 from services.core.events import Content, Platform, PushJob, WebPushSubscription
 from services.core.providers import curl
@@ -39,6 +38,7 @@ from services.core.providers.base import (
     Provider,
     ProviderSettings,
     Result,
+    TokenProblem,
     alert,
 )
 from services.core.providers.classify import (

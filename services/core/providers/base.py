@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,11 +36,15 @@ from services.core.errors import (
     ProviderRejectedError,
     ProviderUnavailableError,
 )
-from services.core.events import Content, Platform, ProviderName, PushJob, WebPushSubscription
+from services.core.events import (
+    Content,
+    FailureReason,
+    Platform,
+    ProviderName,
+    PushJob,
+    WebPushSubscription,
+)
 from services.core.providers.classify import ErrorClass, by_status
-
-if TYPE_CHECKING:
-    from services.core.devices import TokenProblem
 
 SendOutcome = Literal["success", "invalid_token", "retry", "failed"]
 # How a provider claims a device (`Provider.claim`): `sole`, no other provider can reach
@@ -78,6 +82,15 @@ _OUTCOMES: dict[ErrorClass, SendOutcome] = {
     ErrorClass.RETRYABLE: "retry",
     ErrorClass.QUOTA: "retry",
 }
+
+
+@dataclass(frozen=True)
+class TokenProblem:
+    """Why a device token cannot be registered: the registration's failure reason and a
+    sentence for the caller."""
+
+    reason: FailureReason
+    message: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,6 @@ from pywebpush import WebPusher, WebPushException
 
 from services.core import outbound
 from services.core.credentials import WebPushCredentials
-from services.core.devices import TokenProblem
 from services.core.errors import MessageInvalidError, OutboundRefusedError, ProviderAuthError
 from services.core.events import Platform, PushJob, WebPushSubscription
 from services.core.providers import transport
@@ -39,6 +38,7 @@ from services.core.providers.base import (
     Provider,
     ProviderSettings,
     Result,
+    TokenProblem,
     parse_retry_after,
 )
 from services.core.providers.classify import (
