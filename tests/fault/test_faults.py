@@ -24,7 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core.events import SendRequest
 from services.core.settings import Settings
 from services.core.store.client import Document
-from services.emulators.state import Record
+from services.sandbox.emulators.state import Record
 from tests.devices import store_devices
 from tests.fault.conftest import Stack
 from tests.integration.kafka_io import eventually

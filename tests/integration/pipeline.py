@@ -15,8 +15,8 @@ from services.core.store.client import Document
 from services.core.store.devices import device_id
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
-from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
-from services.emulators.__main__ import write_clients
+from services.sandbox.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
+from services.sandbox.emulators.__main__ import write_clients
 from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish
 

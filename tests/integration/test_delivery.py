@@ -18,8 +18,8 @@ from services.core.events import Audience, Content, DeadLetter, SendRequest, utc
 from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.client import Document
-from services.emulators.state import TokenState
 from services.ingest.app import create_app
+from services.sandbox.emulators.state import TokenState
 from tests.devices import store_devices
 from tests.integration.kafka_io import eventually, publish, read
 from tests.integration.pipeline import (

@@ -13,7 +13,7 @@ import pytest
 from tests.integration import processes
 
 
-@pytest.mark.parametrize("module", ["services.cli emulators", "services.emulators"])
+@pytest.mark.parametrize("module", ["services.cli emulators", "services.sandbox.emulators"])
 async def test_the_command_serves_all_three(tmp_path: Path, module: str) -> None:
     ports = {name: processes.free_port() for name in ("fcm", "apns", "webpush")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHLINE_")}

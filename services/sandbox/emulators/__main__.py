@@ -1,4 +1,4 @@
-"""Entry point: `pushline emulators` or `python -m services.emulators`.
+"""Entry point: `pushline emulators` or `python -m services.sandbox.emulators`.
 
 Runs the three emulators on 127.0.0.1 until SIGTERM or SIGINT. Keys, the CA and what a
 client needs to reach each emulator (`clients.json`) live in `$PUSHLINE_STATE_DIR/emulators`
@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import serialization
 from services.core import eventloop
 from services.core.process import start
 from services.core.settings import Settings
-from services.emulators.apns import APNSEmulator
-from services.emulators.emulator import Emulator
-from services.emulators.fcm import FCMEmulator
-from services.emulators.keys import ec_key, pkcs8_pem, rsa_key, secret
-from services.emulators.webpush import WebPushEmulator, b64url
+from services.sandbox.emulators.apns import APNSEmulator
+from services.sandbox.emulators.emulator import Emulator
+from services.sandbox.emulators.fcm import FCMEmulator
+from services.sandbox.emulators.keys import ec_key, pkcs8_pem, rsa_key, secret
+from services.sandbox.emulators.webpush import WebPushEmulator, b64url
 
 log = logging.getLogger(__name__)
 
