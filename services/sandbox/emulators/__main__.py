@@ -1,97 +1,76 @@
 """Entry point: `pushline emulators` or `python -m services.sandbox.emulators`.
 
-Runs the three emulators on 127.0.0.1 until SIGTERM or SIGINT. Keys, the CA and what a
-client needs to reach each emulator (`clients.json`) live in `$PUSHLINE_STATE_DIR/emulators`
-and are reused on the next start.
+Runs the three emulators on 127.0.0.1 until SIGTERM or SIGINT. Their keys and CA live in
+`$PUSHLINE_STATE_DIR/emulators` and are reused on the next start; while they run,
+`sandbox.env` there holds the `PUSHLINE_SANDBOX_*` settings that point the services at
+them (`services.sandbox.environment`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
 
 from services.core import eventloop
 from services.core.process import start
 from services.core.settings import Settings
+from services.sandbox import environment
 from services.sandbox.emulators.apns import APNSEmulator
 from services.sandbox.emulators.emulator import Emulator
 from services.sandbox.emulators.fcm import FCMEmulator
-from services.sandbox.emulators.keys import ec_key, pkcs8_pem, rsa_key, secret
-from services.sandbox.emulators.webpush import WebPushEmulator, b64url
+from services.sandbox.emulators.keys import ec_key, rsa_key, secret
+from services.sandbox.emulators.settings import sandbox_settings
+from services.sandbox.emulators.webpush import WebPushEmulator
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 
 
-def build(settings: Settings) -> list[tuple[Emulator, int]]:
-    """The three emulators with their keys from the state directory, and their ports."""
-    directory = settings.state_dir / "emulators"
-    fcm = FCMEmulator(
-        key=rsa_key(directory / "fcm-service-account-key.pem"),
-        token_secret=secret(directory / "fcm-token-secret"),
+def build(directory: Path) -> tuple[FCMEmulator, APNSEmulator, WebPushEmulator]:
+    """The three emulators, with their keys from `directory`."""
+    return (
+        FCMEmulator(
+            key=rsa_key(directory / "fcm-service-account-key.pem"),
+            token_secret=secret(directory / "fcm-token-secret"),
+        ),
+        APNSEmulator(cert_dir=directory / "tls", key=ec_key(directory / "apns-key.p8")),
+        WebPushEmulator(subscription_secret=secret(directory / "webpush-secret")),
     )
-    apns = APNSEmulator(cert_dir=directory / "tls", key=ec_key(directory / "apns-key.p8"))
-    webpush = WebPushEmulator(subscription_secret=secret(directory / "webpush-secret"))
-    return [
-        (fcm, settings.emulator_fcm_port),
-        (apns, settings.emulator_apns_port),
-        (webpush, settings.emulator_webpush_port),
-    ]
-
-
-def sandbox_vapid(settings: Settings) -> dict[str, str]:
-    """VAPID credentials for sandbox apps that have none (a browser-bound subscription
-    still needs the app's own key)."""
-    key = ec_key(settings.state_dir / "emulators" / "sandbox-vapid.pem")
-    public = key.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    return {
-        "vapid_private_key": pkcs8_pem(key),
-        "vapid_public_key": b64url(public),
-        "subject": "mailto:sandbox@pushline.invalid",
-    }
-
-
-def write_clients(settings: Settings, emulators: Sequence[Emulator]) -> Path:
-    """Write `clients.json` under the state dir: how a sandbox app's sender reaches each
-    of `emulators` (Web Push with the sandbox VAPID key). Returns its path."""
-    clients = {emulator.provider: emulator.client_config() for emulator in emulators}
-    clients["webpush"]["vapid"] = sandbox_vapid(settings)
-    path = settings.state_dir / "emulators" / "clients.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clients, indent=2) + "\n")
-    path.chmod(0o600)
-    return path
 
 
 async def serve(settings: Settings) -> None:
-    """Start the emulators, write clients.json, and serve until a stop signal."""
+    """Start the emulators, write the sandbox's settings, and serve until a stop signal."""
     eventloop.report()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    emulators = build(settings)
+    fcm, apns, webpush = build(settings.state_dir / "emulators")
+    ports = {
+        fcm: settings.emulator_fcm_port,
+        apns: settings.emulator_apns_port,
+        webpush: settings.emulator_webpush_port,
+    }
     started: list[Emulator] = []
     try:
-        for emulator, port in emulators:
+        for emulator, port in ports.items():
             await emulator.start(HOST, port)
             started.append(emulator)
-        path = write_clients(settings, started)
+        sandbox = sandbox_settings(fcm, apns, webpush, settings.state_dir / "emulators")
+        path = environment.write(settings.state_dir, sandbox)
         log.info(
             "emulators listening",
-            extra={"urls": {e.provider: e.url for e in started}, "clients": str(path)},
+            extra={"urls": {e.provider: e.url for e in started}, "sandbox": str(path)},
         )
-        await stop.wait()
+        try:
+            await stop.wait()
+        finally:
+            # Services started from now on find no emulators, rather than stopped ones.
+            environment.remove(settings.state_dir)
     finally:
         for emulator in started:
             await emulator.stop()

@@ -4,6 +4,8 @@ in, so the services run without the test rig."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,20 @@ def test_no_production_module_imports_the_sandbox() -> None:
 )
 def test_each_form_of_import_is_seen(source: str) -> None:
     assert any(sandboxed(name) for name in imported(source, "services.sender"))
+
+
+def test_a_service_process_loads_no_emulator() -> None:
+    # `pushline sender` and the rest start through the command line, which wires in
+    # `pushline sandbox`: that must not bring the emulators along.
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, services.cli; print(*sorted(sys.modules), sep='\\n')",
+        ],
+        cwd=SERVICES.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert [name for name in loaded if name.startswith(f"{SANDBOX}.emulators")] == []
