@@ -29,7 +29,7 @@ from bench.harness import Stage, cpu_seconds, emulator_costs, peak_rss_mb, share
 from services.core import eventloop, kafka, topics
 from services.core.events import PushJob
 from services.core.secrets import Vault
-from services.core.settings import Settings
+from services.core.settings import load_settings
 from services.core.store.apps import Apps
 from services.core.store.client import Document
 from services.sender.app import BATCH
@@ -92,7 +92,7 @@ class _Sender:
 
 
 async def _consume(mode: str, count: int) -> dict[str, Any]:
-    settings = Settings()
+    settings = load_settings()
     mongo: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
     providers = AppProviders(settings, Apps(mongo.get_default_database(), Vault(None)))
     sender = _Sender(providers, settings.send_concurrency)

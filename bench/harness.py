@@ -27,14 +27,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import kafka, topics
 from services.core.events import Audience, Content, SendRequest, utc_now
-from services.core.settings import Settings
+from services.core.settings import SandboxSettings, Settings
 from services.core.store.client import Document
 from services.core.store.devices import device_id
 from services.core.store.directory import Directory
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
-from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
-from services.emulators.__main__ import write_clients
+from services.sandbox import environment
+from services.sandbox.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
+from services.sandbox.emulators.settings import sandbox_settings
 
 ACCOUNT = "bench"
 APP = "bench-app"
@@ -119,6 +120,8 @@ class Stage:
     """A run's namespace, database, emulators and the services started in it."""
 
     settings: Settings
+    # Where the services find the emulators.
+    sandbox: SandboxSettings
     state: Path
     db: AsyncDatabase[Document]
     fcm: FCMEmulator
@@ -136,6 +139,7 @@ class Stage:
             "PUSHLINE_NAMESPACE": self.settings.namespace,
             "PUSHLINE_STATE_DIR": str(self.state),
             "PUSHLINE_LOG_LEVEL": "WARNING",
+            **environment.variables(self.sandbox),
         }
 
     def emulators_cpu(self) -> dict[str, float]:
@@ -217,7 +221,7 @@ async def stage() -> AsyncIterator[Stage]:
             emulator.provider: threads.enter_context(EmulatorThread(emulator))
             for emulator in (fcm, apns, webpush)
         }
-        write_clients(settings.model_copy(update={"state_dir": state}), [fcm, apns, webpush])
+        sandbox = sandbox_settings(fcm, apns, webpush, state / "emulators")
         await ensure_indexes(db)
         now = utc_now()
         await db.apps.insert_one(
@@ -230,7 +234,7 @@ async def stage() -> AsyncIterator[Stage]:
                 "updated": now,
             }
         )
-        running = Stage(settings, state, db, fcm, apns, webpush, emulators)
+        running = Stage(settings, sandbox, state, db, fcm, apns, webpush, emulators)
         try:
             yield running
         finally:

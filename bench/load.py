@@ -38,6 +38,8 @@ from pywebpush import WebPusher
 
 from bench.harness import cpu_seconds, free_port
 from services.core.providers import curl
+from services.core.settings import APNSSandbox, FCMSandbox, SandboxSettings, WebPushSandbox
+from services.sandbox import environment
 
 PROVIDERS = ("fcm", "apns", "webpush")
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -59,7 +61,7 @@ class EmulatorProcess:
             "PUSHLINE_LOG_LEVEL": "WARNING",
             **{f"PUSHLINE_EMULATOR_{p.upper()}_PORT": str(port) for p, port in self.ports.items()},
         }
-        self._clients = state / "emulators" / "clients.json"
+        self._state = state
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "emulators"],
             env=env,
@@ -67,15 +69,14 @@ class EmulatorProcess:
             stderr=subprocess.DEVNULL,
         )
 
-    def clients(self) -> dict[str, Any]:
-        """clients.json, once the emulators listen."""
+    def sandbox(self) -> SandboxSettings:
+        """Where the emulators are and the credentials they take, once they listen."""
         deadline = time.monotonic() + 60
-        while not self._clients.exists():
+        while not environment.path(self._state).exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("pushline emulators did not start")
             time.sleep(0.1)
-        config: dict[str, Any] = json.loads(self._clients.read_text())
-        return config
+        return environment.read(self._state)
 
     def cpu(self) -> float:
         return cpu_seconds(self.process.pid)
@@ -85,13 +86,14 @@ class EmulatorProcess:
         self.process.wait(30)
 
 
-async def _fcm(config: dict[str, Any], http: aiohttp.ClientSession) -> Send:
+async def _fcm(emulator: FCMSandbox, http: aiohttp.ClientSession) -> Send:
+    account = emulator.credentials.service_account
     # google-auth leaves this constructor untyped.
     credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-        config["service_account"], scopes=[FCM_SCOPE]
+        account, scopes=[FCM_SCOPE]
     )
     await asyncio.to_thread(credentials.refresh, Request())
-    url = f"{config['endpoint']}/v1/projects/{config['project_id']}/messages:send"
+    url = f"{emulator.endpoint}/v1/projects/{account['project_id']}/messages:send"
     headers = {"Authorization": f"Bearer {credentials.token}"}
 
     async def send(index: int) -> int:
@@ -109,38 +111,39 @@ async def _fcm(config: dict[str, Any], http: aiohttp.ClientSession) -> Send:
     return send
 
 
-async def _apns(config: dict[str, Any], clients: list[curl.Multi]) -> Send:
-    ca = await asyncio.to_thread(Path(config["ca_file"]).read_bytes)
+async def _apns(emulator: APNSSandbox, clients: list[curl.Multi]) -> Send:
+    apns = emulator.credentials
+    ca = await asyncio.to_thread(emulator.ca_file.read_bytes)
     client = curl.Multi(ca, connections=4, timeout=30.0)
     clients.append(client)
     token = jwt.encode(
-        {"iss": config["team_id"], "iat": int(time.time())},
-        config["key"],
+        {"iss": apns.team_id, "iat": int(time.time())},
+        apns.private_key,
         algorithm="ES256",
-        headers={"kid": config["key_id"]},
+        headers={"kid": apns.key_id},
     )
     headers = [
         f"authorization: bearer {token}",
-        f"apns-topic: {config['topics'][0]}",
+        f"apns-topic: {apns.topic}",
         "apns-push-type: alert",
         "apns-priority: 10",
     ]
     body = json.dumps({"aps": {"alert": "One of many"}}).encode()
 
     async def send(index: int) -> int:
-        url = f"{config['endpoint']}/3/device/{index:064x}"
+        url = f"{emulator.endpoint}/3/device/{index:064x}"
         return (await client.post(url, headers, body)).status
 
     return send
 
 
-async def _webpush(config: dict[str, Any], http: aiohttp.ClientSession) -> Send:
-    vapid = Vapid02.from_pem(config["vapid"]["vapid_private_key"].encode())
-    claims = {"sub": config["vapid"]["subject"], "aud": config["endpoint"]}
+async def _webpush(emulator: WebPushSandbox, http: aiohttp.ClientSession) -> Send:
+    vapid = Vapid02.from_pem(emulator.credentials.vapid_private_key.encode())
+    claims = {"sub": emulator.credentials.subject, "aud": emulator.endpoint}
     authorization = vapid.sign(claims)["Authorization"]
     pushes = []
     for _ in range(SUBSCRIPTIONS):
-        async with http.post(config["subscribe"], json={}) as answer:
+        async with http.post(f"{emulator.endpoint}/_emulator/subscriptions", json={}) as answer:
             subscription = await answer.json()
         encoded = WebPusher(subscription).encode(b'{"title": "Load", "body": "One of many"}')
         headers = {
@@ -177,15 +180,17 @@ async def measure(provider: str, requests: int, concurrency: int) -> dict[str, A
         emulators = EmulatorProcess(Path(tmp))
         apns_clients: list[curl.Multi] = []
         try:
-            config = emulators.clients()[provider]
+            sandbox = emulators.sandbox()
             connector = aiohttp.TCPConnector(limit=concurrency)
             async with aiohttp.ClientSession(connector=connector) as http:
-                if provider == "fcm":
-                    send = await _fcm(config, http)
-                elif provider == "apns":
-                    send = await _apns(config, apns_clients)
+                if provider == "fcm" and sandbox.fcm is not None:
+                    send = await _fcm(sandbox.fcm, http)
+                elif provider == "apns" and sandbox.apns is not None:
+                    send = await _apns(sandbox.apns, apns_clients)
+                elif sandbox.webpush is not None:
+                    send = await _webpush(sandbox.webpush, http)
                 else:
-                    send = await _webpush(config, http)
+                    raise RuntimeError(f"pushline emulators runs no {provider} emulator")
                 await _drive(send, WARM_UP, concurrency)
                 cpu, client_cpu = emulators.cpu(), cpu_seconds(os.getpid())
                 started = time.perf_counter()

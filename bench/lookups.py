@@ -41,10 +41,10 @@ from services.core.store.client import Document
 from services.core.store.devices import DevicesRepository
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
-from services.emulators import WebPushEmulator
 from services.ingest.sending import Sends
 from services.resolver import registrations
 from services.resolver.fanout import expand
+from services.sandbox.emulators import WebPushEmulator
 
 OTHER_APP = "bench-app-2"
 # Before the contact directory, feedback applied a contact-wide cleanup as it came.

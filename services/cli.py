@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from aiokafka.errors import KafkaError
 from pymongo.errors import ConnectionFailure
 
-from services import admin_cli, sandbox
+from services import admin_cli
 from services.core import eventloop, process
 from services.core import logging as logs
 from services.core.deadletters import LetterFilter, describe, listed, replay
@@ -22,8 +22,15 @@ from services.core.kafka import ensure_topics
 from services.core.settings import Settings, load_settings
 from services.core.store import client as store
 from services.core.store.replays import Replays
+from services.sandbox import command as sandbox
 
 SERVICES = ("ingest", "resolver", "sender", "feedback")
+# The processes `pushline NAME` runs, by the module of each one's entry point: the four
+# services and the sandbox's emulators (the test rig, which no service imports).
+_PROCESSES = {
+    **{name: f"services.{name}.__main__" for name in SERVICES},
+    "emulators": "services.sandbox.emulators.__main__",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,9 +84,9 @@ def _log_level(settings: Settings) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; return the process exit code (2 for a configuration error)."""
     args = _parser().parse_args(argv)
-    if args.command in (*SERVICES, "emulators"):
+    if args.command in _PROCESSES:
         # Imported by name so that each process loads only its own service.
-        entry = importlib.import_module(f"services.{args.command}.__main__")
+        entry = importlib.import_module(_PROCESSES[args.command])
         return process.start(args.command, entry.run)
     eventloop.install()
     try:

@@ -8,6 +8,8 @@
 #   services.sh status  say what runs
 #
 # Every PUSHLINE_* variable in the caller's environment reaches every service unchanged.
+# The emulators start first: once they listen they write where they are, the
+# PUSHLINE_SANDBOX_* settings, to $state/emulators/sandbox.env, which the services then get.
 # For development only, a master key and an admin API token are generated once into the
 # state directory (master.key, admin.token) when PUSHLINE_MASTER_KEY or PUSHLINE_ADMIN_TOKEN
 # is not set, so that the README's examples work after a plain `make run`. The workers'
@@ -20,16 +22,16 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 state=${PUSHLINE_STATE_DIR:-$HOME/.local/state/pushline}
 python=${PUSHLINE_PYTHON:-$root/.venv/bin/python}
 services=(emulators ingest resolver sender feedback)
-# Where each process answers when ready: the ingest on its HTTP port, workers on their
-# metrics ports, the emulators (for sandbox apps) on the FCM emulator's control API.
+# Written by the emulators once they listen, removed when they stop.
+sandbox_env=$state/emulators/sandbox.env
+# Where each service answers when ready: the ingest on its HTTP port, workers on their
+# metrics ports.
 declare -A ports=(
-  [emulators]=${PUSHLINE_EMULATOR_FCM_PORT:-9441}
   [ingest]=${PUSHLINE_INGEST_PORT:-8080}
   [resolver]=${RESOLVER_PORT:-9101}
   [sender]=${SENDER_PORT:-9102}
   [feedback]=${FEEDBACK_PORT:-9103}
 )
-declare -A ready_paths=([emulators]=/_emulator/records)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 alive() { [[ -f $state/run/$1.pid ]] && kill -0 "$(cat "$state/run/$1.pid")" 2>/dev/null; }
@@ -46,35 +48,66 @@ dev_secret() {
   export "$variable=$(cat "$file")"
 }
 
+# launch NAME: start `pushline NAME` in the background unless it runs.
+launch() {
+  local name=$1
+  if alive "$name"; then
+    log "$name already runs (pid $(cat "$state/run/$name.pid"))"
+    return
+  fi
+  # A file left by emulators killed outright would name stopped ones.
+  [[ $name == emulators ]] && rm -f "$sandbox_env"
+  # Each worker its own metrics port; the emulators have none.
+  (
+    [[ -n ${ports[$name]:-} ]] && export PUSHLINE_METRICS_PORT=${ports[$name]}
+    exec nohup "$python" -m services.cli "$name" >>"$state/logs/$name.log" 2>&1
+  ) &
+  echo $! >"$state/run/$name.pid"
+  log "started $name (pid $!, log $state/logs/$name.log)"
+}
+
+# ready NAME: whether it answers (the emulators: whether they wrote where they are).
+ready() {
+  if [[ $1 == emulators ]]; then
+    [[ -s $sandbox_env ]]
+  else
+    curl -fsS -o /dev/null "http://127.0.0.1:${ports[$1]}/readyz" 2>/dev/null
+  fi
+}
+
+# await_ready NAME: wait up to 90 s for it; exit with its log's tail if it exits or never
+# answers.
+await_ready() {
+  local name=$1 i
+  for i in $(seq 1 180); do
+    ready "$name" && return
+    if ! alive "$name"; then
+      tail -n 30 "$state/logs/$name.log" >&2
+      log "$name exited; see $state/logs/$name.log"
+      exit 1
+    fi
+    sleep 0.5
+  done
+  ready "$name" || { log "$name not ready"; exit 1; }
+}
+
 start() {
   mkdir -p "$state/run" "$state/logs"
   dev_secret PUSHLINE_MASTER_KEY master.key "master key"
   dev_secret PUSHLINE_ADMIN_TOKEN admin.token "admin API token"
+  launch emulators
+  await_ready emulators
+  # Where sandbox apps deliver, for every service started from here on.
+  set -a
+  # shellcheck source=/dev/null
+  . "$sandbox_env"
+  set +a
   local name
-  for name in "${services[@]}"; do
-    if alive "$name"; then
-      log "$name already runs (pid $(cat "$state/run/$name.pid"))"
-      continue
-    fi
-    PUSHLINE_METRICS_PORT=${ports[$name]} \
-      nohup "$python" -m services.cli "$name" >>"$state/logs/$name.log" 2>&1 &
-    echo $! >"$state/run/$name.pid"
-    log "started $name (pid $!, log $state/logs/$name.log)"
+  for name in "${services[@]:1}"; do
+    launch "$name"
   done
-  for name in "${services[@]}"; do
-    local url="http://127.0.0.1:${ports[$name]}${ready_paths[$name]:-/readyz}" i
-    for i in $(seq 1 180); do
-      if curl -fsS -o /dev/null "$url" 2>/dev/null; then
-        break
-      fi
-      if ! alive "$name"; then
-        tail -n 30 "$state/logs/$name.log" >&2
-        log "$name exited; see $state/logs/$name.log"
-        exit 1
-      fi
-      sleep 0.5
-    done
-    curl -fsS -o /dev/null "$url" || { log "$name not ready at $url"; exit 1; }
+  for name in "${services[@]:1}"; do
+    await_ready "$name"
   done
   local host=${PUSHLINE_INGEST_HOST:-127.0.0.1}
   echo "Pushline is running. Ingest: http://$host:${ports[ingest]} (OpenAPI docs at /docs)"

@@ -3,20 +3,24 @@
 Only `load_settings()` reads the environment; everything else receives a `Settings`. Each
 provider has its own block (`Provider.settings_model`, `PUSHLINE_FCM_ENDPOINT` and so on),
 read beside the rest into `Settings.provider_settings`; a provider's client gets its block
-alone.
+alone. Where sandbox apps deliver (`PUSHLINE_SANDBOX_*`) is the `SandboxSettings` block,
+read beside them into `Settings.sandbox`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -24,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.core.credentials import APNSCredentials, FCMCredentials, WebPushCredentials
 from services.core.errors import ConfigError
 from services.core.providers import registry
 from services.core.providers.base import ProviderSettings
@@ -92,6 +97,19 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _json(value: object) -> object:
+    # Decoded here rather than by pydantic-settings, so that a bad document is reported as
+    # a problem of its variable.
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise ValueError("expected a JSON document") from None
+
+
 def _master_key(value: SecretStr) -> SecretStr:
     check_master_key(value.get_secret_value())
     return value
@@ -122,6 +140,54 @@ MongoURI = Annotated[str, AfterValidator(_mongodb_uri)]
 HttpURL = Annotated[str, AfterValidator(_http_url)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 ExtraProviders = Annotated[dict[str, str], NoDecode, BeforeValidator(_extra_providers)]
+_Target = TypeVar("_Target", bound=BaseModel)
+Sandbox = Annotated[_Target | None, NoDecode, BeforeValidator(_json)]
+
+
+class _SandboxTarget(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The emulator's base URL, in place of the provider's.
+    endpoint: HttpURL
+
+
+class FCMSandbox(_SandboxTarget):
+    """`PUSHLINE_SANDBOX_FCM`: `{"endpoint", "credentials": {"service_account": {...}}}`."""
+
+    credentials: FCMCredentials
+
+
+class APNSSandbox(_SandboxTarget):
+    """`PUSHLINE_SANDBOX_APNS`: `{"endpoint", "ca_file", "credentials": {"team_id",
+    "key_id", "topic", "private_key"}}`; `ca_file` is the CA of the emulator's TLS."""
+
+    ca_file: Path
+    credentials: APNSCredentials
+
+
+class WebPushSandbox(_SandboxTarget):
+    """`PUSHLINE_SANDBOX_WEBPUSH`: `{"endpoint", "credentials": {"vapid_private_key",
+    "vapid_public_key", "subject"}}`; its subscriptions' endpoints are under `endpoint`."""
+
+    credentials: WebPushCredentials
+
+
+class SandboxSettings(BaseSettings):
+    """Where sandbox apps deliver instead of Google's and Apple's services, and the
+    credentials they use there: the emulators of `pushline emulators`, which writes these
+    variables for the services it runs beside (`$PUSHLINE_STATE_DIR/emulators/sandbox.env`).
+    Each is a JSON document; a provider left unset has no sandbox."""
+
+    model_config = SettingsConfigDict(env_prefix="PUSHLINE_SANDBOX_", frozen=True, extra="ignore")
+
+    fcm: Sandbox[FCMSandbox] = None
+    apns: Sandbox[APNSSandbox] = None
+    webpush: Sandbox[WebPushSandbox] = None
+
+    @property
+    def configured(self) -> bool:
+        """Whether any emulator is configured."""
+        return any(emulator is not None for emulator in (self.fcm, self.apns, self.webpush))
 
 
 class Settings(BaseSettings):
@@ -141,6 +207,8 @@ class Settings(BaseSettings):
     # Each provider's settings block by name, read by `load_settings()`; a provider
     # without one here gets its block's defaults.
     provider_settings: Annotated[Mapping[str, ProviderSettings], Field(exclude=True)] = {}
+    # The sandbox's emulators, read by `load_settings()`; none by default.
+    sandbox: Annotated[SandboxSettings, Field(exclude=True)] = SandboxSettings.model_construct()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 2 * 2**20
     ingest_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 128
     publish_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
@@ -190,7 +258,8 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     """Read and validate the environment once: the settings, then, with the providers of
-    `PUSHLINE_EXTRA_PROVIDERS` installed beside the built-in ones, each provider's block.
+    `PUSHLINE_EXTRA_PROVIDERS` installed beside the built-in ones, each provider's block,
+    then the sandbox's.
 
     Raises ConfigError naming each bad variable, its problem and the value's start, or
     the provider that cannot be loaded.
@@ -208,7 +277,11 @@ def load_settings() -> Settings:
         except ValidationError as exc:
             prefix = str(model.model_config.get("env_prefix", "PUSHLINE_"))
             raise ConfigError(_problems(exc, prefix)) from exc
-    return settings.model_copy(update={"provider_settings": blocks})
+    try:
+        sandbox = SandboxSettings()
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, "PUSHLINE_SANDBOX_")) from exc
+    return settings.model_copy(update={"provider_settings": blocks, "sandbox": sandbox})
 
 
 def _problems(exc: ValidationError, prefix: str) -> str:

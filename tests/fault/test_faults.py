@@ -24,7 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core.events import SendRequest
 from services.core.settings import Settings
 from services.core.store.client import Document
-from services.emulators.state import Record
+from services.sandbox.emulators.state import Record
 from tests.devices import store_devices
 from tests.fault.conftest import Stack
 from tests.integration.kafka_io import eventually
@@ -58,20 +58,18 @@ _SEND_REQUEST_OUTAGES = re.compile(
 
 
 @pytest.fixture
-def emulators(tmp_path: Path, settings: Settings) -> Iterator[Emulators]:
+def emulators(tmp_path: Path) -> Iterator[Emulators]:
     running = Emulators(tmp_path / "tls")
     with running.thread:
-        running.write_clients(tmp_path / "state", settings)
+        running.point(tmp_path / "state")
         # Slow enough that every fault lands mid-send.
         running.apns.controls.slow_down(0.002)
         yield running
 
 
 @pytest.fixture
-async def pipeline(
-    child_env: dict[str, str], tmp_path: Path, emulators: Emulators
-) -> AsyncIterator[Pipeline]:
-    running = Pipeline({**child_env, "PUSHLINE_STATE_DIR": str(tmp_path / "state")})
+async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
+    running = Pipeline({**child_env, **emulators.env})
     try:
         await asyncio.gather(*(running.start(name, s) for name, s in WORKERS.items()))
         yield running

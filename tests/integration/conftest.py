@@ -41,8 +41,8 @@ async def workers(child_env: dict[str, str]) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def emulators(tmp_path: Path, settings: Settings) -> Iterator[Emulators]:
+def emulators(tmp_path: Path) -> Iterator[Emulators]:
     running = Emulators(tmp_path / "tls")
     with running.thread:
-        running.write_clients(tmp_path / "state", settings)
+        running.point(tmp_path / "state")
         yield running

@@ -10,13 +10,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
 from services.core.events import Audience, Content, SendRequest, utc_now
-from services.core.settings import Settings
+from services.core.settings import SandboxSettings, Settings
 from services.core.store.client import Document
 from services.core.store.devices import device_id
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
-from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
-from services.emulators.__main__ import write_clients
+from services.sandbox import environment
+from services.sandbox.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
+from services.sandbox.emulators.settings import sandbox_settings
 from tests.integration import processes
 from tests.integration.kafka_io import eventually, publish
 
@@ -32,13 +33,17 @@ class Emulators:
         self.apns = APNSEmulator(cert_dir=cert_dir, record_limit=100_000)
         self.webpush = WebPushEmulator(record_limit=100_000)
         self.thread = EmulatorThread(self.fcm, self.apns, self.webpush)
+        # Set by `point()`.
+        self.sandbox = SandboxSettings.model_construct()
+        self.env: dict[str, str] = {}
 
-    def write_clients(self, state_dir: Path, settings: Settings) -> None:
-        """What `pushline emulators` writes for sandbox apps, under `state_dir`."""
-        write_clients(
-            settings.model_copy(update={"state_dir": state_dir}),
-            [self.fcm, self.apns, self.webpush],
-        )
+    def point(self, state_dir: Path) -> None:
+        """Once they listen, what `pushline emulators` does: write the sandbox's settings
+        under `state_dir`. `sandbox` then points a sender at these emulators, and `env` (the
+        state dir and the `PUSHLINE_SANDBOX_*` variables) a worker process."""
+        self.sandbox = sandbox_settings(self.fcm, self.apns, self.webpush, state_dir / "emulators")
+        environment.write(state_dir, self.sandbox)
+        self.env = {"PUSHLINE_STATE_DIR": str(state_dir), **environment.variables(self.sandbox)}
 
 
 class Pipeline:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +17,8 @@ from services.core.events import Audience, Content, DeadLetter, SendRequest, utc
 from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.client import Document
-from services.emulators.state import TokenState
 from services.ingest.app import create_app
+from services.sandbox.emulators.state import TokenState
 from tests.devices import store_devices
 from tests.integration.kafka_io import eventually, publish, read
 from tests.integration.pipeline import (
@@ -39,13 +38,11 @@ APNS_TOKEN = "ab" * 32
 
 
 @pytest.fixture
-async def pipeline(
-    child_env: dict[str, str], tmp_path: Path, emulators: Emulators
-) -> AsyncIterator[Pipeline]:
+async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
     running = Pipeline(
         {
             **child_env,
-            "PUSHLINE_STATE_DIR": str(tmp_path / "state"),
+            **emulators.env,
             "PUSHLINE_SEND_ATTEMPTS": "3",
             "PUSHLINE_RETRY_BASE_SECONDS": "0.1",
         }

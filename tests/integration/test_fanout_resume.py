@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,10 +33,8 @@ DEVICES = 5000
 
 
 @pytest.fixture
-async def pipeline(
-    child_env: dict[str, str], tmp_path: Path, emulators: Emulators
-) -> AsyncIterator[Pipeline]:
-    running = Pipeline({**child_env, "PUSHLINE_STATE_DIR": str(tmp_path / "state")})
+async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
+    running = Pipeline({**child_env, **emulators.env})
     try:
         for name in ("resolver", "sender", "feedback"):
             await running.start(name)

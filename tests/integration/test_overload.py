@@ -164,7 +164,6 @@ def sample(metrics: str, name: str, **labels: str) -> float:
 async def test_a_slow_provider_slows_the_sender_without_holding_the_backlog(
     settings: Settings,
     child_env: dict[str, str],
-    tmp_path: Path,
     db: AsyncDatabase[Document],
     emulators: Emulators,
 ) -> None:
@@ -194,7 +193,7 @@ async def test_a_slow_provider_slows_the_sender_without_holding_the_backlog(
     port = processes.free_port()
     env = {
         **child_env,
-        "PUSHLINE_STATE_DIR": str(tmp_path / "state"),
+        **emulators.env,
         "PUSHLINE_METRICS_PORT": str(port),
         "PUSHLINE_SEND_CONCURRENCY": str(SEND_CONCURRENCY),
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.emulators.state import Record
+from services.sandbox.emulators.state import Record
 from tests.integration.pipeline import Emulators
 from tests.stack import ROOT
 

@@ -1,16 +1,16 @@
-"""A sandbox app's providers, as the sender builds them from the emulators' clients.json:
+"""A sandbox app's providers, as the sender builds them from the sandbox settings:
 its Web Push subscriptions reach the Web Push emulator and no other private address."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.core.errors import ProviderAuthError
 from services.core.events import PushJob, WebPushSubscription
 from services.core.providers.webpush import WebPushSettings
 from services.core.secrets import Vault
@@ -67,13 +67,12 @@ async def test_a_sandbox_app_reaches_the_web_push_emulator_and_no_other_private_
     db: AsyncDatabase[Document],
     emulators: Emulators,
     internal: Internal,
-    tmp_path: Path,
     allow_private: bool,
 ) -> None:
     await sandbox_app(db)
     sender_settings = settings.model_copy(
         update={
-            "state_dir": tmp_path / "state",
+            "sandbox": emulators.sandbox,
             "provider_settings": {"webpush": WebPushSettings(allow_private=allow_private)},
         }
     )
@@ -103,3 +102,16 @@ async def test_a_sandbox_app_reaches_the_web_push_emulator_and_no_other_private_
             ("invalid_token", "EndpointNotAllowed"),
         ]
         assert internal.hits == []
+
+
+async def test_a_sandbox_app_fails_as_no_emulators_while_none_are_configured(
+    settings: Settings, db: AsyncDatabase[Document]
+) -> None:
+    await sandbox_app(db)
+    providers = AppProviders(settings, Apps(db, Vault(None)))
+    try:
+        with pytest.raises(ProviderAuthError) as refused:
+            await providers.get(APP, "fcm")
+    finally:
+        await providers.aclose()
+    assert (refused.value.provider, refused.value.reason) == ("sandbox", "NoEmulators")

@@ -8,7 +8,7 @@ import ssl
 from aioapns import APNs
 from aioapns.connection import APNsTLSClientProtocol
 
-from services.emulators.apns import APNSEmulator
+from services.sandbox.emulators.apns import APNSEmulator
 
 
 def apns_client(apns: APNSEmulator, *, key: str | None = None, key_id: str | None = None) -> APNs:

@@ -14,7 +14,7 @@ import uuid
 import firebase_admin
 from firebase_admin import credentials, messaging
 
-from services.emulators.fcm import FCMEmulator
+from services.sandbox.emulators.fcm import FCMEmulator
 
 
 def point_messaging_at(app: firebase_admin.App, endpoint: str, project_id: str) -> None:

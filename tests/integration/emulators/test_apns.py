@@ -18,10 +18,10 @@ import pytest
 from aioapns import APNs, NotificationRequest, PushType
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.emulators.apns import TOKEN_MAX_AGE, APNSEmulator
-from services.emulators.keys import pkcs8_pem
-from services.emulators.runner import EmulatorThread
-from services.emulators.state import TokenState
+from services.sandbox.emulators.apns import TOKEN_MAX_AGE, APNSEmulator
+from services.sandbox.emulators.keys import pkcs8_pem
+from services.sandbox.emulators.runner import EmulatorThread
+from services.sandbox.emulators.state import TokenState
 from tests.integration.emulators.apple import apns_client, close_client
 from tests.integration.emulators.forgery import tampered
 

@@ -13,9 +13,9 @@ import jwt
 import pytest
 from firebase_admin import credentials, exceptions, messaging
 
-from services.emulators.fcm import FCM_ERROR, JWT_BEARER, FCMEmulator
-from services.emulators.runner import EmulatorThread
-from services.emulators.state import TokenState
+from services.sandbox.emulators.fcm import FCM_ERROR, JWT_BEARER, FCMEmulator
+from services.sandbox.emulators.runner import EmulatorThread
+from services.sandbox.emulators.state import TokenState
 from tests.integration.emulators.firebase import (
     close_http_client,
     initialize,

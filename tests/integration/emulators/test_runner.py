@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
+from services.sandbox.emulators import APNSEmulator, EmulatorThread, FCMEmulator, WebPushEmulator
 
 
 def test_all_three_start_on_free_ports_and_stop(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException, webpush
 
-from services.emulators.runner import EmulatorThread
-from services.emulators.state import TokenState
-from services.emulators.webpush import WebPushEmulator, b64url
+from services.sandbox.emulators.runner import EmulatorThread
+from services.sandbox.emulators.state import TokenState
+from services.sandbox.emulators.webpush import WebPushEmulator, b64url
 from tests.integration.emulators.forgery import tampered
 
 SUBJECT = "mailto:ops@example.com"

@@ -27,7 +27,7 @@ from services.core.providers.classify import ErrorClass
 from services.core.providers.fcm import FCMProvider, FCMSettings
 from services.core.providers.webpush import WebPushProvider, WebPushSettings
 from services.core.store.client import Document
-from services.emulators import (
+from services.sandbox.emulators import (
     APNSEmulator,
     EmulatorThread,
     FCMEmulator,

@@ -19,8 +19,8 @@ from services.core.credentials import FCMCredentials, WebPushCredentials
 from services.core.events import PushJob, WebhookCall, WebPushSubscription
 from services.core.providers.fcm import FCMProvider, FCMSettings
 from services.core.providers.webpush import WebPushProvider, WebPushSettings
-from services.emulators import EmulatorThread, FCMEmulator, WebPushEmulator
 from services.feedback.webhooks import WebhookSender
+from services.sandbox.emulators import EmulatorThread, FCMEmulator, WebPushEmulator
 from tests.unit.providers.keys import vapid_pair
 
 

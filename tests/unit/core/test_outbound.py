@@ -22,8 +22,8 @@ from aiohttp import web
 from services.core import outbound
 from services.core.errors import OutboundRefusedError
 from services.core.events import WebhookCall
-from services.emulators.tls import certificates
 from services.feedback.webhooks import WebhookSender
+from services.sandbox.emulators.tls import certificates
 
 PUBLIC = "93.184.216.34"
 

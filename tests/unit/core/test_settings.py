@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from datetime import timedelta
 
@@ -25,6 +26,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "PUSHLINE_MASTER_KEY",
         "PUSHLINE_DELIVERY_RETENTION",
         "PUSHLINE_NOTIFICATION_RETENTION",
+        "PUSHLINE_SANDBOX_FCM",
+        "PUSHLINE_SANDBOX_APNS",
+        "PUSHLINE_SANDBOX_WEBPUSH",
     ]:
         monkeypatch.delenv(name, raising=False)
 
@@ -195,4 +199,24 @@ def test_notifications_may_not_go_before_their_records_or_the_idempotency_window
     monkeypatch.setenv("PUSHLINE_DELIVERY_RETENTION", deliveries)
     monkeypatch.setenv("PUSHLINE_NOTIFICATION_RETENTION", notifications)
     with pytest.raises(ConfigError, match="PUSHLINE_NOTIFICATION_RETENTION must be at least"):
+        load_settings()
+
+
+def test_no_sandbox_is_configured_by_default() -> None:
+    assert not load_settings().sandbox.configured
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("{not json", "PUSHLINE_SANDBOX_FCM: Value error, expected a JSON document"),
+        ('{"endpoint": "ftp://x"}', "PUSHLINE_SANDBOX_FCM.ENDPOINT"),
+        ('{"endpoint": "http://127.0.0.1:9441"}', "PUSHLINE_SANDBOX_FCM.CREDENTIALS"),
+    ],
+)
+def test_a_bad_sandbox_setting_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("PUSHLINE_SANDBOX_FCM", value)
+    with pytest.raises(ConfigError, match=re.escape(problem)):
         load_settings()

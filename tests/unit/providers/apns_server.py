@@ -19,7 +19,7 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, RequestReceived, StreamEnded
 
-from services.emulators.tls import TLSFiles
+from services.sandbox.emulators.tls import TLSFiles
 
 
 @dataclass

@@ -18,7 +18,7 @@ from services.core.errors import ProviderAuthError, ProviderQuotaError
 from services.core.events import Content, Options, PushJob
 from services.core.providers.apns import APNsProvider, APNSSettings, endpoint_for
 from services.core.providers.classify import ErrorClass
-from services.emulators.tls import TLSFiles, certificates
+from services.sandbox.emulators.tls import TLSFiles, certificates
 from tests.unit.providers.apns_server import FakeAPNs, start_apns
 
 TOKEN = "a" * 64

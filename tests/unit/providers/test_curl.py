@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.core.providers import curl
-from services.emulators.tls import TLSFiles, certificates
+from services.sandbox.emulators.tls import TLSFiles, certificates
 from tests.unit.providers.apns_server import FakeAPNs, start_apns
 
 BODY = b'{"aps":{"alert":"hi"}}'

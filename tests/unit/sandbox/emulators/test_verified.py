@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.emulators.verified import VerifiedTokens
+from services.sandbox.emulators.verified import VerifiedTokens
 
 
 def test_a_verified_token_is_found_until_it_expires() -> None:

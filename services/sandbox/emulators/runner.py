@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from types import TracebackType
 
-from services.emulators.emulator import Emulator
+from services.sandbox.emulators.emulator import Emulator
 
 _START_TIMEOUT = 30.0
 

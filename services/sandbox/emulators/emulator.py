@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.emulators.state import RECORD_LIMIT, Controls, TokenState
+from services.sandbox.emulators.state import RECORD_LIMIT, Controls, TokenState
 
 CONTROL_PREFIX = "/_emulator/"
 

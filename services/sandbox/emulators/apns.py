@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.emulators.emulator import CONTROL_PREFIX, Emulator
-from services.emulators.h2server import H2Request, H2Response, H2Server
-from services.emulators.keys import ec_key, pkcs8_pem
-from services.emulators.state import RECORD_LIMIT, Record, TokenState
-from services.emulators.tls import TLSFiles, certificates
-from services.emulators.verified import VerifiedTokens
+from services.sandbox.emulators.emulator import CONTROL_PREFIX, Emulator
+from services.sandbox.emulators.h2server import H2Request, H2Response, H2Server
+from services.sandbox.emulators.keys import ec_key, pkcs8_pem
+from services.sandbox.emulators.state import RECORD_LIMIT, Record, TokenState
+from services.sandbox.emulators.tls import TLSFiles, certificates
+from services.sandbox.emulators.verified import VerifiedTokens
 
 _DEVICE_PATH = "/3/device/"
 _TOKEN = re.compile(r"^[0-9a-fA-F]{64}$")

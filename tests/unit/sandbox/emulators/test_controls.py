@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from services.emulators.state import Controls, Record, TokenState
-from services.emulators.webpush import WebPushEmulator
+from services.sandbox.emulators.state import Controls, Record, TokenState
+from services.sandbox.emulators.webpush import WebPushEmulator
 
 
 def _record(target: str) -> Record:

@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict
 
-from services.emulators.emulator import ControlRoute
-from services.emulators.httpserver import HTTPEmulator
-from services.emulators.keys import secret
-from services.emulators.state import RECORD_LIMIT, Record, TokenState
-from services.emulators.verified import VerifiedTokens
+from services.sandbox.emulators.emulator import ControlRoute
+from services.sandbox.emulators.httpserver import HTTPEmulator
+from services.sandbox.emulators.keys import secret
+from services.sandbox.emulators.state import RECORD_LIMIT, Record, TokenState
+from services.sandbox.emulators.verified import VerifiedTokens
 
 # The largest body a push service must accept (RFC 8030 section 7.2).
 MAX_BODY = 4096

@@ -12,7 +12,7 @@ from abc import abstractmethod
 
 from aiohttp import web
 
-from services.emulators.emulator import CONTROL_PREFIX, Emulator
+from services.sandbox.emulators.emulator import CONTROL_PREFIX, Emulator
 
 # Big enough for any notification plus headroom; the providers' own limits are checked
 # by each emulator so that it can answer with the provider's error.

@@ -8,15 +8,15 @@ In-process use (tests, benchmarks)::
         ...
         fcm.controls.records()
 
-`pushline emulators` runs all three as a process; see `services.emulators.__main__`.
+`pushline emulators` runs all three as a process; see `services.sandbox.emulators.__main__`.
 """
 
-from services.emulators.apns import APNSEmulator
-from services.emulators.emulator import Emulator
-from services.emulators.fcm import FCMEmulator
-from services.emulators.runner import EmulatorThread
-from services.emulators.state import Controls, Record, TokenState
-from services.emulators.webpush import WebPushEmulator
+from services.sandbox.emulators.apns import APNSEmulator
+from services.sandbox.emulators.emulator import Emulator
+from services.sandbox.emulators.fcm import FCMEmulator
+from services.sandbox.emulators.runner import EmulatorThread
+from services.sandbox.emulators.state import Controls, Record, TokenState
+from services.sandbox.emulators.webpush import WebPushEmulator
 
 __all__ = [
     "APNSEmulator",

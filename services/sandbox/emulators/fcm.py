@@ -19,9 +19,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from services.emulators.httpserver import HTTPEmulator
-from services.emulators.keys import pkcs8_pem, rsa_key, secret
-from services.emulators.state import RECORD_LIMIT, Record, TokenState
+from services.sandbox.emulators.httpserver import HTTPEmulator
+from services.sandbox.emulators.keys import pkcs8_pem, rsa_key, secret
+from services.sandbox.emulators.state import RECORD_LIMIT, Record, TokenState
 
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"

@@ -10,16 +10,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from typing import Any
 
 import httpx
 
 from services.core.errors import AlreadyExistsError
 from services.core.secrets import Vault
-from services.core.settings import Settings
+from services.core.settings import APNSSandbox, Settings
 from services.core.store import client as store
 from services.core.store.accounts import Accounts
 from services.core.store.apps import Apps, NewApp
+from services.sandbox import environment
 
 ACCOUNT_ID = "demo"
 PROVIDERS = ("fcm", "apns", "webpush")
@@ -47,8 +49,16 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     """Carry out `pushline sandbox ACTION`; return the exit code."""
     if args.action == "setup":
         print(await setup(settings))
-    else:
-        print(json.dumps(await inbox(settings, args.provider, args.limit), indent=2))
+        return 0
+    try:
+        received = await inbox(settings, args.provider, args.limit)
+    except FileNotFoundError as exc:
+        print(
+            f"pushline sandbox: no emulators run ({exc}); start them: pushline emulators",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(received, indent=2))
     return 0
 
 
@@ -98,15 +108,21 @@ async def inbox(
     settings: Settings, provider: str | None = None, limit: int | None = None
 ) -> dict[str, Any]:
     """What each emulator (or only `provider`'s) recorded, read through its control API;
-    with `limit`, only the latest `limit` records of each."""
-    clients = json.loads((settings.state_dir / "emulators" / "clients.json").read_text())
+    with `limit`, only the latest `limit` records of each. Raises FileNotFoundError when
+    no emulators run under the state directory."""
+    sandbox = environment.read(settings.state_dir)
+    emulators = {"fcm": sandbox.fcm, "apns": sandbox.apns, "webpush": sandbox.webpush}
     records = {}
     for name in [provider] if provider else PROVIDERS:
-        client = clients[name]
-        # The APNs emulator speaks HTTP/2 over TLS only, with its own CA.
-        tls = {"http2": True, "verify": client["ca_file"]} if name == "apns" else {}
+        emulator = emulators[name]
+        if emulator is None:
+            raise FileNotFoundError(f"no {name} emulator in {environment.path(settings.state_dir)}")
+        tls: dict[str, Any] = {}
+        if isinstance(emulator, APNSSandbox):
+            # The APNs emulator speaks HTTP/2 over TLS only, with its own CA.
+            tls = {"http2": True, "verify": str(emulator.ca_file)}
         async with httpx.AsyncClient(timeout=5.0, **tls) as http:
-            answer = await http.get(f"{client['endpoint']}/_emulator/records")
+            answer = await http.get(f"{emulator.endpoint}/_emulator/records")
         received = answer.json()["records"]
         records[name] = received[-limit:] if limit else received
     return records

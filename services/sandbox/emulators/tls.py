@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from services.emulators.keys import ec_key
+from services.sandbox.emulators.keys import ec_key
 
 _VALIDITY = datetime.timedelta(days=825)
 _RENEW_BEFORE = datetime.timedelta(days=1)
