@@ -14,12 +14,12 @@ from aiokafka.errors import KafkaError
 from pymongo.errors import ConnectionFailure
 
 from services import admin_cli
-from services.core import eventloop, process
 from services.core import logging as logs
+from services.core import process
 from services.core.deadletters import LetterFilter, describe, listed, replay
-from services.core.errors import ConfigError, UnavailableError
+from services.core.errors import UnavailableError
 from services.core.kafka import ensure_topics
-from services.core.settings import Settings, load_settings
+from services.core.settings import Settings
 from services.core.store import client as store
 from services.core.store.replays import Replays
 from services.sandbox import command as sandbox
@@ -88,11 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Imported by name so that each process loads only its own service.
         entry = importlib.import_module(_PROCESSES[args.command])
         return process.start(args.command, entry.run)
-    eventloop.install()
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"pushline: {exc}", file=sys.stderr)
+    settings = process.settings()
+    if settings is None:
         return 2
     logs.configure(_log_level(settings), f"pushline-{args.command}")
     if args.command == "topics":

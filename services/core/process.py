@@ -15,19 +15,27 @@ from services.core.errors import ConfigError
 from services.core.settings import Settings, load_settings
 
 
+def settings() -> Settings | None:
+    """Install the event loop and read the settings: None once a configuration error is
+    printed (the process then exits with 2)."""
+    eventloop.install()
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"pushline: {exc}", file=sys.stderr)
+        return None
+
+
 def start(name: str, run: Callable[[Settings], None]) -> int:
-    """Install the event loop, read the settings, configure logging, freeze the start-up
-    heap, then `run(settings)` until it returns.
+    """Read the settings (`settings`), configure logging, freeze the start-up heap, then
+    `run(settings)` until it returns.
 
     Returns the process exit code: 2 for a configuration error (printed), else 0.
     """
-    eventloop.install()
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"pushline: {exc}", file=sys.stderr)
+    read = settings()
+    if read is None:
         return 2
-    logs.configure(settings.log_level, f"pushline-{name}")
+    logs.configure(read.log_level, f"pushline-{name}")
     heap.freeze()
-    run(settings)
+    run(read)
     return 0
