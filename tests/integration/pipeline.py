@@ -110,11 +110,13 @@ async def sandbox_app(db: AsyncDatabase[Document]) -> None:
     )
 
 
-async def send_to_ana(settings: Settings) -> SendRequest:
+async def send_to_ana(
+    settings: Settings, account_id: str = ACCOUNT, app_id: str = APP
+) -> SendRequest:
     send = SendRequest(
         notification_id=f"n-{uuid.uuid4()}",
-        account_id=ACCOUNT,
-        app_id=APP,
+        account_id=account_id,
+        app_id=app_id,
         to=Audience(contact_ids=["ana"]),
         notification=Content(title="Hola Ana", body="Tu pedido va en camino"),
         data={"order": "42"},

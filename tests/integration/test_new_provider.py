@@ -16,11 +16,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
 from services.core.events import (
-    Audience,
-    Content,
     PushJob,
     RegisterDevice,
-    SendRequest,
 )
 from services.core.providers import registry
 from services.core.secrets import Vault
@@ -31,7 +28,7 @@ from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
 from tests.integration.kafka_io import eventually, publish, read
-from tests.integration.pipeline import Pipeline, finished
+from tests.integration.pipeline import Pipeline, finished, send_to_ana
 from tests.integration.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.integration
@@ -126,17 +123,7 @@ async def test_a_provider_added_by_configuration_is_routed_end_to_end(
     device = await eventually(registered, within=60)
     assert device["provider"] == "dummy"
 
-    send = SendRequest(
-        notification_id=f"n-{uuid.uuid4()}",
-        account_id=ACCOUNT,
-        app_id=APP,
-        to=Audience(contact_ids=["ana"]),
-        notification=Content(title="Hola Ana", body="Tu pedido va en camino"),
-        data={"order": "42"},
-    )
-    await publish(
-        settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
-    )
+    send = await send_to_ana(settings, ACCOUNT, APP)
     notification = await finished(db, send, within=60)
     assert (notification["counters"]["targeted"], notification["counters"]["sent"]) == (1, 1)
 
