@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import AutoReconnect
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import kafka
@@ -62,8 +63,23 @@ async def db(settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]:
     try:
         yield database
     finally:
-        await client.drop_database(database.name)
-        await client.close()
+        try:
+            await _drop(client, database.name)
+        finally:
+            await client.close()
+
+
+async def _drop(client: AsyncMongoClient[Document], name: str) -> None:
+    """Drop the database, over a fresh connection if the pooled one died: a test that
+    restarted the store leaves the pool holding sockets the old server closed, and the
+    first command over one fails however healthy the new server is."""
+    for attempt in range(3):
+        try:
+            await client.drop_database(name)
+            return
+        except AutoReconnect:
+            if attempt == 2:
+                raise
 
 
 @pytest.fixture
