@@ -22,14 +22,14 @@ import re
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.events import Platform
 from services.core.store.apps import App
 from services.core.store.client import Document
-from services.core.store.devices import DevicesRepository, app_devices_page, device_id
+from services.core.store.devices import DevicesRepository, app_devices_page, of_app
 from services.core.store.notifications import STATES, NotificationsRepository
 from services.ingest.admin import app_view
 from services.ingest.auth import Caller, CallerApp, tenants_of
@@ -45,10 +45,15 @@ router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 4
 # whole in memory, by the store and here.
 PAGE = 50
 MAX_PAGE = 200
+NOT_A_CURSOR = "not a cursor a page of this list gave"
 # A device id: the token's SHA-256, hex.
 _DEVICE_ID = re.compile(r"[0-9a-f]{64}")
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page (1 to 200).")]
+DeviceId = Annotated[
+    str,
+    Path(description="The device's id: its token's SHA-256 (of the endpoint, for Web Push), hex."),
+]
 Cursor = Annotated[
     str | None, Query(description="The `next_cursor` of the previous page; none: the first.")
 ]
@@ -123,10 +128,14 @@ def decode_cursor(cursor: str | None) -> str | None:
     """The `_id` a cursor names (None for none). Raises Invalid for one no page gave."""
     if cursor is None:
         return None
+    padded = cursor + "=" * (-len(cursor) % 4)
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        after = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise Invalid([Problem("cursor", "not a cursor a page of this list gave")]) from exc
+        raise Invalid([Problem("cursor", NOT_A_CURSOR)]) from exc
+    if not after:
+        raise Invalid([Problem("cursor", NOT_A_CURSOR)])
+    return after
 
 
 def _page(name: str, items: list[dict[str, object]], ids: list[str], limit: int) -> Response:
@@ -187,8 +196,8 @@ async def list_devices(
     """The app's devices in id order (of a contact, on platforms, in statuses, when
     asked); `next_cursor` when there are more. A device's id is its token's SHA-256."""
     after = decode_cursor(cursor)
-    if after is not None and not after.startswith(device_id(app.id, "")):
-        raise Invalid([Problem("cursor", "not a cursor a page of this list gave")])
+    if after is not None and not of_app(app.id, after):
+        raise Invalid([Problem("cursor", NOT_A_CURSOR)])
     found = await listings_of(request).devices(
         app.account_id,
         app.id,
@@ -201,27 +210,27 @@ async def list_devices(
     return _page("devices", [device_view(d) for d in found], [d["_id"] for d in found], limit)
 
 
-async def _device(app: App, request: Request, id_: str) -> Document:
+async def _device(app: App, request: Request, device_id: str) -> Document:
     """The app's device named by its id; 404 for any other id."""
     found = None
-    if _DEVICE_ID.fullmatch(id_):
-        found = await listings_of(request).device(app.account_id, app.id, id_)
+    if _DEVICE_ID.fullmatch(device_id):
+        found = await listings_of(request).device(app.account_id, app.id, device_id)
     if found is None:
-        raise Refusal(404, f"device {id_} not found")
+        raise Refusal(404, f"device {device_id} not found")
     return found
 
 
-@router.get("/apps/{app_id}/devices/{device}")
-async def get_device(app: CallerApp, device: str, request: Request) -> Response:
+@router.get("/apps/{app_id}/devices/{device_id}")
+async def get_device(app: CallerApp, device_id: DeviceId, request: Request) -> Response:
     """One device of the app, by its id (its token's SHA-256, hex), in any status."""
-    return JSONResponse(device_view(await _device(app, request, device)))
+    return JSONResponse(device_view(await _device(app, request, device_id)))
 
 
-@router.delete("/apps/{app_id}/devices/{device}", status_code=202)
-async def delete_device(app: CallerApp, device: str, request: Request) -> Response:
+@router.delete("/apps/{app_id}/devices/{device_id}", status_code=202)
+async def delete_device(app: CallerApp, device_id: DeviceId, request: Request) -> Response:
     """Forget one device of the app, by its id: 202 with the cleanup's request id. The
     deletion is applied in order with the device's registrations, shortly after."""
-    found = await _device(app, request, device)
+    found = await _device(app, request, device_id)
     command = cleanup(app, contact_id=None, token=found["token"])
     await registrations_of(request).publish([command])
     return JSONResponse({"request_id": command.request_id}, status_code=202)
@@ -232,7 +241,9 @@ async def list_notifications(
     account: Caller,
     request: Request,
     app_id: Annotated[str | None, Query(description="Only this app's notifications.")] = None,
-    state: Annotated[str | None, Query(description="Only those in this state.")] = None,
+    state: Annotated[
+        str | None, Query(description=f"Only those in this state: {', '.join(STATES)}.")
+    ] = None,
     limit: Limit = PAGE,
     cursor: Cursor = None,
 ) -> Response:

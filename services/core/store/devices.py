@@ -49,6 +49,11 @@ def device_id(app_id: str, token_hash: str) -> str:
     return f"{app_id}:{token_hash}"
 
 
+def of_app(app_id: str, device: str) -> bool:
+    """Whether the device `_id` `device` is one of the app's."""
+    return device.startswith(device_id(app_id, ""))
+
+
 def app_range(app_id: str, after: str | None = None) -> Document:
     """The `_id` condition of every device of the app, or of those after the `_id` `after`.
 
