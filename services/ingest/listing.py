@@ -45,6 +45,7 @@ router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 4
 # whole in memory, by the store and here.
 PAGE = 50
 MAX_PAGE = 200
+# Why a cursor is refused: decoded or not, it is not a position in this list.
 NOT_A_CURSOR = "not a cursor a page of this list gave"
 # A device id: the token's SHA-256, hex.
 _DEVICE_ID = re.compile(r"[0-9a-f]{64}")
