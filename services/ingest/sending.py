@@ -234,6 +234,9 @@ def shown(notification: Document) -> dict[str, object]:
         "platforms": notification.get("by_platform") or {},
         # Jobs per provider, once resolved: what a dry run answers.
         "providers": notification.get("by_provider") or {},
+        # What it carries and who it is for, in counts (None: accepted by an older version).
+        "content": notification.get("content"),
+        "audience": notification.get("audience"),
         "created": notification["created"].isoformat(),
         "updated": notification["updated"].isoformat(),
     }

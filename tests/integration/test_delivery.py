@@ -17,7 +17,6 @@ from services.core.events import Audience, Content, DeadLetter, SendRequest, utc
 from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.client import Document
-from services.ingest.app import create_app
 from services.sandbox.emulators.state import TokenState
 from tests.devices import store_devices
 from tests.integration.kafka_io import eventually, publish, read
@@ -141,15 +140,6 @@ async def test_a_provider_that_always_fails_dead_letters_the_job(
     device_now = await db.devices.find_one({"token": APNS_TOKEN})
     assert device_now is not None
     assert device_now["status"] == "active"
-
-
-@pytest.fixture
-async def ingest(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
-            yield http
 
 
 @pytest.mark.usefixtures("pipeline")
