@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.core.errors import MessageInvalidError, PayloadTooLargeError
-from services.core.events import Content, PushJob
+from services.core.events import Content, Options, PushJob
 from services.core.providers import registry
 from services.core.providers.base import Provider
 
@@ -42,14 +42,14 @@ def encode(document: Mapping[str, Any]) -> bytes:
 
 
 def build_payload(
-    provider: type[Provider], notification: Content, data: Mapping[str, str]
+    provider: type[Provider], notification: Content, data: Mapping[str, str], options: Options
 ) -> Payload:
     """Build and measure what `provider` carries for this notification.
 
     Raises PayloadTooLargeError over the provider's limit and MessageInvalidError for data
     keys the provider reserves.
     """
-    document = provider.document(notification, data)
+    document = provider.document(notification, data, options)
     encoded = encode(document)
     if len(encoded) > provider.payload_limit:
         raise PayloadTooLargeError(
@@ -68,11 +68,11 @@ class CallPayloads:
 
     def of(self, job: PushJob) -> Payload | MessageInvalidError:
         """The job's payload, or the error that refuses it (see `build_payload`)."""
-        key = (job.notification, tuple(job.data.items()))
+        key = (job.notification, job.options, tuple(job.data.items()))
         built = self._built.get(key)
         if built is None:
             try:
-                built = build_payload(self._provider, job.notification, job.data)
+                built = build_payload(self._provider, job.notification, job.data, job.options)
             except MessageInvalidError as exc:
                 built = exc
             self._built[key] = built
@@ -80,7 +80,10 @@ class CallPayloads:
 
 
 def check_notification(
-    notification: Content, data: Mapping[str, str], providers: Iterable[str] | None = None
+    notification: Content,
+    data: Mapping[str, str],
+    options: Options,
+    providers: Iterable[str] | None = None,
 ) -> None:
     """Refuse, before anything is queued, a notification one of `providers` (by name;
     every registered one when None) would refuse.
@@ -88,4 +91,4 @@ def check_notification(
     Raises PayloadTooLargeError or MessageInvalidError (the first provider that refuses).
     """
     for name in registry.names() if providers is None else providers:
-        build_payload(registry.provider_class(name), notification, data)
+        build_payload(registry.provider_class(name), notification, data, options)
