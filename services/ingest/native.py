@@ -32,6 +32,7 @@ from services.core.events import (
     WebPushSubscription,
 )
 from services.core.providers.base import TokenProblem
+from services.core.providers.payload import fitted
 from services.core.store.apps import App
 from services.core.store.registrations import PENDING, Status
 from services.ingest.auth import Caller, CallerApp, tenants_of
@@ -311,15 +312,18 @@ class AndroidSendOptions(Body):
 
 
 class SendOptions(Body):
-    """How to deliver: time to live (seconds), priority, collapse key, send_to, dry run;
-    a background push (`content_available`, with data and no notification); and how a
-    shown notification looks: badge, sound, thread_id, category, android.channel_id."""
+    """How to deliver: time to live (seconds), priority, collapse key, send_to, dry run,
+    truncate (the body, to fit); a background push (`content_available`, with data and no
+    notification); and how a shown notification looks: badge, sound, thread_id, category,
+    android.channel_id."""
 
     ttl: Annotated[int, Field(ge=0, le=2_419_200)] | None = None
     priority: Literal["normal", "high"] = "high"
     collapse_key: Annotated[str, Field(max_length=64)] | None = None
     send_to: Literal["all", "latest"] | None = None
     dry_run: bool = False
+    # Shorten the body to fit every provider of the app rather than refuse it.
+    truncate: bool = False
     content_available: bool = False
     badge: Annotated[int, Field(ge=0, le=99_999)] | None = None
     sound: Annotated[str, Field(min_length=1, max_length=256)] | None = None
@@ -373,10 +377,12 @@ async def send_notification(account: Caller, request: Request) -> Response:
         if body.notification is not None
         else Content()
     )
-    options = Options(**body.options.model_dump())
+    options = Options(**body.options.model_dump(exclude={"truncate"}))
     unshown = _unshown(body.notification, body.data, options)
     if unshown:
         raise Invalid(unshown)
+    if body.options.truncate:
+        content = fitted(content, body.data, options, sorted(app.configured))
     refused = Sends.check(content, body.data, options, sorted(app.configured))
     if refused is not None:
         raise Invalid([Problem("notification", refused)])

@@ -10,7 +10,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core import topics
 from services.core.events import AndroidOptions, Content, Options, SendRequest
 from services.core.providers.apns import APNsProvider
-from services.core.providers.payload import build_payload
+from services.core.providers.payload import ELLIPSIS, build_payload
+from services.core.providers.webpush import WebPushProvider
 from services.core.settings import Settings
 from services.core.store.client import Document
 from tests.contract.conftest import TenantFactory, all_providers
@@ -141,3 +142,26 @@ async def test_options_count_toward_the_payload_limit(
     [error] = over.json()["errors"]
     assert error["field"] == "notification"
     assert "apns payload is 4114 bytes encoded, over the 4096-byte limit" in error["message"]
+
+
+async def test_truncate_shortens_the_body_to_fit_every_provider(
+    client: httpx.AsyncClient, tenants: TenantFactory, ingest_settings: Settings
+) -> None:
+    tenant = await tenants.make()
+    body: dict[str, object] = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {"title": "Hola", "body": "palabra " * 500},
+        "data": {"k": "x" * 1000},
+    }
+    over = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert over.status_code == 400, over.text
+    assert "webpush payload is" in over.json()["errors"][0]["message"]
+    body["options"] = {"truncate": True}
+    fits = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert fits.status_code == 202, fits.text
+    send = await sent(ingest_settings, fits.json()["id"])
+    assert send.notification.body.startswith("palabra palabra")
+    assert send.notification.body.endswith(ELLIPSIS)
+    webpush = build_payload(WebPushProvider, send.notification, send.data, send.options)
+    assert 3993 - len("palabra ") <= webpush.size <= 3993

@@ -8,7 +8,13 @@ import pytest
 
 from services.core.errors import MessageInvalidError, PayloadTooLargeError
 from services.core.events import Content, Options
-from services.core.providers.payload import Payload, build_payload, check_notification
+from services.core.providers.payload import (
+    ELLIPSIS,
+    Payload,
+    build_payload,
+    check_notification,
+    fitted,
+)
 from services.core.providers.registry import provider_class
 
 
@@ -118,3 +124,24 @@ def test_apns_options_count_toward_its_limit() -> None:
     assert build("apns", content, data).size == 4096
     with pytest.raises(PayloadTooLargeError):
         build("apns", content, data, Options(sound="default"))
+
+
+@pytest.mark.parametrize("text", ["x", "\u00e9", '"', "\u2603"])
+def test_fitted_shortens_the_body_to_the_smallest_limit(text: str) -> None:
+    data = {"k": "y" * 3000}
+    content = Content(title="t", body=text * 2000)
+    shortened = fitted(content, data, Options(), ["fcm", "apns", "webpush"])
+    assert shortened.body.endswith(ELLIPSIS)
+    assert text * 100 in shortened.body
+    check_notification(shortened, data, Options())
+    assert build("webpush", shortened, data).size > 3993 - 8  # no more than needed
+
+
+def test_fitted_leaves_what_fits_or_cannot_fit() -> None:
+    fits = Content(title="t", body="short")
+    assert fitted(fits, {}, Options(), ["apns"]) == fits
+    # Data alone over the limit: no body would be short enough.
+    hopeless = Content(title="t", body="b" * 100)
+    assert fitted(hopeless, {"k": "y" * 5000}, Options(), ["apns"]) == hopeless
+    reserved = Content(title="t", body="b" * 4000)
+    assert fitted(reserved, {"aps": "x"}, Options(), ["apns"]) == reserved
