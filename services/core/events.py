@@ -17,6 +17,7 @@ Platform = Literal["android", "ios", "web"]
 # lists them); it names the job topic `push.jobs.{name}`.
 ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,19}$")]
 Priority = Literal["normal", "high"]
+InterruptionLevel = Literal["passive", "active", "time-sensitive", "critical"]
 SendTo = Literal["all", "latest"]
 Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate"]
 
@@ -79,6 +80,10 @@ class AndroidOptions(Message):
 
     # The notification channel (Android 8+); the app must have created it.
     channel_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    # The small icon's tint, as FCM takes it.
+    color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
+    # A drawable resource of the app, for the small icon.
+    icon: Annotated[str, Field(min_length=1, max_length=100)] | None = None
 
 
 class Options(Message):
@@ -100,6 +105,11 @@ class Options(Message):
     thread_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     # The actions shown with it (APNs `category`, FCM `click_action` on Android).
     category: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # How urgently iOS 15+ presents it (APNs `interruption-level`).
+    interruption_level: InterruptionLevel | None = None
+    # Lets the app's notification service extension change it first (APNs
+    # `mutable-content`; an image sets it anyway).
+    mutable_content: bool = False
     android: AndroidOptions | None = None
 
     def shown(self) -> list[str]:
@@ -110,6 +120,8 @@ class Options(Message):
             "sound": self.sound,
             "thread_id": self.thread_id,
             "category": self.category,
+            "interruption_level": self.interruption_level,
+            "mutable_content": self.mutable_content or None,
             "android": self.android,
         }
         return [name for name, value in named.items() if value is not None]

@@ -25,6 +25,7 @@ from services.core.events import (
     Audience,
     Content,
     InteractionType,
+    InterruptionLevel,
     Options,
     Platform,
     RegisterDevice,
@@ -306,16 +307,18 @@ class Notification(Body):
 
 
 class AndroidSendOptions(Body):
-    """What only Android shows: the notification channel."""
+    """What only Android shows: the notification channel, the small icon and its tint."""
 
     channel_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
+    icon: Annotated[str, Field(min_length=1, max_length=100)] | None = None
 
 
 class SendOptions(Body):
     """How to deliver: time to live (seconds), priority, collapse key, send_to, dry run,
     truncate (the body, to fit); a background push (`content_available`, with data and no
     notification); and how a shown notification looks: badge, sound, thread_id, category,
-    android.channel_id."""
+    interruption_level, mutable_content, android channel_id, color and icon."""
 
     ttl: Annotated[int, Field(ge=0, le=2_419_200)] | None = None
     priority: Literal["normal", "high"] = "high"
@@ -329,6 +332,8 @@ class SendOptions(Body):
     sound: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     thread_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     category: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    interruption_level: InterruptionLevel | None = None
+    mutable_content: bool = False
     android: AndroidSendOptions | None = None
 
 

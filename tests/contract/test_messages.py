@@ -60,7 +60,9 @@ async def test_shown_options_reach_the_topic(
         "sound": "default",
         "thread_id": "orders",
         "category": "ORDER",
-        "android": {"channel_id": "orders"},
+        "interruption_level": "time-sensitive",
+        "mutable_content": True,
+        "android": {"channel_id": "orders", "color": "#112233", "icon": "ic_stat"},
     }
     body = {
         "app_id": tenant.app.id,
@@ -78,7 +80,8 @@ async def test_shown_options_reach_the_topic(
         "orders",
         "ORDER",
     )
-    assert shown.android == AndroidOptions(channel_id="orders")
+    assert (shown.interruption_level, shown.mutable_content) == ("time-sensitive", True)
+    assert shown.android == AndroidOptions(channel_id="orders", color="#112233", icon="ic_stat")
 
 
 @pytest.mark.parametrize(
@@ -98,6 +101,9 @@ async def test_shown_options_reach_the_topic(
         ),
         ({"options": {"badge": -1}}, "options.badge"),
         ({"options": {"android": {"channel_id": ""}}}, "options.android.channel_id"),
+        ({"options": {"android": {"color": "red"}}}, "options.android.color"),
+        ({"options": {"interruption_level": "loud"}}, "options.interruption_level"),
+        ({"notification": None, "options": {"mutable_content": True}}, "options.mutable_content"),
     ],
 )
 async def test_bad_messages_are_problems(

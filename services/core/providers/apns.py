@@ -163,6 +163,8 @@ def _aps_options(options: Options) -> dict[str, Any]:
         "sound": options.sound,
         "thread-id": options.thread_id,
         "category": options.category,
+        "interruption-level": options.interruption_level,
+        "mutable-content": 1 if options.mutable_content else None,
     }
     return {key: value for key, value in keys.items() if value is not None}
 

@@ -174,11 +174,14 @@ def build_message(job: PushJob) -> messaging.Message:
     if options.collapse_key:
         apns_headers["apns-collapse-id"] = options.collapse_key
     aps = messaging.Aps(
-        mutable_content=True if content.image_url else None,
+        mutable_content=True if content.image_url or options.mutable_content else None,
         badge=options.badge,
         sound=options.sound,
         thread_id=options.thread_id,
         category=options.category,
+        custom_data={"interruption-level": options.interruption_level}
+        if options.interruption_level
+        else None,
     )
     android_notification = None
     if not alert:
@@ -192,6 +195,8 @@ def build_message(job: PushJob) -> messaging.Message:
             sound=options.sound,
             click_action=options.category,
             channel_id=options.android.channel_id if options.android else None,
+            color=options.android.color if options.android else None,
+            icon=options.android.icon if options.android else None,
         )
     webpush_headers: dict[str, str] = {"Urgency": options.priority}
     if options.ttl is not None:
@@ -219,6 +224,7 @@ def build_message(job: PushJob) -> messaging.Message:
                 or aps.sound
                 or aps.thread_id
                 or aps.category
+                or aps.custom_data
                 else None,
             ),
             webpush=messaging.WebpushConfig(headers=webpush_headers),

@@ -18,8 +18,19 @@ SHOWN = {
         sound="chime.caf",
         thread_id="order-42",
         category="ORDER",
-        android=AndroidOptions(channel_id="orders"),
+        interruption_level="time-sensitive",
+        mutable_content=True,
+        android=AndroidOptions(channel_id="orders", color="#00AAFF", icon="ic_order"),
     ),
+}
+# What APNs receives of them, straight or through FCM.
+APS_OPTIONS = {
+    "badge": 4,
+    "sound": "chime.caf",
+    "thread-id": "order-42",
+    "category": "ORDER",
+    "interruption-level": "time-sensitive",
+    "mutable-content": 1,
 }
 BACKGROUND = {
     "notification": Content(),
@@ -37,11 +48,15 @@ async def test_fcm_maps_shown_options_to_android_and_apns(
     message = record.payload["message"]
     assert message["android"] == {
         "priority": "high",
-        "notification": {"sound": "chime.caf", "click_action": "ORDER", "channel_id": "orders"},
+        "notification": {
+            "sound": "chime.caf",
+            "click_action": "ORDER",
+            "channel_id": "orders",
+            "color": "#00AAFF",
+            "icon": "ic_order",
+        },
     }
-    assert message["apns"]["payload"] == {
-        "aps": {"badge": 4, "sound": "chime.caf", "thread-id": "order-42", "category": "ORDER"}
-    }
+    assert message["apns"]["payload"] == {"aps": APS_OPTIONS}
     assert message["webpush"] == {"headers": {"Urgency": "high"}}
 
 
@@ -67,15 +82,7 @@ async def test_apns_carries_shown_options_in_aps(fresh: Emulators, apns: APNsPro
     [result] = await apns.send([job("apns", DEVICE, **SHOWN)])
     assert result.outcome == "success"
     [record] = fresh.apns.controls.records()
-    assert record.payload == {
-        "aps": {
-            "alert": {"title": "Hi", "body": "There"},
-            "badge": 4,
-            "sound": "chime.caf",
-            "thread-id": "order-42",
-            "category": "ORDER",
-        }
-    }
+    assert record.payload == {"aps": {"alert": {"title": "Hi", "body": "There"}, **APS_OPTIONS}}
     assert (record.headers["apns-push-type"], record.headers["apns-priority"]) == ("alert", "10")
 
 

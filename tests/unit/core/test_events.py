@@ -123,6 +123,7 @@ def test_a_data_only_send_on_kafka_needs_no_notification() -> None:
         b'"notification":{"title":"t"},"options":{"content_available":true}}',
         # What only a shown notification has.
         b'"data":{"sync":"1"},"options":{"badge":1}}',
+        b'"data":{"sync":"1"},"options":{"mutable_content":true}}',
         b'"data":{"sync":"1"},"options":{"android":{"channel_id":"c"}}}',
     ]
     for value in refused:

@@ -165,6 +165,8 @@ async def test_shown_options_are_aps_keys(provider: APNsProvider, apns: FakeAPNs
         sound="chime.caf",
         thread_id="order-42",
         category="ORDER",
+        interruption_level="time-sensitive",
+        mutable_content=True,
         android=AndroidOptions(channel_id="orders"),
     )
     await provider.send([job(notification=Content(title="Hi"), options=options)])
@@ -176,6 +178,8 @@ async def test_shown_options_are_aps_keys(provider: APNsProvider, apns: FakeAPNs
             "sound": "chime.caf",
             "thread-id": "order-42",
             "category": "ORDER",
+            "interruption-level": "time-sensitive",
+            "mutable-content": 1,
         }
     }
     assert received.headers["apns-push-type"] == "alert"

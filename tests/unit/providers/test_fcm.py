@@ -145,16 +145,31 @@ async def test_shown_options_map_to_android_and_apns(provider: FCMProvider, fcm:
         sound="default",
         thread_id="order-42",
         category="ORDER",
-        android=AndroidOptions(channel_id="orders"),
+        interruption_level="passive",
+        mutable_content=True,
+        android=AndroidOptions(channel_id="orders", color="#FF0000", icon="ic_order"),
     )
     await provider.send([job(notification=Content(title="Hi"), options=options)])
     message = fcm.sends[0]["message"]
     assert message["android"] == {
         "priority": "high",
-        "notification": {"sound": "default", "click_action": "ORDER", "channel_id": "orders"},
+        "notification": {
+            "sound": "default",
+            "click_action": "ORDER",
+            "channel_id": "orders",
+            "color": "#FF0000",
+            "icon": "ic_order",
+        },
     }
     assert message["apns"]["payload"] == {
-        "aps": {"badge": 0, "sound": "default", "thread-id": "order-42", "category": "ORDER"}
+        "aps": {
+            "badge": 0,
+            "sound": "default",
+            "thread-id": "order-42",
+            "category": "ORDER",
+            "interruption-level": "passive",
+            "mutable-content": 1,
+        }
     }
     assert message["webpush"] == {"headers": {"Urgency": "high"}}
 
