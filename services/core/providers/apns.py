@@ -245,9 +245,9 @@ class APNsProvider(Provider):
     def document(
         cls, notification: Content, data: Mapping[str, str], options: Options
     ) -> dict[str, Any]:
-        """The data, with `aps` (the alert, or content-available for a background push,
-        and the badge, sound, thread and category) and the image URL. Raises
-        MessageInvalidError for the keys APNs or Pushline keep."""
+        """The data, with `aps` (the alert and the shown options, or content-available for
+        a background push) and the image URL. Raises MessageInvalidError for the keys APNs
+        or Pushline keep."""
         if _RESERVED & data.keys() or (notification.image_url and IMAGE_KEY in data):
             raise MessageInvalidError(
                 f"data keys reserved in the APNs payload: aps, {IMAGE_KEY} with an image",
