@@ -84,6 +84,9 @@ async def test_shown_options_reach_the_topic(
     assert shown.android == AndroidOptions(channel_id="orders", color="#112233", icon="ic_stat")
 
 
+DATA_ONLY = {"notification": None, "data": {"sync": "inbox"}}
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -93,17 +96,14 @@ async def test_shown_options_reach_the_topic(
         # A background push shows nothing.
         ({"options": {"content_available": True}}, "options.content_available"),
         # What only a shown notification has.
-        ({"notification": None, "options": {"badge": 1}}, "options.badge"),
-        ({"notification": None, "options": {"sound": "default"}}, "options.sound"),
-        (
-            {"notification": None, "options": {"android": {"channel_id": "c"}}},
-            "options.android",
-        ),
+        ({**DATA_ONLY, "options": {"badge": 1}}, "options.badge"),
+        ({**DATA_ONLY, "options": {"sound": "default"}}, "options.sound"),
+        ({**DATA_ONLY, "options": {"android": {"channel_id": "c"}}}, "options.android"),
         ({"options": {"badge": -1}}, "options.badge"),
         ({"options": {"android": {"channel_id": ""}}}, "options.android.channel_id"),
         ({"options": {"android": {"color": "red"}}}, "options.android.color"),
         ({"options": {"interruption_level": "loud"}}, "options.interruption_level"),
-        ({"notification": None, "options": {"mutable_content": True}}, "options.mutable_content"),
+        ({**DATA_ONLY, "options": {"mutable_content": True}}, "options.mutable_content"),
     ],
 )
 async def test_bad_messages_are_problems(
@@ -162,7 +162,7 @@ async def test_truncate_shortens_the_body_to_fit_every_provider(
     }
     over = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
     assert over.status_code == 400, over.text
-    assert "webpush payload is" in over.json()["errors"][0]["message"]
+    assert "payload is 5051 bytes encoded" in over.json()["errors"][0]["message"]
     body["options"] = {"truncate": True}
     fits = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
     assert fits.status_code == 202, fits.text
