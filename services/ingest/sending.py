@@ -19,7 +19,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
 from services.core.errors import IdempotencyConflictError, MessageInvalidError
-from services.core.events import Content, Interaction, InteractionType, ProviderName, SendRequest
+from services.core.events import (
+    Content,
+    Interaction,
+    InteractionType,
+    Options,
+    ProviderName,
+    SendRequest,
+)
 from services.core.providers.payload import check_notification
 from services.core.publisher import Publisher
 from services.core.settings import Settings
@@ -54,11 +61,14 @@ class Sends:
 
     @staticmethod
     def check(
-        notification: Content, data: dict[str, str], providers: Iterable[ProviderName]
+        notification: Content,
+        data: dict[str, str],
+        options: Options,
+        providers: Iterable[ProviderName],
     ) -> str | None:
         """Why no provider of `providers` would take this notification, or None."""
         try:
-            check_notification(notification, data, providers)
+            check_notification(notification, data, options, providers)
         except MessageInvalidError as exc:
             return str(exc)
         return None
