@@ -17,6 +17,7 @@ Platform = Literal["android", "ios", "web"]
 # lists them); it names the job topic `push.jobs.{name}`.
 ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,19}$")]
 Priority = Literal["normal", "high"]
+InterruptionLevel = Literal["passive", "active", "time-sensitive", "critical"]
 SendTo = Literal["all", "latest"]
 Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate"]
 
@@ -74,6 +75,17 @@ class Content(Message):
     image_url: Annotated[str, Field(max_length=2048)] | None = None
 
 
+class AndroidOptions(Message):
+    """What only Android shows (FCM `android.notification`)."""
+
+    # The notification channel (Android 8+); the app must have created it.
+    channel_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    # The small icon's tint, as FCM takes it.
+    color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
+    # A drawable resource of the app, for the small icon.
+    icon: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+
+
 class Options(Message):
     """How to deliver."""
 
@@ -82,6 +94,37 @@ class Options(Message):
     collapse_key: Annotated[str, Field(max_length=64)] | None = None
     send_to: SendTo | None = None
     dry_run: bool = False
+    # A background push: the app wakes with the data and shows nothing (APNs
+    # `content-available` at priority 5, an FCM data message).
+    content_available: bool = False
+    # The app icon's badge count (APNs `aps.badge`; 0 clears it).
+    badge: Annotated[int, Field(ge=0, le=99_999)] | None = None
+    # A sound file in the app bundle, or "default".
+    sound: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    # Groups notifications on iOS (APNs `thread-id`).
+    thread_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # The actions shown with it (APNs `category`, FCM `click_action` on Android).
+    category: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # How urgently iOS 15+ presents it (APNs `interruption-level`).
+    interruption_level: InterruptionLevel | None = None
+    # Lets the app's notification service extension change it first (APNs
+    # `mutable-content`; an image sets it anyway).
+    mutable_content: bool = False
+    android: AndroidOptions | None = None
+
+    def shown(self) -> list[str]:
+        """The options that change how a shown notification looks, those that are set;
+        a background push carries none of them (Apple refuses them in one)."""
+        named = {
+            "badge": self.badge,
+            "sound": self.sound,
+            "thread_id": self.thread_id,
+            "category": self.category,
+            "interruption_level": self.interruption_level,
+            "mutable_content": self.mutable_content or None,
+            "android": self.android,
+        }
+        return [name for name, value in named.items() if value is not None]
 
 
 class Audience(Message):
@@ -168,10 +211,22 @@ class SendRequest(Message):
     account_id: Id
     app_id: Id | None = None
     to: Audience
-    notification: Content
+    # Empty for a data-only push.
+    notification: Content = Field(default_factory=Content)
     data: dict[str, str] = Field(default_factory=dict)
     options: Options = Field(default_factory=Options)
     accepted_at: datetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _background_shows_nothing(self) -> SendRequest:
+        shown = self.notification.title or self.notification.body
+        if self.options.content_available and shown:
+            raise ValueError(
+                "options.content_available is a background push: it shows no title or body"
+            )
+        if not shown and self.options.shown():
+            raise ValueError(f"options {self.options.shown()} need a title or body to show")
+        return self
 
     @model_validator(mode="after")
     def _all_alone(self) -> SendRequest:

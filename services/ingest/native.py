@@ -25,6 +25,7 @@ from services.core.events import (
     Audience,
     Content,
     InteractionType,
+    InterruptionLevel,
     Options,
     Platform,
     RegisterDevice,
@@ -32,6 +33,7 @@ from services.core.events import (
     WebPushSubscription,
 )
 from services.core.providers.base import TokenProblem
+from services.core.providers.payload import fitted
 from services.core.store.apps import App
 from services.core.store.registrations import PENDING, Status
 from services.ingest.auth import Caller, CallerApp, tenants_of
@@ -304,14 +306,35 @@ class Notification(Body):
         return self
 
 
+class AndroidSendOptions(Body):
+    """What only Android shows: the notification channel, the small icon and its tint."""
+
+    channel_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
+    icon: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+
+
 class SendOptions(Body):
-    """How to deliver: time to live (seconds), priority, collapse key, send_to, dry run."""
+    """How to deliver: time to live (seconds), priority, collapse key, send_to, dry run,
+    truncate (the body, to fit); a background push (`content_available`, with data and no
+    notification); and how a shown notification looks: badge, sound, thread_id, category,
+    interruption_level, mutable_content, android channel_id, color and icon."""
 
     ttl: Annotated[int, Field(ge=0, le=2_419_200)] | None = None
     priority: Literal["normal", "high"] = "high"
     collapse_key: Annotated[str, Field(max_length=64)] | None = None
     send_to: Literal["all", "latest"] | None = None
     dry_run: bool = False
+    # Shorten the body to fit every provider of the app rather than refuse it.
+    truncate: bool = False
+    content_available: bool = False
+    badge: Annotated[int, Field(ge=0, le=99_999)] | None = None
+    sound: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    thread_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    category: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    interruption_level: InterruptionLevel | None = None
+    mutable_content: bool = False
+    android: AndroidSendOptions | None = None
 
 
 class NotificationRequest(Body):
@@ -319,7 +342,8 @@ class NotificationRequest(Body):
 
     app_id: NonBlank
     to: Target
-    notification: Notification
+    # Optional with data: a data-only push.
+    notification: Notification | None = None
     data: Annotated[dict[str, str], Field(max_length=100, default_factory=dict)]
     options: SendOptions = SendOptions()
 
@@ -349,12 +373,22 @@ async def send_notification(account: Caller, request: Request) -> Response:
     app = await tenants_of(request).app(account, body.app_id)
     if app is None:
         raise Refusal(404, f"app {body.app_id} not found")
-    content = Content(
-        title=body.notification.title,
-        body=body.notification.body,
-        image_url=body.notification.image_url,
+    content = (
+        Content(
+            title=body.notification.title,
+            body=body.notification.body,
+            image_url=body.notification.image_url,
+        )
+        if body.notification is not None
+        else Content()
     )
-    refused = Sends.check(content, body.data, sorted(app.configured))
+    options = Options(**body.options.model_dump(exclude={"truncate"}))
+    unshown = _unshown(body.notification, body.data, options)
+    if unshown:
+        raise Invalid(unshown)
+    if body.options.truncate:
+        content = fitted(content, body.data, options, sorted(app.configured))
+    refused = Sends.check(content, body.data, options, sorted(app.configured))
     if refused is not None:
         raise Invalid([Problem("notification", refused)])
     key = request.headers.get("idempotency-key")
@@ -374,7 +408,7 @@ async def send_notification(account: Caller, request: Request) -> Response:
         ),
         notification=content,
         data=body.data,
-        options=Options(**body.options.model_dump()),
+        options=options,
     )
     try:
         notification_id = await sends_of(request).accept(send, key)
@@ -385,6 +419,28 @@ async def send_notification(account: Caller, request: Request) -> Response:
         status_code=202,
         headers={"Location": f"/v1/notifications/{notification_id}"},
     )
+
+
+def _unshown(
+    notification: Notification | None, data: dict[str, str], options: Options
+) -> list[Problem]:
+    """What is wrong with a send that shows nothing: it needs data (a data-only push), and
+    a background push or one without a notification takes no option that only shows."""
+    if notification is None and not data:
+        return [Problem("notification", "give a notification, data or both")]
+    if notification is not None and options.content_available:
+        return [
+            Problem(
+                "options.content_available",
+                "a background push shows nothing: send data without a notification",
+            )
+        ]
+    if notification is None:
+        return [
+            Problem(f"options.{name}", "only a shown notification has it: give a notification")
+            for name in options.shown()
+        ]
+    return []
 
 
 @router.get("/notifications/{notification_id}")

@@ -19,7 +19,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
 from services.core.errors import IdempotencyConflictError, MessageInvalidError
-from services.core.events import Content, Interaction, InteractionType, ProviderName, SendRequest
+from services.core.events import (
+    Content,
+    Interaction,
+    InteractionType,
+    Options,
+    ProviderName,
+    SendRequest,
+)
 from services.core.providers.payload import check_notification
 from services.core.publisher import Publisher
 from services.core.settings import Settings
@@ -54,11 +61,14 @@ class Sends:
 
     @staticmethod
     def check(
-        notification: Content, data: dict[str, str], providers: Iterable[ProviderName]
+        notification: Content,
+        data: dict[str, str],
+        options: Options,
+        providers: Iterable[ProviderName],
     ) -> str | None:
         """Why no provider of `providers` would take this notification, or None."""
         try:
-            check_notification(notification, data, providers)
+            check_notification(notification, data, options, providers)
         except MessageInvalidError as exc:
             return str(exc)
         return None
@@ -234,6 +244,9 @@ def shown(notification: Document) -> dict[str, object]:
         "platforms": notification.get("by_platform") or {},
         # Jobs per provider, once resolved: what a dry run answers.
         "providers": notification.get("by_provider") or {},
+        # What it carries and who it is for, in counts (None: accepted by an older version).
+        "content": notification.get("content"),
+        "audience": notification.get("audience"),
         "created": notification["created"].isoformat(),
         "updated": notification["updated"].isoformat(),
     }

@@ -31,7 +31,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import APNSCredentials
 from services.core.errors import MessageInvalidError, ProviderAuthError
-from services.core.events import Content, Platform, PushJob, WebPushSubscription
+from services.core.events import Content, Options, Platform, PushJob, WebPushSubscription
 from services.core.providers import curl
 from services.core.providers.base import (
     Claim,
@@ -156,6 +156,19 @@ def trusted_roots(settings: APNSSettings) -> bytes:
     return roots
 
 
+def _aps_options(options: Options) -> dict[str, Any]:
+    """The options that are `aps` keys, those that are set."""
+    keys = {
+        "badge": options.badge,
+        "sound": options.sound,
+        "thread-id": options.thread_id,
+        "category": options.category,
+        "interruption-level": options.interruption_level,
+        "mutable-content": 1 if options.mutable_content else None,
+    }
+    return {key: value for key, value in keys.items() if value is not None}
+
+
 def headers_for(
     job: PushJob, topic: str, authorization: str, apns_id: str, alert: bool
 ) -> list[str]:
@@ -229,9 +242,12 @@ class APNsProvider(Provider):
         return None
 
     @classmethod
-    def document(cls, notification: Content, data: Mapping[str, str]) -> dict[str, Any]:
-        """The data, with `aps` (the alert, or content-available for a background push)
-        and the image URL. Raises MessageInvalidError for the keys APNs or Pushline keep."""
+    def document(
+        cls, notification: Content, data: Mapping[str, str], options: Options
+    ) -> dict[str, Any]:
+        """The data, with `aps` (the alert and the shown options, or content-available for
+        a background push) and the image URL. Raises MessageInvalidError for the keys APNs
+        or Pushline keep."""
         if _RESERVED & data.keys() or (notification.image_url and IMAGE_KEY in data):
             raise MessageInvalidError(
                 f"data keys reserved in the APNs payload: aps, {IMAGE_KEY} with an image",
@@ -242,6 +258,7 @@ class APNsProvider(Provider):
         shown = alert(notification)
         if shown:
             aps["alert"] = shown
+            aps.update(_aps_options(options))
         else:
             aps["content-available"] = 1  # no alert: a background notification
         document: dict[str, Any] = dict(data)

@@ -39,6 +39,7 @@ from services.core.errors import (
 from services.core.events import (
     Content,
     FailureReason,
+    Options,
     Platform,
     ProviderName,
     PushJob,
@@ -252,9 +253,12 @@ class Provider(ABC):
         return None
 
     @classmethod
-    def document(cls, notification: Content, data: Mapping[str, str]) -> dict[str, Any]:
+    def document(
+        cls, notification: Content, data: Mapping[str, str], options: Options
+    ) -> dict[str, Any]:
         """What this provider carries for a notification, before encoding: by default
-        `{"notification": {title, body, image}, "data": {...}}`, the parts that are set.
+        `{"notification": {title, body, image}, "data": {...}}`, the parts that are set
+        (the options a provider maps into its payload it maps here).
 
         Raises MessageInvalidError for data keys the provider reserves.
         """

@@ -34,7 +34,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import FCMCredentials
 from services.core.errors import DependencyError, MessageInvalidError, ProviderAuthError
-from services.core.events import Content, Platform, PushJob
+from services.core.events import Content, Options, Platform, PushJob
 from services.core.providers import transport
 from services.core.providers.base import (
     Claim,
@@ -173,12 +173,31 @@ def build_message(job: PushJob) -> messaging.Message:
         apns_headers["apns-expiration"] = str(expiration)
     if options.collapse_key:
         apns_headers["apns-collapse-id"] = options.collapse_key
-    aps = messaging.Aps(mutable_content=True if content.image_url else None)
+    aps = messaging.Aps(
+        mutable_content=True if content.image_url or options.mutable_content else None,
+        badge=options.badge,
+        sound=options.sound,
+        thread_id=options.thread_id,
+        category=options.category,
+        custom_data={"interruption-level": options.interruption_level}
+        if options.interruption_level
+        else None,
+    )
+    android_notification = None
     if not alert:
         # A data-only message: iOS wakes the app only for background pushes at priority 5.
         aps = messaging.Aps(content_available=True)
         apns_headers["apns-priority"] = "5"
         apns_headers["apns-push-type"] = "background"
+    elif options.sound or options.category or options.android:
+        # Only with an alert: `android.notification` alone would make Android show one.
+        android_notification = messaging.AndroidNotification(
+            sound=options.sound,
+            click_action=options.category,
+            channel_id=options.android.channel_id if options.android else None,
+            color=options.android.color if options.android else None,
+            icon=options.android.icon if options.android else None,
+        )
     webpush_headers: dict[str, str] = {"Urgency": options.priority}
     if options.ttl is not None:
         webpush_headers["TTL"] = str(options.ttl)
@@ -194,11 +213,18 @@ def build_message(job: PushJob) -> messaging.Message:
                 collapse_key=options.collapse_key,
                 priority=options.priority,
                 ttl=options.ttl,
+                notification=android_notification,
             ),
             apns=messaging.APNSConfig(
                 headers=apns_headers,
                 payload=messaging.APNSPayload(aps=aps)
-                if aps.mutable_content or aps.content_available
+                if aps.mutable_content
+                or aps.content_available
+                or aps.badge is not None
+                or aps.sound
+                or aps.thread_id
+                or aps.category
+                or aps.custom_data
                 else None,
             ),
             webpush=messaging.WebpushConfig(headers=webpush_headers),
@@ -261,7 +287,9 @@ class FCMProvider(Provider):
         return "fallback"
 
     @classmethod
-    def document(cls, notification: Content, data: Mapping[str, str]) -> dict[str, Any]:
+    def document(
+        cls, notification: Content, data: Mapping[str, str], options: Options
+    ) -> dict[str, Any]:
         """Raises MessageInvalidError for data keys FCM reserves."""
         bad = [
             key for key in data if key in _RESERVED or key.lower().startswith(_RESERVED_PREFIXES)
@@ -272,7 +300,7 @@ class FCMProvider(Provider):
                 provider="fcm",
                 reason="ReservedDataKey",
             )
-        return super().document(notification, data)
+        return super().document(notification, data, options)
 
     @classmethod
     def classify(
@@ -348,7 +376,7 @@ class FCMProvider(Provider):
     def _template(self, job: PushJob) -> dict[str, Any] | Result:
         """The job's encoded message without its token, or the failure of every such job."""
         try:
-            build_payload(FCMProvider, job.notification, job.data)
+            build_payload(FCMProvider, job.notification, job.data, job.options)
             template = self._encode(build_message(job))
         except MessageInvalidError as exc:
             return Result.from_error(exc)

@@ -49,6 +49,11 @@ def device_id(app_id: str, token_hash: str) -> str:
     return f"{app_id}:{token_hash}"
 
 
+def of_app(app_id: str, device: str) -> bool:
+    """Whether the device `_id` `device` is one of the app's."""
+    return device.startswith(device_id(app_id, ""))
+
+
 def app_range(app_id: str, after: str | None = None) -> Document:
     """The `_id` condition of every device of the app, or of those after the `_id` `after`.
 
@@ -371,3 +376,73 @@ async def account_apps(db: AsyncDatabase[Document], account_id: str) -> list[str
     return sorted(
         [app["_id"] async for app in db.apps.find({"account_id": account_id}, {"_id": 1})]
     )
+
+
+# What a listing reads of a device: never its token or subscription, which a caller names
+# by the token's hash.
+LISTED = dict.fromkeys(
+    (
+        "token_hash",
+        "platform",
+        "provider",
+        "status",
+        "contact_id",
+        "cellphone",
+        "email",
+        "invalid_reason",
+        "invalid_at",
+        "registered_at",
+        "last_success_at",
+        "created",
+        "updated",
+    ),
+    1,
+)
+
+
+async def app_devices_page(
+    db: AsyncDatabase[Document],
+    app_id: str,
+    account_id: str,
+    *,
+    after: str | None,
+    limit: int,
+    contact_id: str | None = None,
+    platforms: Collection[str] = (),
+    statuses: Collection[str] = (),
+) -> list[Document]:
+    """Up to `limit` devices of the app under the account (their LISTED fields), in `_id`
+    order from the one after the device `_id` `after`: one page of a listing. Only those
+    of the contact, on `platforms` and in `statuses`, when given.
+
+    A contact's devices are two point reads through the contact directory, paged here (a
+    contact has few). Without one, one range read like `active_app_devices`: MongoDB walks
+    its `_id` index and stops at `limit`; the local store makes one pass per page.
+    """
+    if contact_id is not None:
+        found = devices_carrying(
+            db,
+            "contact_id",
+            [contact_id],
+            account_id=account_id,
+            app_ids=[app_id],
+            projection=LISTED,
+        )
+        start = after or ""
+        return sorted(
+            [
+                device
+                async for device in found
+                if device["_id"] > start
+                and (not platforms or device.get("platform") in platforms)
+                and (not statuses or device.get("status") in statuses)
+            ],
+            key=lambda device: str(device["_id"]),
+        )[:limit]
+    query: dict[str, Any] = {"_id": app_range(app_id, after), "account_id": account_id}
+    if platforms:
+        query["platform"] = {"$in": sorted(set(platforms))}
+    if statuses:
+        query["status"] = {"$in": sorted(set(statuses))}
+    cursor = db.devices.find(query, LISTED).sort("_id", ASCENDING).limit(limit)
+    return await cursor.to_list(None)

@@ -13,6 +13,8 @@ from pymongo.errors import DuplicateKeyError
 from services.core.events import FanoutCompleted, SendRequest, utc_now
 from services.core.store.client import Document
 
+# Every state a notification can be in, in order.
+STATES = ("accepted", "resolving", "sending", "done")
 COUNTERS = (
     "targeted",
     "sent",
@@ -39,6 +41,8 @@ def _new(request: SendRequest, state: str, idempotency_id: str | None = None) ->
         "state": state,
         "counters": dict.fromkeys(COUNTERS, 0),
         "by_platform": {},
+        "content": _content(request),
+        "audience": _audience(request),
         "created": now,
         "updated": now,
     }
@@ -46,6 +50,29 @@ def _new(request: SendRequest, state: str, idempotency_id: str | None = None) ->
         # Retention removes the key with the notification.
         document["idempotency_id"] = idempotency_id
     return document
+
+
+def _content(request: SendRequest) -> Document:
+    """What the send carries, as its status shows it."""
+    return {
+        "notification": request.notification.model_dump(mode="json"),
+        "data": dict(request.data),
+        "options": request.options.model_dump(mode="json"),
+    }
+
+
+def _audience(request: SendRequest) -> Document:
+    """Who the send is for, in counts: raw tokens and contact values are never kept here
+    (a status is read back by the caller, a token only ever through its hash)."""
+    to = request.to
+    return {
+        "all": to.all,
+        "tokens": len(to.tokens),
+        "contact_ids": len(to.contact_ids),
+        "cellphones": len(to.cellphones),
+        "emails": len(to.emails),
+        "platforms": list(to.platforms),
+    }
 
 
 class NotificationsRepository:
@@ -157,3 +184,28 @@ class NotificationsRepository:
     async def get(self, notification_id: str) -> Document | None:
         """The notification document, or None."""
         return await self._notifications.find_one({"_id": notification_id}, _NO_BATCHES)
+
+    async def page(
+        self,
+        account_id: str,
+        *,
+        app_id: str | None,
+        state: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[Document]:
+        """Up to `limit` notifications of the account (of one app and in one state, when
+        given), in `_id` order from the one after `after`: one page of a listing.
+
+        MongoDB narrows by its `app` index; the local store scans this collection, which
+        retention keeps to the recent notifications.
+        """
+        query: Document = {"account_id": account_id}
+        if app_id is not None:
+            query["app_id"] = app_id
+        if state is not None:
+            query["state"] = state
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self._notifications.find(query, _NO_BATCHES).sort("_id", 1).limit(limit)
+        return await cursor.to_list(None)

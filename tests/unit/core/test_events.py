@@ -109,3 +109,23 @@ def test_a_send_to_all_of_an_app_stands_alone_on_kafka() -> None:
     for value in refused:
         with pytest.raises(pydantic.ValidationError):
             decode(topics.SEND_REQUESTS, base + value)
+
+
+def test_a_data_only_send_on_kafka_needs_no_notification() -> None:
+    base = b'{"notification_id":"n","account_id":"a","app_id":"app","to":{"all":true},'
+    send = decode(
+        topics.SEND_REQUESTS, base + b'"data":{"sync":"1"},"options":{"content_available":true}}'
+    )
+    assert isinstance(send, SendRequest)
+    assert send.notification == Content()
+    refused = [
+        # A background push shows nothing.
+        b'"notification":{"title":"t"},"options":{"content_available":true}}',
+        # What only a shown notification has.
+        b'"data":{"sync":"1"},"options":{"badge":1}}',
+        b'"data":{"sync":"1"},"options":{"mutable_content":true}}',
+        b'"data":{"sync":"1"},"options":{"android":{"channel_id":"c"}}}',
+    ]
+    for value in refused:
+        with pytest.raises(pydantic.ValidationError):
+            decode(topics.SEND_REQUESTS, base + value)

@@ -36,7 +36,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     [
         ("GET", "/nothing/here", 404, None, dialects.problem_json),
         ("GET", "/v1/nothing", 404, None, dialects.problem_json),
-        ("GET", "/v1/apps/a-1/devices", 405, "POST", dialects.problem_json),
+        ("PUT", "/v1/apps/a-1/devices", 405, "GET, POST", dialects.problem_json),
         ("PUT", "/admin/v1/apps/a-1", 405, "GET, PATCH", dialects.problem_json),
         ("GET", "/admin/v1/nothing", 404, None, dialects.problem_json),
         ("GET", "/messages/android", 405, "POST", dialects.routee),

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.core.credentials import APNSCredentials
 from services.core.errors import ProviderAuthError, ProviderQuotaError
-from services.core.events import Content, Options, PushJob
+from services.core.events import AndroidOptions, Content, Options, PushJob
 from services.core.providers.apns import APNsProvider, APNSSettings, endpoint_for
 from services.core.providers.classify import ErrorClass
 from services.sandbox.emulators.tls import TLSFiles, certificates
@@ -157,6 +157,43 @@ async def test_data_only_is_a_background_push_at_priority_5(
     assert received.headers["apns-priority"] == "5"
     assert "apns-expiration" not in received.headers
     assert "apns-collapse-id" not in received.headers
+
+
+async def test_shown_options_are_aps_keys(provider: APNsProvider, apns: FakeAPNs) -> None:
+    options = Options(
+        badge=3,
+        sound="chime.caf",
+        thread_id="order-42",
+        category="ORDER",
+        interruption_level="time-sensitive",
+        mutable_content=True,
+        android=AndroidOptions(channel_id="orders"),
+    )
+    await provider.send([job(notification=Content(title="Hi"), options=options)])
+    [received] = apns.received
+    assert received.body == {
+        "aps": {
+            "alert": {"title": "Hi"},
+            "badge": 3,
+            "sound": "chime.caf",
+            "thread-id": "order-42",
+            "category": "ORDER",
+            "interruption-level": "time-sensitive",
+            "mutable-content": 1,
+        }
+    }
+    assert received.headers["apns-push-type"] == "alert"
+
+
+async def test_content_available_is_a_background_push(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    options = Options(content_available=True, priority="high")
+    await provider.send([job(notification=Content(), data={"sync": "1"}, options=options)])
+    [received] = apns.received
+    assert received.body == {"sync": "1", "aps": {"content-available": 1}}
+    assert received.headers["apns-push-type"] == "background"
+    assert received.headers["apns-priority"] == "5"
 
 
 async def test_error_answers_are_classified_and_410_keeps_its_timestamp(

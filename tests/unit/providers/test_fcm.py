@@ -15,7 +15,7 @@ from firebase_admin import credentials, messaging
 
 from services.core.credentials import FCMCredentials
 from services.core.errors import ProviderQuotaError, ProviderUnavailableError
-from services.core.events import Content, Options, PushJob
+from services.core.events import AndroidOptions, Content, Options, PushJob
 from services.core.providers.classify import ErrorClass
 from services.core.providers.fcm import HEADERS, FCMProvider, FCMSettings, encoder
 from tests.unit.providers.fcm_server import (
@@ -136,6 +136,53 @@ async def test_data_only_message_is_a_background_push(provider: FCMProvider, fcm
             },
             "webpush": {"headers": {"Urgency": "high"}},
         }
+    }
+
+
+async def test_shown_options_map_to_android_and_apns(provider: FCMProvider, fcm: FakeFCM) -> None:
+    options = Options(
+        badge=0,
+        sound="default",
+        thread_id="order-42",
+        category="ORDER",
+        interruption_level="passive",
+        mutable_content=True,
+        android=AndroidOptions(channel_id="orders", color="#FF0000", icon="ic_order"),
+    )
+    await provider.send([job(notification=Content(title="Hi"), options=options)])
+    message = fcm.sends[0]["message"]
+    assert message["android"] == {
+        "priority": "high",
+        "notification": {
+            "sound": "default",
+            "click_action": "ORDER",
+            "channel_id": "orders",
+            "color": "#FF0000",
+            "icon": "ic_order",
+        },
+    }
+    assert message["apns"]["payload"] == {
+        "aps": {
+            "badge": 0,
+            "sound": "default",
+            "thread-id": "order-42",
+            "category": "ORDER",
+            "interruption-level": "passive",
+            "mutable-content": 1,
+        }
+    }
+    assert message["webpush"] == {"headers": {"Urgency": "high"}}
+
+
+async def test_content_available_is_a_data_message(provider: FCMProvider, fcm: FakeFCM) -> None:
+    options = Options(content_available=True)
+    await provider.send([job(notification=Content(), data={"sync": "1"}, options=options)])
+    message = fcm.sends[0]["message"]
+    assert "notification" not in message
+    assert "notification" not in message["android"]
+    assert message["apns"] == {
+        "headers": {"apns-priority": "5", "apns-push-type": "background"},
+        "payload": {"aps": {"content-available": 1}},
     }
 
 
