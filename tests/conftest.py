@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pymongo import AsyncMongoClient
-from pymongo.errors import AutoReconnect
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 
 from services.core import kafka
 from services.core.settings import Settings
