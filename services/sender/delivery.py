@@ -2,7 +2,8 @@
 
 Before each provider call its sends are noted (they are on the wire); after it, the
 outcome of each send that reached its device or found it gone is kept, and the others are
-forgotten, which may be made again (`marks`: one store write before the call, one after).
+forgotten, which may be made again (`marks`: one store write before the call, one after);
+but a send whose request went unanswered stays noted, as on the wire, until its retry ends.
 A job that comes back with a kept outcome is not sent again, its outcome is published
 again instead (feedback counts it once). A job that comes back noted without a kept
 outcome was on the wire when its sender died: it is sent again and its outcome says
@@ -133,7 +134,12 @@ class Calls:
         results = await self._call(app_id, [d.job for d in calling])
         outcomes = self._outcomes.of(calling, results)
         sends = [o for o in outcomes if is_send(o)]
-        await until_done(lambda: self._marks.settle(sends), "mark", self._stopping)
+        unanswered = {
+            d.send
+            for d, result in zip(calling, results, strict=True)
+            if d.send is not None and result.maybe_delivered
+        }
+        await until_done(lambda: self._marks.settle(sends, unanswered), "mark", self._stopping)
         return Call(kept, calling, results, outcomes)
 
     async def _call(self, app_id: str, jobs: list[PushJob]) -> list[Result]:

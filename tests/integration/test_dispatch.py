@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
@@ -369,3 +370,32 @@ async def test_revoked_partitions_get_no_new_calls_and_their_calls_on_the_wire_e
     await harness.dispatcher.drain()
     assert [token for call in provider.calls for token in call] == tokens
     assert sorted(harness.acked) == sorted(tokens[:CALL_SIZE] + tokens)
+
+
+async def test_a_send_whose_request_went_unanswered_stays_noted_until_its_retry(
+    db: AsyncDatabase[Document],
+) -> None:
+    timed_out = Result.failure(
+        "fcm", ErrorClass.RETRYABLE, reason="Timeout", retry_after=5.0, maybe_delivered=True
+    )
+    first = Harness(db, ScriptedProvider({"slow": [timed_out, Result.success("m1")]}))
+    retried = (
+        REGISTRY.get_sample_value("pushline_sends_total", {"provider": "fcm", "outcome": "retry"})
+        or 0.0
+    )
+
+    async def waits_for_its_retry() -> bool:
+        now = REGISTRY.get_sample_value(
+            "pushline_sends_total", {"provider": "fcm", "outcome": "retry"}
+        )
+        return (now or 0.0) > retried
+
+    await first.start(job("slow"))
+    await eventually(waits_for_its_retry)
+    # Its sender dies while it waits: the job comes back to another sender, which must
+    # not take the device for one that never got it.
+    second = Harness(db, ScriptedProvider({"slow": [Result.success("m2")]}))
+    await second.run(job("slow"))
+    [outcome] = second.outcomes()
+    assert (outcome.outcome, outcome.repeated) == ("success", True)
+    await first.dispatcher.drain()

@@ -39,6 +39,9 @@ async def test_a_send_noted_twice_is_known_by_its_kept_outcome_or_as_on_the_wire
     assert await marks.note(ids) == {ids[0]: delivered, ids[1]: gone}
     # Noted and never settled: its sender died with it on the wire.
     assert await marks.note([ids[2]]) == {ids[2]: None}
+    # Its request went unanswered: it may have arrived, so it stays as on the wire.
+    await marks.settle([outcome("c", "retry")], unanswered={ids[2]})
+    assert await marks.note([ids[2]]) == {ids[2]: None}
 
 
 async def test_an_earlier_version_s_marks_are_read_while_they_last(

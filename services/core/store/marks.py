@@ -4,8 +4,10 @@ call and one after it.
 A send (notification, device) is noted before its call (one unordered bulk insert, which
 also tells which sends were noted before). After the call, one unordered bulk write keeps
 on each note the outcome of a send that reached its device or found it gone, as published,
-and removes the notes of the others, which may be made again. So a note with an outcome is
-an ended send; a note without one is a send that was on the wire when its sender died.
+and removes the notes of the others, which may be made again, unless their request went
+unanswered (it may have reached the device). So a note with an outcome is an ended send; a
+note without one is a send that was on the wire when its sender died, or that may have
+reached its device and waits for its retry.
 A mark's `_id` is that of the send's `deliveries` record, through which retention removes it.
 
 Senders before this module kept the same marks in two collections: `sending` (noted before
@@ -19,7 +21,7 @@ last old sender wrote, and the fallback ends by itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 from pymongo import DeleteOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -59,19 +61,22 @@ class Marks:
         found = {doc["_id"]: doc async for doc in self._marks.find({"_id": {"$in": seen}})}
         return {i: _kept(found.get(i)) for i in seen}
 
-    async def settle(self, outcomes: Sequence[DeliveryOutcome]) -> None:
+    async def settle(
+        self, outcomes: Sequence[DeliveryOutcome], unanswered: Set[str] = frozenset()
+    ) -> None:
         """Keep the outcomes of the ended sends on their notes and remove the others'
-        notes (one bulk write)."""
-        writes: list[UpdateOne | DeleteOne] = [
-            UpdateOne(
-                {"_id": send_id(o.notification_id, o.token_hash)},
-                {"$set": {"outcome": encode(o).decode()}},
-                upsert=True,
-            )
-            if o.outcome in ENDED
-            else DeleteOne({"_id": send_id(o.notification_id, o.token_hash)})
-            for o in outcomes
-        ]
+        notes (one bulk write), but for the sends in `unanswered`: their request may have
+        reached the device without an answer (a timeout), so their notes stay as if they
+        were on the wire, and whoever makes them again makes them as `repeated`."""
+        writes: list[UpdateOne | DeleteOne] = []
+        for o in outcomes:
+            mark = send_id(o.notification_id, o.token_hash)
+            if o.outcome in ENDED:
+                writes.append(
+                    UpdateOne({"_id": mark}, {"$set": {"outcome": encode(o).decode()}}, upsert=True)
+                )
+            elif mark not in unanswered:
+                writes.append(DeleteOne({"_id": mark}))
         if writes:
             await self._marks.bulk_write(writes, ordered=False)
 
