@@ -144,6 +144,9 @@ LocArgs = Annotated[
     Field(max_length=20),
 ]
 LocKey = Annotated[str, Field(min_length=1, max_length=200)]
+# A URL with a scheme: `https://...`, or an app's own (`shop://orders/42`).
+ClickUrl = Annotated[str, Field(max_length=2048, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")]
+Tag = Annotated[str, Field(min_length=1, max_length=64)]
 Text = Annotated[str, Field(max_length=1000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
@@ -392,11 +395,9 @@ class Options(Message):
     mutable_content: bool = False
     android: AndroidOptions | None = None
     # What a tap opens: a deep link into the app (any scheme) or a web page.
-    click_url: (
-        Annotated[str, Field(max_length=2048, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")] | None
-    ) = None
+    click_url: ClickUrl | None = None
     # Replaces a shown notification with the same tag (FCM Android `tag`, Web Push `tag`).
-    tag: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    tag: Tag | None = None
     # Localised strings of the app, shown instead of the title and body where the app has
     # them (APNs and FCM Android); the title and body stay the text shown without.
     title_loc_key: LocKey | None = None

@@ -24,6 +24,7 @@ from services.core.errors import IdempotencyConflictError
 from services.core.events import (
     ApnsOverride,
     Audience,
+    ClickUrl,
     Content,
     FcmOverride,
     InteractionType,
@@ -34,6 +35,7 @@ from services.core.events import (
     Platform,
     RegisterDevice,
     SendRequest,
+    Tag,
     WebPushOverride,
     WebPushSubscription,
     loc_args_problem,
@@ -343,10 +345,8 @@ class SendOptions(Body):
     interruption_level: InterruptionLevel | None = None
     mutable_content: bool = False
     android: AndroidSendOptions | None = None
-    click_url: (
-        Annotated[str, Field(max_length=2048, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")] | None
-    ) = None
-    tag: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    click_url: ClickUrl | None = None
+    tag: Tag | None = None
     title_loc_key: LocKey | None = None
     title_loc_args: LocArgs = ()
     body_loc_key: LocKey | None = None

@@ -354,8 +354,10 @@ class FCMProvider(Provider):
         the limit, to be safe, though FCM counts only the notification and data). Raises
         MessageInvalidError for data keys FCM or Pushline reserve."""
         merged = message_data(data, options)
+        android = options.fcm.android if options.fcm is not None else None
+        keys = [*merged, *(key for key, _ in android.data)] if android is not None else merged
         bad = [
-            key for key in merged if key in _RESERVED or key.lower().startswith(_RESERVED_PREFIXES)
+            key for key in keys if key in _RESERVED or key.lower().startswith(_RESERVED_PREFIXES)
         ]
         if options.click_url is not None and CLICK_KEY in data:
             bad.append(CLICK_KEY)
@@ -367,8 +369,8 @@ class FCMProvider(Provider):
                 reason="ReservedDataKey",
             )
         document = super().document(notification, merged, options)
-        if options.fcm is not None and options.fcm.android is not None:
-            document["android"] = options.fcm.android.provider_json()
+        if android is not None:
+            document["android"] = android.provider_json()
         return document
 
     @classmethod

@@ -281,6 +281,9 @@ def test_fcm_data_overrides_count_and_are_checked() -> None:
         FCMProvider.document(
             Content(title="Hi"), {}, Options(fcm=FcmOverride(data={"google.x": "1"}))
         )
+    android = FcmAndroid(data={"gcm.x": "1"})
+    with pytest.raises(MessageInvalidError, match=r"gcm\.x"):
+        FCMProvider.document(Content(title="Hi"), {}, Options(fcm=FcmOverride(android=android)))
     with pytest.raises(MessageInvalidError, match="click_url"):
         FCMProvider.document(
             Content(title="Hi"), {"click_url": "x"}, Options(click_url="https://a.example/")
