@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from services.core.devices import MAX_TOKEN_LENGTH, normalize_cellphone, normalize_email
+from services.core.events import REFUSE_UNKNOWN
 from services.ingest.refusals import Invalid, Problem
 
 T = TypeVar("T")
@@ -47,13 +48,14 @@ class Body(BaseModel):
 
 
 def parse(shape: type[T] | TypeAdapter[T], raw: bytes) -> T:
-    """Validate JSON bytes as `shape` (a model class or a TypeAdapter).
+    """Validate JSON bytes as `shape` (a model class or a TypeAdapter); a provider
+    override's unknown key is refused (`services.core.events.Override`).
 
     Raises Invalid for malformed JSON, a wrong type, a missing or bad field.
     """
     adapter = shape if isinstance(shape, TypeAdapter) else _adapter(shape)
     try:
-        return adapter.validate_json(raw or b"null", strict=True)
+        return adapter.validate_json(raw or b"null", strict=True, context={REFUSE_UNKNOWN: True})
     except ValidationError as exc:
         raise Invalid([_problem(error) for error in exc.errors()]) from exc
 

@@ -22,15 +22,23 @@ from pydantic import Field, model_validator
 
 from services.core.errors import IdempotencyConflictError
 from services.core.events import (
+    ApnsOverride,
     Audience,
+    ClickUrl,
     Content,
+    FcmOverride,
     InteractionType,
     InterruptionLevel,
+    LocArgs,
+    LocKey,
     Options,
     Platform,
     RegisterDevice,
     SendRequest,
+    Tag,
+    WebPushOverride,
     WebPushSubscription,
+    loc_args_problem,
 )
 from services.core.providers.base import TokenProblem
 from services.core.providers.payload import fitted
@@ -317,8 +325,9 @@ class AndroidSendOptions(Body):
 class SendOptions(Body):
     """How to deliver: time to live (seconds), priority, collapse key, send_to, dry run,
     truncate (the body, to fit); a background push (`content_available`, with data and no
-    notification); and how a shown notification looks: badge, sound, thread_id, category,
-    interruption_level, mutable_content, android channel_id, color and icon."""
+    notification); how a shown notification looks: badge, sound, thread_id, category,
+    interruption_level, mutable_content, android channel_id, color and icon, click_url, tag,
+    localisation keys; and per-provider overrides (`apns`, `fcm`, `webpush`), merged last."""
 
     ttl: Annotated[int, Field(ge=0, le=2_419_200)] | None = None
     priority: Literal["normal", "high"] = "high"
@@ -328,13 +337,31 @@ class SendOptions(Body):
     # Shorten the body to fit every provider of the app rather than refuse it.
     truncate: bool = False
     content_available: bool = False
-    badge: Annotated[int, Field(ge=0, le=99_999)] | None = None
+    # "increment" is read to be refused with why, rather than as a wrong type.
+    badge: Annotated[int, Field(ge=0, le=99_999)] | Literal["increment"] | None = None
     sound: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     thread_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     category: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     interruption_level: InterruptionLevel | None = None
     mutable_content: bool = False
     android: AndroidSendOptions | None = None
+    click_url: ClickUrl | None = None
+    tag: Tag | None = None
+    title_loc_key: LocKey | None = None
+    title_loc_args: LocArgs = ()
+    body_loc_key: LocKey | None = None
+    body_loc_args: LocArgs = ()
+    apns: ApnsOverride | None = None
+    fcm: FcmOverride | None = None
+    webpush: WebPushOverride | None = None
+
+    @model_validator(mode="after")
+    def _args_have_keys(self) -> SendOptions:
+        problem = loc_args_problem(self.title_loc_key, self.title_loc_args, "title")
+        problem = problem or loc_args_problem(self.body_loc_key, self.body_loc_args, "body")
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class NotificationRequest(Body):
@@ -382,6 +409,8 @@ async def send_notification(account: Caller, request: Request) -> Response:
         if body.notification is not None
         else Content()
     )
+    if body.options.badge == "increment":
+        raise Invalid([Problem("options.badge", BADGE_INCREMENT)])
     options = Options(**body.options.model_dump(exclude={"truncate"}))
     unshown = _unshown(body.notification, body.data, options)
     if unshown:
@@ -419,6 +448,12 @@ async def send_notification(account: Caller, request: Request) -> Response:
         status_code=202,
         headers={"Location": f"/v1/notifications/{notification_id}"},
     )
+
+
+BADGE_INCREMENT = (
+    "increment is not supported: APNs sets the badge to a number and has no increment, and "
+    "Pushline keeps no count per device; send the number to show"
+)
 
 
 def _unshown(

@@ -104,6 +104,23 @@ DATA_ONLY = {"notification": None, "data": {"sync": "inbox"}}
         ({"options": {"android": {"color": "red"}}}, "options.android.color"),
         ({"options": {"interruption_level": "loud"}}, "options.interruption_level"),
         ({**DATA_ONLY, "options": {"mutable_content": True}}, "options.mutable_content"),
+        ({**DATA_ONLY, "options": {"click_url": "shop://a"}}, "options.click_url"),
+        ({**DATA_ONLY, "options": {"tag": "t"}}, "options.tag"),
+        ({**DATA_ONLY, "options": {"body_loc_key": "K"}}, "options.body_loc_key"),
+        ({"options": {"click_url": "no scheme"}}, "options.click_url"),
+        ({"options": {"title_loc_args": ["a"]}}, "options"),
+        ({"options": {"title_loc_key": "K", "title_loc_args": [1]}}, "options.title_loc_args"),
+        ({"options": {"apns": {"custom": {"aps": "x"}}}}, "options.apns"),
+        ({"options": {"apns": {"headers": {"apns-priority": "7"}}}}, "options.apns.headers"),
+        ({"options": {"apns": {"aps": {"sound": 1}}}}, "options.apns.aps.sound"),
+        ({"options": {"fcm": {"android": {"ttl": "60"}}}}, "options.fcm.android.ttl"),
+        ({"options": {"fcm": {"data": {"k": 1}}}}, "options.fcm.data"),
+        (
+            {"options": {"fcm": {"android": {"notification": {"visibility": "ALL"}}}}},
+            "options.fcm.android.notification.visibility",
+        ),
+        ({"options": {"webpush": {"headers": {"Urgency": "now"}}}}, "options.webpush.headers"),
+        ({"options": {"fcm": {"data": {"google.x": "1"}}}}, "notification"),
     ],
 )
 async def test_bad_messages_are_problems(
@@ -171,3 +188,98 @@ async def test_truncate_shortens_the_body_to_fit_every_provider(
     assert send.notification.body.endswith(ELLIPSIS)
     webpush = build_payload(WebPushProvider, send.notification, send.data, send.options)
     assert 3993 - len("palabra ") <= webpush.size <= 3993
+
+
+async def test_click_url_tag_localisation_and_overrides_reach_the_topic(
+    client: httpx.AsyncClient, tenants: TenantFactory, ingest_settings: Settings
+) -> None:
+    tenant = await tenants.make()
+    options = {
+        "click_url": "shop://orders/42",
+        "tag": "order-42",
+        "title_loc_key": "ORDER_TITLE",
+        "title_loc_args": ["42"],
+        "body_loc_key": "ORDER_BODY",
+        "body_loc_args": ["Ana", "tomorrow"],
+        "apns": {
+            "headers": {"apns-priority": "5", "apns-collapse-id": "order-42"},
+            "aps": {"relevance-score": 0.5, "alert": {"subtitle": "Shipped"}},
+            "custom": {"campaign": "spring"},
+        },
+        "fcm": {
+            "android": {"ttl": "60s", "notification": {"notification_priority": "PRIORITY_HIGH"}},
+            "data": {"campaign": "spring"},
+        },
+        "webpush": {
+            "headers": {"Urgency": "low"},
+            "notification": {"requireInteraction": True, "icon": "https://a.example/i.png"},
+        },
+    }
+    body = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {"title": "Order 42", "body": "Shipped"},
+        "options": options,
+    }
+    response = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert response.status_code == 202, response.text
+    send = await sent(ingest_settings, response.json()["id"])
+    assert send.options == Options.model_validate(options)
+    assert send.options.title_loc_args == ("42",)
+    assert send.options.apns is not None
+    assert send.options.apns.provider_json() == options["apns"]
+    assert send.options.fcm is not None
+    assert send.options.fcm.provider_json() == options["fcm"]
+    assert send.options.webpush is not None
+    assert send.options.webpush.provider_json() == options["webpush"]
+
+
+async def test_a_badge_increment_is_refused_with_why(
+    client: httpx.AsyncClient, tenants: TenantFactory
+) -> None:
+    tenant = await tenants.make()
+    body = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {"title": "Hola"},
+        "options": {"badge": "increment"},
+    }
+    response = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert response.status_code == 400, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "options.badge"
+    assert "APNs sets the badge to a number and has no increment" in error["message"]
+
+
+async def test_an_override_s_unknown_field_is_named(
+    client: httpx.AsyncClient, tenants: TenantFactory
+) -> None:
+    tenant = await tenants.make()
+    body = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {"title": "Hola"},
+        "options": {"apns": {"headers": {"apns-prority": "5"}}},
+    }
+    response = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert response.status_code == 400, response.text
+    [error] = response.json()["errors"]
+    assert error == {
+        "field": "options.apns.headers",
+        "message": "not a field the provider takes here: apns-prority",
+    }
+
+
+async def test_overrides_count_toward_the_payload_limit(
+    client: httpx.AsyncClient, tenants: TenantFactory
+) -> None:
+    tenant = await tenants.make(providers={"webpush": all_providers()["webpush"]})
+    body: dict[str, object] = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {"title": "Hola"},
+        "options": {"webpush": {"notification": {"body": "x" * 3990}}},
+    }
+    over = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert over.status_code == 400, over.text
+    assert "webpush payload is" in over.json()["errors"][0]["message"]

@@ -171,6 +171,76 @@ async def test_a_background_push_and_the_shown_options_reach_each_provider(
     }
 
 
+# A send request as another team's producer writes it (schemas/push.send-requests.json).
+RICH_SEND = """{
+  "notification_id": "%s", "account_id": "%s", "app_id": "%s",
+  "to": {"contact_ids": ["ana"]},
+  "notification": {"title": "Order 42", "body": "Shipped"},
+  "options": {
+    "click_url": "shop://orders/42", "tag": "order-42",
+    "body_loc_key": "ORDER_BODY", "body_loc_args": ["Ana"],
+    "apns": {"headers": {"apns-priority": "5"}, "custom": {"campaign": "spring"}},
+    "fcm": {"android": {"notification": {"visibility": "PRIVATE"}}},
+    "webpush": {"headers": {"Urgency": "low"}, "notification": {"silent": true}}
+  }
+}"""
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_links_tags_localisation_and_overrides_on_kafka_reach_each_provider(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    subscription = emulators.webpush.subscribe()
+    await store_devices(
+        db,
+        [
+            device("fcm-token-ana", "android", "fcm"),
+            device(APNS_TOKEN, "ios", "apns"),
+            device(subscription["endpoint"], "web", "webpush", subscription=subscription),
+        ],
+    )
+    send = SendRequest.model_validate_json(RICH_SEND % (f"n-{uuid.uuid4()}", ACCOUNT, APP))
+    await publish(
+        settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
+    )
+    assert (await finished(db, send))["counters"]["sent"] == 3
+    (fcm,) = emulators.fcm.controls.records()
+    message = fcm.payload["message"]
+    assert message["data"] == {"click_url": "shop://orders/42"}
+    assert message["android"]["notification"] == {
+        "tag": "order-42",
+        "body_loc_key": "ORDER_BODY",
+        "body_loc_args": ["Ana"],
+        "visibility": "PRIVATE",
+    }
+    (apns,) = emulators.apns.controls.records()
+    assert apns.payload == {
+        "click_url": "shop://orders/42",
+        "campaign": "spring",
+        "aps": {
+            "alert": {
+                "title": "Order 42",
+                "body": "Shipped",
+                "loc-key": "ORDER_BODY",
+                "loc-args": ["Ana"],
+            }
+        },
+    }
+    assert apns.headers["apns-priority"] == "5"
+    (webpush,) = emulators.webpush.controls.records()
+    assert webpush.payload == {
+        "notification": {
+            "title": "Order 42",
+            "body": "Shipped",
+            "tag": "order-42",
+            "data": {"url": "shop://orders/42"},
+            "silent": True,
+        }
+    }
+    assert webpush.headers["urgency"] == "low"
+
+
 @pytest.mark.usefixtures("pipeline")
 async def test_throttled_and_unavailable_answers_are_retried_then_delivered(
     settings: Settings, db: AsyncDatabase[Document], emulators: Emulators

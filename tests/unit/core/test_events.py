@@ -5,11 +5,15 @@ import pytest
 
 from services.core import topics
 from services.core.events import (
+    REFUSE_UNKNOWN,
+    ApnsHeaders,
+    ApnsOverride,
     CleanupDevices,
     Content,
     DeliveryOutcome,
     DeliveryOutcomes,
     FanoutCompleted,
+    Options,
     PushJob,
     RegisterDevice,
     SendRequest,
@@ -129,3 +133,58 @@ def test_a_data_only_send_on_kafka_needs_no_notification() -> None:
     for value in refused:
         with pytest.raises(pydantic.ValidationError):
             decode(topics.SEND_REQUESTS, base + value)
+
+
+OVERRIDES = (
+    b'"options":{"click_url":"shop://orders/1","tag":"t","title_loc_key":"K",'
+    b'"title_loc_args":["a"],"apns":{"headers":{"apns-priority":"5"},'
+    b'"aps":{"thread-id":"x","alert":{"loc-key":"L","loc-args":["b"]}},"custom":{"c":"d"}},'
+    b'"fcm":{"android":{"ttl":"3.5s","notification":{"tag":"t"}},"data":{"e":"f"}},'
+    b'"webpush":{"headers":{"TTL":5,"Urgency":"low"},'
+    b'"notification":{"requireInteraction":true,"vibrate":[1,2]}}}}'
+)
+SEND = b'{"notification_id":"n","account_id":"a","app_id":"app","to":{"all":true},'
+
+
+def test_overrides_travel_under_the_providers_names_and_stay_hashable() -> None:
+    send = decode(topics.SEND_REQUESTS, SEND + b'"notification":{"title":"t"},' + OVERRIDES)
+    assert isinstance(send, SendRequest)
+    options = send.options
+    assert options.apns is not None
+    assert options.apns.headers is not None
+    assert options.apns.headers.apns_priority == "5"
+    assert options.apns.custom == (("c", "d"),)
+    assert options.title_loc_args == ("a",)
+    # The senders key the payloads they build by the options.
+    assert hash(options) == hash(options.model_copy())
+    encoded = encode(send)
+    assert b'"apns-priority":"5"' in encoded
+    assert b'"requireInteraction":true' in encoded
+    assert b'"custom":{"c":"d"}' in encoded
+    assert decode(topics.SEND_REQUESTS, encoded) == send
+
+
+def test_an_override_s_unknown_key_is_refused_where_the_ingest_asks() -> None:
+    value = b'{"apns":{"headers":{"apns-prio":"5"}}}'
+    # A topic's reader ignores it, as any field it does not know ...
+    assert Options.model_validate_json(value).apns == ApnsOverride(headers=ApnsHeaders())
+    # ... the ingest refuses it.
+    with pytest.raises(pydantic.ValidationError, match="apns-prio"):
+        Options.model_validate_json(value, context={REFUSE_UNKNOWN: True})
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        b'{"title_loc_args":["a"]}',
+        b'{"body_loc_args":["a"]}',
+        b'{"apns":{"custom":{"aps":"x"}}}',
+        b'{"apns":{"headers":{"apns-priority":"7"}}}',
+        b'{"fcm":{"android":{"ttl":"60"}}}',
+        b'{"webpush":{"headers":{"Topic":"not a topic"}}}',
+        b'{"click_url":"no scheme"}',
+    ],
+)
+def test_bad_options_are_refused(options: bytes) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        Options.model_validate_json(options)

@@ -32,3 +32,32 @@ def test_every_body_taking_route_documents_its_body() -> None:
 def test_admin_api_is_absent_without_an_admin_token() -> None:
     paths = create_app(Settings()).openapi()["paths"]
     assert not [path for path in paths if path.startswith("/admin")]
+
+
+def test_the_send_documents_the_message_options_and_overrides_by_the_providers_names() -> None:
+    schema = create_app(Settings()).openapi()
+    body = schema["paths"]["/v1/notifications"]["post"]["requestBody"]
+    options = body["content"]["application/json"]["schema"]["properties"]["options"]
+    properties = options["properties"]
+    assert {"click_url", "tag", "title_loc_key", "body_loc_args"} <= set(properties)
+
+    def fields(option: str, *path: str) -> set[str]:
+        node = properties[option]
+        for part in path:
+            [node] = [each for each in node["anyOf"] if each.get("type") != "null"]
+            node = node["properties"][part]
+        [node] = [each for each in node["anyOf"] if each.get("type") != "null"]
+        return set(node["properties"]) - {"v"}
+
+    assert fields("apns", "headers") == {
+        "apns-priority",
+        "apns-expiration",
+        "apns-collapse-id",
+        "apns-push-type",
+    }
+    assert {"thread-id", "interruption-level", "alert"} <= fields("apns", "aps")
+    assert {"loc-key", "title-loc-args"} <= fields("apns", "aps", "alert")
+    assert fields("fcm") == {"android", "data"}
+    assert {"channel_id", "notification_priority"} <= fields("fcm", "android", "notification")
+    assert fields("webpush", "headers") == {"TTL", "Urgency", "Topic"}
+    assert "requireInteraction" in fields("webpush", "notification")
