@@ -32,6 +32,13 @@ SendTo = Literal["all", "latest"]
 Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate"]
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
+# A BCP 47 language tag as devices and per-language content carry it, lower-case:
+# "en", "pt-br", "zh-hant-tw".
+Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[a-z0-9]{1,8}){0,3}$")]
+# Per-language content names the fallback for a device whose language it lacks so.
+DEFAULT_LANGUAGE = "default"
+# Languages one send may carry content for.
+MAX_LANGUAGES = 50
 # FCM tokens run to ~200 characters, Web Push endpoints to a few hundred; 4 KiB bounds both.
 Token = Annotated[str, Field(min_length=1, max_length=4096)]
 
@@ -520,22 +527,66 @@ class SendRequest(Message):
     account_id: Id
     app_id: Id | None = None
     to: Audience
-    # Empty for a data-only push.
+    # Empty for a data-only push. With `localized`, what a device gets whose language has
+    # no content of its own. Given as a map of languages with a `default` key, it is read
+    # as that default and `localized`.
     notification: Content = Field(default_factory=Content)
+    # Content per device language (lower-case BCP 47 tags): a device gets its language's,
+    # else its primary language's ("pt" for "pt-br"), else `notification`.
+    localized: Annotated[dict[Language, Content], Field(max_length=MAX_LANGUAGES)] = Field(
+        default_factory=dict
+    )
     data: dict[str, str] = Field(default_factory=dict)
     options: Options = Field(default_factory=Options)
     accepted_at: datetime = Field(default_factory=utc_now)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _languages_map(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        notification = value.get("notification")
+        # Content's own fields are strings: a map value is a language's content.
+        if not isinstance(notification, dict) or not any(
+            isinstance(v, dict) for v in notification.values()
+        ):
+            return value
+        if DEFAULT_LANGUAGE not in notification:
+            raise ValueError(
+                f"per-language content needs a {DEFAULT_LANGUAGE!r} for other languages"
+            )
+        languages = dict(notification)
+        default = languages.pop(DEFAULT_LANGUAGE)
+        return {
+            **value,
+            "notification": default,
+            "localized": {str(k).lower(): v for k, v in languages.items()},
+        }
+
     @model_validator(mode="after")
     def _background_shows_nothing(self) -> SendRequest:
-        shown = self.notification.title or self.notification.body
-        if self.options.content_available and shown:
+        shown = [bool(c.title or c.body) for c in self.contents()]
+        if self.options.content_available and any(shown):
             raise ValueError(
                 "options.content_available is a background push: it shows no title or body"
             )
-        if not shown and self.options.shown():
+        if self.localized and not all(shown):
+            raise ValueError("per-language content needs a title or body in every language")
+        if not shown[0] and self.options.shown():
             raise ValueError(f"options {self.options.shown()} need a title or body to show")
         return self
+
+    def contents(self) -> list[Content]:
+        """Every content the request may send: the default, then each language's."""
+        return [self.notification, *self.localized.values()]
+
+    def content_for(self, language: str | None) -> Content:
+        """What a device of `language` gets (see `localized`)."""
+        if language is None or not self.localized:
+            return self.notification
+        language = language.lower()
+        found = self.localized.get(language) or self.localized.get(language.split("-", 1)[0])
+        return found or self.notification
 
     @model_validator(mode="after")
     def _all_alone(self) -> SendRequest:

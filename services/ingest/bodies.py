@@ -11,7 +11,15 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 
 from services.core.devices import MAX_TOKEN_LENGTH, normalize_cellphone, normalize_email
 from services.core.events import REFUSE_UNKNOWN
@@ -72,11 +80,22 @@ def _adapter(shape: type[T]) -> TypeAdapter[T]:
     return adapter
 
 
+# Which form a value of a tagged union took is no field: a problem's path leaves it out.
+FORM = "form:"
+
+
+def form(name: str) -> Tag:
+    """The tag of one form of a field that takes several (a tagged union)."""
+    return Tag(FORM + name)
+
+
 def _problem(error: Any) -> Problem:
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx", {})
     path = "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        f"[{part}]" if isinstance(part, int) else f".{part}"
+        for part in error["loc"]
+        if not str(part).startswith(FORM)
     ).lstrip(".")
     if kind == "json_invalid":
         return Problem("", NOT_JSON)

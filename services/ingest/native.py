@@ -18,10 +18,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Discriminator, Field, RootModel, model_validator
 
 from services.core.errors import IdempotencyConflictError
 from services.core.events import (
+    DEFAULT_LANGUAGE,
+    MAX_LANGUAGES,
     ApnsOverride,
     Audience,
     ClickUrl,
@@ -52,6 +54,7 @@ from services.ingest.bodies import (
     NonBlank,
     TokenText,
     documented,
+    form,
     parse,
 )
 from services.ingest.commands import cleanup, register
@@ -314,6 +317,49 @@ class Notification(Body):
         return self
 
 
+# A language of per-language content, in any case ("pt-BR"), or the fallback.
+LanguageKey = Annotated[
+    str, Field(pattern=rf"^({DEFAULT_LANGUAGE}|[A-Za-z]{{2,3}}(-[A-Za-z0-9]{{1,8}}){{0,3}})$")
+]
+
+
+class Localized(RootModel[dict[LanguageKey, Notification]]):
+    """Content per device language, with the `default` other languages get."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    @model_validator(mode="after")
+    def _has_default(self) -> Localized:
+        if DEFAULT_LANGUAGE not in self.root:
+            raise ValueError(f"give the {DEFAULT_LANGUAGE!r} content other languages get")
+        if len(self.root) > MAX_LANGUAGES + 1:
+            raise ValueError(f"at most {MAX_LANGUAGES} languages besides the default")
+        if len({language.lower() for language in self.root}) < len(self.root):
+            raise ValueError("a language is named twice (languages are case-insensitive)")
+        return self
+
+    def contents(self) -> tuple[Content, dict[str, Content]]:
+        """The default content, and each language's (lower-case)."""
+        content = {language.lower(): _content(n) for language, n in self.root.items()}
+        return content.pop(DEFAULT_LANGUAGE), content
+
+
+_ONE, _LANGUAGES = form("one"), form("languages")
+
+
+def _one_or_languages(value: object) -> str:
+    # A language's content is an object; a notification's own fields are strings.
+    if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+        return _LANGUAGES.tag
+    return _ONE.tag
+
+
+def _content(notification: Notification) -> Content:
+    return Content(
+        title=notification.title, body=notification.body, image_url=notification.image_url
+    )
+
+
 class AndroidSendOptions(Body):
     """What only Android shows: the notification channel, the small icon and its tint."""
 
@@ -369,8 +415,15 @@ class NotificationRequest(Body):
 
     app_id: NonBlank
     to: Target
-    # Optional with data: a data-only push.
-    notification: Notification | None = None
+    # Optional with data: a data-only push. A map of languages to content (with a
+    # `default`) sends each device the content of its language.
+    notification: (
+        Annotated[
+            Annotated[Notification, _ONE] | Annotated[Localized, _LANGUAGES],
+            Discriminator(_one_or_languages),
+        ]
+        | None
+    ) = None
     data: Annotated[dict[str, str], Field(max_length=100, default_factory=dict)]
     options: SendOptions = SendOptions()
 
@@ -400,26 +453,30 @@ async def send_notification(account: Caller, request: Request) -> Response:
     app = await tenants_of(request).app(account, body.app_id)
     if app is None:
         raise Refusal(404, f"app {body.app_id} not found")
-    content = (
-        Content(
-            title=body.notification.title,
-            body=body.notification.body,
-            image_url=body.notification.image_url,
-        )
-        if body.notification is not None
-        else Content()
-    )
     if body.options.badge == "increment":
         raise Invalid([Problem("options.badge", BADGE_INCREMENT)])
+    if isinstance(body.notification, Localized):
+        content, localized = body.notification.contents()
+    else:
+        content = Content() if body.notification is None else _content(body.notification)
+        localized = {}
     options = Options(**body.options.model_dump(exclude={"truncate"}))
     unshown = _unshown(body.notification, body.data, options)
     if unshown:
         raise Invalid(unshown)
+    providers = sorted(app.configured)
     if body.options.truncate:
-        content = fitted(content, body.data, options, sorted(app.configured))
-    refused = Sends.check(content, body.data, options, sorted(app.configured))
-    if refused is not None:
-        raise Invalid([Problem("notification", refused)])
+        content = fitted(content, body.data, options, providers)
+        localized = {
+            language: fitted(each, body.data, options, providers)
+            for language, each in localized.items()
+        }
+    for where, each in [("notification", content)] + [
+        (f"notification.{language}", each) for language, each in localized.items()
+    ]:
+        refused = Sends.check(each, body.data, options, providers)
+        if refused is not None:
+            raise Invalid([Problem(where, refused)])
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= 200:
         raise Invalid([Problem("Idempotency-Key", "must be 1 to 200 characters")])
@@ -436,6 +493,7 @@ async def send_notification(account: Caller, request: Request) -> Response:
             platforms=body.to.platforms,
         ),
         notification=content,
+        localized=localized,
         data=body.data,
         options=options,
     )
@@ -457,7 +515,7 @@ BADGE_INCREMENT = (
 
 
 def _unshown(
-    notification: Notification | None, data: dict[str, str], options: Options
+    notification: Notification | Localized | None, data: dict[str, str], options: Options
 ) -> list[Problem]:
     """What is wrong with a send that shows nothing: it needs data (a data-only push), and
     a background push or one without a notification takes no option that only shows."""

@@ -52,6 +52,7 @@ _PROJECTION = {
     "email": 1,
     "status": 1,
     "registered_at": 1,
+    "language": 1,
 }
 
 
@@ -222,7 +223,7 @@ def job_for(request: SendRequest, device: Document) -> PushJob:
         token=device["token"],
         token_hash=device["token_hash"],
         subscription=delivery.subscription,
-        notification=request.notification,
+        notification=request.content_for(device.get("language")),
         data=request.data,
         options=request.options,
         accepted_at=request.accepted_at,

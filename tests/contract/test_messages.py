@@ -283,3 +283,80 @@ async def test_overrides_count_toward_the_payload_limit(
     over = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
     assert over.status_code == 400, over.text
     assert "webpush payload is" in over.json()["errors"][0]["message"]
+
+
+async def test_per_language_content_reaches_the_topic(
+    client: httpx.AsyncClient, tenants: TenantFactory, ingest_settings: Settings
+) -> None:
+    tenant = await tenants.make()
+    body = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {
+            "default": {"title": "Hello"},
+            "pt-BR": {"title": "Olá", "body": "Seu pedido chegou"},
+            "es": {"title": "Hola"},
+        },
+    }
+    response = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert response.status_code == 202, response.text
+    send = await sent(ingest_settings, response.json()["id"])
+    assert send.notification == Content(title="Hello")
+    assert send.localized == {
+        "pt-br": Content(title="Olá", body="Seu pedido chegou"),
+        "es": Content(title="Hola"),
+    }
+    status = await client.get(
+        f"/v1/notifications/{send.notification_id}", headers=auth(tenant.api_key)
+    )
+    assert status.json()["content"]["localized"]["es"]["title"] == "Hola"
+
+
+@pytest.mark.parametrize(
+    ("notification", "field"),
+    [
+        ({"en": {"title": "Hi"}}, "notification"),
+        ({"default": {"title": "Hi"}, "english": {"title": "Hi"}}, "notification"),
+        ({"default": {"title": "Hi"}, "es": {"title": " "}}, "notification.es"),
+        ({"default": {"title": "Hi"}, "es": {"title": "x" * 1001}}, "notification.es.title"),
+        (
+            {"default": {"title": "Hi"}, "es": {"title": "Hola"}, "ES": {"title": "Hola"}},
+            "notification",
+        ),
+    ],
+)
+async def test_bad_per_language_content_is_a_problem(
+    client: httpx.AsyncClient,
+    tenants: TenantFactory,
+    db: AsyncDatabase[Document],
+    notification: dict[str, object],
+    field: str,
+) -> None:
+    tenant = await tenants.make()
+    body = {"app_id": tenant.app.id, "to": {"contact_ids": ["ana"]}, "notification": notification}
+    response = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert response.status_code == 400, response.text
+    assert any(e["field"].startswith(field) for e in response.json()["errors"])
+    assert await db.notifications.count_documents({}) == 0
+
+
+async def test_each_language_s_content_is_held_to_the_payload_limit(
+    client: httpx.AsyncClient, tenants: TenantFactory, ingest_settings: Settings
+) -> None:
+    tenant = await tenants.make()
+    long = {"title": "Olá", "body": "palavra " * 450}
+    body: dict[str, object] = {
+        "app_id": tenant.app.id,
+        "to": {"contact_ids": ["ana"]},
+        "notification": {"default": {"title": "Hello"}, "pt": long},
+        "data": {"k": "x" * 1000},
+    }
+    over = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert over.status_code == 400, over.text
+    assert over.json()["errors"][0]["field"] == "notification.pt"
+    body["options"] = {"truncate": True}
+    fits = await client.post("/v1/notifications", json=body, headers=auth(tenant.api_key))
+    assert fits.status_code == 202, fits.text
+    send = await sent(ingest_settings, fits.json()["id"])
+    assert send.localized["pt"].body.endswith(ELLIPSIS)
+    assert send.notification == Content(title="Hello")

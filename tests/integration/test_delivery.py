@@ -242,6 +242,46 @@ async def test_links_tags_localisation_and_overrides_on_kafka_reach_each_provide
 
 
 @pytest.mark.usefixtures("pipeline")
+async def test_each_device_is_sent_the_content_of_its_language(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    subscription = emulators.webpush.subscribe()
+    await store_devices(
+        db,
+        [
+            device("fcm-token-ana", "android", "fcm", language="es-mx"),
+            device(APNS_TOKEN, "ios", "apns", language="pt-br"),
+            device(subscription["endpoint"], "web", "webpush", subscription=subscription),
+        ],
+    )
+    # On Kafka as the native API takes it: a map of languages with a default.
+    send = SendRequest.model_validate(
+        {
+            "notification_id": f"n-{uuid.uuid4()}",
+            "account_id": ACCOUNT,
+            "app_id": APP,
+            "to": {"contact_ids": ["ana"]},
+            "notification": {
+                "default": {"title": "Your order shipped"},
+                "es": {"title": "Tu pedido salió"},
+                "pt-br": {"title": "Seu pedido saiu"},
+            },
+        }
+    )
+    await publish(
+        settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
+    )
+    assert (await finished(db, send))["counters"]["sent"] == 3
+    (fcm,) = emulators.fcm.controls.records()
+    assert fcm.payload["message"]["notification"] == {"title": "Tu pedido salió"}
+    (apns,) = emulators.apns.controls.records()
+    assert apns.payload["aps"]["alert"] == {"title": "Seu pedido saiu"}
+    (webpush,) = emulators.webpush.controls.records()
+    assert webpush.payload == {"notification": {"title": "Your order shipped"}}
+
+
+@pytest.mark.usefixtures("pipeline")
 async def test_throttled_and_unavailable_answers_are_retried_then_delivered(
     settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
 ) -> None:

@@ -56,6 +56,10 @@ def _content(request: SendRequest) -> Document:
     """What the send carries, as its status shows it."""
     return {
         "notification": request.notification.model_dump(mode="json"),
+        "localized": {
+            language: content.model_dump(mode="json")
+            for language, content in request.localized.items()
+        },
         "data": dict(request.data),
         "options": request.options.model_dump(mode="json"),
     }

@@ -188,3 +188,45 @@ def test_an_override_s_unknown_key_is_refused_where_the_ingest_asks() -> None:
 def test_bad_options_are_refused(options: bytes) -> None:
     with pytest.raises(pydantic.ValidationError):
         Options.model_validate_json(options)
+
+
+def _localized(notification: object) -> SendRequest:
+    return SendRequest.model_validate(
+        {
+            "notification_id": "n",
+            "account_id": "acc",
+            "app_id": "app",
+            "to": {"all": True},
+            "notification": notification,
+        }
+    )
+
+
+def test_a_send_on_kafka_may_carry_content_per_language() -> None:
+    send = _localized(
+        {"default": {"title": "Hello"}, "pt-BR": {"title": "Olá"}, "es": {"title": "Hola"}}
+    )
+    assert send.notification == Content(title="Hello")
+    assert send.content_for("pt-br") == Content(title="Olá")
+    assert send.content_for("PT-BR") == Content(title="Olá")
+    # The primary language when the region has none of its own; else the default.
+    assert send.content_for("es-mx") == Content(title="Hola")
+    assert send.content_for("pt") == Content(title="Hello")
+    assert send.content_for("de") == Content(title="Hello")
+    assert send.content_for(None) == Content(title="Hello")
+    assert decode(topics.SEND_REQUESTS, encode(send)) == send
+
+
+@pytest.mark.parametrize(
+    "notification",
+    [
+        {"en": {"title": "Hi"}},
+        {"default": {"title": "Hi"}, "es": {"body": ""}},
+        {"default": {"title": "Hi"}, "english": {"title": "Hi"}},
+    ],
+)
+def test_per_language_content_needs_a_default_and_something_in_each(
+    notification: object,
+) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        _localized(notification)
