@@ -24,11 +24,13 @@ from services.core.errors import IdempotencyConflictError
 from services.core.events import (
     Audience,
     Content,
+    DeviceEvent,
     InteractionType,
     InterruptionLevel,
     Options,
     Platform,
     RegisterDevice,
+    SendCallback,
     SendRequest,
     WebPushSubscription,
 )
@@ -36,7 +38,8 @@ from services.core.providers.base import TokenProblem
 from services.core.providers.payload import fitted
 from services.core.store.apps import App
 from services.core.store.registrations import PENDING, Status
-from services.ingest.auth import Caller, CallerApp, tenants_of
+from services.ingest import callbacks
+from services.ingest.auth import Caller, CallerApp, bearer, tenants_of
 from services.ingest.bodies import (
     Body,
     Cellphone,
@@ -346,6 +349,16 @@ class NotificationRequest(Body):
     notification: Notification | None = None
     data: Annotated[dict[str, str], Field(max_length=100, default_factory=dict)]
     options: SendOptions = SendOptions()
+    # POSTed to once the send ends (state and counters), and with `callback_events`, with
+    # the devices' outcomes of those kinds as they come.
+    callback_url: Annotated[str, Field(min_length=1, max_length=callbacks.MAX_URL)] | None = None
+    callback_events: Annotated[list[DeviceEvent], Field(max_length=3, default_factory=list)]
+
+    @model_validator(mode="after")
+    def _events_need_a_url(self) -> NotificationRequest:
+        if self.callback_events and self.callback_url is None:
+            raise ValueError("callback_events are POSTed to callback_url: give one")
+        return self
 
 
 class InteractionEvent(Body):
@@ -394,6 +407,7 @@ async def send_notification(account: Caller, request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= 200:
         raise Invalid([Problem("Idempotency-Key", "must be 1 to 200 characters")])
+    callback = _callback(body, bearer(request) or "", sends_of(request).allow_private_callbacks)
     send = SendRequest(
         notification_id=str(uuid.uuid4()),
         account_id=account.id,
@@ -409,6 +423,7 @@ async def send_notification(account: Caller, request: Request) -> Response:
         notification=content,
         data=body.data,
         options=options,
+        callback=callback,
     )
     try:
         notification_id = await sends_of(request).accept(send, key)
@@ -418,6 +433,22 @@ async def send_notification(account: Caller, request: Request) -> Response:
         {"id": notification_id},
         status_code=202,
         headers={"Location": f"/v1/notifications/{notification_id}"},
+    )
+
+
+def _callback(body: NotificationRequest, api_key: str, allow_private: bool) -> SendCallback | None:
+    """The send's callback, signed with the caller's key. Raises Invalid for a URL
+    Pushline will not call."""
+    if body.callback_url is None:
+        return None
+    problem = callbacks.url_problem(body.callback_url, allow_private=allow_private)
+    if problem is not None:
+        raise Invalid([Problem("callback_url", problem)])
+    return SendCallback(
+        url=body.callback_url,
+        signature=callbacks.signature(api_key, body.callback_url),
+        # Each kind once, in a fixed order: the same request, the same fingerprint.
+        events=sorted(set(body.callback_events)),
     )
 
 
