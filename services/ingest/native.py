@@ -354,12 +354,6 @@ class NotificationRequest(Body):
     callback_url: Annotated[str, Field(min_length=1, max_length=callbacks.MAX_URL)] | None = None
     callback_events: Annotated[list[DeviceEvent], Field(max_length=3, default_factory=list)]
 
-    @model_validator(mode="after")
-    def _events_need_a_url(self) -> NotificationRequest:
-        if self.callback_events and self.callback_url is None:
-            raise ValueError("callback_events are POSTed to callback_url: give one")
-        return self
-
 
 class InteractionEvent(Body):
     """`POST /v1/events`: what the user did with a notification on one device."""
@@ -440,6 +434,8 @@ def _callback(body: NotificationRequest, api_key: str, allow_private: bool) -> S
     """The send's callback, signed with the caller's key. Raises Invalid for a URL
     Pushline will not call."""
     if body.callback_url is None:
+        if body.callback_events:
+            raise Invalid([Problem("callback_events", "are POSTed to callback_url: give one")])
         return None
     problem = callbacks.url_problem(body.callback_url, allow_private=allow_private)
     if problem is not None:
