@@ -349,10 +349,26 @@ class NotificationRequest(Body):
     notification: Notification | None = None
     data: Annotated[dict[str, str], Field(max_length=100, default_factory=dict)]
     options: SendOptions = SendOptions()
-    # POSTed to once the send ends (state and counters), and with `callback_events`, with
-    # the devices' outcomes of those kinds as they come.
-    callback_url: Annotated[str, Field(min_length=1, max_length=callbacks.MAX_URL)] | None = None
-    callback_events: Annotated[list[DeviceEvent], Field(max_length=3, default_factory=list)]
+    callback_url: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=callbacks.MAX_URL,
+                description="POSTed to once the send ends, with its state and counters "
+                "(http or https, to a public address).",
+            ),
+        ]
+        | None
+    ) = None
+    callback_events: Annotated[
+        list[DeviceEvent],
+        Field(
+            max_length=3,
+            default_factory=list,
+            description="Device outcomes to POST to callback_url as they come, in batches.",
+        ),
+    ]
 
 
 class InteractionEvent(Body):
@@ -368,6 +384,7 @@ class InteractionEvent(Body):
     status_code=202,
     openapi_extra=documented(NotificationRequest),
     responses=responses(422),
+    callbacks=callbacks.documentation.routes,
 )
 async def send_notification(account: Caller, request: Request) -> Response:
     """Send a notification; 202 with its id. A repeated `Idempotency-Key` (24 hours)

@@ -32,3 +32,20 @@ def test_every_body_taking_route_documents_its_body() -> None:
 def test_admin_api_is_absent_without_an_admin_token() -> None:
     paths = create_app(Settings()).openapi()["paths"]
     assert not [path for path in paths if path.startswith("/admin")]
+
+
+def test_a_send_documents_its_callback_and_what_the_callback_receives() -> None:
+    schema = create_app(Settings()).openapi()
+    send = schema["paths"]["/v1/notifications"]["post"]
+    properties = send["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert {"callback_url", "callback_events"} <= set(properties)
+    (callback,) = send["callbacks"].values()
+    posted = callback["{$request.body#/callback_url}"]["post"]
+    body = posted["requestBody"]["content"]["application/json"]["schema"]
+    assert {ref["$ref"] for ref in body["anyOf"]} == {
+        "#/components/schemas/SendEnded",
+        "#/components/schemas/DeviceEvents",
+    }
+    assert set(posted["responses"]) == {"200"}
+    ended = schema["components"]["schemas"]["SendEnded"]["properties"]
+    assert {"state", "counters", "signature"} <= set(ended)
