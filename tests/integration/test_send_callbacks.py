@@ -1,7 +1,8 @@
 """A native send with a callback URL, through the real pipeline (the ingest in this
 process; resolver, sender and feedback as processes; the provider emulators): once its
 devices are reached, the caller's server receives one signed POST with the counters the
-status call shows, and the device event it asked for, naming the device by its hash.
+status call shows, and the device event it asked for, naming the device by its hash. A
+send published straight on Kafka calls back the URL its publisher gave, signed as given.
 
 The caller's server listens on loopback, which the operator allows here
 (`PUSHLINE_WEBHOOK_ALLOW_PRIVATE`, for the ingest and the feedback worker alike).
@@ -17,6 +18,8 @@ import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.core import topics
+from services.core.events import Audience, Content, Options, SendCallback, SendRequest
 from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.client import Document
@@ -25,7 +28,7 @@ from services.ingest.app import create_app
 from services.ingest.callbacks import signature
 from services.sandbox.emulators.state import TokenState
 from tests.devices import store_devices
-from tests.integration.kafka_io import eventually
+from tests.integration.kafka_io import eventually, publish
 from tests.integration.pipeline import (
     ACCOUNT,
     APP,
@@ -145,3 +148,38 @@ async def test_a_send_calls_back_once_signed_with_its_counters_and_device_events
     stored = await db.notifications.find_one({"_id": notification_id})
     assert stored is not None
     assert stored["callback_fired"] is not None
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_a_send_published_on_kafka_calls_back_its_publishers_url(
+    settings: Settings, db: AsyncDatabase[Document], receiver: Receiver
+) -> None:
+    await sandbox_app(db)
+    await store_devices(db, [device("fcm-token-ana", "android", "fcm")])
+    url = f"{receiver.base_url}/crm"
+    send = SendRequest(
+        notification_id=f"crm-{uuid.uuid4().hex}",
+        account_id=ACCOUNT,
+        app_id=APP,
+        to=Audience(contact_ids=["ana"]),
+        notification=Content(title="Hola"),
+        options=Options(dry_run=True),
+        callback=SendCallback(url=url, headers={"X-Crm": "77"}, signature="crm-signed"),
+    )
+    await publish(
+        settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
+    )
+
+    async def final() -> Received | None:
+        found = of_type(receiver, "notification")
+        return found[0] if found else None
+
+    call = await eventually(final, within=60)
+    assert call.path == "/crm"
+    assert call.headers["X-Crm"] == "77"
+    assert call.body["id"] == send.notification_id
+    assert call.body["state"] == "done"
+    assert call.body["signature"] == "crm-signed"
+    # A dry run counts its audience and sends nothing.
+    assert (call.body["counters"]["targeted"], call.body["counters"]["sent"]) == (1, 0)
+    assert of_type(receiver, "devices") == []
