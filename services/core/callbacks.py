@@ -91,7 +91,9 @@ async def fire_final(
     asked for one and has not had it; return how many were queued.
 
     Call it wherever a notification may have become final. A claim whose call Kafka did
-    not take is given up before the error is raised, so that a retry makes it.
+    not take is given up before the error is raised, so that a retry makes it. A worker
+    killed between the claim and Kafka's answer loses the call: the claim comes first so
+    that no redelivery can make it twice.
     """
     notifications = NotificationsRepository(db)
     queued = 0

@@ -214,8 +214,16 @@ class Sends:
 
 def fingerprint(request: SendRequest) -> str:
     """SHA-256 of what the caller asked for: the request without the id and time the
-    ingest gave it, keys sorted, so the same body however spaced or ordered matches."""
+    ingest gave it (nor the callback's signature), keys sorted, so the same body however
+    spaced or ordered matches."""
     asked = request.model_dump(mode="json", exclude={"notification_id", "accepted_at"})
+    callback = asked.pop("callback")
+    if callback is not None:
+        # Without the signature: the same request made with another of the account's keys
+        # is the same request. Without a callback the fingerprint is what it was before
+        # callbacks existed, so a key claimed then still matches.
+        callback.pop("signature")
+        asked["callback"] = callback
     return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 

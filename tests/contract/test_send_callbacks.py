@@ -239,3 +239,27 @@ async def test_device_events_are_those_asked_for_each_first_answer_once(
     assert [(e["device_id"], e["outcome"], e["reason"]) for e in events] == [  # type: ignore[index,call-overload]
         (hash_token("tok-2"), "invalid_token", "UNREGISTERED")
     ]
+
+
+async def test_an_idempotency_key_matches_the_same_callback_sent_with_another_key(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    second_key = await tenants.accounts.issue_key(tenant.account_id)
+    request = body(tenant.app.id, callback_url=HOOK, callback_events=["failed"])
+    key = {"Idempotency-Key": "order-42-shipped"}
+    first = await client.post(
+        "/v1/notifications", json=request, headers={**auth(tenant.api_key), **key}
+    )
+    again = await client.post(
+        "/v1/notifications", json=request, headers={**auth(second_key), **key}
+    )
+    assert first.status_code == again.status_code == 202, again.text
+    assert first.json() == again.json()
+    other = await client.post(
+        "/v1/notifications",
+        json={**request, "callback_url": HOOK + "&x=1"},
+        headers={**auth(second_key), **key},
+    )
+    assert other.status_code == 422, other.text
+    assert await db.notifications.count_documents({}) == 1
