@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     PlainSerializer,
     ValidationInfo,
     WithJsonSchema,
@@ -30,6 +31,8 @@ Priority = Literal["normal", "high"]
 InterruptionLevel = Literal["passive", "active", "time-sensitive", "critical"]
 SendTo = Literal["all", "latest"]
 Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate"]
+# The outcomes that end a device's send, which a send's callback may report one by one.
+DeviceEvent = Literal["success", "invalid_token", "failed"]
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 # A BCP 47 language tag as devices and per-language content carry it, lower-case:
@@ -82,6 +85,13 @@ class Callback(Message):
     # Seed 001's `Signature`: base64 HMAC-SHA256 of `url` keyed by the caller's API token.
     # Computed where the token is seen, at the ingest, since the store keeps only key hashes.
     signature: Annotated[str, Field(max_length=100)] | None = None
+
+
+class SendCallback(Callback):
+    """Where to report a send: one POST when it reaches its final state, with its counters,
+    and, for the outcomes named in `events`, POSTs of per-device events in batches."""
+
+    events: Annotated[list[DeviceEvent], Field(max_length=3)] = Field(default_factory=list)
 
 
 class Content(Message):
@@ -538,6 +548,8 @@ class SendRequest(Message):
     )
     data: dict[str, str] = Field(default_factory=dict)
     options: Options = Field(default_factory=Options)
+    # Called back when the send ends (see services/core/callbacks.py).
+    callback: SendCallback | None = None
     accepted_at: datetime = Field(default_factory=utc_now)
 
     @model_validator(mode="before")
@@ -718,9 +730,11 @@ class WebhookCall(Message):
 
     webhook_id: Id
     registration_id: Id | None = None
+    notification_id: Id | None = None
     url: Annotated[str, Field(min_length=8, max_length=2048)]
     headers: dict[str, str] = Field(default_factory=dict)
-    body: dict[str, str | None]
+    # A registration's body holds strings; a send's, its counters and device events too.
+    body: dict[str, JsonValue]
     attempt: Annotated[int, Field(ge=0)] = 0
     created_at: datetime = Field(default_factory=utc_now)
 

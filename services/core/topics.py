@@ -44,7 +44,7 @@ FEEDBACK = Topic(
     "{app_id}:{token_hash}",
     "device outcomes (a provider call's in one message) and notification progress",
 )
-WEBHOOKS = Topic("push.webhooks", "{registration_id}", "webhook callbacks to deliver")
+WEBHOOKS = Topic("push.webhooks", "{webhook_id}", "webhook callbacks to deliver")
 DLQ = Topic("push.dlq", "{original key}", "messages that failed every retry")
 
 

@@ -28,6 +28,7 @@ from services.core.events import (
     Audience,
     ClickUrl,
     Content,
+    DeviceEvent,
     FcmOverride,
     InteractionType,
     InterruptionLevel,
@@ -36,6 +37,7 @@ from services.core.events import (
     Options,
     Platform,
     RegisterDevice,
+    SendCallback,
     SendRequest,
     Tag,
     WebPushOverride,
@@ -46,7 +48,8 @@ from services.core.providers.base import TokenProblem
 from services.core.providers.payload import fitted
 from services.core.store.apps import App
 from services.core.store.registrations import PENDING, Status
-from services.ingest.auth import Caller, CallerApp, tenants_of
+from services.ingest import callbacks
+from services.ingest.auth import Caller, CallerApp, bearer, tenants_of
 from services.ingest.bodies import (
     Body,
     Cellphone,
@@ -426,6 +429,26 @@ class NotificationRequest(Body):
     ) = None
     data: Annotated[dict[str, str], Field(max_length=100, default_factory=dict)]
     options: SendOptions = SendOptions()
+    callback_url: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=callbacks.MAX_URL,
+                description="POSTed to once the send ends, with its state and counters "
+                "(http or https, to a public address).",
+            ),
+        ]
+        | None
+    ) = None
+    callback_events: Annotated[
+        list[DeviceEvent],
+        Field(
+            max_length=3,
+            default_factory=list,
+            description="Device outcomes to POST to callback_url as they come, in batches.",
+        ),
+    ]
 
 
 class InteractionEvent(Body):
@@ -441,6 +464,7 @@ class InteractionEvent(Body):
     status_code=202,
     openapi_extra=documented(NotificationRequest),
     responses=responses(422),
+    callbacks=callbacks.documentation.routes,
 )
 async def send_notification(account: Caller, request: Request) -> Response:
     """Send a notification; 202 with its id. A repeated `Idempotency-Key` (24 hours)
@@ -480,6 +504,7 @@ async def send_notification(account: Caller, request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= 200:
         raise Invalid([Problem("Idempotency-Key", "must be 1 to 200 characters")])
+    callback = _callback(body, bearer(request) or "", sends_of(request).allow_private_callbacks)
     send = SendRequest(
         notification_id=str(uuid.uuid4()),
         account_id=account.id,
@@ -496,6 +521,7 @@ async def send_notification(account: Caller, request: Request) -> Response:
         localized=localized,
         data=body.data,
         options=options,
+        callback=callback,
     )
     try:
         notification_id = await sends_of(request).accept(send, key)
@@ -512,6 +538,24 @@ BADGE_INCREMENT = (
     "increment is not supported: APNs sets the badge to a number and has no increment, and "
     "Pushline keeps no count per device; send the number to show"
 )
+
+
+def _callback(body: NotificationRequest, api_key: str, allow_private: bool) -> SendCallback | None:
+    """The send's callback, signed with the caller's key. Raises Invalid for a URL
+    Pushline will not call."""
+    if body.callback_url is None:
+        if body.callback_events:
+            raise Invalid([Problem("callback_events", "are POSTed to callback_url: give one")])
+        return None
+    problem = callbacks.url_problem(body.callback_url, allow_private=allow_private)
+    if problem is not None:
+        raise Invalid([Problem("callback_url", problem)])
+    return SendCallback(
+        url=body.callback_url,
+        signature=callbacks.signature(api_key, body.callback_url),
+        # Each kind once, in a fixed order: the same request, the same fingerprint.
+        events=sorted(set(body.callback_events)),
+    )
 
 
 def _unshown(

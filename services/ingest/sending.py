@@ -35,7 +35,7 @@ from services.core.store.deliveries import DeliveriesRepository
 from services.core.store.devices import account_apps, with_tokens
 from services.core.store.directory import devices_carrying
 from services.core.store.idempotency import IdempotencyKeys, key_id
-from services.core.store.notifications import COUNTERS, NotificationsRepository
+from services.core.store.notifications import NotificationsRepository, counters_of
 from services.core.tokens import hash_token
 from services.ingest.waiting import settled
 
@@ -58,6 +58,8 @@ class Sends:
         self._publisher = Publisher(producer, settings.publish_timeout_seconds)
         self._send_requests = settings.scoped(topics.SEND_REQUESTS.name)
         self._feedback = settings.scoped(topics.FEEDBACK.name)
+        # Whether a send's callback may name a private address (the operator's choice).
+        self.allow_private_callbacks = settings.webhook_allow_private
 
     @staticmethod
     def check(
@@ -212,8 +214,16 @@ class Sends:
 
 def fingerprint(request: SendRequest) -> str:
     """SHA-256 of what the caller asked for: the request without the id and time the
-    ingest gave it, keys sorted, so the same body however spaced or ordered matches."""
+    ingest gave it (nor the callback's signature), keys sorted, so the same body however
+    spaced or ordered matches."""
     asked = request.model_dump(mode="json", exclude={"notification_id", "accepted_at"})
+    callback = asked.pop("callback")
+    if callback is not None:
+        # Without the signature: the same request made with another of the account's keys
+        # is the same request. Without a callback the fingerprint is what it was before
+        # callbacks existed, so a key claimed then still matches.
+        callback.pop("signature")
+        asked["callback"] = callback
     return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
@@ -235,12 +245,11 @@ class _Reach:
 
 def shown(notification: Document) -> dict[str, object]:
     """A notification as the native API answers it."""
-    counters = notification.get("counters") or {}
     return {
         "id": notification["_id"],
         "app_id": notification.get("app_id"),
         "state": notification["state"],
-        "counters": {name: int(counters.get(name, 0)) for name in COUNTERS},
+        "counters": counters_of(notification),
         "platforms": notification.get("by_platform") or {},
         # Jobs per provider, once resolved: what a dry run answers.
         "providers": notification.get("by_provider") or {},

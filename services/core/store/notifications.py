@@ -1,12 +1,15 @@
 """The `notifications` collection: state and counters of each send request.
 
-States move forward only: accepted -> resolving -> sending -> done.
+States move forward only: accepted -> resolving -> sending -> done. A notification in a
+FINAL state changes state no more; its callback, if it asked for one, is made once
+(`claim_callback`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -15,6 +18,8 @@ from services.core.store.client import Document
 
 # Every state a notification can be in, in order.
 STATES = ("accepted", "resolving", "sending", "done")
+# The states a notification ends in: reaching one is what its callback reports.
+FINAL = ("done",)
 COUNTERS = (
     "targeted",
     "sent",
@@ -43,6 +48,11 @@ def _new(request: SendRequest, state: str, idempotency_id: str | None = None) ->
         "by_platform": {},
         "content": _content(request),
         "audience": _audience(request),
+        # Kept for feedback, which makes the calls; never part of what a status shows (the
+        # signature would let anyone who reads it sign calls as Pushline).
+        "callback": (
+            request.callback.model_dump(mode="json") if request.callback is not None else None
+        ),
         "created": now,
         "updated": now,
     }
@@ -77,6 +87,12 @@ def _audience(request: SendRequest) -> Document:
         "emails": len(to.emails),
         "platforms": list(to.platforms),
     }
+
+
+def counters_of(notification: Document) -> dict[str, int]:
+    """A notification's counters, every one of COUNTERS present, as callers read them."""
+    counters = notification.get("counters") or {}
+    return {name: int(counters.get(name, 0)) for name in COUNTERS}
 
 
 class NotificationsRepository:
@@ -184,6 +200,35 @@ class NotificationsRepository:
                 {"_id": notification_id, "state": {"$ne": "done"}},
                 {"$set": {"state": state, "updated": utc_now()}},
             )
+
+    async def claim_callback(self, notification_id: str) -> Document | None:
+        """The notification, if it is in a FINAL state, asked for a callback, and no one
+        claimed that callback before: this call claims it (atomically, so a redelivered
+        event or a second worker finds it claimed and gets None)."""
+        return await self._notifications.find_one_and_update(
+            {
+                "_id": notification_id,
+                "state": {"$in": list(FINAL)},
+                "callback": {"$ne": None},
+                "callback_fired": {"$exists": False},
+            },
+            {"$set": {"callback_fired": utc_now()}},
+            projection=_NO_BATCHES,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def release_callback(self, notification_id: str) -> None:
+        """Give up a claim whose call could not be queued, so that the retry claims it."""
+        await self._notifications.update_one(
+            {"_id": notification_id}, {"$unset": {"callback_fired": ""}}
+        )
+
+    async def callbacks(self, notification_ids: Collection[str]) -> dict[str, Document]:
+        """The callbacks of those of the notifications that asked for one, by id."""
+        cursor = self._notifications.find(
+            {"_id": {"$in": list(notification_ids)}, "callback": {"$ne": None}}, {"callback": 1}
+        )
+        return {doc["_id"]: doc["callback"] async for doc in cursor}
 
     async def get(self, notification_id: str) -> Document | None:
         """The notification document, or None."""

@@ -61,3 +61,20 @@ def test_the_send_documents_the_message_options_and_overrides_by_the_providers_n
     assert {"channel_id", "notification_priority"} <= fields("fcm", "android", "notification")
     assert fields("webpush", "headers") == {"TTL", "Urgency", "Topic"}
     assert "requireInteraction" in fields("webpush", "notification")
+
+
+def test_a_send_documents_its_callback_and_what_the_callback_receives() -> None:
+    schema = create_app(Settings()).openapi()
+    send = schema["paths"]["/v1/notifications"]["post"]
+    properties = send["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert {"callback_url", "callback_events"} <= set(properties)
+    (callback,) = send["callbacks"].values()
+    posted = callback["{$request.body#/callback_url}"]["post"]
+    body = posted["requestBody"]["content"]["application/json"]["schema"]
+    assert {ref["$ref"] for ref in body["anyOf"]} == {
+        "#/components/schemas/SendEnded",
+        "#/components/schemas/DeviceEvents",
+    }
+    assert set(posted["responses"]) == {"200"}
+    ended = schema["components"]["schemas"]["SendEnded"]["properties"]
+    assert {"state", "counters", "signature"} <= set(ended)
