@@ -7,10 +7,18 @@ ignore fields they do not know, so an older worker can read a newer producer's m
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 Platform = Literal["android", "ios", "web"]
 # A registered provider's name: `fcm`, `apns`, `webpush` (services/core/providers/registry.py
@@ -19,7 +27,8 @@ ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,19}$")]
 Priority = Literal["normal", "high"]
 InterruptionLevel = Literal["passive", "active", "time-sensitive", "critical"]
 SendTo = Literal["all", "latest"]
-Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate"]
+# `cancelled`: the sender dropped the job, its notification cancelled before the call.
+Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate", "cancelled"]
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 # FCM tokens run to ~200 characters, Web Push endpoints to a few hundred; 4 KiB bounds both.
@@ -204,9 +213,15 @@ class RegistrationResolved(Message):
     failure_reason: FailureReason | None = None
 
 
-class SendRequest(Message):
-    """push.send-requests: one notification to an audience."""
+# The furthest ahead a send may be scheduled, from when it was accepted.
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
 
+
+class SendRequest(Message):
+    """push.send-requests: one notification to an audience; with `send_at` in the future,
+    held until then (a time in the past or now sends at once)."""
+
+    type: Literal["send"] = "send"
     notification_id: Id
     account_id: Id
     app_id: Id | None = None
@@ -216,6 +231,18 @@ class SendRequest(Message):
     data: dict[str, str] = Field(default_factory=dict)
     options: Options = Field(default_factory=Options)
     accepted_at: datetime = Field(default_factory=utc_now)
+    # RFC 3339 with its offset: a time without one names no instant.
+    send_at: AwareDatetime | None = None
+
+    def scheduled(self, now: datetime) -> bool:
+        """Whether the send is held until `send_at` (still ahead of `now`)."""
+        return self.send_at is not None and self.send_at > now
+
+    @model_validator(mode="after")
+    def _within_schedule_bound(self) -> SendRequest:
+        if self.send_at is not None and self.send_at - self.accepted_at > MAX_SCHEDULE_AHEAD:
+            raise ValueError(f"send_at is at most {MAX_SCHEDULE_AHEAD.days} days after accepted_at")
+        return self
 
     @model_validator(mode="after")
     def _background_shows_nothing(self) -> SendRequest:
@@ -242,6 +269,28 @@ class SendRequest(Message):
         if self.options.send_to == "latest":
             raise ValueError("to.all addresses devices, not contacts: send_to latest is refused")
         return self
+
+
+class CancelSend(Message):
+    """push.send-requests: cancel the account's notification: a scheduled one never
+    sends, a sending one makes no more provider calls; a done one stays done."""
+
+    type: Literal["cancel"]
+    notification_id: Id
+    account_id: Id
+    received_at: datetime = Field(default_factory=utc_now)
+
+
+def _send_command_type(value: Any) -> str:
+    """The `type` of a send command; a message without one is a send (as before `type`)."""
+    found = value.get("type", "send") if isinstance(value, dict) else getattr(value, "type", "")
+    return str(found)
+
+
+SendCommand = Annotated[
+    Annotated[SendRequest, Tag("send")] | Annotated[CancelSend, Tag("cancel")],
+    Discriminator(_send_command_type),
+]
 
 
 class PushJob(Message):

@@ -14,14 +14,16 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from services.core.errors import IdempotencyConflictError
 from services.core.events import (
+    MAX_SCHEDULE_AHEAD,
     Audience,
     Content,
     InteractionType,
@@ -31,6 +33,7 @@ from services.core.events import (
     RegisterDevice,
     SendRequest,
     WebPushSubscription,
+    utc_now,
 )
 from services.core.providers.base import TokenProblem
 from services.core.providers.payload import fitted
@@ -346,6 +349,8 @@ class NotificationRequest(Body):
     notification: Notification | None = None
     data: Annotated[dict[str, str], Field(max_length=100, default_factory=dict)]
     options: SendOptions = SendOptions()
+    # RFC 3339 with a time zone, up to 30 days ahead: held until then (the past: now).
+    send_at: AwareDatetime | None = None
 
 
 class InteractionEvent(Body):
@@ -394,6 +399,8 @@ async def send_notification(account: Caller, request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= 200:
         raise Invalid([Problem("Idempotency-Key", "must be 1 to 200 characters")])
+    accepted_at = utc_now()
+    _check_schedule(body.send_at, accepted_at)
     send = SendRequest(
         notification_id=str(uuid.uuid4()),
         account_id=account.id,
@@ -409,6 +416,8 @@ async def send_notification(account: Caller, request: Request) -> Response:
         notification=content,
         data=body.data,
         options=options,
+        accepted_at=accepted_at,
+        send_at=body.send_at,
     )
     try:
         notification_id = await sends_of(request).accept(send, key)
@@ -419,6 +428,12 @@ async def send_notification(account: Caller, request: Request) -> Response:
         status_code=202,
         headers={"Location": f"/v1/notifications/{notification_id}"},
     )
+
+
+def _check_schedule(send_at: datetime | None, now: datetime) -> None:
+    """Raises Invalid for a `send_at` beyond MAX_SCHEDULE_AHEAD from now."""
+    if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
+        raise Invalid([Problem("send_at", f"must be at most {MAX_SCHEDULE_AHEAD.days} days ahead")])
 
 
 def _unshown(
@@ -445,11 +460,25 @@ def _unshown(
 
 @router.get("/notifications/{notification_id}")
 async def notification_status(notification_id: str, account: Caller, request: Request) -> Response:
-    """State (accepted, resolving, sending, done), counters and per-platform counts."""
+    """State (scheduled, accepted, resolving, sending, done, cancelled), `send_at`,
+    counters and per-platform counts."""
     found = await sends_of(request).notification(account.id, notification_id)
     if found is None:
         raise Refusal(404, f"notification {notification_id} not found")
     return JSONResponse(shown(found))
+
+
+@router.delete("/notifications/{notification_id}", status_code=202, responses=responses(409))
+async def cancel_notification(notification_id: str, account: Caller, request: Request) -> Response:
+    """Cancel a notification: a scheduled one never sends, a sending one makes no more
+    provider calls (its counters say how many went out); 202 with its status, `cancelled`
+    (also when it was before). 409 once it is done."""
+    found = await sends_of(request).cancel(account.id, notification_id)
+    if found is None:
+        raise Refusal(404, f"notification {notification_id} not found")
+    if found["state"] == "done":
+        raise Refusal(409, f"notification {notification_id} is done: nothing left to cancel")
+    return JSONResponse(shown(found), status_code=202)
 
 
 @router.post("/events", status_code=202, openapi_extra=documented(InteractionEvent))

@@ -135,6 +135,11 @@ class Sends:
             return None
         return found
 
+    async def cancel(self, account_id: str, notification_id: str) -> Document | None:
+        """Cancel the account's notification unless it has ended; the notification as it
+        stands then, or None (also when another account owns it)."""
+        return await self._notifications.cancel(notification_id, account_id)
+
     async def reached(self, notification: Document, token: str) -> bool:
         """Whether the notification was sent to this device: its provider took it.
 
@@ -247,6 +252,8 @@ def shown(notification: Document) -> dict[str, object]:
         # What it carries and who it is for, in counts (None: accepted by an older version).
         "content": notification.get("content"),
         "audience": notification.get("audience"),
+        # When a scheduled send starts (None: at once).
+        "send_at": send_at.isoformat() if (send_at := notification.get("send_at")) else None,
         "created": notification["created"].isoformat(),
         "updated": notification["updated"].isoformat(),
     }
