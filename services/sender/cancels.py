@@ -1,6 +1,12 @@
-"""Which notifications were cancelled, as one sender knows it: the notifications of the
-jobs it took lately, read again from the store at most once a second (one read by `_id`),
-so a cancel stops its provider calls within about a second."""
+"""Which notifications were cancelled, as one sender knows it, by point reads of their
+notifications (`_id` `$in`): a notification is read when its first job comes, and the
+notifications whose jobs keep coming are read again at most once a second, so a cancel
+stops a send's provider calls within about a second.
+
+A notification whose jobs stopped coming is forgotten after FORGET seconds, which keeps
+the second-by-second read to the sends under way (a stream of one-device sends adds one
+read of its new notifications per provider call, not a growing list to read again).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,8 @@ from services.core.store.notifications import NotificationsRepository
 
 # Seconds a cancel may go unseen at most (besides the read itself).
 REFRESH = 1.0
-# A notification no job was taken for in this many seconds is no longer read.
-FORGET = 600.0
+# Seconds after its last job that a notification is no longer read again.
+FORGET = 10.0
 
 
 class Cancellations:
@@ -34,20 +40,22 @@ class Cancellations:
         self._reading = asyncio.Lock()
 
     async def among(self, notification_ids: Iterable[str | None]) -> set[str]:
-        """Which of these notifications are cancelled, read again from the store when the
-        last read is over REFRESH seconds old or one of them was never read."""
+        """Which of these notifications are cancelled: those never read before are read
+        now, and all that are under way again when the last read is REFRESH seconds old."""
         ids = {i for i in notification_ids if i is not None}
         now = self._clock()
-        new = not ids <= self._seen.keys()
+        new = ids - self._seen.keys()
         self._seen.update(dict.fromkeys(ids, now))
-        if new or now - self._read_at >= REFRESH:
+        if now - self._read_at >= REFRESH:
             await self._refresh(now)
+        elif new:
+            self._cancelled |= await self._notifications.cancelled_among(new)
         return self._cancelled & ids
 
     async def _refresh(self, now: float) -> None:
         async with self._reading:
             if self._read_at >= now:
-                return  # another batch read it meanwhile
+                return  # another call read them meanwhile
             for notification_id, seen in list(self._seen.items()):
                 if now - seen > FORGET:
                     del self._seen[notification_id]

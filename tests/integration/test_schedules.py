@@ -20,7 +20,7 @@ from services.core.store.notifications import NotificationsRepository
 from services.core.store.schedules import SchedulesRepository
 from services.core.topics import Topic
 from services.resolver.schedules import LEASE, DueSends, hold
-from services.sender.cancels import REFRESH, Cancellations
+from services.sender.cancels import FORGET, REFRESH, Cancellations
 from tests.integration.kafka_io import publish, read_many
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("created_topics")]
@@ -131,18 +131,25 @@ async def test_a_sender_sees_a_cancel_within_a_second(db: AsyncDatabase[Document
     now = [0.0]
     cancellations = Cancellations(db, clock=lambda: now[0])
     notifications = NotificationsRepository(db)
-    sending, other = scheduled(timedelta(0)), scheduled(timedelta(0))
-    for request in (sending, other):
+    sending, other, late = (scheduled(timedelta(0)) for _ in range(3))
+    for request in (sending, other, late):
         assert await notifications.start_resolving(request)
     assert await cancellations.among([sending.notification_id, None]) == set()
     await notifications.cancel(sending.notification_id, "acc")
-    # Read at most once a second ...
+    await notifications.cancel(late.notification_id, "acc")
+    # Read again at most once a second ...
     now[0] = REFRESH / 2
     assert await cancellations.among([sending.notification_id]) == set()
-    # ... and a notification never read before is read at once.
-    now[0] = REFRESH * 0.9
+    # ... but a notification never read before is read at once.
+    assert await cancellations.among([late.notification_id, other.notification_id]) == {
+        late.notification_id
+    }
+    now[0] = REFRESH * 1.5
     assert await cancellations.among([sending.notification_id, other.notification_id]) == {
         sending.notification_id
     }
-    now[0] = REFRESH * 2.5
+    # One whose jobs stopped coming is no longer read; its next job reads it again.
+    now[0] = REFRESH * 1.5 + FORGET + 1
     assert await cancellations.among([other.notification_id]) == set()
+    await notifications.cancel(other.notification_id, "acc")
+    assert await cancellations.among([late.notification_id]) == {late.notification_id}
