@@ -15,11 +15,13 @@ import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bench.fanout import job_counter
 from services.core import topics
 from services.core.events import Audience, CancelSend, Content, SendRequest, utc_now
 from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.client import Document
+from services.core.store.notifications import NotificationsRepository
 from services.sender.cancels import REFRESH
 from tests.devices import store_devices
 from tests.integration.kafka_io import eventually, publish
@@ -242,3 +244,66 @@ async def test_a_scheduled_send_survives_a_resolver_kill(
 
     await eventually(dropped, within=10)
     assert len(sent_records(emulators)) == 2
+
+
+FANOUT = 5000
+
+
+async def test_a_cancel_stops_the_fan_out_and_its_queued_jobs_never_send(
+    settings: Settings,
+    db: AsyncDatabase[Document],
+    child_env: dict[str, str],
+    emulators: Emulators,
+) -> None:
+    await sandbox_app(db)
+    await db.devices.insert_many(
+        [device(f"{index:064x}", "ios", "apns") for index in range(FANOUT)]
+    )
+    running = Pipeline({**child_env, **emulators.env})
+    try:
+        # No sender yet: the jobs wait on Kafka.
+        for name in ("resolver", "feedback"):
+            await running.start(name)
+        send = SendRequest(
+            notification_id=f"n-{uuid.uuid4()}",
+            account_id=ACCOUNT,
+            app_id=APP,
+            to=Audience(all=True),
+            notification=Content(title="Campaña"),
+        )
+        await publish(
+            settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
+        )
+
+        async def checkpointed() -> bool:
+            doc = await db.notifications.find_one({"_id": send.notification_id})
+            return bool((doc or {}).get("fanout_checkpoint"))
+
+        await eventually(checkpointed, within=120)
+        cancelled = await NotificationsRepository(db).cancel(send.notification_id, ACCOUNT)
+        assert cancelled is not None
+        assert not cancelled.get("fanout_done"), "the fan-out ended before the cancel"
+
+        async def fanned_out() -> Document | None:
+            doc = await db.notifications.find_one({"_id": send.notification_id})
+            return doc if doc is not None and doc.get("fanout_done") else None
+
+        doc = await eventually(fanned_out, within=120)
+        targeted = doc["counters"]["targeted"]
+        # It stopped within a window of 1,000 jobs after the cancel.
+        assert 0 < targeted < FANOUT, targeted
+        async with job_counter(settings) as jobs:
+            assert await jobs() == targeted
+
+        await running.start("sender")
+
+        async def all_dropped() -> Document | None:
+            doc = await db.notifications.find_one({"_id": send.notification_id})
+            return doc if doc is not None and doc["counters"]["cancelled"] == targeted else None
+
+        doc = await eventually(all_dropped, within=120)
+        assert doc["state"] == "cancelled"
+        assert doc["counters"]["sent"] == 0
+        assert emulators.apns.controls.records() == []
+    finally:
+        running.close()
