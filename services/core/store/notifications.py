@@ -19,10 +19,8 @@ from services.core.store.schedules import SchedulesRepository
 
 # Every state a notification can be in, in order.
 STATES = ("scheduled", "accepted", "resolving", "sending", "done", "cancelled")
-# The states a notification ends in.
+# The states a notification ends in; a cancel stops one in any other.
 FINAL = ("done", "cancelled")
-# The states a cancel stops.
-CANCELLABLE = ("scheduled", "accepted", "resolving", "sending")
 COUNTERS = (
     "targeted",
     "sent",
@@ -137,16 +135,7 @@ class NotificationsRepository:
         """Cancel the account's notification unless it has ended; the notification as it
         stands afterwards (`cancelled`, or `done` when it ended first), None when the
         account has no such notification. Safe to repeat."""
-        now = utc_now()
-        result = await self._notifications.update_one(
-            {
-                "_id": notification_id,
-                "account_id": account_id,
-                "state": {"$in": list(CANCELLABLE)},
-            },
-            {"$set": {"state": "cancelled", "ended": now, "updated": now}},
-        )
-        if result.modified_count:
+        if await self._end({"_id": notification_id, "account_id": account_id}, "cancelled"):
             # A schedule left behind (a cancel racing its creation) is dropped when due.
             await self._schedules.remove(notification_id)
         found = await self.get(notification_id)
@@ -258,16 +247,24 @@ class NotificationsRepository:
         counters = doc["counters"]
         ended = sum(counters.get(name, 0) for name in TERMINAL.values())
         done = doc.get("dry_run") or ended >= counters["targeted"]
-        state = "done" if done else "sending"
-        if state != doc["state"]:
-            now = utc_now()
-            fields: Document = {"state": state, "updated": now}
-            if done:
-                fields["ended"] = now
+        if done:
+            await self._end({"_id": notification_id}, "done")
+        elif doc["state"] != "sending":
             await self._notifications.update_one(
                 {"_id": notification_id, "state": {"$nin": list(FINAL)}},
-                {"$set": fields},
+                {"$set": {"state": "sending", "updated": utc_now()}},
             )
+
+    async def _end(self, query: Document, state: str) -> bool:
+        """Move the notification `query` names, unless it has ended, to the final `state`
+        (`done` or `cancelled`) with the time it ended (`ended`). True for the one call that
+        ended it, however many race: what may act once on its end."""
+        now = utc_now()
+        result = await self._notifications.update_one(
+            {**query, "state": {"$nin": list(FINAL)}},
+            {"$set": {"state": state, "ended": now, "updated": now}},
+        )
+        return bool(result.modified_count)
 
     async def get(self, notification_id: str) -> Document | None:
         """The notification document, or None."""
