@@ -8,16 +8,19 @@ ignore fields they do not know, so an older worker can read a newer producer's m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     JsonValue,
     PlainSerializer,
+    Tag,
     ValidationInfo,
     WithJsonSchema,
     model_validator,
@@ -30,7 +33,8 @@ ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,19}$")]
 Priority = Literal["normal", "high"]
 InterruptionLevel = Literal["passive", "active", "time-sensitive", "critical"]
 SendTo = Literal["all", "latest"]
-Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate"]
+# `cancelled`: the sender dropped the job, its notification cancelled before the call.
+Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate", "cancelled"]
 # The outcomes that end a device's send, which a send's callback may report one by one.
 DeviceEvent = Literal["success", "invalid_token", "failed"]
 
@@ -163,7 +167,7 @@ LocArgs = Annotated[
 LocKey = Annotated[str, Field(min_length=1, max_length=200)]
 # A URL with a scheme: `https://...`, or an app's own (`shop://orders/42`).
 ClickUrl = Annotated[str, Field(max_length=2048, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")]
-Tag = Annotated[str, Field(min_length=1, max_length=64)]
+NotificationTag = Annotated[str, Field(min_length=1, max_length=64)]
 Text = Annotated[str, Field(max_length=1000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
@@ -414,7 +418,7 @@ class Options(Message):
     # What a tap opens: a deep link into the app (any scheme) or a web page.
     click_url: ClickUrl | None = None
     # Replaces a shown notification with the same tag (FCM Android `tag`, Web Push `tag`).
-    tag: Tag | None = None
+    tag: NotificationTag | None = None
     # Localised strings of the app, shown instead of the title and body where the app has
     # them (APNs and FCM Android); the title and body stay the text shown without.
     title_loc_key: LocKey | None = None
@@ -530,9 +534,15 @@ class RegistrationResolved(Message):
     failure_reason: FailureReason | None = None
 
 
-class SendRequest(Message):
-    """push.send-requests: one notification to an audience."""
+# The furthest ahead a send may be scheduled, from when it was accepted.
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
 
+
+class SendRequest(Message):
+    """push.send-requests: one notification to an audience; with `send_at` in the future,
+    held until then (a time in the past or now sends at once)."""
+
+    type: Literal["send"] = "send"
     notification_id: Id
     account_id: Id
     app_id: Id | None = None
@@ -551,6 +561,18 @@ class SendRequest(Message):
     # Called back when the send ends (see services/core/callbacks.py).
     callback: SendCallback | None = None
     accepted_at: datetime = Field(default_factory=utc_now)
+    # RFC 3339 with its offset: a time without one names no instant.
+    send_at: AwareDatetime | None = None
+
+    def scheduled(self, now: datetime) -> bool:
+        """Whether the send is held until `send_at` (still ahead of `now`)."""
+        return self.send_at is not None and self.send_at > now
+
+    @model_validator(mode="after")
+    def _within_schedule_bound(self) -> SendRequest:
+        if self.send_at is not None and self.send_at - self.accepted_at > MAX_SCHEDULE_AHEAD:
+            raise ValueError(f"send_at is at most {MAX_SCHEDULE_AHEAD.days} days after accepted_at")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -614,6 +636,28 @@ class SendRequest(Message):
         if self.options.send_to == "latest":
             raise ValueError("to.all addresses devices, not contacts: send_to latest is refused")
         return self
+
+
+class CancelSend(Message):
+    """push.send-requests: cancel the account's notification: a scheduled one never
+    sends, a sending one makes no more provider calls; a done one stays done."""
+
+    type: Literal["cancel"]
+    notification_id: Id
+    account_id: Id
+    received_at: datetime = Field(default_factory=utc_now)
+
+
+def _send_command_type(value: Any) -> str:
+    """The `type` of a send command; a message without one is a send (as before `type`)."""
+    found = value.get("type", "send") if isinstance(value, dict) else getattr(value, "type", "")
+    return str(found)
+
+
+SendCommand = Annotated[
+    Annotated[SendRequest, Tag("send")] | Annotated[CancelSend, Tag("cancel")],
+    Discriminator(_send_command_type),
+]
 
 
 class PushJob(Message):

@@ -20,7 +20,7 @@ from services.core.events import (
     FeedbackEvent,
     PushJob,
     RegistrationCommand,
-    SendRequest,
+    SendCommand,
     WebhookCall,
 )
 from services.core.providers import registry
@@ -38,7 +38,9 @@ class Topic:
 REGISTRATIONS = Topic(
     "push.registrations", "{app_id}:{token_hash}", "register and clean up device commands"
 )
-SEND_REQUESTS = Topic("push.send-requests", "{notification_id}", "notification send requests")
+SEND_REQUESTS = Topic(
+    "push.send-requests", "{notification_id}", "notification send requests and cancels"
+)
 FEEDBACK = Topic(
     "push.feedback",
     "{app_id}:{token_hash}",
@@ -81,7 +83,7 @@ def all_topics() -> tuple[Topic, ...]:
 
 _MODELS: Final[Mapping[str, TypeAdapter[Any]]] = {
     REGISTRATIONS.name: TypeAdapter(RegistrationCommand),
-    SEND_REQUESTS.name: TypeAdapter(SendRequest),
+    SEND_REQUESTS.name: TypeAdapter(SendCommand),
     FEEDBACK.name: TypeAdapter(FeedbackEvent),
     WEBHOOKS.name: TypeAdapter(WebhookCall),
     DLQ.name: TypeAdapter(DeadLetter),

@@ -104,9 +104,6 @@ async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -
     call of each notification the batch may have ended.
     """
 
-    async def queue(call: WebhookCall) -> None:
-        await app.publish(topics.WEBHOOKS, call.webhook_id.encode(), call)
-
     outcomes: list[DeliveryOutcome] = []
     reported: list[DeliveryOutcome] = []
     touched: set[str] = set()
@@ -139,9 +136,9 @@ async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -
             assert isinstance(event, RegistrationResolved)
             call = await apply_registration(event, app.db)
             if call is not None:
-                await queue(call)
+                await app.queue_webhook(call)
     reported += await apply_outcomes(outcomes, app.db)
     await apply_interactions(interactions, app.db)
-    await fire_devices(app.db, reported, queue)
+    await fire_devices(app.db, reported, app.queue_webhook)
     touched.update(o.notification_id for o in reported if o.notification_id is not None)
-    await fire_final(app.db, sorted(touched), queue)
+    await fire_final(app.db, sorted(touched), app.queue_webhook)

@@ -63,6 +63,9 @@ async def apply_outcomes(
     for outcome, found in zip(ended, earlier, strict=True):
         # The same answer again is a redelivered message; another answer, a second send;
         # a first answer to a repeated send, one whose earlier answer died with its sender.
+        # A dropped job's outcome again is no send at all.
+        if outcome.outcome == "cancelled":
+            continue
         if (found is None and outcome.repeated) or found == "other_answer":
             metrics.SENDS.labels(outcome.provider, "duplicate").inc()
     return [o for o, found in zip(ended, earlier, strict=True) if found != "other_answer"]

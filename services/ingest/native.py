@@ -14,16 +14,18 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict, Discriminator, Field, RootModel, model_validator
+from pydantic import AwareDatetime, ConfigDict, Discriminator, Field, RootModel, model_validator
 
 from services.core.errors import IdempotencyConflictError
 from services.core.events import (
     DEFAULT_LANGUAGE,
     MAX_LANGUAGES,
+    MAX_SCHEDULE_AHEAD,
     ApnsOverride,
     Audience,
     ClickUrl,
@@ -34,15 +36,16 @@ from services.core.events import (
     InterruptionLevel,
     LocArgs,
     LocKey,
+    NotificationTag,
     Options,
     Platform,
     RegisterDevice,
     SendCallback,
     SendRequest,
-    Tag,
     WebPushOverride,
     WebPushSubscription,
     loc_args_problem,
+    utc_now,
 )
 from services.core.providers.base import TokenProblem
 from services.core.providers.payload import fitted
@@ -395,7 +398,7 @@ class SendOptions(Body):
     mutable_content: bool = False
     android: AndroidSendOptions | None = None
     click_url: ClickUrl | None = None
-    tag: Tag | None = None
+    tag: NotificationTag | None = None
     title_loc_key: LocKey | None = None
     title_loc_args: LocArgs = ()
     body_loc_key: LocKey | None = None
@@ -449,6 +452,8 @@ class NotificationRequest(Body):
             description="Device outcomes to POST to callback_url as they come, in batches.",
         ),
     ]
+    # RFC 3339 with a time zone, up to 30 days ahead: held until then (the past: now).
+    send_at: AwareDatetime | None = None
 
 
 class InteractionEvent(Body):
@@ -505,6 +510,8 @@ async def send_notification(account: Caller, request: Request) -> Response:
     if key is not None and not 0 < len(key) <= 200:
         raise Invalid([Problem("Idempotency-Key", "must be 1 to 200 characters")])
     callback = _callback(body, bearer(request) or "", sends_of(request).allow_private_callbacks)
+    accepted_at = utc_now()
+    _check_schedule(body.send_at, accepted_at)
     send = SendRequest(
         notification_id=str(uuid.uuid4()),
         account_id=account.id,
@@ -522,6 +529,8 @@ async def send_notification(account: Caller, request: Request) -> Response:
         data=body.data,
         options=options,
         callback=callback,
+        accepted_at=accepted_at,
+        send_at=body.send_at,
     )
     try:
         notification_id = await sends_of(request).accept(send, key)
@@ -558,6 +567,12 @@ def _callback(body: NotificationRequest, api_key: str, allow_private: bool) -> S
     )
 
 
+def _check_schedule(send_at: datetime | None, now: datetime) -> None:
+    """Raises Invalid for a `send_at` beyond MAX_SCHEDULE_AHEAD from now."""
+    if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
+        raise Invalid([Problem("send_at", f"must be at most {MAX_SCHEDULE_AHEAD.days} days ahead")])
+
+
 def _unshown(
     notification: Notification | Localized | None, data: dict[str, str], options: Options
 ) -> list[Problem]:
@@ -582,11 +597,25 @@ def _unshown(
 
 @router.get("/notifications/{notification_id}")
 async def notification_status(notification_id: str, account: Caller, request: Request) -> Response:
-    """State (accepted, resolving, sending, done), counters and per-platform counts."""
+    """State (scheduled, accepted, resolving, sending, done, cancelled), `send_at`,
+    counters and per-platform counts."""
     found = await sends_of(request).notification(account.id, notification_id)
     if found is None:
         raise Refusal(404, f"notification {notification_id} not found")
     return JSONResponse(shown(found))
+
+
+@router.delete("/notifications/{notification_id}", status_code=202, responses=responses(409))
+async def cancel_notification(notification_id: str, account: Caller, request: Request) -> Response:
+    """Cancel a notification: a scheduled one never sends, a sending one makes no more
+    provider calls (its counters say how many went out); 202 with its status, `cancelled`
+    (also when it was before). 409 once it is done."""
+    found = await sends_of(request).cancel(account.id, notification_id)
+    if found is None:
+        raise Refusal(404, f"notification {notification_id} not found")
+    if found["state"] == "done":
+        raise Refusal(409, f"notification {notification_id} is done: nothing left to cancel")
+    return JSONResponse(shown(found), status_code=202)
 
 
 @router.post("/events", status_code=202, openapi_extra=documented(InteractionEvent))

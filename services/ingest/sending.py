@@ -18,6 +18,7 @@ from fastapi import Request
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
+from services.core.callbacks import fire_final
 from services.core.errors import IdempotencyConflictError, MessageInvalidError
 from services.core.events import (
     Content,
@@ -26,6 +27,7 @@ from services.core.events import (
     Options,
     ProviderName,
     SendRequest,
+    WebhookCall,
 )
 from services.core.providers.payload import check_notification
 from services.core.publisher import Publisher
@@ -58,6 +60,7 @@ class Sends:
         self._publisher = Publisher(producer, settings.publish_timeout_seconds)
         self._send_requests = settings.scoped(topics.SEND_REQUESTS.name)
         self._feedback = settings.scoped(topics.FEEDBACK.name)
+        self._webhooks = settings.scoped(topics.WEBHOOKS.name)
         # Whether a send's callback may name a private address (the operator's choice).
         self.allow_private_callbacks = settings.webhook_allow_private
 
@@ -136,6 +139,20 @@ class Sends:
         if found is None or found.get("account_id") != account_id:
             return None
         return found
+
+    async def cancel(self, account_id: str, notification_id: str) -> Document | None:
+        """Cancel the account's notification unless it has ended; the notification as it
+        stands then, or None (also when another account owns it). A send that asked for a
+        callback gets it now, with the counters as they stand (once, however often it is
+        cancelled). Raises KafkaUnavailableError when Kafka does not take the callback (the
+        cancel stands; cancelling again makes the call)."""
+        found = await self._notifications.cancel(notification_id, account_id)
+        if found is not None:
+            await fire_final(self._db, [notification_id], self._queue_call)
+        return found
+
+    async def _queue_call(self, call: WebhookCall) -> None:
+        await self._publisher.publish(self._webhooks, [(call.webhook_id.encode(), call)])
 
     async def reached(self, notification: Document, token: str) -> bool:
         """Whether the notification was sent to this device: its provider took it.
@@ -256,6 +273,8 @@ def shown(notification: Document) -> dict[str, object]:
         # What it carries and who it is for, in counts (None: accepted by an older version).
         "content": notification.get("content"),
         "audience": notification.get("audience"),
+        # When a scheduled send starts (None: at once).
+        "send_at": send_at.isoformat() if (send_at := notification.get("send_at")) else None,
         "created": notification["created"].isoformat(),
         "updated": notification["updated"].isoformat(),
     }

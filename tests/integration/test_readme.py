@@ -177,7 +177,9 @@ async def _send_the_kafka_example(
 ) -> None:
     """Publish the README's send request on push.send-requests and find it reached the
     demo account's device."""
-    (example,) = [b for b in blocks if b.info == "json" and "notification_id" in b.text]
+    examples = [b for b in blocks if b.info == "json" and "notification_id" in b.text]
+    (example,) = [b for b in examples if '"type": "cancel"' not in b.text]
+    (cancel,) = [b for b in examples if b is not example]
     request = json.loads(example.text)
     await publish_raw(
         settings,
@@ -204,3 +206,11 @@ async def _send_the_kafka_example(
     counters = notification["counters"]
     assert isinstance(counters, dict)
     assert (counters["targeted"], counters["sent"]) == (1, 1), notification
+    # The README's cancel names this send, done by now: it stays done.
+    assert json.loads(cancel.text)["notification_id"] == request["notification_id"]
+    await publish_raw(
+        settings, topics.SEND_REQUESTS, request["notification_id"].encode(), cancel.text.encode()
+    )
+    await asyncio.sleep(2)
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {api_key}"}) as http:
+        assert (await http.get(url)).json()["state"] == "done"

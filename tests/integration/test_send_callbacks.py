@@ -13,13 +13,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
-from services.core.events import Audience, Content, Options, SendCallback, SendRequest
+from services.core.events import (
+    Audience,
+    Content,
+    Options,
+    SendCallback,
+    SendRequest,
+    utc_now,
+)
 from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.client import Document
@@ -183,3 +191,41 @@ async def test_a_send_published_on_kafka_calls_back_its_publishers_url(
     # A dry run counts its audience and sends nothing.
     assert (call.body["counters"]["targeted"], call.body["counters"]["sent"]) == (1, 0)
     assert of_type(receiver, "devices") == []
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_a_cancelled_scheduled_send_calls_back_once_with_its_state(
+    db: AsyncDatabase[Document], ingest: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    _, api_key = await Accounts(db).create("E2E", ACCOUNT)
+    await sandbox_app(db)
+    await store_devices(db, [device("fcm-token-ana", "android", "fcm")])
+    url = f"{receiver.base_url}/hooks/sends"
+    headers = {"Authorization": f"Bearer {api_key}"}
+    sent = await ingest.post(
+        "/v1/notifications",
+        json={
+            "app_id": APP,
+            "to": {"contact_ids": ["ana"]},
+            "notification": {"title": "Later"},
+            "send_at": (utc_now() + timedelta(hours=1)).isoformat(),
+            "callback_url": url,
+        },
+        headers=headers,
+    )
+    assert sent.status_code == 202, sent.text
+    notification_id = sent.json()["id"]
+    for _ in range(2):
+        cancelled = await ingest.delete(f"/v1/notifications/{notification_id}", headers=headers)
+        assert cancelled.status_code == 202, cancelled.text
+
+    async def final() -> Received | None:
+        found = of_type(receiver, "notification")
+        return found[0] if found else None
+
+    called = await eventually(final, within=60)
+    assert (called.body["id"], called.body["state"]) == (notification_id, "cancelled")
+    assert called.body["counters"]["sent"] == 0
+    assert called.body["signature"] == signature(api_key, url)
+    await asyncio.sleep(3)
+    assert len(of_type(receiver, "notification")) == 1

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pydantic
 import pytest
 
 from services.core import topics
 from services.core.events import (
+    MAX_SCHEDULE_AHEAD,
     REFUSE_UNKNOWN,
     ApnsHeaders,
     ApnsOverride,
+    CancelSend,
     CleanupDevices,
     Content,
     DeliveryOutcome,
@@ -230,3 +234,32 @@ def test_per_language_content_needs_a_default_and_something_in_each(
 ) -> None:
     with pytest.raises(pydantic.ValidationError):
         _localized(notification)
+
+
+def test_send_commands_are_sends_by_default_and_cancels_by_type() -> None:
+    legacy = b'{"notification_id": "n1", "account_id": "acc", "app_id": "app", "to": {"all": true}}'
+    send = decode(topics.SEND_REQUESTS, legacy)
+    assert isinstance(send, SendRequest)
+    assert (send.type, send.send_at) == ("send", None)
+    cancel = CancelSend(type="cancel", notification_id="n1", account_id="acc")
+    assert decode(topics.SEND_REQUESTS, encode(cancel)) == cancel
+    with pytest.raises(pydantic.ValidationError, match="does not match any of the expected tags"):
+        decode(topics.SEND_REQUESTS, b'{"type": "pause", "notification_id": "n1"}')
+
+
+def test_send_at_needs_a_time_zone_and_is_bounded() -> None:
+    base = {"notification_id": "n1", "account_id": "acc", "app_id": "app", "to": {"all": True}}
+    accepted = datetime(2026, 12, 1, tzinfo=UTC)
+    at = SendRequest.model_validate(
+        {**base, "accepted_at": accepted, "send_at": "2026-12-02T09:00:00-05:00"}
+    )
+    assert at.send_at == datetime(2026, 12, 2, 14, tzinfo=UTC)
+    assert at.scheduled(accepted)
+    assert not at.scheduled(datetime(2026, 12, 2, 14, tzinfo=UTC))
+    with pytest.raises(pydantic.ValidationError, match="timezone"):
+        SendRequest.model_validate({**base, "send_at": "2026-12-02T09:00:00"})
+    with pytest.raises(pydantic.ValidationError, match="at most 30 days"):
+        SendRequest.model_validate(
+            {**base, "accepted_at": accepted, "send_at": accepted + MAX_SCHEDULE_AHEAD * 1.01}
+        )
+    assert not SendRequest.model_validate(base).scheduled(accepted)
