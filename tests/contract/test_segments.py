@@ -5,6 +5,7 @@ listing devices by tag, and sending to a segment (`to.filters`)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -12,12 +13,19 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
-from services.core.events import RegisterDevice, SendRequest, UpdateDevice
+from services.core.events import (
+    Interaction,
+    RegisterDevice,
+    SendRequest,
+    UpdateDevice,
+    utc_now,
+)
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.store.devices import DevicesRepository
 from services.core.tokens import hash_token
 from services.core.topics import device_key
+from services.feedback.deliveries import apply_interactions
 from services.ingest.commands import command_key
 from tests.contract.conftest import Tenant, TenantFactory
 from tests.integration.kafka_io import read
@@ -345,3 +353,30 @@ async def test_bad_segments_are_400(
     assert response.headers["content-type"] == "application/problem+json"
     assert any(e["field"].startswith(field) for e in response.json()["errors"]), response.text
     assert await db.notifications.count_documents({}) == 0
+
+
+async def test_a_reported_interaction_marks_its_device_active(
+    client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
+) -> None:
+    tenant = await tenants.make()
+    device = await stored(db, tenant, "fcm-active")
+    later = utc_now() + timedelta(minutes=5)
+
+    def opened(token_hash: str, at: datetime) -> Interaction:
+        return Interaction(
+            notification_id="n-1",
+            app_id=tenant.app.id,
+            token_hash=token_hash,
+            interaction="opened",
+            at=at,
+        )
+
+    await apply_interactions([opened(device, later), opened(hash_token("gone"), later)], db)
+    # An older report does not move it back.
+    await apply_interactions([opened(device, later - timedelta(hours=1))], db)
+    shown = await client.get(f"/v1/apps/{tenant.app.id}/devices/{device}", headers=auth(tenant))
+    assert datetime.fromisoformat(shown.json()["last_active_at"]) == later.replace(
+        microsecond=later.microsecond // 1000 * 1000
+    )
+    # A report about a device that is gone does not bring it back.
+    assert await DevicesRepository(db).find(tenant.app.id, hash_token("gone")) is None

@@ -1,6 +1,6 @@
-"""A resolver killed (SIGKILL) in the middle of a `to.all` fan-out: the next one resumes
-from the last checkpoint instead of producing every job again, and every device gets
-exactly one counted outcome."""
+"""A resolver killed (SIGKILL) in the middle of a `to.all` fan-out, or of a segment's
+(`to.filters`): the next one resumes from the last checkpoint instead of producing every
+job again, and every device gets exactly one counted outcome."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import TypeAdapter
 from pymongo.asynchronous.database import AsyncDatabase
 
 from bench.fanout import job_counter
 from services.core import topics
-from services.core.events import Audience, Content, SendRequest
+from services.core.events import Audience, Content, Filter, SendRequest
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.store.devices import device_id
@@ -30,6 +31,8 @@ from tests.integration.pipeline import (
 pytestmark = pytest.mark.integration
 
 DEVICES = 5000
+# Every other device of the app: a segment the fan-out reads the whole app for.
+EVEN = TypeAdapter(Filter).validate_python({"tag": "parity", "eq": "even"})
 
 
 @pytest.fixture
@@ -43,16 +46,23 @@ async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIter
         running.close()
 
 
+@pytest.mark.parametrize("segment", [None, EVEN], ids=["all", "segment"])
 async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
     settings: Settings,
     db: AsyncDatabase[Document],
     pipeline: Pipeline,
     emulators: Emulators,
+    segment: Filter | None,
 ) -> None:
     await sandbox_app(db)
     await db.devices.insert_many(
-        [device(f"{index:064x}", "ios", "apns") for index in range(DEVICES)]
+        [
+            device(f"{index:064x}", "ios", "apns", tags={"parity": ("odd", "even")[index % 2 == 0]})
+            for index in range(DEVICES)
+        ]
     )
+    expected = {f"{index:064x}" for index in range(DEVICES) if segment is None or index % 2 == 0}
+    audience = len(expected)
     # Another app's devices are never reached.
     other = device("ff" * 32, "ios", "apns", app_id="other-app")
     await db.devices.insert_one({**other, "_id": device_id("other-app", other["token_hash"])})
@@ -60,7 +70,7 @@ async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
         notification_id=f"n-{uuid.uuid4()}",
         account_id=ACCOUNT,
         app_id=APP,
-        to=Audience(all=True),
+        to=Audience(all=True) if segment is None else Audience(filters=segment),
         notification=Content(title="Campaña", body="Para todos"),
     )
     await publish(
@@ -71,7 +81,7 @@ async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
         # Far enough that producing every job again would show: 40% of the audience.
         doc = await db.notifications.find_one({"_id": send.notification_id})
         saved = (doc or {}).get("fanout_checkpoint") or {}
-        return doc if sum(saved.get("by_provider", {}).values()) >= 0.4 * DEVICES else None
+        return doc if sum(saved.get("by_provider", {}).values()) >= 0.4 * audience else None
 
     await eventually(checkpointed, within=120)
     pipeline.kill("resolver")
@@ -79,25 +89,25 @@ async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
     assert killed_at is not None
     assert not killed_at.get("fanout_done"), "the fan-out ended before the kill"
     resumed_from = killed_at["fanout_checkpoint"]["by_provider"]["apns"]
-    assert 0 < resumed_from < DEVICES
+    assert 0 < resumed_from < audience
 
     await pipeline.start("resolver-2", "resolver")
     doc = await finished(db, send, within=300)
 
     counters = doc["counters"]
     assert (counters["targeted"], counters["sent"], counters["failed"], counters["invalid"]) == (
-        DEVICES,
-        DEVICES,
+        audience,
+        audience,
         0,
         0,
     )
     assert await db.deliveries.count_documents({"notification_id": send.notification_id}) == (
-        DEVICES
+        audience
     )
     reached = {r.target for r in emulators.apns.controls.records() if 200 <= r.status < 300}
-    assert reached == {f"{index:064x}" for index in range(DEVICES)}
+    assert reached == expected
     async with job_counter(settings) as jobs:
         produced = await jobs()
     # The resumed resolver produced again only what came after the checkpoint; starting
     # over would have made at least 1.4 times the audience.
-    assert DEVICES <= produced < 1.3 * DEVICES, produced
+    assert audience <= produced < 1.3 * audience, produced
