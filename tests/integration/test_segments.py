@@ -115,7 +115,7 @@ async def test_a_segment_reaches_exactly_its_devices(
 
     async def applied() -> bool:
         found = await ingest.get(f"/v1/apps/{APP}/devices/{free}", headers=auth)
-        return found.json()["tags"] == {"plan": "pro", "age": 40}
+        return bool(found.json()["tags"] == {"plan": "pro", "age": 40})
 
     await eventually(applied)
     listed = await ingest.get(f"/v1/apps/{APP}/devices", params={"tag": "plan:pro"}, headers=auth)
