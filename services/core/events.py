@@ -14,6 +14,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -48,7 +49,22 @@ TagNumber = (
     # Open bounds: a larger integer, which this branch would take rounded, is refused.
     | Annotated[StrictFloat, Field(gt=-(2**53), lt=2**53)]
 )
-TagValue = Annotated[StrictStr, Field(max_length=256)] | TagNumber
+
+
+def _tag_value(value: object) -> object:
+    """One plain refusal for what no branch of TagValue takes, instead of one per branch."""
+    if isinstance(value, str) and len(value) <= 256:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53:
+        return value
+    if isinstance(value, float) and abs(value) < 2**53:
+        return value
+    raise ValueError("a tag value is a string of at most 256 characters or a number within 2^53")
+
+
+TagValue = Annotated[
+    Annotated[StrictStr, Field(max_length=256)] | TagNumber, BeforeValidator(_tag_value)
+]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
 # A BCP 47 language tag ("en", "pt-BR", "zh-Hant-TW"), kept lower-case: tags compare
 # case-insensitively (RFC 5646 2.1.1).
@@ -244,10 +260,13 @@ class LastActiveCondition(Condition):
 
 
 def _kind(node: Any) -> str | None:
-    """Which node a filter is: named by the key it holds (a parsed node by its class)."""
+    """Which node a filter is, as its label: named by the key it holds (a parsed node by
+    its class)."""
     if isinstance(node, dict):
         kind = next((key for key in _KINDS if key in node), None)
-        return "group" if kind in ("and", "or") else kind
+        if kind is None:
+            return None
+        return "<group>" if kind in ("and", "or") else f"<{kind}>"
     return _KIND_OF.get(type(node))
 
 
@@ -258,11 +277,11 @@ def _one_of(and_: object, or_: object) -> None:
 
 _NOT_A_FILTER = "a filter holds one of " + ", ".join(_KINDS)
 Leaf = Annotated[
-    Annotated[TagCondition, Tag("tag")]
-    | Annotated[PlatformCondition, Tag("platform")]
-    | Annotated[LanguageCondition, Tag("language")]
-    | Annotated[RegisteredCondition, Tag("registered")]
-    | Annotated[LastActiveCondition, Tag("last_active")],
+    Annotated[TagCondition, Tag("<tag>")]
+    | Annotated[PlatformCondition, Tag("<platform>")]
+    | Annotated[LanguageCondition, Tag("<language>")]
+    | Annotated[RegisteredCondition, Tag("<registered>")]
+    | Annotated[LastActiveCondition, Tag("<last_active>")],
     Discriminator(
         _kind,
         custom_error_type="filter_kind",
@@ -289,12 +308,12 @@ class InnerGroup(Condition):
 
 
 Member = Annotated[
-    Annotated[TagCondition, Tag("tag")]
-    | Annotated[PlatformCondition, Tag("platform")]
-    | Annotated[LanguageCondition, Tag("language")]
-    | Annotated[RegisteredCondition, Tag("registered")]
-    | Annotated[LastActiveCondition, Tag("last_active")]
-    | Annotated[InnerGroup, Tag("group")],
+    Annotated[TagCondition, Tag("<tag>")]
+    | Annotated[PlatformCondition, Tag("<platform>")]
+    | Annotated[LanguageCondition, Tag("<language>")]
+    | Annotated[RegisteredCondition, Tag("<registered>")]
+    | Annotated[LastActiveCondition, Tag("<last_active>")]
+    | Annotated[InnerGroup, Tag("<group>")],
     Discriminator(_kind, custom_error_type="filter_kind", custom_error_message=_NOT_A_FILTER),
 ]
 
@@ -318,23 +337,26 @@ class Group(Condition):
 
 # A segment of an app's devices: one condition, or a group of them.
 Filter = Annotated[
-    Annotated[TagCondition, Tag("tag")]
-    | Annotated[PlatformCondition, Tag("platform")]
-    | Annotated[LanguageCondition, Tag("language")]
-    | Annotated[RegisteredCondition, Tag("registered")]
-    | Annotated[LastActiveCondition, Tag("last_active")]
-    | Annotated[Group, Tag("group")],
+    Annotated[TagCondition, Tag("<tag>")]
+    | Annotated[PlatformCondition, Tag("<platform>")]
+    | Annotated[LanguageCondition, Tag("<language>")]
+    | Annotated[RegisteredCondition, Tag("<registered>")]
+    | Annotated[LastActiveCondition, Tag("<last_active>")]
+    | Annotated[Group, Tag("<group>")],
     Discriminator(_kind, custom_error_type="filter_kind", custom_error_message=_NOT_A_FILTER),
 ]
 _KIND_OF: dict[type[Condition], str] = {
-    TagCondition: "tag",
-    PlatformCondition: "platform",
-    LanguageCondition: "language",
-    RegisteredCondition: "registered",
-    LastActiveCondition: "last_active",
-    InnerGroup: "group",
-    Group: "group",
+    TagCondition: "<tag>",
+    PlatformCondition: "<platform>",
+    LanguageCondition: "<language>",
+    RegisteredCondition: "<registered>",
+    LastActiveCondition: "<last_active>",
+    InnerGroup: "<group>",
+    Group: "<group>",
 }
+# The labels of a filter's kinds: validation errors name them in their path, where a
+# caller would rather read the JSON path alone.
+FILTER_LABELS = frozenset(_KIND_OF.values())
 
 
 class Audience(Message):

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from services.core.devices import MAX_TOKEN_LENGTH, normalize_cellphone, normalize_email
+from services.core.events import FILTER_LABELS
 from services.ingest.refusals import Invalid, Problem
 
 T = TypeVar("T")
@@ -74,7 +75,9 @@ def _problem(error: Any) -> Problem:
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx", {})
     path = "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        f"[{part}]" if isinstance(part, int) else f".{part}"
+        for part in error["loc"]
+        if part not in FILTER_LABELS
     ).lstrip(".")
     if kind == "json_invalid":
         return Problem("", NOT_JSON)

@@ -329,8 +329,14 @@ async def test_sending_to_a_segment(
         ({"filters": {"platform": "ios"}, "all": True}, {}, "to"),
         ({"filters": {"platform": "ios"}, "contact_ids": ["ana"]}, {}, "to"),
         ({"filters": {"platform": "ios"}}, {"send_to": "latest"}, "options.send_to"),
-        ({"filters": {"registered": {"before": "yesterday"}}}, {}, "to.filters"),
-        ({"filters": {"or": [{"and": [{"or": [{"platform": "ios"}]}]}]}}, {}, "to.filters"),
+        ({"filters": {"registered": {"before": "yesterday"}}}, {}, "to.filters.registered.before"),
+        # Fields are named by their JSON path.
+        (
+            {"filters": {"or": [{"and": [{"or": [{"platform": "ios"}]}]}]}},
+            {},
+            "to.filters.or[0].and[0]",
+        ),
+        ({"filters": {"and": [{"tag": "plan", "in": [True]}]}}, {}, "to.filters.and[0].in[0]"),
     ],
 )
 async def test_bad_segments_are_400(
@@ -351,7 +357,7 @@ async def test_bad_segments_are_400(
     response = await client.post("/v1/notifications", json=body, headers=auth(tenant))
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    assert any(e["field"].startswith(field) for e in response.json()["errors"]), response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field], response.text
     assert await db.notifications.count_documents({}) == 0
 
 
