@@ -30,8 +30,9 @@ from tests.integration.pipeline import (
 
 pytestmark = pytest.mark.integration
 
+# Devices the send reaches.
 DEVICES = 5000
-# Every other device of the app: a segment the fan-out reads the whole app for.
+# Every other device of the app: a segment the fan-out reads twice as many devices for.
 EVEN = TypeAdapter(Filter).validate_python({"tag": "parity", "eq": "even"})
 
 
@@ -55,14 +56,15 @@ async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
     segment: Filter | None,
 ) -> None:
     await sandbox_app(db)
+    stored = DEVICES if segment is None else 2 * DEVICES
     await db.devices.insert_many(
         [
             device(f"{index:064x}", "ios", "apns", tags={"parity": ("odd", "even")[index % 2 == 0]})
-            for index in range(DEVICES)
+            for index in range(stored)
         ]
     )
-    expected = {f"{index:064x}" for index in range(DEVICES) if segment is None or index % 2 == 0}
-    audience = len(expected)
+    expected = {f"{index:064x}" for index in range(stored) if segment is None or index % 2 == 0}
+    assert len(expected) == DEVICES
     # Another app's devices are never reached.
     other = device("ff" * 32, "ios", "apns", app_id="other-app")
     await db.devices.insert_one({**other, "_id": device_id("other-app", other["token_hash"])})
@@ -81,7 +83,7 @@ async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
         # Far enough that producing every job again would show: 40% of the audience.
         doc = await db.notifications.find_one({"_id": send.notification_id})
         saved = (doc or {}).get("fanout_checkpoint") or {}
-        return doc if sum(saved.get("by_provider", {}).values()) >= 0.4 * audience else None
+        return doc if sum(saved.get("by_provider", {}).values()) >= 0.4 * DEVICES else None
 
     await eventually(checkpointed, within=120)
     pipeline.kill("resolver")
@@ -89,20 +91,20 @@ async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
     assert killed_at is not None
     assert not killed_at.get("fanout_done"), "the fan-out ended before the kill"
     resumed_from = killed_at["fanout_checkpoint"]["by_provider"]["apns"]
-    assert 0 < resumed_from < audience
+    assert 0 < resumed_from < DEVICES
 
     await pipeline.start("resolver-2", "resolver")
     doc = await finished(db, send, within=300)
 
     counters = doc["counters"]
     assert (counters["targeted"], counters["sent"], counters["failed"], counters["invalid"]) == (
-        audience,
-        audience,
+        DEVICES,
+        DEVICES,
         0,
         0,
     )
     assert await db.deliveries.count_documents({"notification_id": send.notification_id}) == (
-        audience
+        DEVICES
     )
     reached = {r.target for r in emulators.apns.controls.records() if 200 <= r.status < 300}
     assert reached == expected
@@ -110,4 +112,4 @@ async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
         produced = await jobs()
     # The resumed resolver produced again only what came after the checkpoint; starting
     # over would have made at least 1.4 times the audience.
-    assert audience <= produced < 1.3 * audience, produced
+    assert DEVICES <= produced < 1.3 * DEVICES, produced
