@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -21,9 +20,9 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
-    Tag,
     model_validator,
 )
+from pydantic import Tag as Case
 
 Platform = Literal["android", "ios", "web"]
 # A registered provider's name: `fcm`, `apns`, `webpush` (services/core/providers/registry.py
@@ -66,12 +65,18 @@ TagValue = Annotated[
     Annotated[StrictStr, Field(max_length=256)] | TagNumber, BeforeValidator(_tag_value)
 ]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
-# A BCP 47 language tag ("en", "pt-BR", "zh-Hant-TW"), kept lower-case: tags compare
-# case-insensitively (RFC 5646 2.1.1).
-Language = Annotated[
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+# A device's BCP 47 language tag, as given ("en", "pt-BR", "zh-Hant-TW") and kept
+# lower-case ("pt-br"): tags compare case-insensitively (RFC 5646 2.1.1).
+DeviceLanguage = Annotated[
     str,
-    Field(max_length=35, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"),
-    AfterValidator(str.lower),
+    BeforeValidator(_lower),
+    Field(pattern=r"^[a-z]{2,3}(-[a-z0-9]{1,8}){0,3}$"),
 ]
 
 
@@ -228,7 +233,7 @@ class LanguageCondition(Condition):
     """Devices of this language or a narrower one: `pt` takes `pt` and `pt-br`, `pt-br`
     only `pt-br` (RFC 4647 basic filtering). Devices without a language are left out."""
 
-    language: Language
+    language: DeviceLanguage
 
 
 class Period(Condition):
@@ -277,11 +282,11 @@ def _one_of(and_: object, or_: object) -> None:
 
 _NOT_A_FILTER = "a filter holds one of " + ", ".join(_KINDS)
 Leaf = Annotated[
-    Annotated[TagCondition, Tag("<tag>")]
-    | Annotated[PlatformCondition, Tag("<platform>")]
-    | Annotated[LanguageCondition, Tag("<language>")]
-    | Annotated[RegisteredCondition, Tag("<registered>")]
-    | Annotated[LastActiveCondition, Tag("<last_active>")],
+    Annotated[TagCondition, Case("<tag>")]
+    | Annotated[PlatformCondition, Case("<platform>")]
+    | Annotated[LanguageCondition, Case("<language>")]
+    | Annotated[RegisteredCondition, Case("<registered>")]
+    | Annotated[LastActiveCondition, Case("<last_active>")],
     Discriminator(
         _kind,
         custom_error_type="filter_kind",
@@ -308,12 +313,12 @@ class InnerGroup(Condition):
 
 
 Member = Annotated[
-    Annotated[TagCondition, Tag("<tag>")]
-    | Annotated[PlatformCondition, Tag("<platform>")]
-    | Annotated[LanguageCondition, Tag("<language>")]
-    | Annotated[RegisteredCondition, Tag("<registered>")]
-    | Annotated[LastActiveCondition, Tag("<last_active>")]
-    | Annotated[InnerGroup, Tag("<group>")],
+    Annotated[TagCondition, Case("<tag>")]
+    | Annotated[PlatformCondition, Case("<platform>")]
+    | Annotated[LanguageCondition, Case("<language>")]
+    | Annotated[RegisteredCondition, Case("<registered>")]
+    | Annotated[LastActiveCondition, Case("<last_active>")]
+    | Annotated[InnerGroup, Case("<group>")],
     Discriminator(_kind, custom_error_type="filter_kind", custom_error_message=_NOT_A_FILTER),
 ]
 
@@ -337,12 +342,12 @@ class Group(Condition):
 
 # A segment of an app's devices: one condition, or a group of them.
 Filter = Annotated[
-    Annotated[TagCondition, Tag("<tag>")]
-    | Annotated[PlatformCondition, Tag("<platform>")]
-    | Annotated[LanguageCondition, Tag("<language>")]
-    | Annotated[RegisteredCondition, Tag("<registered>")]
-    | Annotated[LastActiveCondition, Tag("<last_active>")]
-    | Annotated[Group, Tag("<group>")],
+    Annotated[TagCondition, Case("<tag>")]
+    | Annotated[PlatformCondition, Case("<platform>")]
+    | Annotated[LanguageCondition, Case("<language>")]
+    | Annotated[RegisteredCondition, Case("<registered>")]
+    | Annotated[LastActiveCondition, Case("<last_active>")]
+    | Annotated[Group, Case("<group>")],
     Discriminator(_kind, custom_error_type="filter_kind", custom_error_message=_NOT_A_FILTER),
 ]
 _KIND_OF: dict[type[Condition], str] = {
@@ -401,7 +406,7 @@ class RegisterDevice(Message):
     # Given, they replace the device's tags; absent, a refresh keeps them.
     tags: Tags | None = None
     # Given, it replaces the device's language; absent, a refresh keeps it.
-    language: Language | None = None
+    language: DeviceLanguage | None = None
 
 
 class CleanupDevices(Message):
@@ -430,7 +435,7 @@ class UpdateDevice(Message):
         default_factory=dict
     )
     removed_tags: Annotated[list[TagKey], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
-    language: Language | None = None
+    language: DeviceLanguage | None = None
     remove_language: bool = False
     received_at: datetime = Field(default_factory=utc_now)
 

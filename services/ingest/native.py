@@ -24,10 +24,10 @@ from services.core.errors import IdempotencyConflictError
 from services.core.events import (
     Audience,
     Content,
+    DeviceLanguage,
     Filter,
     InteractionType,
     InterruptionLevel,
-    Language,
     Options,
     Platform,
     RegisterDevice,
@@ -92,7 +92,7 @@ class Device(Body):
     cellphone: Cellphone | None = None
     email: Email | None = None
     tags: Tags | None = None
-    language: Language | None = None
+    language: DeviceLanguage | None = None
 
     @model_validator(mode="after")
     def _one_address(self) -> Device:
