@@ -156,7 +156,8 @@ class DevicesRepository:
 
         A device the app already has keeps its platform, provider and subscription (its
         `Delivery`), and of the contact id, cellphone and email takes only those the command
-        gives: an association adds to what another dialect registered. The device enters
+        gives: an association adds to what another dialect registered. Its tags and
+        language are replaced when the command gives them, kept otherwise. The device enters
         the directory entries of the values given before it is written, and leaves those
         of values it no longer carries after; its `listed` names every entry it may be in,
         so a redelivered command finishes a leaving a crash interrupted.
