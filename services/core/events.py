@@ -20,6 +20,9 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     Tag,
     ValidationInfo,
     WithJsonSchema,
@@ -48,6 +51,44 @@ DEFAULT_LANGUAGE = "default"
 MAX_LANGUAGES = 50
 # FCM tokens run to ~200 characters, Web Push endpoints to a few hundred; 4 KiB bounds both.
 Token = Annotated[str, Field(min_length=1, max_length=4096)]
+
+# A device's tags: at most MAX_TAGS, keys of 1 to 64 of `a-z 0-9 _ -` (no `.`, `$` or `:`:
+# a key is a field name in the store and `key:value` in a listing's filter), values strings
+# of at most 256 characters or numbers (within 2^53, where every JSON reader keeps integers
+# exact; never booleans).
+MAX_TAGS = 50
+TagKey = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$")]
+TagNumber = (
+    Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]
+    # Open bounds: a larger integer, which this branch would take rounded, is refused.
+    | Annotated[StrictFloat, Field(gt=-(2**53), lt=2**53)]
+)
+
+
+def _tag_value(value: object) -> object:
+    """One plain refusal for what no branch of TagValue takes, instead of one per branch."""
+    if isinstance(value, str) and len(value) <= 256:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53:
+        return value
+    if isinstance(value, float) and abs(value) < 2**53:
+        return value
+    raise ValueError("a tag value is a string of at most 256 characters or a number within 2^53")
+
+
+TagValue = Annotated[
+    Annotated[StrictStr, Field(max_length=256)] | TagNumber, BeforeValidator(_tag_value)
+]
+Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+# A device's BCP 47 language tag, as given ("en", "pt-BR", "zh-Hant-TW") and kept
+# lower-case ("pt-br"): tags compare case-insensitively (RFC 5646 2.1.1).
+DeviceLanguage = Annotated[Language, BeforeValidator(_lower)]
 
 
 def utc_now() -> datetime:
@@ -457,6 +498,189 @@ class Options(Message):
         return [name for name, value in named.items() if value is not None]
 
 
+# Items of one `and`/`or` of a segment filter, and values of one tag's `in`.
+MAX_FILTER_ITEMS = 20
+MAX_FILTER_VALUES = 100
+_KINDS = ("and", "or", "tag", "platform", "language", "registered", "last_active")
+
+
+class Condition(BaseModel):
+    """Base of a segment filter's nodes. Unlike messages, a node refuses fields it does not
+    know: a condition an older reader ignored would widen the segment."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
+    )
+
+
+class TagCondition(Condition):
+    """Devices by one tag: equal to a value, one of values, present (or absent), or a
+    number within bounds (`gt`, `gte`, `lt`, `lte` combine into a range). A string never
+    equals a number, and only numbers compare."""
+
+    tag: TagKey
+    eq: TagValue | None = None
+    in_: Annotated[
+        list[TagValue] | None, Field(alias="in", min_length=1, max_length=MAX_FILTER_VALUES)
+    ] = None
+    exists: bool | None = None
+    gt: TagNumber | None = None
+    gte: TagNumber | None = None
+    lt: TagNumber | None = None
+    lte: TagNumber | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> TagCondition:
+        bounded = any(b is not None for b in (self.gt, self.gte, self.lt, self.lte))
+        tests = (self.eq is not None, self.in_ is not None, self.exists is not None, bounded)
+        if sum(tests) != 1:
+            raise ValueError(
+                "a tag condition takes exactly one of eq, in, exists, or bounds (gt, gte, lt, lte)"
+            )
+        return self
+
+
+class PlatformCondition(Condition):
+    """Devices of one platform."""
+
+    platform: Platform
+
+
+class LanguageCondition(Condition):
+    """Devices of this language or a narrower one: `pt` takes `pt` and `pt-br`, `pt-br`
+    only `pt-br` (RFC 4647 basic filtering). Devices without a language are left out."""
+
+    language: DeviceLanguage
+
+
+class Period(Condition):
+    """A time span: before, after, or between (exclusive bounds, RFC 3339 with an offset)."""
+
+    before: AwareDatetime | None = None
+    after: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Period:
+        if self.before is None and self.after is None:
+            raise ValueError("give before, after or both")
+        if self.before is not None and self.after is not None and self.after >= self.before:
+            raise ValueError("after must be earlier than before")
+        return self
+
+
+class RegisteredCondition(Condition):
+    """Devices by when they were last registered (or refreshed)."""
+
+    registered: Period
+
+
+class LastActiveCondition(Condition):
+    """Devices by when they were last active: the later of their last registration and
+    the last interaction (delivered, opened, ...) their app reported."""
+
+    last_active: Period
+
+
+def _kind(node: Any) -> str | None:
+    """Which node a filter is, as its label: named by the key it holds (a parsed node by
+    its class)."""
+    if isinstance(node, dict):
+        kind = next((key for key in _KINDS if key in node), None)
+        if kind is None:
+            return None
+        return "<group>" if kind in ("and", "or") else f"<{kind}>"
+    return _KIND_OF.get(type(node))
+
+
+def _one_of(and_: object, or_: object) -> None:
+    if (and_ is None) == (or_ is None):
+        raise ValueError("a group takes exactly one of and, or")
+
+
+_NOT_A_FILTER = "a filter holds one of " + ", ".join(_KINDS)
+Leaf = Annotated[
+    Annotated[TagCondition, Tag("<tag>")]
+    | Annotated[PlatformCondition, Tag("<platform>")]
+    | Annotated[LanguageCondition, Tag("<language>")]
+    | Annotated[RegisteredCondition, Tag("<registered>")]
+    | Annotated[LastActiveCondition, Tag("<last_active>")],
+    Discriminator(
+        _kind,
+        custom_error_type="filter_kind",
+        custom_error_message="groups nest two deep at most: here a filter holds one of "
+        + ", ".join(_KINDS[2:]),
+    ),
+]
+
+
+class InnerGroup(Condition):
+    """`and` or `or` of conditions, inside a group."""
+
+    and_: Annotated[
+        list[Leaf] | None, Field(alias="and", min_length=1, max_length=MAX_FILTER_ITEMS)
+    ] = None
+    or_: Annotated[
+        list[Leaf] | None, Field(alias="or", min_length=1, max_length=MAX_FILTER_ITEMS)
+    ] = None
+
+    @model_validator(mode="after")
+    def _and_or_or(self) -> InnerGroup:
+        _one_of(self.and_, self.or_)
+        return self
+
+
+Member = Annotated[
+    Annotated[TagCondition, Tag("<tag>")]
+    | Annotated[PlatformCondition, Tag("<platform>")]
+    | Annotated[LanguageCondition, Tag("<language>")]
+    | Annotated[RegisteredCondition, Tag("<registered>")]
+    | Annotated[LastActiveCondition, Tag("<last_active>")]
+    | Annotated[InnerGroup, Tag("<group>")],
+    Discriminator(_kind, custom_error_type="filter_kind", custom_error_message=_NOT_A_FILTER),
+]
+
+
+class Group(Condition):
+    """`and` or `or` of conditions and of inner groups: a filter nests two groups deep at
+    most (`{"or": [{"and": [...]}, ...]}`), which writes any and/or of conditions."""
+
+    and_: Annotated[
+        list[Member] | None, Field(alias="and", min_length=1, max_length=MAX_FILTER_ITEMS)
+    ] = None
+    or_: Annotated[
+        list[Member] | None, Field(alias="or", min_length=1, max_length=MAX_FILTER_ITEMS)
+    ] = None
+
+    @model_validator(mode="after")
+    def _and_or_or(self) -> Group:
+        _one_of(self.and_, self.or_)
+        return self
+
+
+# A segment of an app's devices: one condition, or a group of them.
+Filter = Annotated[
+    Annotated[TagCondition, Tag("<tag>")]
+    | Annotated[PlatformCondition, Tag("<platform>")]
+    | Annotated[LanguageCondition, Tag("<language>")]
+    | Annotated[RegisteredCondition, Tag("<registered>")]
+    | Annotated[LastActiveCondition, Tag("<last_active>")]
+    | Annotated[Group, Tag("<group>")],
+    Discriminator(_kind, custom_error_type="filter_kind", custom_error_message=_NOT_A_FILTER),
+]
+_KIND_OF: dict[type[Condition], str] = {
+    TagCondition: "<tag>",
+    PlatformCondition: "<platform>",
+    LanguageCondition: "<language>",
+    RegisteredCondition: "<registered>",
+    LastActiveCondition: "<last_active>",
+    InnerGroup: "<group>",
+    Group: "<group>",
+}
+# The labels of a filter's kinds: validation errors name them in their path, where a
+# caller would rather read the JSON path alone.
+FILTER_LABELS = frozenset(_KIND_OF.values())
+
+
 class Audience(Message):
     """Who a send request is for: any mix of selectors, or `all`.
 
@@ -464,10 +688,12 @@ class Audience(Message):
     the raw tokens. Raw tokens match devices of the request's app, or of any app of the
     account with `tokens_from="account"` (Masiv's rule). `all` is every active device of
     the request's app (narrowed by `platforms`) and stands alone: every other selector
-    would name a part of it.
+    would name a part of it. So does `filters`, the active devices of the app that match
+    it (a segment, also narrowed by `platforms`).
     """
 
     all: bool = False
+    filters: Filter | None = None
     tokens: list[Token] = Field(default_factory=list)
     contact_ids: list[Id] = Field(default_factory=list)
     cellphones: list[Id] = Field(default_factory=list)
@@ -494,6 +720,10 @@ class RegisterDevice(Message):
     callback: Callback | None = None
     source: Literal["native", "routee", "cij", "masiv", "kafka"] = "kafka"
     received_at: datetime = Field(default_factory=utc_now)
+    # Given, they replace the device's tags; absent, a refresh keeps them.
+    tags: Tags | None = None
+    # Given, it replaces the device's language; absent, a refresh keeps it.
+    language: DeviceLanguage | None = None
 
 
 class CleanupDevices(Message):
@@ -508,7 +738,36 @@ class CleanupDevices(Message):
     received_at: datetime = Field(default_factory=utc_now)
 
 
-RegistrationCommand = Annotated[RegisterDevice | CleanupDevices, Field(discriminator="type")]
+class UpdateDevice(Message):
+    """push.registrations, then push.feedback: change a registered device's tags and
+    language, in order with its other registration events (a device that is gone stays
+    gone). `tags` are set, `removed_tags` removed; tags past MAX_TAGS are refused whole."""
+
+    type: Literal["update"] = "update"
+    request_id: Id
+    account_id: Id
+    app_id: Id
+    token: Token
+    tags: Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)] = Field(
+        default_factory=dict
+    )
+    removed_tags: Annotated[list[TagKey], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
+    language: DeviceLanguage | None = None
+    remove_language: bool = False
+    received_at: datetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _set_or_remove(self) -> UpdateDevice:
+        if self.language is not None and self.remove_language:
+            raise ValueError("set the language or remove it, not both")
+        if set(self.tags) & set(self.removed_tags):
+            raise ValueError("a tag is set or removed, not both")
+        return self
+
+
+RegistrationCommand = Annotated[
+    RegisterDevice | CleanupDevices | UpdateDevice, Field(discriminator="type")
+]
 
 RegistrationStatus = Literal["Pending", "Success", "Failed"]
 FailureReason = Literal[
@@ -624,18 +883,27 @@ class SendRequest(Message):
 
     @model_validator(mode="after")
     def _all_alone(self) -> SendRequest:
-        if not self.to.all:
+        if not (self.to.all or self.to.filters is not None):
             return self
+        name = "to.all" if self.to.filters is None else "to.filters"
+        if self.to.all and self.to.filters is not None:
+            raise ValueError("to.all addresses every device of the app: it takes no to.filters")
         if self.app_id is None:
-            raise ValueError("to.all needs the app_id whose devices it addresses")
+            raise ValueError(f"{name} needs the app_id whose devices it addresses")
         if self.to.tokens or self.to.contact_ids or self.to.cellphones or self.to.emails:
             raise ValueError(
-                "to.all addresses every device of the app: it takes no tokens, contact ids, "
+                f"{name} addresses devices of the app: it takes no tokens, contact ids, "
                 "cellphones or emails (to.platforms narrows it)"
             )
         if self.options.send_to == "latest":
-            raise ValueError("to.all addresses devices, not contacts: send_to latest is refused")
+            raise ValueError(f"{name} addresses devices, not contacts: send_to latest is refused")
         return self
+
+    @property
+    def positioned(self) -> bool:
+        """Whether its audience is read in device `_id` order (`to.all`, `to.filters`), so
+        that a fan-out can resume after the last device it produced."""
+        return self.to.all or self.to.filters is not None
 
 
 class CancelSend(Message):
@@ -764,6 +1032,7 @@ FeedbackEvent = Annotated[
     | FanoutCompleted
     | RegistrationResolved
     | CleanupDevices
+    | UpdateDevice
     | Interaction,
     Field(discriminator="type"),
 ]

@@ -23,6 +23,7 @@ from services.core.events import (
     FanoutCompleted,
     Interaction,
     RegistrationResolved,
+    UpdateDevice,
     WebhookCall,
 )
 from services.core.kafka import decode
@@ -127,6 +128,12 @@ async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -
         outcomes.clear()
         if isinstance(event, CleanupDevices):
             await DevicesRepository(app.db).clean_up(event)
+        elif isinstance(event, UpdateDevice):
+            if not await DevicesRepository(app.db).update(event):
+                log.info(
+                    "device update not applied: no such device, or too many tags",
+                    extra={"request_id": event.request_id},
+                )
         elif isinstance(event, FanoutCompleted):
             await NotificationsRepository(app.db).fanout_completed(event)
             touched.add(event.notification_id)

@@ -74,5 +74,7 @@ async def apply_outcomes(
 async def apply_interactions(
     interactions: Sequence[Interaction], db: AsyncDatabase[Document]
 ) -> None:
-    """Count what users did with notifications, each (notification, device, type) once."""
+    """Count what users did with notifications, each (notification, device, type) once,
+    and mark their devices active then."""
     await InteractionsRepository(db).record(interactions)
+    await DevicesRepository(db).mark_active([(i.app_id, i.token_hash, i.at) for i in interactions])

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from services.core.devices import MAX_TOKEN_LENGTH, normalize_cellphone, normalize_email
-from services.core.events import REFUSE_UNKNOWN
+from services.core.events import FILTER_LABELS, REFUSE_UNKNOWN
 from services.ingest.refusals import Invalid, Problem
 
 T = TypeVar("T")
@@ -95,7 +95,7 @@ def _problem(error: Any) -> Problem:
     path = "".join(
         f"[{part}]" if isinstance(part, int) else f".{part}"
         for part in error["loc"]
-        if not str(part).startswith(FORM)
+        if not str(part).startswith(FORM) and part not in FILTER_LABELS
     ).lstrip(".")
     if kind == "json_invalid":
         return Problem("", NOT_JSON)

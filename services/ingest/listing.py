@@ -11,7 +11,8 @@ are not found, and a cursor is only ever a position inside the caller's own rang
 A device is named by its id, the SHA-256 of its token (of the endpoint, for Web Push) in
 hex: tokens can be long, hold `/` and `:`, and are never returned. Deleting one publishes
 a cleanup of its token on `push.registrations`, so it is ordered with the device's other
-registrations and leaves the contact directory the way every cleanup does.
+registrations and leaves the contact directory the way every cleanup does; changing its
+tags and language (`PATCH`) publishes an update there, for the same reason.
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.events import Platform
+from services.core.events import MAX_TAGS, DeviceLanguage, Platform, TagKey, TagValue
 from services.core.store.apps import App
 from services.core.store.client import Document
 from services.core.store.devices import DevicesRepository, app_devices_page, of_app
 from services.core.store.notifications import STATES, NotificationsRepository
 from services.ingest.admin import app_view
 from services.ingest.auth import Caller, CallerApp, tenants_of
-from services.ingest.commands import cleanup
+from services.ingest.bodies import Body, documented, parse
+from services.ingest.commands import cleanup, update
 from services.ingest.problems import responses
 from services.ingest.refusals import Invalid, Problem, Refusal
 from services.ingest.registrations import registrations_of
@@ -49,6 +52,8 @@ MAX_PAGE = 200
 NOT_A_CURSOR = "not a cursor a page of this list gave"
 # A device id: the token's SHA-256, hex.
 _DEVICE_ID = re.compile(r"[0-9a-f]{64}")
+# A listing's tag filter: `key` (the tag is present) or `key:value`.
+_TAG_FILTER = re.compile(r"(?P<key>[a-z0-9_-]{1,64})(?::(?P<value>.{1,256}))?", re.DOTALL)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page (1 to 200).")]
 DeviceId = Annotated[
@@ -78,6 +83,7 @@ class Listings:
         contact_id: str | None,
         platforms: Sequence[str],
         statuses: Sequence[str],
+        tags: dict[str, str | None],
     ) -> list[Document]:
         """One page of the app's devices (see `app_devices_page`)."""
         return await app_devices_page(
@@ -89,6 +95,7 @@ class Listings:
             contact_id=contact_id,
             platforms=platforms,
             statuses=statuses,
+            tags=tags,
         )
 
     async def device(self, account_id: str, app_id: str, token_hash: str) -> Document | None:
@@ -166,6 +173,9 @@ def device_view(device: Document) -> dict[str, object]:
         "invalid_at": at("invalid_at"),
         "registered_at": at("registered_at"),
         "last_success_at": at("last_success_at"),
+        "last_active_at": at("last_active_at"),
+        "tags": device.get("tags") or {},
+        "language": device.get("language"),
         "created": at("created"),
         "updated": at("updated"),
     }
@@ -191,11 +201,18 @@ async def list_devices(
     status: Annotated[
         list[Literal["active", "invalid"]] | None, Query(description="Only these statuses.")
     ] = None,
+    tag: Annotated[
+        list[str] | None,
+        Query(
+            description="Only devices with this tag: `key` (present) or `key:value` (equal, "
+            "as a string or a number); repeated, all must hold."
+        ),
+    ] = None,
     limit: Limit = PAGE,
     cursor: Cursor = None,
 ) -> Response:
-    """The app's devices in id order (of a contact, on platforms, in statuses, when
-    asked); `next_cursor` when there are more. A device's id is its token's SHA-256."""
+    """The app's devices in id order (of a contact, on platforms, in statuses, with tags,
+    when asked); `next_cursor` when there are more. A device's id is its token's SHA-256."""
     after = decode_cursor(cursor)
     if after is not None and not of_app(app.id, after):
         raise Invalid([Problem("cursor", NOT_A_CURSOR)])
@@ -207,8 +224,25 @@ async def list_devices(
         contact_id=contact_id,
         platforms=platform or (),
         statuses=status or (),
+        tags=_tag_filters(tag or []),
     )
     return _page("devices", [device_view(d) for d in found], [d["_id"] for d in found], limit)
+
+
+def _tag_filters(raw: list[str]) -> dict[str, str | None]:
+    """The `tag` query parameters as key -> value (None: present). Raises Invalid for one
+    that is not `key` or `key:value`, or for more than MAX_TAGS."""
+    if len(raw) > MAX_TAGS:
+        raise Invalid([Problem("tag", f"at most {MAX_TAGS} tag filters")])
+    found: dict[str, str | None] = {}
+    for each in raw:
+        match = _TAG_FILTER.fullmatch(each)
+        if match is None:
+            raise Invalid(
+                [Problem("tag", "must be key or key:value (keys: 1 to 64 of a-z, 0-9, _, -)")]
+            )
+        found[match["key"]] = match["value"]
+    return found
 
 
 async def _device(app: App, request: Request, device_id: str) -> Document:
@@ -233,6 +267,47 @@ async def delete_device(app: CallerApp, device_id: DeviceId, request: Request) -
     deletion is applied in order with the device's registrations, shortly after."""
     found = await _device(app, request, device_id)
     command = cleanup(app, contact_id=None, token=found["token"])
+    await registrations_of(request).publish([command])
+    return JSONResponse({"request_id": command.request_id}, status_code=202)
+
+
+class DevicePatch(Body):
+    """A JSON merge patch (RFC 7386) of a device's tags and language: a tag set to null
+    is removed, `"tags": null` removes them all, `"language": null` removes it; what the
+    patch does not name stays."""
+
+    tags: Annotated[dict[TagKey, TagValue | None] | None, Field(max_length=MAX_TAGS)] = None
+    language: DeviceLanguage | None = None
+
+
+@router.patch(
+    "/apps/{app_id}/devices/{device_id}", status_code=202, openapi_extra=documented(DevicePatch)
+)
+async def patch_device(app: CallerApp, device_id: DeviceId, request: Request) -> Response:
+    """Change one device's tags and language, by its id: 202 with the update's request id.
+    The change is applied in order with the device's registrations, shortly after."""
+    patch = parse(DevicePatch, await request.body())
+    given = patch.model_fields_set
+    if not given & {"tags", "language"}:
+        raise Invalid([Problem("", "give tags, language or both")])
+    found = await _device(app, request, device_id)
+    held: dict[str, object] = found.get("tags") or {}
+    if "tags" in given and patch.tags is None:
+        tags, removed = {}, sorted(held)
+    else:
+        patched = patch.tags or {}
+        tags = {key: value for key, value in patched.items() if value is not None}
+        removed = sorted(key for key, value in patched.items() if value is None)
+    if len({*held, *tags} - set(removed)) > MAX_TAGS:
+        raise Invalid([Problem("tags", f"a device holds at most {MAX_TAGS} tags")])
+    command = update(
+        app,
+        token=found["token"],
+        tags=tags,
+        removed_tags=removed,
+        language=patch.language,
+        remove_language="language" in given and patch.language is None,
+    )
     await registrations_of(request).publish([command])
     return JSONResponse({"request_id": command.request_id}, status_code=202)
 

@@ -31,7 +31,9 @@ from services.core.events import (
     ClickUrl,
     Content,
     DeviceEvent,
+    DeviceLanguage,
     FcmOverride,
+    Filter,
     InteractionType,
     InterruptionLevel,
     LocArgs,
@@ -42,6 +44,7 @@ from services.core.events import (
     RegisterDevice,
     SendCallback,
     SendRequest,
+    Tags,
     WebPushOverride,
     WebPushSubscription,
     loc_args_problem,
@@ -94,7 +97,10 @@ def _waiting(shape: type[Body]) -> dict[str, object]:
 
 
 class Device(Body):
-    """A device: a token, or for Web Push a subscription, and who it belongs to."""
+    """A device: a token, or for Web Push a subscription, and who it belongs to; its tags
+    (at most 50: keys of 1 to 64 of a-z, 0-9, `_`, `-`; values strings of at most 256
+    characters, or numbers) and its language (BCP 47, as "pt-BR"), which replace those it
+    had when given."""
 
     platform: Platform
     token: TokenText | None = None
@@ -102,6 +108,8 @@ class Device(Body):
     contact_id: NonBlank | None = None
     cellphone: Cellphone | None = None
     email: Email | None = None
+    tags: Tags | None = None
+    language: DeviceLanguage | None = None
 
     @model_validator(mode="after")
     def _one_address(self) -> Device:
@@ -268,6 +276,8 @@ async def _register(
         cellphone=device.cellphone,
         email=device.email,
         track=True,
+        tags=device.tags,
+        language=device.language,
     )
 
 
@@ -278,10 +288,13 @@ Selector = Annotated[list[NonBlank], Field(max_length=MAX_SELECTOR)]
 
 
 class Target(Body):
-    """Who receives it: any mix of raw tokens, contact ids, cellphones and emails, or
-    `all` (every active device of the app) alone.
+    """Who receives it: any mix of raw tokens, contact ids, cellphones and emails; or
+    alone `all` (every active device of the app) or `filters` (the active devices of the
+    app in a segment: conditions on tags, platform, language, registration and activity
+    times, under `and` / `or` two deep at most).
 
-    `platforms` narrows `all`, the contact ids, cellphones and emails (not the raw tokens)."""
+    `platforms` narrows `all`, `filters`, the contact ids, cellphones and emails (not the
+    raw tokens)."""
 
     all: bool = False
     tokens: Annotated[list[TokenText], Field(max_length=MAX_SELECTOR, default_factory=list)]
@@ -295,17 +308,23 @@ class Target(Body):
         Field(max_length=MAX_SELECTOR, default_factory=list),
     ]
     platforms: Annotated[list[Platform], Field(default_factory=list)]
+    filters: Filter | None = None
 
     @model_validator(mode="after")
     def _all_or_named(self) -> Target:
         named = self.tokens or self.contact_ids or self.cellphones or self.emails
-        if self.all and named:
+        if self.all and self.filters is not None:
+            raise ValueError("all addresses every device of the app: it takes no filters")
+        if (self.all or self.filters is not None) and named:
+            which = "all" if self.all else "filters"
             raise ValueError(
-                "all addresses every device of the app: it takes no tokens, contact_ids, "
+                f"{which} addresses devices of the app: it takes no tokens, contact_ids, "
                 "cellphones or emails (platforms narrows it)"
             )
-        if not (self.all or named):
-            raise ValueError("name at least one token, contact id, cellphone or email, or all")
+        if not (self.all or self.filters is not None or named):
+            raise ValueError(
+                "name at least one token, contact id, cellphone or email, or all, or filters"
+            )
         return self
 
 
@@ -476,9 +495,10 @@ async def send_notification(account: Caller, request: Request) -> Response:
     with the same body answers the first request's id and sends nothing new; with another
     body, 422."""
     body = parse(NotificationRequest, await request.body())
-    if body.to.all and body.options.send_to == "latest":
-        # `latest` picks among a contact's devices; `all` names devices, not contacts.
-        raise Invalid([Problem("options.send_to", "to.all addresses devices: not latest")])
+    if (body.to.all or body.to.filters is not None) and body.options.send_to == "latest":
+        # `latest` picks among a contact's devices; `all` and `filters` name devices.
+        which = "to.all" if body.to.all else "to.filters"
+        raise Invalid([Problem("options.send_to", f"{which} addresses devices: not latest")])
     app = await tenants_of(request).app(account, body.app_id)
     if app is None:
         raise Refusal(404, f"app {body.app_id} not found")
@@ -523,6 +543,7 @@ async def send_notification(account: Caller, request: Request) -> Response:
             cellphones=body.to.cellphones,
             emails=body.to.emails,
             platforms=body.to.platforms,
+            filters=body.to.filters,
         ),
         notification=content,
         localized=localized,

@@ -18,6 +18,7 @@ from services.core.events import (
     PushJob,
     RegisterDevice,
     SendRequest,
+    UpdateDevice,
     utc_now,
 )
 from services.core.kafka import decode
@@ -69,9 +70,9 @@ def create_app(settings: Settings) -> StreamApp:
 
 
 async def on_registration(app: StreamApp, apps: Apps, key: bytes | None, value: bytes) -> None:
-    """Route one registration command: checked registrations and cleanups (one per
-    device) go to feedback, verifications to their provider's job topic; unreadable ones
-    to the DLQ."""
+    """Route one registration command: checked registrations, cleanups (one per device)
+    and updates go to feedback, verifications to their provider's job topic; unreadable
+    ones to the DLQ."""
     try:
         command = decode(topics.REGISTRATIONS, value)
     except pydantic.ValidationError as exc:
@@ -83,6 +84,11 @@ async def on_registration(app: StreamApp, apps: Apps, key: bytes | None, value: 
             async for cleanup in device_cleanups(command, app.db)
         ]
         await asyncio.gather(*published)
+        return
+    if isinstance(command, UpdateDevice):
+        # Nothing to check: feedback applies it to the device, if the device is there.
+        update_key = device_key(command.app_id, hash_token(command.token))
+        await app.publish(topics.FEEDBACK, update_key, command)
         return
     assert isinstance(command, RegisterDevice)
     result = await resolve_registration(
@@ -132,8 +138,9 @@ async def on_send_request(app: StreamApp, key: bytes | None, value: bytes) -> No
             "send request already resolved", extra={"notification_id": request.notification_id}
         )
         return
-    # Only a `to.all` fan-out reads in an order it can resume in; any other starts over.
-    positioned = request.to.all
+    # Only a `to.all` or `to.filters` fan-out reads in an order it can resume in; any other
+    # starts over.
+    positioned = request.positioned
     progress = Progress.resumed(
         await notifications.checkpoint(request.notification_id) if positioned else None
     )

@@ -259,6 +259,7 @@ async def test_notifications_with_content_and_audience_by_app_and_state(
         "cellphones": 0,
         "emails": 0,
         "platforms": [],
+        "filters": None,
     }
     # The audience is counted, never kept: the status shows no token.
     assert "fcm-secret-token" not in str(listed)

@@ -114,4 +114,5 @@ async def test_a_finished_send_is_listed_by_its_state(
         "cellphones": 0,
         "emails": 0,
         "platforms": [],
+        "filters": None,
     }

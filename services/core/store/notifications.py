@@ -100,6 +100,8 @@ def _audience(request: SendRequest) -> Document:
         "cellphones": len(to.cellphones),
         "emails": len(to.emails),
         "platforms": list(to.platforms),
+        # The segment as given: conditions on tags and device fields, never a token.
+        "filters": (to.filters.model_dump(mode="json", exclude_none=True) if to.filters else None),
     }
 
 
