@@ -26,18 +26,13 @@ from services.core.events import (
     DEFAULT_LANGUAGE,
     MAX_LANGUAGES,
     MAX_SCHEDULE_AHEAD,
-    ApnsOverride,
     Audience,
     ClickUrl,
     Content,
     DeviceEvent,
     DeviceLanguage,
-    FcmOverride,
     Filter,
     InteractionType,
-    InterruptionLevel,
-    LocArgs,
-    LocKey,
     NotificationTag,
     Options,
     Platform,
@@ -45,10 +40,17 @@ from services.core.events import (
     SendCallback,
     SendRequest,
     Tags,
-    WebPushOverride,
     WebPushSubscription,
-    loc_args_problem,
     utc_now,
+)
+from services.core.overrides import (
+    ApnsOverride,
+    FcmOverride,
+    InterruptionLevel,
+    LocArgs,
+    LocKey,
+    WebPushOverride,
+    loc_args_problem,
 )
 from services.core.providers.base import TokenProblem
 from services.core.providers.payload import fitted

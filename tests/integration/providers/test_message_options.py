@@ -5,16 +5,14 @@ last, as the real provider's own fields."""
 
 from __future__ import annotations
 
-from services.core.events import (
-    AndroidOptions,
+from services.core.events import AndroidOptions, Content, Options
+from services.core.overrides import (
     ApnsHeaders,
     ApnsOverride,
     Aps,
-    Content,
     FcmAndroid,
     FcmAndroidNotification,
     FcmOverride,
-    Options,
     WebPushHeaders,
     WebPushNotification,
     WebPushOverride,

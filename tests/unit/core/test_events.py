@@ -8,9 +8,6 @@ import pytest
 from services.core import topics
 from services.core.events import (
     MAX_SCHEDULE_AHEAD,
-    REFUSE_UNKNOWN,
-    ApnsHeaders,
-    ApnsOverride,
     CancelSend,
     CleanupDevices,
     Content,
@@ -23,6 +20,7 @@ from services.core.events import (
     SendRequest,
 )
 from services.core.kafka import decode, encode
+from services.core.overrides import REFUSE_UNKNOWN, ApnsHeaders, ApnsOverride
 from services.core.tokens import hash_token
 
 

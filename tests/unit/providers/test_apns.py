@@ -15,16 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.core.credentials import APNSCredentials
 from services.core.errors import MessageInvalidError, ProviderAuthError, ProviderQuotaError
-from services.core.events import (
-    AndroidOptions,
-    ApnsHeaders,
-    ApnsOverride,
-    Aps,
-    ApsAlert,
-    Content,
-    Options,
-    PushJob,
-)
+from services.core.events import AndroidOptions, Content, Options, PushJob
+from services.core.overrides import ApnsHeaders, ApnsOverride, Aps, ApsAlert
 from services.core.providers.apns import APNsProvider, APNSSettings, endpoint_for
 from services.core.providers.classify import ErrorClass
 from services.sandbox.emulators.tls import TLSFiles, certificates

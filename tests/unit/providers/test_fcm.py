@@ -20,15 +20,8 @@ from services.core.errors import (
     ProviderQuotaError,
     ProviderUnavailableError,
 )
-from services.core.events import (
-    AndroidOptions,
-    Content,
-    FcmAndroid,
-    FcmAndroidNotification,
-    FcmOverride,
-    Options,
-    PushJob,
-)
+from services.core.events import AndroidOptions, Content, Options, PushJob
+from services.core.overrides import FcmAndroid, FcmAndroidNotification, FcmOverride
 from services.core.providers.classify import ErrorClass
 from services.core.providers.fcm import HEADERS, FCMProvider, FCMSettings, encoder
 from services.core.providers.payload import build_payload

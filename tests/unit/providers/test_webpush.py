@@ -20,16 +20,12 @@ from py_vapid import Vapid02
 
 from services.core.credentials import WebPushCredentials
 from services.core.errors import ProviderAuthError, ProviderQuotaError, ProviderUnavailableError
-from services.core.events import (
-    Content,
-    Options,
-    PushJob,
+from services.core.events import Content, Options, PushJob, WebPushKeys, WebPushSubscription
+from services.core.overrides import (
     WebNotificationAction,
     WebPushHeaders,
-    WebPushKeys,
     WebPushNotification,
     WebPushOverride,
-    WebPushSubscription,
 )
 from services.core.providers.classify import ErrorClass
 from services.core.providers.webpush import VapidCache, WebPushProvider, WebPushSettings
