@@ -13,18 +13,29 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     JsonValue,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
     Tag,
     model_validator,
 )
 
+from services.core.fields import (
+    DEFAULT_LANGUAGE,
+    MAX_LANGUAGES,
+    MAX_TAGS,
+    DeviceLanguage,
+    Id,
+    Language,
+    Platform,
+    ProviderName,
+    TagKey,
+    Tags,
+    TagValue,
+    Token,
+)
+from services.core.filters import Filter
 from services.core.overrides import (
     ApnsOverride,
     FcmOverride,
@@ -36,64 +47,11 @@ from services.core.overrides import (
     loc_args_problem,
 )
 
-Platform = Literal["android", "ios", "web"]
-# A registered provider's name: `fcm`, `apns`, `webpush` (services/core/providers/registry.py
-# lists them); it names the job topic `push.jobs.{name}`.
-ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,19}$")]
 SendTo = Literal["all", "latest"]
 # `cancelled`: the sender dropped the job, its notification cancelled before the call.
 Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate", "cancelled"]
 # The outcomes that end a device's send, which a send's callback may report one by one.
 DeviceEvent = Literal["success", "invalid_token", "failed"]
-
-Id = Annotated[str, Field(min_length=1, max_length=200)]
-# A BCP 47 language tag as devices and per-language content carry it, lower-case:
-# "en", "pt-br", "zh-hant-tw".
-Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[a-z0-9]{1,8}){0,3}$")]
-# Per-language content names the fallback for a device whose language it lacks so.
-DEFAULT_LANGUAGE = "default"
-# Languages one send may carry content for.
-MAX_LANGUAGES = 50
-# FCM tokens run to ~200 characters, Web Push endpoints to a few hundred; 4 KiB bounds both.
-Token = Annotated[str, Field(min_length=1, max_length=4096)]
-
-# A device's tags: at most MAX_TAGS, keys of 1 to 64 of `a-z 0-9 _ -` (no `.`, `$` or `:`:
-# a key is a field name in the store and `key:value` in a listing's filter), values strings
-# of at most 256 characters or numbers (within 2^53, where every JSON reader keeps integers
-# exact; never booleans).
-MAX_TAGS = 50
-TagKey = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$")]
-TagNumber = (
-    Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]
-    # Open bounds: a larger integer, which this branch would take rounded, is refused.
-    | Annotated[StrictFloat, Field(gt=-(2**53), lt=2**53)]
-)
-
-
-def _tag_value(value: object) -> object:
-    """One plain refusal for what no branch of TagValue takes, instead of one per branch."""
-    if isinstance(value, str) and len(value) <= 256:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53:
-        return value
-    if isinstance(value, float) and abs(value) < 2**53:
-        return value
-    raise ValueError("a tag value is a string of at most 256 characters or a number within 2^53")
-
-
-TagValue = Annotated[
-    Annotated[StrictStr, Field(max_length=256)] | TagNumber, BeforeValidator(_tag_value)
-]
-Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
-
-
-def _lower(value: object) -> object:
-    return value.lower() if isinstance(value, str) else value
-
-
-# A device's BCP 47 language tag, as given ("en", "pt-BR", "zh-Hant-TW") and kept
-# lower-case ("pt-br"): tags compare case-insensitively (RFC 5646 2.1.1).
-DeviceLanguage = Annotated[Language, BeforeValidator(_lower)]
 
 
 def utc_now() -> datetime:
@@ -233,189 +191,6 @@ class Options(Message):
             "body_loc_key": self.body_loc_key,
         }
         return [name for name, value in named.items() if value is not None]
-
-
-# Items of one `and`/`or` of a segment filter, and values of one tag's `in`.
-MAX_FILTER_ITEMS = 20
-MAX_FILTER_VALUES = 100
-_KINDS = ("and", "or", "tag", "platform", "language", "registered", "last_active")
-
-
-class Condition(BaseModel):
-    """Base of a segment filter's nodes. Unlike messages, a node refuses fields it does not
-    know: a condition an older reader ignored would widen the segment."""
-
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
-    )
-
-
-class TagCondition(Condition):
-    """Devices by one tag: equal to a value, one of values, present (or absent), or a
-    number within bounds (`gt`, `gte`, `lt`, `lte` combine into a range). A string never
-    equals a number, and only numbers compare."""
-
-    tag: TagKey
-    eq: TagValue | None = None
-    in_: Annotated[
-        list[TagValue] | None, Field(alias="in", min_length=1, max_length=MAX_FILTER_VALUES)
-    ] = None
-    exists: bool | None = None
-    gt: TagNumber | None = None
-    gte: TagNumber | None = None
-    lt: TagNumber | None = None
-    lte: TagNumber | None = None
-
-    @model_validator(mode="after")
-    def _one_test(self) -> TagCondition:
-        bounded = any(b is not None for b in (self.gt, self.gte, self.lt, self.lte))
-        tests = (self.eq is not None, self.in_ is not None, self.exists is not None, bounded)
-        if sum(tests) != 1:
-            raise ValueError(
-                "a tag condition takes exactly one of eq, in, exists, or bounds (gt, gte, lt, lte)"
-            )
-        return self
-
-
-class PlatformCondition(Condition):
-    """Devices of one platform."""
-
-    platform: Platform
-
-
-class LanguageCondition(Condition):
-    """Devices of this language or a narrower one: `pt` takes `pt` and `pt-br`, `pt-br`
-    only `pt-br` (RFC 4647 basic filtering). Devices without a language are left out."""
-
-    language: DeviceLanguage
-
-
-class Period(Condition):
-    """A time span: before, after, or between (exclusive bounds, RFC 3339 with an offset)."""
-
-    before: AwareDatetime | None = None
-    after: AwareDatetime | None = None
-
-    @model_validator(mode="after")
-    def _bounded(self) -> Period:
-        if self.before is None and self.after is None:
-            raise ValueError("give before, after or both")
-        if self.before is not None and self.after is not None and self.after >= self.before:
-            raise ValueError("after must be earlier than before")
-        return self
-
-
-class RegisteredCondition(Condition):
-    """Devices by when they were last registered (or refreshed)."""
-
-    registered: Period
-
-
-class LastActiveCondition(Condition):
-    """Devices by when they were last active: the later of their last registration and
-    the last interaction (delivered, opened, ...) their app reported."""
-
-    last_active: Period
-
-
-def _kind(node: Any) -> str | None:
-    """Which node a filter is, as its label: named by the key it holds (a parsed node by
-    its class)."""
-    if isinstance(node, dict):
-        kind = next((key for key in _KINDS if key in node), None)
-        if kind is None:
-            return None
-        return "<group>" if kind in ("and", "or") else f"<{kind}>"
-    return _KIND_OF.get(type(node))
-
-
-def _one_of(and_: object, or_: object) -> None:
-    if (and_ is None) == (or_ is None):
-        raise ValueError("a group takes exactly one of and, or")
-
-
-_NOT_A_FILTER = "a filter holds one of " + ", ".join(_KINDS)
-Leaf = Annotated[
-    Annotated[TagCondition, Tag("<tag>")]
-    | Annotated[PlatformCondition, Tag("<platform>")]
-    | Annotated[LanguageCondition, Tag("<language>")]
-    | Annotated[RegisteredCondition, Tag("<registered>")]
-    | Annotated[LastActiveCondition, Tag("<last_active>")],
-    Discriminator(
-        _kind,
-        custom_error_type="filter_kind",
-        custom_error_message="groups nest two deep at most: here a filter holds one of "
-        + ", ".join(_KINDS[2:]),
-    ),
-]
-
-
-class InnerGroup(Condition):
-    """`and` or `or` of conditions, inside a group."""
-
-    and_: Annotated[
-        list[Leaf] | None, Field(alias="and", min_length=1, max_length=MAX_FILTER_ITEMS)
-    ] = None
-    or_: Annotated[
-        list[Leaf] | None, Field(alias="or", min_length=1, max_length=MAX_FILTER_ITEMS)
-    ] = None
-
-    @model_validator(mode="after")
-    def _and_or_or(self) -> InnerGroup:
-        _one_of(self.and_, self.or_)
-        return self
-
-
-Member = Annotated[
-    Annotated[TagCondition, Tag("<tag>")]
-    | Annotated[PlatformCondition, Tag("<platform>")]
-    | Annotated[LanguageCondition, Tag("<language>")]
-    | Annotated[RegisteredCondition, Tag("<registered>")]
-    | Annotated[LastActiveCondition, Tag("<last_active>")]
-    | Annotated[InnerGroup, Tag("<group>")],
-    Discriminator(_kind, custom_error_type="filter_kind", custom_error_message=_NOT_A_FILTER),
-]
-
-
-class Group(Condition):
-    """`and` or `or` of conditions and of inner groups: a filter nests two groups deep at
-    most (`{"or": [{"and": [...]}, ...]}`), which writes any and/or of conditions."""
-
-    and_: Annotated[
-        list[Member] | None, Field(alias="and", min_length=1, max_length=MAX_FILTER_ITEMS)
-    ] = None
-    or_: Annotated[
-        list[Member] | None, Field(alias="or", min_length=1, max_length=MAX_FILTER_ITEMS)
-    ] = None
-
-    @model_validator(mode="after")
-    def _and_or_or(self) -> Group:
-        _one_of(self.and_, self.or_)
-        return self
-
-
-# A segment of an app's devices: one condition, or a group of them.
-Filter = Annotated[
-    Annotated[TagCondition, Tag("<tag>")]
-    | Annotated[PlatformCondition, Tag("<platform>")]
-    | Annotated[LanguageCondition, Tag("<language>")]
-    | Annotated[RegisteredCondition, Tag("<registered>")]
-    | Annotated[LastActiveCondition, Tag("<last_active>")]
-    | Annotated[Group, Tag("<group>")],
-    Discriminator(_kind, custom_error_type="filter_kind", custom_error_message=_NOT_A_FILTER),
-]
-_KIND_OF: dict[type[Condition], str] = {
-    TagCondition: "<tag>",
-    PlatformCondition: "<platform>",
-    LanguageCondition: "<language>",
-    RegisteredCondition: "<registered>",
-    LastActiveCondition: "<last_active>",
-    InnerGroup: "<group>",
-    Group: "<group>",
-}
-# The labels of a filter's kinds: validation errors name them in their path, where a
-# caller would rather read the JSON path alone.
-FILTER_LABELS = frozenset(_KIND_OF.values())
 
 
 class Audience(Message):

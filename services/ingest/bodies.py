@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from services.core.devices import MAX_TOKEN_LENGTH, normalize_cellphone, normalize_email
-from services.core.events import FILTER_LABELS
+from services.core.filters import FILTER_LABELS
 from services.core.overrides import REFUSE_UNKNOWN
 from services.ingest.refusals import Invalid, Problem
 

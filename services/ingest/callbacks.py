@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from services.core.events import DeviceEvent, Platform
+from services.core.events import DeviceEvent
+from services.core.fields import Platform
 from services.core.outbound import is_public
 
 MAX_URL = 2048

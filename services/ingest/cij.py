@@ -26,7 +26,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
-from services.core.events import Callback, Platform
+from services.core.events import Callback
+from services.core.fields import Platform
 from services.core.providers.base import TokenProblem
 from services.core.store.accounts import Account
 from services.ingest.auth import caller, tenants_of

@@ -8,12 +8,11 @@ from services.core import topics
 from services.core.events import (
     Callback,
     CleanupDevices,
-    Platform,
     RegisterDevice,
-    TagValue,
     UpdateDevice,
     WebPushSubscription,
 )
+from services.core.fields import Platform, TagValue
 from services.core.store.apps import App
 from services.core.tokens import hash_token
 

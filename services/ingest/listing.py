@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.events import MAX_TAGS, DeviceLanguage, Platform, TagKey, TagValue
+from services.core.fields import MAX_TAGS, DeviceLanguage, Platform, TagKey, TagValue
 from services.core.store.apps import App
 from services.core.store.client import Document
 from services.core.store.devices import DevicesRepository, app_devices_page, of_app

@@ -27,14 +27,8 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.core.errors import IdempotencyConflictError
-from services.core.events import (
-    Audience,
-    Content,
-    Options,
-    Platform,
-    SendRequest,
-    WebPushSubscription,
-)
+from services.core.events import Audience, Content, Options, SendRequest, WebPushSubscription
+from services.core.fields import Platform
 from services.core.providers.apns import is_apns_token
 from services.core.providers.base import TokenProblem
 from services.core.providers.registry import names as provider_names

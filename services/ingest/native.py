@@ -23,26 +23,22 @@ from pydantic import AwareDatetime, ConfigDict, Discriminator, Field, RootModel,
 
 from services.core.errors import IdempotencyConflictError
 from services.core.events import (
-    DEFAULT_LANGUAGE,
-    MAX_LANGUAGES,
     MAX_SCHEDULE_AHEAD,
     Audience,
     ClickUrl,
     Content,
     DeviceEvent,
-    DeviceLanguage,
-    Filter,
     InteractionType,
     NotificationTag,
     Options,
-    Platform,
     RegisterDevice,
     SendCallback,
     SendRequest,
-    Tags,
     WebPushSubscription,
     utc_now,
 )
+from services.core.fields import DEFAULT_LANGUAGE, MAX_LANGUAGES, DeviceLanguage, Platform, Tags
+from services.core.filters import Filter
 from services.core.overrides import (
     ApnsOverride,
     FcmOverride,

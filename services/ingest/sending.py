@@ -25,10 +25,10 @@ from services.core.events import (
     Interaction,
     InteractionType,
     Options,
-    ProviderName,
     SendRequest,
     WebhookCall,
 )
+from services.core.fields import ProviderName
 from services.core.providers.payload import check_notification
 from services.core.publisher import Publisher
 from services.core.settings import Settings

@@ -15,7 +15,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from services.core.events import Platform, PushJob
+from services.core.events import PushJob
+from services.core.fields import Platform
 from services.core.store.client import Document
 from services.resolver.fanout import position
 

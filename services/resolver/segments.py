@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeGuard
 
-from services.core.events import (
+from services.core.filters import (
     Filter,
     Group,
     InnerGroup,

@@ -18,7 +18,8 @@ import pydantic
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import metrics, topics
-from services.core.events import ProviderName, PushJob
+from services.core.events import PushJob
+from services.core.fields import ProviderName
 from services.core.kafka import decode
 from services.core.outages import until_done
 from services.core.providers.base import Result

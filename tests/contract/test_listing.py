@@ -12,13 +12,8 @@ import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.events import (
-    CleanupDevices,
-    Platform,
-    RegisterDevice,
-    WebPushSubscription,
-    utc_now,
-)
+from services.core.events import CleanupDevices, RegisterDevice, WebPushSubscription, utc_now
+from services.core.fields import Platform
 from services.core.store.apps import NewApp
 from services.core.store.client import Document
 from services.core.store.devices import DevicesRepository

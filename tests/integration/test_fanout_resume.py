@@ -13,7 +13,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from bench.fanout import job_counter
 from services.core import topics
-from services.core.events import Audience, Content, Filter, SendRequest
+from services.core.events import Audience, Content, SendRequest
+from services.core.filters import Filter
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.store.devices import device_id

@@ -31,7 +31,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import APNSCredentials
 from services.core.errors import MessageInvalidError, ProviderAuthError
-from services.core.events import Content, Options, Platform, PushJob, WebPushSubscription
+from services.core.events import Content, Options, PushJob, WebPushSubscription
+from services.core.fields import Platform
 from services.core.providers import curl
 from services.core.providers.base import (
     Claim,

@@ -36,15 +36,8 @@ from services.core.errors import (
     ProviderRejectedError,
     ProviderUnavailableError,
 )
-from services.core.events import (
-    Content,
-    FailureReason,
-    Options,
-    Platform,
-    ProviderName,
-    PushJob,
-    WebPushSubscription,
-)
+from services.core.events import Content, FailureReason, Options, PushJob, WebPushSubscription
+from services.core.fields import Platform, ProviderName
 from services.core.providers.classify import ErrorClass, by_status
 
 SendOutcome = Literal["success", "invalid_token", "retry", "failed"]

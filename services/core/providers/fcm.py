@@ -34,7 +34,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import FCMCredentials
 from services.core.errors import DependencyError, MessageInvalidError, ProviderAuthError
-from services.core.events import Content, Options, Platform, PushJob
+from services.core.events import Content, Options, PushJob
+from services.core.fields import Platform
 from services.core.providers import transport
 from services.core.providers.base import (
     Claim,

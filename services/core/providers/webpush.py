@@ -31,7 +31,8 @@ from pywebpush import WebPusher, WebPushException
 from services.core import outbound
 from services.core.credentials import WebPushCredentials
 from services.core.errors import MessageInvalidError, OutboundRefusedError, ProviderAuthError
-from services.core.events import Content, Options, Platform, PushJob, WebPushSubscription
+from services.core.events import Content, Options, PushJob, WebPushSubscription
+from services.core.fields import Platform
 from services.core.providers import transport
 from services.core.providers.base import (
     Claim,

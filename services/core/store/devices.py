@@ -27,15 +27,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.core.events import (
-    MAX_TAGS,
     CleanupDevices,
-    Platform,
-    ProviderName,
     RegisterDevice,
     UpdateDevice,
     WebPushSubscription,
     utc_now,
 )
+from services.core.fields import MAX_TAGS, Platform, ProviderName
 from services.core.store.client import Document, insert_new
 from services.core.store.directory import (
     FIELDS,

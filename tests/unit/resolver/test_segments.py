@@ -9,13 +9,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.core.events import (
-    Audience,
-    Filter,
-    RegisterDevice,
-    SendRequest,
-    UpdateDevice,
-)
+from services.core.events import Audience, RegisterDevice, SendRequest, UpdateDevice
+from services.core.filters import Filter
 from services.core.store.client import Document
 from services.resolver.segments import compile_filter, last_active
 
