@@ -23,7 +23,7 @@ from services.core.store import client as store
 from services.core.store.apps import Apps
 from services.core.store.indexes import ensure_indexes
 from services.ingest import admin as admin_api
-from services.ingest import cij, docs, listing, masiv, native, problems, routee
+from services.ingest import cij, docs, listing, masiv, native, notifications, problems, routee
 from services.ingest.access import Access
 from services.ingest.auth import Tenants
 from services.ingest.limits import Limits
@@ -96,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_exception_handler(refusals, refused)
     api_key = [Security(docs.API_KEY)]
     app.include_router(native.router, dependencies=api_key)
+    app.include_router(notifications.router, dependencies=api_key)
     app.include_router(listing.router, dependencies=api_key)
     app.include_router(routee.router, dependencies=api_key)
     # Customer Insights carries its ApiToken in the body.
