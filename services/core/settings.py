@@ -200,6 +200,10 @@ class Settings(BaseSettings):
     ingest_host: str = "127.0.0.1"
     ingest_port: Port = 8080
     admin_token: SecretStr | None = None
+    # The admin API's own listener, run by the ingest beside the public one when
+    # PUSHLINE_ADMIN_TOKEN is set; loopback, so only the machine (or pod) reaches it.
+    admin_host: str = "127.0.0.1"
+    admin_port: Port = 8081
     master_key: Annotated[SecretStr, AfterValidator(_master_key)] | None = None
     webhook_allow_private: bool = False
     # Providers served beside the built-in ones (services/core/providers/registry.py).
