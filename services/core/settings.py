@@ -234,6 +234,14 @@ class Settings(BaseSettings):
     retention_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
 
     @model_validator(mode="after")
+    def _listeners(self) -> Settings:
+        # The admin listener binding the public port would fail at start-up, or, on another
+        # host address, put both APIs behind one port number: refused while reading.
+        if self.admin_token is not None and self.admin_port == self.ingest_port:
+            raise ValueError("PUSHLINE_ADMIN_PORT must differ from PUSHLINE_INGEST_PORT")
+        return self
+
+    @model_validator(mode="after")
     def _retentions(self) -> Settings:
         # A notification's per-send records are found through the notification: it must
         # not go before them.
