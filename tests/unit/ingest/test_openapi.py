@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from services.core.settings import Settings
-from services.ingest.app import create_app
+from services.ingest.app import create_admin_app, create_app
 
 
-def test_every_body_taking_route_documents_its_body() -> None:
-    schema = create_app(Settings(admin_token=SecretStr("t"))).openapi()
+@pytest.mark.parametrize("listener", [create_app, create_admin_app])
+def test_every_body_taking_route_documents_its_body(
+    listener: Callable[[Settings], FastAPI],
+) -> None:
+    schema = listener(Settings(admin_token=SecretStr("t"))).openapi()
     bodies = {
         (method, path): operation["requestBody"]
         for path, operations in schema["paths"].items()
@@ -21,17 +28,38 @@ def test_every_body_taking_route_documents_its_body() -> None:
         for method in operations
         if method in ("post", "patch")
     } - body_less
+    assert bodies
     assert set(bodies) == expected
-    routee = schema["paths"]["/messages/{device_type}"]["post"]["requestBody"]
-    properties = routee["content"]["application/json"]["schema"]["properties"]
-    assert set(properties) == {"routeeContactId", "token", "implementationId"}
     # References would point into $defs that OpenAPI does not have.
     assert "$ref" not in str(bodies)
 
 
+def test_the_native_bodies_document_their_fields() -> None:
+    schema = create_app(Settings()).openapi()
+    routee = schema["paths"]["/messages/{device_type}"]["post"]["requestBody"]
+    properties = routee["content"]["application/json"]["schema"]["properties"]
+    assert set(properties) == {"routeeContactId", "token", "implementationId"}
+
+
+def test_each_listener_documents_its_own_paths_only() -> None:
+    settings = Settings(admin_token=SecretStr("t"))
+    public = create_app(settings).openapi()
+    assert public["info"]["title"] == "Pushline ingest"
+    assert not [path for path in public["paths"] if path.startswith("/admin")]
+    admin = create_admin_app(settings).openapi()
+    assert admin["info"]["title"] == "Pushline admin"
+    assert set(admin["paths"]) == {
+        "/healthz",
+        "/admin/v1/accounts",
+        "/admin/v1/accounts/{account_id}/api-keys",
+        "/admin/v1/apps",
+        "/admin/v1/apps/{app_id}",
+    }
+
+
 def test_admin_api_is_absent_without_an_admin_token() -> None:
-    paths = create_app(Settings()).openapi()["paths"]
-    assert not [path for path in paths if path.startswith("/admin")]
+    paths = create_admin_app(Settings()).openapi()["paths"]
+    assert list(paths) == ["/healthz"]
 
 
 def test_the_send_documents_the_message_options_and_overrides_by_the_providers_names() -> None:
