@@ -45,8 +45,8 @@ REVOKE_WAIT = 15.0
 class Dispatcher:
     """Sends the jobs of one provider topic: the provider's job topic of one lane.
 
-    The dispatchers of a provider's two lanes share their concurrency slots (`slots`):
-    without, each lane has `concurrency` slots of its own.
+    The sender's two dispatchers of a provider share its concurrency slots (`slots`); a
+    dispatcher given none has `concurrency` slots of its own.
     """
 
     def __init__(
