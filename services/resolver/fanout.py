@@ -241,7 +241,6 @@ def job_for(request: SendRequest, device: Document) -> PushJob:
         data=request.data,
         options=request.options,
         accepted_at=request.accepted_at,
-        lane=request.lane,
     )
 
 
@@ -259,7 +258,6 @@ def job_for_raw_token(request: SendRequest, app_id: str, token: str) -> PushJob:
         data=request.data,
         options=request.options,
         accepted_at=request.accepted_at,
-        lane=request.lane,
     )
 
 

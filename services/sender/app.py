@@ -1,11 +1,7 @@
 """The sender's Faust app (app id `pushline-sender`, also its consumer group).
 
-One agent per registered provider's job topic, two per provider: its transactional and
-its bulk lane. Each pulls jobs in batches and hands them to its dispatcher, which
-acknowledges every job once its outcome is on `push.feedback`. A provider's two
-dispatchers share its `PUSHLINE_SEND_CONCURRENCY` slots, transactional batches first
-(`LaneSlots`): a bulk agent that waits for a slot stops pulling, and Faust pauses its
-partitions once their buffer is full, while the transactional topic keeps flowing.
+One agent per registered provider's job topic. Each pulls jobs in batches and hands them
+to its provider's dispatcher, which acknowledges every job once its outcome is on `push.feedback`.
 
 A rebalance does not wait for the batches in flight to finish (up to
 `PUSHLINE_SEND_CONCURRENCY` x 500 jobs per provider, tens of seconds with a slow provider,
@@ -27,7 +23,6 @@ import faust
 
 from services.core import topics
 from services.core.acks import OrderedAcks
-from services.core.events import PriorityLane
 from services.core.fields import ProviderName
 from services.core.providers import registry
 from services.core.secrets import Vault
@@ -37,7 +32,6 @@ from services.core.topics import SENDER_APP_ID
 from services.core.worker import StreamApp, unacked_batches
 from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import Dispatcher
-from services.sender.lanes import LaneSlots
 from services.sender.providers import AppProviders
 
 METRICS_PORT = 9102
@@ -64,18 +58,13 @@ def create_app(settings: Settings) -> StreamApp:
         return built
 
     for name in registry.names():
-        slots = LaneSlots(settings.send_concurrency, settings.send_transactional_reserve)
-        for lane, lane_topics in topics.LANE_TOPICS.items():
-            _add_agent(app, name, lane, lane_topics[name], slots, providers, dispatchers)
+        _add_agent(app, name, providers, dispatchers)
     return app
 
 
 def _add_agent(
     app: StreamApp,
     name: ProviderName,
-    lane: PriorityLane,
-    topic: topics.Topic,
-    slots: LaneSlots,
     providers: Callable[[], AppProviders],
     dispatchers: list[Dispatcher],
 ) -> None:
@@ -91,8 +80,6 @@ def _add_agent(
             policy=policy,
             concurrency=app.settings.send_concurrency,
             stopping=lambda: app.should_stop,
-            lane=lane,
-            slots=slots,
         )
         dispatchers.append(dispatcher)
         acks = OrderedAcks(app, stream)
@@ -108,6 +95,4 @@ def _add_agent(
             dispatchers.remove(dispatcher)
             await dispatcher.drain()
 
-    # The transactional agent keeps the name it had before lanes.
-    agent_name = f"deliver_{name}" if lane == "transactional" else f"deliver_{name}_{lane}"
-    app.agent(app.source(topic), name=agent_name)(deliver)
+    app.agent(app.source(topics.JOB_TOPICS[name]), name=f"deliver_{name}")(deliver)
