@@ -22,7 +22,6 @@ from bench.harness import PROVIDERS, Stage, stage
 SCENARIOS = ("register", "fanout", "deliver", "baseline", "emulators", "campaign")
 CASES = (*PROVIDERS, "mixed")
 AUDIENCES = fanout.AUDIENCES
-DEFAULT_AUDIENCES = fanout.DEFAULT_AUDIENCES
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Plan:
     cases: tuple[str, ...]
     runs: int
     campaign: int
-    audiences: tuple[str, ...] = DEFAULT_AUDIENCES
+    audiences: tuple[str, ...] = AUDIENCES
     mix: Mix = DEFAULT_MIX
 
 
@@ -143,7 +142,7 @@ def main() -> None:
         action="append",
         choices=AUDIENCES,
         dest="audiences",
-        help="fanout: by contact ids, cellphones and emails, to.all, or a to.filters segment",
+        help="fanout: by contact ids, cellphones and emails, or to.all",
     )
     parser.add_argument(
         "--mix", type=_mix, help="campaign: providers' shares, e.g. fcm=60,apns=30,webpush=10"

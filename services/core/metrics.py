@@ -38,8 +38,7 @@ DEAD_LETTERS = Counter(
 
 SENDS = Counter(
     "pushline_sends_total",
-    "Jobs finished by a provider, by outcome (success, invalid_token, retry, failed, duplicate, "
-    "cancelled).",
+    "Jobs finished by a provider, by outcome (success, invalid_token, retry, failed, duplicate).",
     ["provider", "outcome"],
 )
 TOKENS_INVALIDATED = Counter(
