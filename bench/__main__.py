@@ -22,6 +22,7 @@ from bench.harness import PROVIDERS, Stage, stage
 SCENARIOS = ("register", "fanout", "deliver", "baseline", "emulators", "campaign")
 CASES = (*PROVIDERS, "mixed")
 AUDIENCES = fanout.AUDIENCES
+DEFAULT_AUDIENCES = fanout.DEFAULT_AUDIENCES
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Plan:
     cases: tuple[str, ...]
     runs: int
     campaign: int
-    audiences: tuple[str, ...] = AUDIENCES
+    audiences: tuple[str, ...] = DEFAULT_AUDIENCES
     mix: Mix = DEFAULT_MIX
 
 
@@ -142,7 +143,7 @@ def main() -> None:
         action="append",
         choices=AUDIENCES,
         dest="audiences",
-        help="fanout: by contact ids, cellphones and emails, or to.all",
+        help="fanout: by contact ids, cellphones and emails, to.all, or a to.filters segment",
     )
     parser.add_argument(
         "--mix", type=_mix, help="campaign: providers' shares, e.g. fcm=60,apns=30,webpush=10"

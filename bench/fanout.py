@@ -1,6 +1,7 @@
 """The `fanout` scenario: the resolver alone expands one send request over N devices
-into per-token jobs, reached through contact ids, cellphones and emails (`contacts`) or
-as every device of the app (`all`, `to.all`).
+into per-token jobs, reached through contact ids, cellphones and emails (`contacts`), as
+every device of the app (`all`, `to.all`), or as a segment of the app every device is in
+(`segment`, `to.filters`: what testing each device costs over `to.all`'s read).
 
 Counts what the resolver published: the end offsets of the job topics. Nothing consumes
 them here; the baseline scenario reads the same jobs.
@@ -19,7 +20,16 @@ from services.core import topics
 from services.core.settings import Settings
 
 PROVIDERS = ("fcm", "apns")
-AUDIENCES = ("contacts", "all")
+AUDIENCES = ("contacts", "all", "segment")
+# Run unless asked otherwise.
+DEFAULT_AUDIENCES = ("contacts", "all")
+# Every device of the audience is in it, so it produces as many jobs as `all`.
+SEGMENT = {
+    "and": [
+        {"registered": {"after": "2000-01-01T00:00:00Z"}},
+        {"or": [{"platform": platform} for platform in ("android", "ios", "web")]},
+    ]
+}
 
 
 @asynccontextmanager
@@ -54,10 +64,17 @@ async def resolve(
     await stage.warm_up(done=False)
     resolver.mark()
     async with job_counter(stage.settings) as jobs:
-        await send(stage, selectors(count) if to == "contacts" else {"all": True})
+        await send(stage, _to(to, count))
         sampler = Sampler(jobs, count)
         seconds = await sampler.run(limit=max(120.0, count / 500))
     return seconds, sampler, load_rate
+
+
+def _to(to: str, count: int) -> dict[str, Any]:
+    """The send request's `to` for an audience of AUDIENCES."""
+    if to == "contacts":
+        return selectors(count)
+    return {"all": True} if to == "all" else {"filters": SEGMENT}
 
 
 async def run(stage: Stage, count: int, to: str = "contacts") -> dict[str, Any]:

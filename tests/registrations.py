@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.core import topics
-from services.core.events import CleanupDevices, RegisterDevice
+from services.core.events import CleanupDevices, RegisterDevice, UpdateDevice
 from services.core.kafka import admin_client, decode
 from services.core.settings import Settings
 
@@ -38,6 +38,9 @@ class Tap:
             for records in batches.values():
                 for record in records:
                     message = decode(topics.REGISTRATIONS, record.value)
+                    # Device updates (tags, language) are read with kafka_io where wanted.
+                    if isinstance(message, UpdateDevice):
+                        continue
                     assert isinstance(message, RegisterDevice | CleanupDevices)
                     if message.app_id == app_id:
                         found.append((record.key, message))

@@ -12,8 +12,9 @@
 # PUSHLINE_SANDBOX_* settings, to $state/emulators/sandbox.env, which the services then get.
 # For development only, a master key and an admin API token are generated once into the
 # state directory (master.key, admin.token) when PUSHLINE_MASTER_KEY or PUSHLINE_ADMIN_TOKEN
-# is not set, so that the README's examples work after a plain `make run`. The workers'
-# metrics ports default to 9101-9103;
+# is not set, so that the README's examples work after a plain `make run`. The ingest serves
+# the admin API on a listener of its own, PUSHLINE_ADMIN_PORT (default 8081) on
+# PUSHLINE_ADMIN_HOST (default 127.0.0.1). The workers' metrics ports default to 9101-9103;
 # RESOLVER_PORT, SENDER_PORT and FEEDBACK_PORT move them (PUSHLINE_METRICS_PORT would give
 # all three the same one).
 set -euo pipefail
@@ -32,6 +33,7 @@ declare -A ports=(
   [sender]=${SENDER_PORT:-9102}
   [feedback]=${FEEDBACK_PORT:-9103}
 )
+admin_port=${PUSHLINE_ADMIN_PORT:-8081}
 
 log() { printf 'services: %s\n' "$*" >&2; }
 alive() { [[ -f $state/run/$1.pid ]] && kill -0 "$(cat "$state/run/$1.pid")" 2>/dev/null; }
@@ -66,10 +68,14 @@ launch() {
   log "started $name (pid $!, log $state/logs/$name.log)"
 }
 
-# ready NAME: whether it answers (the emulators: whether they wrote where they are).
+# ready NAME: whether it answers (the emulators: whether they wrote where they are; the
+# ingest: on its admin listener too).
 ready() {
   if [[ $1 == emulators ]]; then
     [[ -s $sandbox_env ]]
+  elif [[ $1 == ingest ]]; then
+    curl -fsS -o /dev/null "http://127.0.0.1:${ports[ingest]}/readyz" 2>/dev/null &&
+      curl -fsS -o /dev/null "http://127.0.0.1:$admin_port/healthz" 2>/dev/null
   else
     curl -fsS -o /dev/null "http://127.0.0.1:${ports[$1]}/readyz" 2>/dev/null
   fi
@@ -111,6 +117,7 @@ start() {
   done
   local host=${PUSHLINE_INGEST_HOST:-127.0.0.1}
   echo "Pushline is running. Ingest: http://$host:${ports[ingest]} (OpenAPI docs at /docs)"
+  echo "Admin API: http://${PUSHLINE_ADMIN_HOST:-127.0.0.1}:$admin_port (docs at /docs; token: \$PUSHLINE_ADMIN_TOKEN or $state/admin.token)"
   echo "Logs: $state/logs/   Stop: make stop"
   "$python" -m services.cli sandbox setup
 }

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
-from services.core.events import Platform, WebPushSubscription
+from services.core.events import WebPushSubscription
+from services.core.fields import Platform
 from services.core.providers import registry
 from services.core.providers.base import TokenProblem
 

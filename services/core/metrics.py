@@ -38,7 +38,8 @@ DEAD_LETTERS = Counter(
 
 SENDS = Counter(
     "pushline_sends_total",
-    "Jobs finished by a provider, by outcome (success, invalid_token, retry, failed, duplicate).",
+    "Jobs finished by a provider, by outcome (success, invalid_token, retry, failed, duplicate, "
+    "cancelled).",
     ["provider", "outcome"],
 )
 TOKENS_INVALIDATED = Counter(

@@ -200,6 +200,10 @@ class Settings(BaseSettings):
     ingest_host: str = "127.0.0.1"
     ingest_port: Port = 8080
     admin_token: SecretStr | None = None
+    # The admin API's own listener, run by the ingest beside the public one when
+    # PUSHLINE_ADMIN_TOKEN is set; loopback, so only the machine (or pod) reaches it.
+    admin_host: str = "127.0.0.1"
+    admin_port: Port = 8081
     master_key: Annotated[SecretStr, AfterValidator(_master_key)] | None = None
     webhook_allow_private: bool = False
     # Providers served beside the built-in ones (services/core/providers/registry.py).
@@ -228,6 +232,14 @@ class Settings(BaseSettings):
     delivery_retention: Duration = timedelta(days=7)
     notification_retention: Duration = timedelta(days=90)
     retention_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+
+    @model_validator(mode="after")
+    def _listeners(self) -> Settings:
+        # The admin listener binding the public port would fail at start-up, or, on another
+        # host address, put both APIs behind one port number: refused while reading.
+        if self.admin_token is not None and self.admin_port == self.ingest_port:
+            raise ValueError("PUSHLINE_ADMIN_PORT must differ from PUSHLINE_INGEST_PORT")
+        return self
 
     @model_validator(mode="after")
     def _retentions(self) -> Settings:

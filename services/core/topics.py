@@ -20,7 +20,7 @@ from services.core.events import (
     FeedbackEvent,
     PushJob,
     RegistrationCommand,
-    SendRequest,
+    SendCommand,
     WebhookCall,
 )
 from services.core.providers import registry
@@ -38,13 +38,15 @@ class Topic:
 REGISTRATIONS = Topic(
     "push.registrations", "{app_id}:{token_hash}", "register and clean up device commands"
 )
-SEND_REQUESTS = Topic("push.send-requests", "{notification_id}", "notification send requests")
+SEND_REQUESTS = Topic(
+    "push.send-requests", "{notification_id}", "notification send requests and cancels"
+)
 FEEDBACK = Topic(
     "push.feedback",
     "{app_id}:{token_hash}",
     "device outcomes (a provider call's in one message) and notification progress",
 )
-WEBHOOKS = Topic("push.webhooks", "{registration_id}", "webhook callbacks to deliver")
+WEBHOOKS = Topic("push.webhooks", "{webhook_id}", "webhook callbacks to deliver")
 DLQ = Topic("push.dlq", "{original key}", "messages that failed every retry")
 
 
@@ -81,7 +83,7 @@ def all_topics() -> tuple[Topic, ...]:
 
 _MODELS: Final[Mapping[str, TypeAdapter[Any]]] = {
     REGISTRATIONS.name: TypeAdapter(RegistrationCommand),
-    SEND_REQUESTS.name: TypeAdapter(SendRequest),
+    SEND_REQUESTS.name: TypeAdapter(SendCommand),
     FEEDBACK.name: TypeAdapter(FeedbackEvent),
     WEBHOOKS.name: TypeAdapter(WebhookCall),
     DLQ.name: TypeAdapter(DeadLetter),

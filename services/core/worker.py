@@ -23,12 +23,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import deadletters, eventloop, kafka, metrics, outages, outbound
 from services.core import logging as logs
+from services.core.events import WebhookCall
 from services.core.health import Readiness
 from services.core.lag import LagMeter
 from services.core.settings import Settings
 from services.core.store import client as store
 from services.core.store.indexes import ensure_indexes
-from services.core.topics import DLQ, Topic
+from services.core.topics import DLQ, WEBHOOKS, Topic
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,10 @@ class StreamApp(faust.App):
             name, key, kafka.encode(message), None, None, None
         )
         return delivered
+
+    async def queue_webhook(self, call: WebhookCall) -> None:
+        """Put a webhook call on `push.webhooks`, keyed by its id, and wait until Kafka has it."""
+        await self.publish(WEBHOOKS, call.webhook_id.encode(), call)
 
     async def dead_letter(self, topic: Topic, key: bytes | None, value: bytes, error: str) -> None:
         """Park a message this worker cannot process on `push.dlq`, with why."""

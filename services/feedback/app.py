@@ -15,6 +15,7 @@ import faust
 import pydantic
 
 from services.core import metrics, topics
+from services.core.callbacks import fire_devices, fire_final
 from services.core.events import (
     CleanupDevices,
     DeliveryOutcome,
@@ -22,6 +23,7 @@ from services.core.events import (
     FanoutCompleted,
     Interaction,
     RegistrationResolved,
+    UpdateDevice,
     WebhookCall,
 )
 from services.core.kafka import decode
@@ -98,8 +100,14 @@ async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -
     per notification); registrations, cleanups and verifications are applied one by one
     between them, in their order. (An invalidation does not depend on that order: it loses
     to a registration made after the provider's answer, whichever arrives first.)
+
+    Then the sends' callbacks: the device events their outcomes report, and the final
+    call of each notification the batch may have ended.
     """
+
     outcomes: list[DeliveryOutcome] = []
+    reported: list[DeliveryOutcome] = []
+    touched: set[str] = set()
     interactions: list[Interaction] = []
     for key, value in batch:
         try:
@@ -116,18 +124,28 @@ async def on_feedback(app: StreamApp, batch: list[tuple[bytes | None, bytes]]) -
         if isinstance(event, Interaction):
             interactions.append(event)
             continue
-        await apply_outcomes(outcomes, app.db)
+        reported += await apply_outcomes(outcomes, app.db)
         outcomes.clear()
         if isinstance(event, CleanupDevices):
             await DevicesRepository(app.db).clean_up(event)
+        elif isinstance(event, UpdateDevice):
+            if not await DevicesRepository(app.db).update(event):
+                log.info(
+                    "device update not applied: no such device, or too many tags",
+                    extra={"request_id": event.request_id},
+                )
         elif isinstance(event, FanoutCompleted):
             await NotificationsRepository(app.db).fanout_completed(event)
+            touched.add(event.notification_id)
         else:
             if isinstance(event, DeliveryOutcome):
                 event = verdict_of_verification(event)
             assert isinstance(event, RegistrationResolved)
             call = await apply_registration(event, app.db)
             if call is not None:
-                await app.publish(topics.WEBHOOKS, call.webhook_id.encode(), call)
-    await apply_outcomes(outcomes, app.db)
+                await app.queue_webhook(call)
+    reported += await apply_outcomes(outcomes, app.db)
     await apply_interactions(interactions, app.db)
+    await fire_devices(app.db, reported, app.queue_webhook)
+    touched.update(o.notification_id for o in reported if o.notification_id is not None)
+    await fire_final(app.db, sorted(touched), app.queue_webhook)

@@ -27,11 +27,16 @@ from services.core.store.interactions import InteractionsRepository
 from services.core.store.notifications import TERMINAL
 
 
-async def apply_outcomes(outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[Document]) -> None:
+async def apply_outcomes(
+    outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[Document]
+) -> list[DeliveryOutcome]:
     """Count ended sends once per notification and invalidate rejected devices (bulk
     writes: one per provider and reason, one for the reached devices, one for the records).
 
-    `retry` outcomes end nothing and count nowhere but in the sender's metrics.
+    `retry` outcomes end nothing and count nowhere but in the sender's metrics. Returns
+    the ended sends to report as device events: each one's first answer, again when it is
+    redelivered (its events may not have been queued the first time), never a second
+    answer of the provider.
     """
     devices = DevicesRepository(db)
     invalid: defaultdict[tuple[str, str], list[tuple[str, str, datetime]]] = defaultdict(list)
@@ -53,17 +58,23 @@ async def apply_outcomes(outcomes: Sequence[DeliveryOutcome], db: AsyncDatabase[
         if o.kind == "send" and o.notification_id is not None and o.outcome in TERMINAL
     ]
     if not ended:
-        return
+        return []
     earlier = await DeliveriesRepository(db).record(ended)
     for outcome, found in zip(ended, earlier, strict=True):
         # The same answer again is a redelivered message; another answer, a second send;
         # a first answer to a repeated send, one whose earlier answer died with its sender.
+        # A dropped job's outcome again is no send at all.
+        if outcome.outcome == "cancelled":
+            continue
         if (found is None and outcome.repeated) or found == "other_answer":
             metrics.SENDS.labels(outcome.provider, "duplicate").inc()
+    return [o for o, found in zip(ended, earlier, strict=True) if found != "other_answer"]
 
 
 async def apply_interactions(
     interactions: Sequence[Interaction], db: AsyncDatabase[Document]
 ) -> None:
-    """Count what users did with notifications, each (notification, device, type) once."""
+    """Count what users did with notifications, each (notification, device, type) once,
+    and mark their devices active then."""
     await InteractionsRepository(db).record(interactions)
+    await DevicesRepository(db).mark_active([(i.app_id, i.token_hash, i.at) for i in interactions])

@@ -1,5 +1,6 @@
 """What the ingest records of every request: the request metrics, and one JSON access line
-(method, route template, status, seconds, the caller's account id) on this module's logger.
+(method, route template, status, seconds, the caller's account id) on this module's logger,
+or for the admin listener on `ADMIN_LOG`.
 
 Routes are named by their template (`/v1/notifications/{notification_id}`), never by the raw
 path, which holds ids; nothing from the headers or the body is recorded, so no key or token.
@@ -18,6 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.core import metrics
 
 log = logging.getLogger(__name__)
+# Not a child of `log`: an operator routes and keeps the admin listener's lines apart, as
+# they do the audit log's.
+ADMIN_LOG = logging.getLogger("services.ingest.admin_access")
 
 UNMATCHED = "unmatched"
 
@@ -25,8 +29,9 @@ UNMATCHED = "unmatched"
 class Access:
     """ASGI middleware: counts, times and logs every HTTP request once it is answered."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, log: logging.Logger = log) -> None:
         self._app = app
+        self._log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,7 +54,7 @@ class Access:
             route = route_of(scope)
             metrics.INGEST_REQUESTS.labels(route, str(status)).inc()
             metrics.INGEST_LATENCY.labels(route).observe(seconds)
-            log.info(
+            self._log.info(
                 "%s %s %d",
                 scope["method"],
                 route,

@@ -1,7 +1,9 @@
 """The admin API, `/admin/v1/...`: accounts, API keys and apps with provider credentials.
 
-Bearer `PUSHLINE_ADMIN_TOKEN`, compared in constant time. Without the setting the API is
-not mounted at all: every admin path answers 404. Errors are RFC 9457 problem+json.
+Served by the admin app alone, on the ingest's admin listener (services/ingest/app.py); the
+public listener has no admin path. Bearer `PUSHLINE_ADMIN_TOKEN`, compared in constant time.
+Without the setting the routes are not mounted at all (and the ingest starts no admin
+listener): every admin path answers 404. Errors are RFC 9457 problem+json.
 Provider secrets go in; none ever comes out.
 """
 

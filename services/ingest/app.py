@@ -1,8 +1,13 @@
-"""The ingest's ASGI app: health, readiness, metrics, the API routers, and the answers to
-requests that no route takes (no such path, wrong method), in the dialect's own shape."""
+"""The ingest's two ASGI apps, each served on a listener of its own (services/ingest/__main__.py).
+
+The public app: health, readiness, metrics, the dialects' API routers. The admin app: the
+admin API (`/admin/v1/...`), its own `/healthz` and OpenAPI document, and its own access log;
+the public listener never serves an admin path. Both answer requests that no route takes
+(no such path, wrong method) in the dialect's own shape: problem+json on the admin app."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,8 +27,18 @@ from services.core.settings import Settings
 from services.core.store import client as store
 from services.core.store.apps import Apps
 from services.core.store.indexes import ensure_indexes
+from services.ingest import (
+    access,
+    cij,
+    docs,
+    listing,
+    masiv,
+    native,
+    notifications,
+    problems,
+    routee,
+)
 from services.ingest import admin as admin_api
-from services.ingest import cij, docs, masiv, native, problems, routee
 from services.ingest.access import Access
 from services.ingest.auth import Tenants
 from services.ingest.limits import Limits
@@ -36,7 +51,7 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The ingest app. Kafka topics, the producer and the store connect on start-up."""
+    """The public ingest app. Kafka topics, the producer and the store connect on start-up."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.registrations = Registrations(db, producer, settings)
         app.state.sends = Sends(db, producer, settings)
+        app.state.listings = listing.Listings(db)
         app.state.readiness = Readiness(db, admin)
         try:
             yield
@@ -72,41 +88,24 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    # Native and admin paths, and any path of no dialect, answer in problem+json.
-    dialects = Dialects([routee.DIALECT, cij.DIALECT, masiv.DIALECT], problems.refused)
-
-    async def refused(request: Request, exc: Exception) -> Response:
-        response = dialects.answer(request.url.path, _refusal(request, exc))
-        if isinstance(exc, HTTPException):
-            response.headers.update(exc.headers or {})
-            if exc.status_code == 405:
-                response.headers["Allow"] = _allowed(request)
-        return response
-
-    # Added first, so it runs inside Access: its refusals are counted and logged too.
-    app.add_middleware(
-        Limits,
-        dialects=dialects,
-        max_body=settings.max_body_bytes,
-        max_in_flight=settings.ingest_max_in_flight,
+    # Native paths, and any path of no dialect (an admin path among them), answer in
+    # problem+json.
+    _answer_refusals(
+        app,
+        Dialects([routee.DIALECT, cij.DIALECT, masiv.DIALECT], problems.refused),
+        settings,
+        access.log,
     )
-    app.add_middleware(Access)
-    for refusals in (Refusal, KafkaUnavailableError, HTTPException, RequestValidationError):
-        app.add_exception_handler(refusals, refused)
     api_key = [Security(docs.API_KEY)]
     app.include_router(native.router, dependencies=api_key)
+    app.include_router(notifications.router, dependencies=api_key)
+    app.include_router(listing.router, dependencies=api_key)
     app.include_router(routee.router, dependencies=api_key)
     # Customer Insights carries its ApiToken in the body.
     app.include_router(cij.router)
     app.include_router(masiv.router, dependencies=api_key)
-    admin_token = [Security(docs.ADMIN_TOKEN)]
-    app.include_router(admin_api.routes(settings.admin_token), dependencies=admin_token)
     docs.serve(app)
-
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok"}
+    _healthz(app)
 
     @app.get(
         "/readyz",
@@ -127,6 +126,71 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def create_admin_app(settings: Settings) -> FastAPI:
+    """The admin app, for the admin listener: it needs the store only."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mongo = store.connect(settings)
+        db = store.database(mongo)
+        await ensure_indexes(db)
+        # The admin API writes; nothing it reads is served from the cache.
+        app.state.tenants = Tenants(db, Apps(db, Vault(settings.master_key)), cache_seconds=0)
+        try:
+            yield
+        finally:
+            await mongo.close()
+
+    app = docs.Ingest(
+        title="Pushline admin",
+        version="1",
+        lifespan=lifespan,
+        openapi_url=docs.OPENAPI,
+        docs_url=None,
+        redoc_url=None,
+    )
+    _answer_refusals(app, Dialects([], problems.refused), settings, access.ADMIN_LOG)
+    app.include_router(
+        admin_api.routes(settings.admin_token), dependencies=[Security(docs.ADMIN_TOKEN)]
+    )
+    docs.serve(app)
+    _healthz(app)
+    return app
+
+
+def _answer_refusals(
+    app: FastAPI, dialects: Dialects, settings: Settings, log: logging.Logger
+) -> None:
+    """Answer every refusal in the shape of the dialect of its path, within the ingest's
+    limits, and log every request on `log`."""
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        response = dialects.answer(request.url.path, _refusal(request, exc))
+        if isinstance(exc, HTTPException):
+            response.headers.update(exc.headers or {})
+            if exc.status_code == 405:
+                response.headers["Allow"] = _allowed(request)
+        return response
+
+    # Added first, so it runs inside Access: its refusals are counted and logged too.
+    app.add_middleware(
+        Limits,
+        dialects=dialects,
+        max_body=settings.max_body_bytes,
+        max_in_flight=settings.ingest_max_in_flight,
+    )
+    app.add_middleware(Access, log=log)
+    for refusals in (Refusal, KafkaUnavailableError, HTTPException, RequestValidationError):
+        app.add_exception_handler(refusals, refused)
+
+
+def _healthz(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
 
 
 def _refusal(request: Request, exc: Exception) -> Refusal:

@@ -11,9 +11,19 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 
 from services.core.devices import MAX_TOKEN_LENGTH, normalize_cellphone, normalize_email
+from services.core.filters import FILTER_LABELS
+from services.core.overrides import REFUSE_UNKNOWN
 from services.ingest.refusals import Invalid, Problem
 
 T = TypeVar("T")
@@ -47,13 +57,14 @@ class Body(BaseModel):
 
 
 def parse(shape: type[T] | TypeAdapter[T], raw: bytes) -> T:
-    """Validate JSON bytes as `shape` (a model class or a TypeAdapter).
+    """Validate JSON bytes as `shape` (a model class or a TypeAdapter); a provider
+    override's unknown key is refused (`services.core.events.Override`).
 
     Raises Invalid for malformed JSON, a wrong type, a missing or bad field.
     """
     adapter = shape if isinstance(shape, TypeAdapter) else _adapter(shape)
     try:
-        return adapter.validate_json(raw or b"null", strict=True)
+        return adapter.validate_json(raw or b"null", strict=True, context={REFUSE_UNKNOWN: True})
     except ValidationError as exc:
         raise Invalid([_problem(error) for error in exc.errors()]) from exc
 
@@ -70,11 +81,22 @@ def _adapter(shape: type[T]) -> TypeAdapter[T]:
     return adapter
 
 
+# Which form a value of a tagged union took is no field: a problem's path leaves it out.
+FORM = "form:"
+
+
+def form(name: str) -> Tag:
+    """The tag of one form of a field that takes several (a tagged union)."""
+    return Tag(FORM + name)
+
+
 def _problem(error: Any) -> Problem:
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx", {})
     path = "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        f"[{part}]" if isinstance(part, int) else f".{part}"
+        for part in error["loc"]
+        if not str(part).startswith(FORM) and part not in FILTER_LABELS
     ).lstrip(".")
     if kind == "json_invalid":
         return Problem("", NOT_JSON)

@@ -15,9 +15,6 @@ is a 400 whose message starts with the reason the registration would fail with
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import re
@@ -29,11 +26,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
-from services.core.events import Callback, Platform
+from services.core.events import Callback
+from services.core.fields import Platform
 from services.core.providers.base import TokenProblem
 from services.core.store.accounts import Account
 from services.ingest.auth import caller, tenants_of
 from services.ingest.bodies import Body, NonBlank, TokenText, documented, error_responses, parse
+from services.ingest.callbacks import signature
 from services.ingest.commands import Command, cleanup, new_request_id, register
 from services.ingest.refusals import Dialect, Invalid, Problem, Refusal
 from services.ingest.registrations import registrations_of
@@ -357,12 +356,6 @@ def _reason(problem: Problem) -> str:
     if problem.field.endswith("DeviceToken") and problem.message.startswith("is too long"):
         return f"DeviceTokenTooLong: the token {problem.message}"
     return problem.message
-
-
-def signature(api_token: str, url: str) -> str:
-    """Seed 001's webhook Signature: base64 HMAC-SHA256 of the URL keyed by the API token."""
-    digest = hmac.new(api_token.encode(), url.encode(), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
 
 
 DIALECT = Dialect(("/api/v1.0/orgs/",), _refused)

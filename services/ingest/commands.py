@@ -8,14 +8,15 @@ from services.core import topics
 from services.core.events import (
     Callback,
     CleanupDevices,
-    Platform,
     RegisterDevice,
+    UpdateDevice,
     WebPushSubscription,
 )
+from services.core.fields import Platform, TagValue
 from services.core.store.apps import App
 from services.core.tokens import hash_token
 
-Command = RegisterDevice | CleanupDevices
+Command = RegisterDevice | CleanupDevices | UpdateDevice
 
 
 def new_request_id() -> str:
@@ -36,6 +37,8 @@ def register(
     track: bool = False,
     callback: Callback | None = None,
     request_id: str | None = None,
+    tags: dict[str, TagValue] | None = None,
+    language: str | None = None,
 ) -> RegisterDevice:
     """A RegisterDevice command for the app; for a Web Push subscription the token is its
     endpoint."""
@@ -54,6 +57,8 @@ def register(
             "track": track,
             "callback": callback,
             "source": source,
+            "tags": tags,
+            "language": language,
         }
     )
 
@@ -69,11 +74,36 @@ def cleanup(app: App, *, contact_id: str | None, token: str | None) -> CleanupDe
     )
 
 
+def update(
+    app: App,
+    *,
+    token: str,
+    tags: dict[str, TagValue],
+    removed_tags: list[str],
+    language: str | None,
+    remove_language: bool,
+) -> UpdateDevice:
+    """An UpdateDevice command for the app's device with this token."""
+    return UpdateDevice(
+        request_id=new_request_id(),
+        account_id=app.account_id,
+        app_id=app.id,
+        token=token,
+        tags=tags,
+        removed_tags=removed_tags,
+        language=language,
+        remove_language=remove_language,
+    )
+
+
 def command_key(command: Command) -> bytes:
     """The partition key: the device's `{app_id}:{token_hash}`.
 
     A contact-wide cleanup names no token; it is keyed by the hash of the contact id, so all
     cleanups of one contact stay in order.
     """
-    subject = command.token or f"contact:{command.contact_id}"
+    subject = command.token
+    if subject is None:
+        assert isinstance(command, CleanupDevices)
+        subject = f"contact:{command.contact_id}"
     return topics.device_key(command.app_id, hash_token(subject))

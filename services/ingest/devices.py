@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import get_args
 
-from services.core.events import Platform, WebPushSubscription
+from services.core.events import WebPushSubscription
+from services.core.fields import Platform
 
 # Every platform by its lower-case name (the seeds write `Android`, `ANDROID`, `android`).
 PLATFORMS: dict[str, Platform] = {platform: platform for platform in get_args(Platform)}

@@ -43,15 +43,26 @@ class Ingest(FastAPI):
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI document, without FastAPI's 422 answers and their schemas."""
         document = super().openapi()
-        for operations in document.get("paths", {}).values():
-            for operation in operations.values():
-                responses = operation.get("responses", {})
-                if "HTTPValidationError" in str(responses.get("422", "")):
-                    del responses["422"]
+        for operation in _operations(document.get("paths", {})):
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in str(responses.get("422", "")):
+                del responses["422"]
         schemas = document.get("components", {}).get("schemas", {})
         for name in _VALIDATION:
             schemas.pop(name, None)
         return document
+
+
+def _operations(paths: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every operation of `paths`, and of the callbacks they declare (the calls Pushline
+    makes, whose receiver's answers FastAPI documents as if they were routes of ours)."""
+    found = []
+    for operations in paths.values():
+        for operation in operations.values():
+            found.append(operation)
+            for callback in operation.get("callbacks", {}).values():
+                found.extend(_operations(callback))
+    return found
 
 
 def serve(app: FastAPI) -> None:

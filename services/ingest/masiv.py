@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.core.errors import IdempotencyConflictError
-from services.core.events import Audience, Content, Platform, SendRequest, WebPushSubscription
+from services.core.events import Audience, Content, Options, SendRequest, WebPushSubscription
+from services.core.fields import Platform
 from services.core.providers.apns import is_apns_token
 from services.core.providers.base import TokenProblem
 from services.core.providers.registry import names as provider_names
@@ -243,7 +244,10 @@ async def send_to_list(account: Caller, request: Request) -> JSONResponse:
         image_url=body.notification.image_url,
     )
     refused = Sends.check(
-        content, body.data, sorted(app.configured) if app is not None else provider_names()
+        content,
+        body.data,
+        Options(),
+        sorted(app.configured) if app is not None else provider_names(),
     )
     if refused is not None:
         raise Refusal(400, refused)

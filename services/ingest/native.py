@@ -1,6 +1,6 @@
-"""The native API, `/v1/...`: register, batch-register and clean up devices, read a
-registration's status; send notifications, read their state, report interactions, ask
-how reachable a contact is. Bearer API key; errors are RFC 9457 problem+json.
+"""The native API's devices, `/v1/...`: register, batch-register and clean up devices,
+read a registration's status, ask how reachable a contact is (sends are in
+`services.ingest.notifications`). Bearer API key; errors are RFC 9457 problem+json.
 
 Every registration is tracked: 202 returns its id, recorded Pending for the caller's
 account, and `GET /v1/registrations/{id}` answers Pending until the feedback stage decides
@@ -12,29 +12,22 @@ stage upserts on app and token).
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
-from services.core.errors import IdempotencyConflictError
 from services.core.events import (
-    Audience,
-    Content,
-    InteractionType,
-    Options,
-    Platform,
     RegisterDevice,
-    SendRequest,
     WebPushSubscription,
 )
+from services.core.fields import DeviceLanguage, Platform, Tags
 from services.core.providers.base import TokenProblem
 from services.core.store.apps import App
 from services.core.store.registrations import PENDING, Status
-from services.ingest.auth import Caller, CallerApp, tenants_of
+from services.ingest.auth import Caller, CallerApp
 from services.ingest.bodies import (
     Body,
     Cellphone,
@@ -48,7 +41,7 @@ from services.ingest.commands import cleanup, register
 from services.ingest.problems import responses
 from services.ingest.refusals import Invalid, Problem, Refusal
 from services.ingest.registrations import Registrations, registrations_of
-from services.ingest.sending import Sends, sends_of, shown
+from services.ingest.sending import sends_of
 
 router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 404))
 
@@ -75,7 +68,10 @@ def _waiting(shape: type[Body]) -> dict[str, object]:
 
 
 class Device(Body):
-    """A device: a token, or for Web Push a subscription, and who it belongs to."""
+    """A device: a token, or for Web Push a subscription, and who it belongs to; its tags
+    (at most 50: keys of 1 to 64 of a-z, 0-9, `_`, `-`; values strings of at most 256
+    characters, or numbers) and its language (BCP 47, as "pt-BR"), which replace those it
+    had when given."""
 
     platform: Platform
     token: TokenText | None = None
@@ -83,6 +79,8 @@ class Device(Body):
     contact_id: NonBlank | None = None
     cellphone: Cellphone | None = None
     email: Email | None = None
+    tags: Tags | None = None
+    language: DeviceLanguage | None = None
 
     @model_validator(mode="after")
     def _one_address(self) -> Device:
@@ -249,166 +247,9 @@ async def _register(
         cellphone=device.cellphone,
         email=device.email,
         track=True,
+        tags=device.tags,
+        language=device.language,
     )
-
-
-# Selector values per send request; larger audiences are addressed by contact lists
-# published on Kafka in several requests, or by several HTTP calls.
-MAX_SELECTOR = 10_000
-Selector = Annotated[list[NonBlank], Field(max_length=MAX_SELECTOR)]
-
-
-class Target(Body):
-    """Who receives it: any mix of raw tokens, contact ids, cellphones and emails, or
-    `all` (every active device of the app) alone.
-
-    `platforms` narrows `all`, the contact ids, cellphones and emails (not the raw tokens)."""
-
-    all: bool = False
-    tokens: Annotated[list[TokenText], Field(max_length=MAX_SELECTOR, default_factory=list)]
-    contact_ids: Annotated[Selector, Field(default_factory=list)]
-    cellphones: Annotated[
-        list[Cellphone],
-        Field(max_length=MAX_SELECTOR, default_factory=list),
-    ]
-    emails: Annotated[
-        list[Email],
-        Field(max_length=MAX_SELECTOR, default_factory=list),
-    ]
-    platforms: Annotated[list[Platform], Field(default_factory=list)]
-
-    @model_validator(mode="after")
-    def _all_or_named(self) -> Target:
-        named = self.tokens or self.contact_ids or self.cellphones or self.emails
-        if self.all and named:
-            raise ValueError(
-                "all addresses every device of the app: it takes no tokens, contact_ids, "
-                "cellphones or emails (platforms narrows it)"
-            )
-        if not (self.all or named):
-            raise ValueError("name at least one token, contact id, cellphone or email, or all")
-        return self
-
-
-class Notification(Body):
-    """What the user sees."""
-
-    title: Annotated[str, Field(max_length=1000)] = ""
-    body: Annotated[str, Field(max_length=4000)] = ""
-    image_url: Annotated[str, Field(max_length=2048)] | None = None
-
-    @model_validator(mode="after")
-    def _title_or_body(self) -> Notification:
-        if not (self.title.strip() or self.body.strip()):
-            raise ValueError("give a title, a body or both")
-        return self
-
-
-class SendOptions(Body):
-    """How to deliver: time to live (seconds), priority, collapse key, send_to, dry run."""
-
-    ttl: Annotated[int, Field(ge=0, le=2_419_200)] | None = None
-    priority: Literal["normal", "high"] = "high"
-    collapse_key: Annotated[str, Field(max_length=64)] | None = None
-    send_to: Literal["all", "latest"] | None = None
-    dry_run: bool = False
-
-
-class NotificationRequest(Body):
-    """`POST /v1/notifications`."""
-
-    app_id: NonBlank
-    to: Target
-    notification: Notification
-    data: Annotated[dict[str, str], Field(max_length=100, default_factory=dict)]
-    options: SendOptions = SendOptions()
-
-
-class InteractionEvent(Body):
-    """`POST /v1/events`: what the user did with a notification on one device."""
-
-    notification_id: NonBlank
-    token: TokenText
-    type: InteractionType
-
-
-@router.post(
-    "/notifications",
-    status_code=202,
-    openapi_extra=documented(NotificationRequest),
-    responses=responses(422),
-)
-async def send_notification(account: Caller, request: Request) -> Response:
-    """Send a notification; 202 with its id. A repeated `Idempotency-Key` (24 hours)
-    with the same body answers the first request's id and sends nothing new; with another
-    body, 422."""
-    body = parse(NotificationRequest, await request.body())
-    if body.to.all and body.options.send_to == "latest":
-        # `latest` picks among a contact's devices; `all` names devices, not contacts.
-        raise Invalid([Problem("options.send_to", "to.all addresses devices: not latest")])
-    app = await tenants_of(request).app(account, body.app_id)
-    if app is None:
-        raise Refusal(404, f"app {body.app_id} not found")
-    content = Content(
-        title=body.notification.title,
-        body=body.notification.body,
-        image_url=body.notification.image_url,
-    )
-    refused = Sends.check(content, body.data, sorted(app.configured))
-    if refused is not None:
-        raise Invalid([Problem("notification", refused)])
-    key = request.headers.get("idempotency-key")
-    if key is not None and not 0 < len(key) <= 200:
-        raise Invalid([Problem("Idempotency-Key", "must be 1 to 200 characters")])
-    send = SendRequest(
-        notification_id=str(uuid.uuid4()),
-        account_id=account.id,
-        app_id=app.id,
-        to=Audience(
-            all=body.to.all,
-            tokens=body.to.tokens,
-            contact_ids=body.to.contact_ids,
-            cellphones=body.to.cellphones,
-            emails=body.to.emails,
-            platforms=body.to.platforms,
-        ),
-        notification=content,
-        data=body.data,
-        options=Options(**body.options.model_dump()),
-    )
-    try:
-        notification_id = await sends_of(request).accept(send, key)
-    except IdempotencyConflictError as exc:
-        raise Refusal(422, str(exc)) from exc
-    return JSONResponse(
-        {"id": notification_id},
-        status_code=202,
-        headers={"Location": f"/v1/notifications/{notification_id}"},
-    )
-
-
-@router.get("/notifications/{notification_id}")
-async def notification_status(notification_id: str, account: Caller, request: Request) -> Response:
-    """State (accepted, resolving, sending, done), counters and per-platform counts."""
-    found = await sends_of(request).notification(account.id, notification_id)
-    if found is None:
-        raise Refusal(404, f"notification {notification_id} not found")
-    return JSONResponse(shown(found))
-
-
-@router.post("/events", status_code=202, openapi_extra=documented(InteractionEvent))
-async def report_interaction(account: Caller, request: Request) -> Response:
-    """Report that a notification was delivered, opened, clicked or dismissed on a device
-    it was sent to (404 for any other device)."""
-    body = parse(InteractionEvent, await request.body())
-    sends = sends_of(request)
-    found = await sends.notification(account.id, body.notification_id)
-    if found is None:
-        raise Refusal(404, f"notification {body.notification_id} not found")
-    if not await sends.reached(found, body.token):
-        raise Refusal(404, f"notification {body.notification_id} was not sent to this device")
-    await sends.report(found, body.token, body.type)
-    return Response(status_code=202)
 
 
 @router.get("/apps/{app_id}/contacts/{contact_id}")

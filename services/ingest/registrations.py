@@ -13,7 +13,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core import topics
 from services.core.devices import provider_for, token_problem
 from services.core.errors import KafkaUnavailableError
-from services.core.events import Platform, ProviderName, RegisterDevice, WebPushSubscription
+from services.core.events import RegisterDevice, WebPushSubscription
+from services.core.fields import Platform, ProviderName
 from services.core.providers.base import TokenProblem
 from services.core.publisher import Publisher
 from services.core.settings import Settings

@@ -18,8 +18,17 @@ from fastapi import Request
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
+from services.core.callbacks import fire_final
 from services.core.errors import IdempotencyConflictError, MessageInvalidError
-from services.core.events import Content, Interaction, InteractionType, ProviderName, SendRequest
+from services.core.events import (
+    Content,
+    Interaction,
+    InteractionType,
+    Options,
+    SendRequest,
+    WebhookCall,
+)
+from services.core.fields import ProviderName
 from services.core.providers.payload import check_notification
 from services.core.publisher import Publisher
 from services.core.settings import Settings
@@ -28,7 +37,7 @@ from services.core.store.deliveries import DeliveriesRepository
 from services.core.store.devices import account_apps, with_tokens
 from services.core.store.directory import devices_carrying
 from services.core.store.idempotency import IdempotencyKeys, key_id
-from services.core.store.notifications import COUNTERS, NotificationsRepository
+from services.core.store.notifications import NotificationsRepository, counters_of
 from services.core.tokens import hash_token
 from services.ingest.waiting import settled
 
@@ -51,14 +60,20 @@ class Sends:
         self._publisher = Publisher(producer, settings.publish_timeout_seconds)
         self._send_requests = settings.scoped(topics.SEND_REQUESTS.name)
         self._feedback = settings.scoped(topics.FEEDBACK.name)
+        self._webhooks = settings.scoped(topics.WEBHOOKS.name)
+        # Whether a send's callback may name a private address (the operator's choice).
+        self.allow_private_callbacks = settings.webhook_allow_private
 
     @staticmethod
     def check(
-        notification: Content, data: dict[str, str], providers: Iterable[ProviderName]
+        notification: Content,
+        data: dict[str, str],
+        options: Options,
+        providers: Iterable[ProviderName],
     ) -> str | None:
         """Why no provider of `providers` would take this notification, or None."""
         try:
-            check_notification(notification, data, providers)
+            check_notification(notification, data, options, providers)
         except MessageInvalidError as exc:
             return str(exc)
         return None
@@ -124,6 +139,20 @@ class Sends:
         if found is None or found.get("account_id") != account_id:
             return None
         return found
+
+    async def cancel(self, account_id: str, notification_id: str) -> Document | None:
+        """Cancel the account's notification unless it has ended; the notification as it
+        stands then, or None (also when another account owns it). A send that asked for a
+        callback gets it now, with the counters as they stand (once, however often it is
+        cancelled). Raises KafkaUnavailableError when Kafka does not take the callback (the
+        cancel stands; cancelling again makes the call)."""
+        found = await self._notifications.cancel(notification_id, account_id)
+        if found is not None:
+            await fire_final(self._db, [notification_id], self._queue_call)
+        return found
+
+    async def _queue_call(self, call: WebhookCall) -> None:
+        await self._publisher.publish(self._webhooks, [(call.webhook_id.encode(), call)])
 
     async def reached(self, notification: Document, token: str) -> bool:
         """Whether the notification was sent to this device: its provider took it.
@@ -202,8 +231,16 @@ class Sends:
 
 def fingerprint(request: SendRequest) -> str:
     """SHA-256 of what the caller asked for: the request without the id and time the
-    ingest gave it, keys sorted, so the same body however spaced or ordered matches."""
+    ingest gave it (nor the callback's signature), keys sorted, so the same body however
+    spaced or ordered matches."""
     asked = request.model_dump(mode="json", exclude={"notification_id", "accepted_at"})
+    callback = asked.pop("callback")
+    if callback is not None:
+        # Without the signature: the same request made with another of the account's keys
+        # is the same request. Without a callback the fingerprint is what it was before
+        # callbacks existed, so a key claimed then still matches.
+        callback.pop("signature")
+        asked["callback"] = callback
     return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
@@ -225,15 +262,19 @@ class _Reach:
 
 def shown(notification: Document) -> dict[str, object]:
     """A notification as the native API answers it."""
-    counters = notification.get("counters") or {}
     return {
         "id": notification["_id"],
         "app_id": notification.get("app_id"),
         "state": notification["state"],
-        "counters": {name: int(counters.get(name, 0)) for name in COUNTERS},
+        "counters": counters_of(notification),
         "platforms": notification.get("by_platform") or {},
         # Jobs per provider, once resolved: what a dry run answers.
         "providers": notification.get("by_provider") or {},
+        # What it carries and who it is for, in counts (None: accepted by an older version).
+        "content": notification.get("content"),
+        "audience": notification.get("audience"),
+        # When a scheduled send starts (None: at once).
+        "send_at": send_at.isoformat() if (send_at := notification.get("send_at")) else None,
         "created": notification["created"].isoformat(),
         "updated": notification["updated"].isoformat(),
     }

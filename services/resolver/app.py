@@ -10,12 +10,16 @@ import faust
 import pydantic
 
 from services.core import metrics, topics
+from services.core.callbacks import fire_final
 from services.core.events import (
+    CancelSend,
     CleanupDevices,
     FanoutCompleted,
     PushJob,
     RegisterDevice,
     SendRequest,
+    UpdateDevice,
+    utc_now,
 )
 from services.core.kafka import decode
 from services.core.secrets import Vault
@@ -28,6 +32,7 @@ from services.core.worker import StreamApp
 from services.resolver.fanout import expand
 from services.resolver.progress import Progress
 from services.resolver.registrations import device_cleanups, resolve_registration
+from services.resolver.schedules import DUE_INTERVAL, DueSends, hold
 
 METRICS_PORT = 9101
 # Jobs handed to the producer before waiting for Kafka to have them all.
@@ -59,13 +64,15 @@ def create_app(settings: Settings) -> StreamApp:
                 "send_request",
             )
 
+    due_sends = DueSends(lambda: app.db, app.publish)
+    app.timer(DUE_INTERVAL, name="due-sends")(due_sends.tick)
     return app
 
 
 async def on_registration(app: StreamApp, apps: Apps, key: bytes | None, value: bytes) -> None:
-    """Route one registration command: checked registrations and cleanups (one per
-    device) go to feedback, verifications to their provider's job topic; unreadable ones
-    to the DLQ."""
+    """Route one registration command: checked registrations, cleanups (one per device)
+    and updates go to feedback, verifications to their provider's job topic; unreadable
+    ones to the DLQ."""
     try:
         command = decode(topics.REGISTRATIONS, value)
     except pydantic.ValidationError as exc:
@@ -77,6 +84,11 @@ async def on_registration(app: StreamApp, apps: Apps, key: bytes | None, value: 
             async for cleanup in device_cleanups(command, app.db)
         ]
         await asyncio.gather(*published)
+        return
+    if isinstance(command, UpdateDevice):
+        # Nothing to check: feedback applies it to the device, if the device is there.
+        update_key = device_key(command.app_id, hash_token(command.token))
+        await app.publish(topics.FEEDBACK, update_key, command)
         return
     assert isinstance(command, RegisterDevice)
     result = await resolve_registration(
@@ -97,21 +109,38 @@ def _cleanup_key(cleanup: CleanupDevices, key: bytes | None) -> bytes:
 
 
 async def on_send_request(app: StreamApp, key: bytes | None, value: bytes) -> None:
-    """Fan a send request out into jobs, then tell feedback how many there are."""
+    """Fan a send request out into jobs, then tell feedback how many there are; hold one
+    whose `send_at` is ahead; apply a cancel."""
     try:
         request = decode(topics.SEND_REQUESTS, value)
     except pydantic.ValidationError as exc:
         await app.dead_letter(topics.SEND_REQUESTS, key, value, str(exc))
         return
-    assert isinstance(request, SendRequest)
     notifications = NotificationsRepository(app.db)
+    if isinstance(request, CancelSend):
+        found = await notifications.cancel(request.notification_id, request.account_id)
+        if found is not None:
+            await fire_final(app.db, [request.notification_id], app.queue_webhook)
+        log.info(
+            "cancel applied",
+            extra={
+                "notification_id": request.notification_id,
+                "state": None if found is None else found["state"],
+            },
+        )
+        return
+    assert isinstance(request, SendRequest)
+    if request.scheduled(utc_now()):
+        await hold(request, app.db)
+        return
     if not await notifications.start_resolving(request):
         log.info(
             "send request already resolved", extra={"notification_id": request.notification_id}
         )
         return
-    # Only a `to.all` fan-out reads in an order it can resume in; any other starts over.
-    positioned = request.to.all
+    # Only a `to.all` or `to.filters` fan-out reads in an order it can resume in; any other
+    # starts over.
+    positioned = request.positioned
     progress = Progress.resumed(
         await notifications.checkpoint(request.notification_id) if positioned else None
     )
@@ -131,6 +160,14 @@ async def on_send_request(app: StreamApp, key: bytes | None, value: bytes) -> No
             in_flight.clear()
             if progress.due():
                 await notifications.save_checkpoint(request.notification_id, progress.checkpoint())
+            # Between windows: a cancelled send stops producing jobs (the sender drops
+            # those already produced), and is counted as far as it came.
+            if await notifications.state(request.notification_id) == "cancelled":
+                log.info(
+                    "fan-out stopped: the send was cancelled",
+                    extra={"notification_id": request.notification_id, "jobs": progress.jobs},
+                )
+                break
     await asyncio.gather(*in_flight)
     for provider, count in progress.by_provider.items():
         metrics.JOBS_RESOLVED.labels(provider).inc(count)

@@ -10,8 +10,10 @@ the devices an earlier one already reached (raw tokens, then contact ids, cellph
 emails), which needs only the request's own lists, not a set of every device seen.
 
 `to.all` reads the app's devices as one `_id` range, in `_id` order (`app_devices`), so a
-fan-out can resume after the last device it produced. So do selectors with more values
-than one query takes (contact lists of a campaign), matched in the resolver.
+fan-out can resume after the last device it produced; `to.filters` reads them the same way
+and keeps those its compiled test takes (`services.resolver.segments`). So do selectors
+with more values than one query takes (contact lists of a campaign), matched in the
+resolver.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from services.core.store.devices import (
 )
 from services.core.store.directory import Field, devices_carrying
 from services.core.tokens import hash_token
+from services.resolver.segments import FIELDS, compile_filter
 
 # Selector values per directory read: large enough to amortise round trips, small enough
 # for `$in`.
@@ -52,6 +55,7 @@ _PROJECTION = {
     "email": 1,
     "status": 1,
     "registered_at": 1,
+    "language": 1,
 }
 
 
@@ -178,13 +182,24 @@ def _registered(device: Document) -> tuple[bool, datetime, str]:
 async def app_devices(
     request: SendRequest, db: AsyncDatabase[Document], after: str | None = None
 ) -> AsyncIterator[Document]:
-    """Every active device of the request's app (of its account, on its `to.platforms`),
-    in `_id` order, from the one after the device `_id` `after`."""
+    """Every active device of the request's app (of its account, on its `to.platforms`,
+    in its `to.filters` segment), in `_id` order, from the one after the device `_id`
+    `after`."""
     assert request.app_id is not None
+    segment = request.to.filters
+    if segment is None:
+        async for device in active_app_devices(
+            db, request.app_id, request.account_id, request.to.platforms, _PROJECTION, after
+        ):
+            yield device
+        return
+    test = compile_filter(segment)
+    projection = {**_PROJECTION, **dict.fromkeys(FIELDS, 1)}
     async for device in active_app_devices(
-        db, request.app_id, request.account_id, request.to.platforms, _PROJECTION, after
+        db, request.app_id, request.account_id, request.to.platforms, projection, after
     ):
-        yield device
+        if test(device):
+            yield device
 
 
 async def unregistered_tokens(request: SendRequest, db: AsyncDatabase[Document]) -> set[str]:
@@ -222,7 +237,7 @@ def job_for(request: SendRequest, device: Document) -> PushJob:
         token=device["token"],
         token_hash=device["token_hash"],
         subscription=delivery.subscription,
-        notification=request.notification,
+        notification=request.content_for(device.get("language")),
         data=request.data,
         options=request.options,
         accepted_at=request.accepted_at,
@@ -247,7 +262,8 @@ def job_for_raw_token(request: SendRequest, app_id: str, token: str) -> PushJob:
 
 
 def position(job: PushJob) -> str:
-    """Where a `to.all` fan-out stands once `job` is produced: its device's `_id`."""
+    """Where a `to.all` or `to.filters` fan-out stands once `job` is produced: its
+    device's `_id`."""
     return device_id(job.app_id, job.token_hash)
 
 
@@ -257,10 +273,11 @@ async def expand(
     """Every job of a send request: registered devices, then unregistered raw tokens
     (through FCM under the request's app; dropped when the request names no app).
 
-    For `to.all`, the app's devices in `_id` order, after the device `_id` `after` when
-    resuming; `send_to` does not apply (it picks among a contact's devices).
+    For `to.all` and `to.filters`, the app's devices (in the segment) in `_id` order, after
+    the device `_id` `after` when resuming; `send_to` does not apply (it picks among a
+    contact's devices).
     """
-    if request.to.all:
+    if request.positioned:
         async for device in app_devices(request, db, after):
             yield job_for(request, device)
         return

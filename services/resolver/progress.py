@@ -1,4 +1,4 @@
-"""How far a `to.all` fan-out has come: the jobs counted so far and the last device
+"""How far a `to.all` or `to.filters` fan-out has come: the jobs counted so far and the last device
 produced, saved in the store now and then so that a resolver that dies mid-fan-out is
 followed by one that resumes there instead of producing every job again.
 
@@ -15,7 +15,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from services.core.events import Platform, PushJob
+from services.core.events import PushJob
+from services.core.fields import Platform
 from services.core.store.client import Document
 from services.resolver.fanout import position
 
@@ -54,8 +55,8 @@ class Progress:
         return sum(self.by_provider.values())
 
     def count(self, job: PushJob, *, positioned: bool) -> None:
-        """Count a produced job; `positioned` for a `to.all` fan-out, whose devices come in
-        `_id` order."""
+        """Count a produced job; `positioned` for a `to.all` or `to.filters` fan-out, whose
+        devices come in `_id` order."""
         self.by_platform[job.platform] += 1
         self.by_provider[job.provider] += 1
         self.since_checkpoint += 1

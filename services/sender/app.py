@@ -23,7 +23,7 @@ import faust
 
 from services.core import topics
 from services.core.acks import OrderedAcks
-from services.core.events import ProviderName
+from services.core.fields import ProviderName
 from services.core.providers import registry
 from services.core.secrets import Vault
 from services.core.settings import Settings

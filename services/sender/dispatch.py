@@ -18,11 +18,13 @@ import pydantic
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import metrics, topics
-from services.core.events import ProviderName, PushJob
+from services.core.events import PushJob
+from services.core.fields import ProviderName
 from services.core.kafka import decode
 from services.core.outages import until_done
 from services.core.providers.base import Result
 from services.core.store.client import Document
+from services.sender.cancels import Cancellations
 from services.sender.delivery import Calls, Providers, RetryPolicy, next_attempt
 from services.sender.jobs import Ack, Delivery
 from services.sender.outcomes import Call, Outcomes, Publish
@@ -60,6 +62,7 @@ class Dispatcher:
         self.policy = policy or RetryPolicy()
         self._outcomes = Outcomes(provider, self.topic, publish, self.policy.attempts)
         self._calls = Calls(provider, providers, db, self._outcomes, stopping)
+        self._cancellations = Cancellations(db)
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting = asyncio.Semaphore(max_waiting)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,8 +145,7 @@ class Dispatcher:
                     # twice: a second job of one send is called after the first.
                     while group:
                         group, copies = split_copies(group)
-                        if (acked := await self._call(app_id, group)) is not None:
-                            acks.append(acked)
+                        acks.extend(await self._call(app_id, group))
                         group = copies
         finally:
             # Every call's acknowledgement ends before the batch is done or taken again.
@@ -153,18 +155,30 @@ class Dispatcher:
         if failures:
             raise failures[0]
 
-    async def _call(self, app_id: str, group: list[Delivery]) -> asyncio.Task[None] | None:
+    async def _call(self, app_id: str, group: list[Delivery]) -> list[asyncio.Task[None]]:
         """One provider call with its outcomes published, unless its jobs' partitions were
-        revoked; returns the acknowledgement of its jobs, which ends once they are on Kafka.
+        revoked; returns the acknowledgements of its jobs, which end once they are on Kafka.
 
-        A job whose send this process has on the wire already waits for that send to end
-        first: a copy of it may come while the first is being sent.
+        The jobs of a cancelled notification are not called: they end `cancelled`. A job
+        whose send this process has on the wire already waits for that send to end first:
+        a copy of it may come while the first is being sent.
         """
+        if group[0].generation <= self._revoked_through:
+            return []
+        acks: list[asyncio.Task[None]] = []
+        cancelled = await self._cancellations.among(d.job.notification_id for d in group)
+        if cancelled:
+            dropped = [
+                d for d in group if d.send is not None and d.job.notification_id in cancelled
+            ]
+            group = [d for d in group if d.send is None or d.job.notification_id not in cancelled]
+            if dropped:
+                acks.append(await self._settle(self._outcomes.cancelled(dropped)))
         ids = [d.send for d in group if d.send is not None]
         while on_the_wire := [self._wire[i] for i in ids if i in self._wire]:
             await asyncio.wait(on_the_wire)
-        if group[0].generation <= self._revoked_through:
-            return None
+        if not group or group[0].generation <= self._revoked_through:
+            return acks
         # Claimed with no await since the check: no other batch of this process sends them.
         sending = {i: asyncio.get_running_loop().create_future() for i in ids}
         self._wire.update(sending)
@@ -174,7 +188,8 @@ class Dispatcher:
             for send, ended in sending.items():
                 ended.set_result(None)
                 del self._wire[send]
-        return await self._settle(call)
+        acks.append(await self._settle(call))
+        return acks
 
     async def _settle(self, call: Call) -> asyncio.Task[None]:
         settled = await self._outcomes.settle(call)

@@ -69,11 +69,35 @@ class Outcomes:
         self._end_to_end = metrics.END_TO_END.labels(provider)
         self._auth_failures = metrics.PROVIDER_AUTH_FAILURES.labels(provider)
         self._dead_letters = metrics.DEAD_LETTERS.labels(topic.name)
+        self._cancelled = metrics.SENDS.labels(provider, "cancelled")
 
     def of(self, called: list[Delivery], results: list[Result]) -> list[DeliveryOutcome]:
         """What the results of one call mean for its jobs: one answer time for them all."""
         answered_at = utc_now()
         return [self._outcome(d, r, answered_at) for d, r in zip(called, results, strict=True)]
+
+    def cancelled(self, dropped: list[Delivery]) -> Call:
+        """A call that is never made: the jobs of cancelled notifications, each ended
+        `cancelled`, published and acknowledged as kept outcomes are."""
+        self._cancelled.inc(len(dropped))
+        now = utc_now()
+        ended = [
+            (
+                d,
+                DeliveryOutcome(
+                    notification_id=d.job.notification_id,
+                    app_id=d.job.app_id,
+                    provider=d.job.provider,
+                    platform=d.job.platform,
+                    token_hash=d.job.token_hash,
+                    outcome="cancelled",
+                    accepted_at=d.job.accepted_at,
+                    answered_at=now,
+                ),
+            )
+            for d in dropped
+        ]
+        return Call(ended, [], [], [])
 
     async def settle(self, call: Call) -> Settled:
         """Publish the outcomes of one call, and the kept ones of its jobs that ended

@@ -6,12 +6,14 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import FastAPI
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -21,7 +23,7 @@ from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.apps import App, Apps, NewApp
 from services.core.store.client import Document
-from services.ingest.app import create_app
+from services.ingest.app import create_admin_app, create_app
 from tests.registrations import Tap, registrations_tap
 from tests.unit.providers.keys import subscriber
 
@@ -42,11 +44,24 @@ def ingest_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def client(ingest_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client to the ingest app, its lifespan (Kafka, store) running."""
-    app = create_app(ingest_settings)
+    """An HTTP client to the public ingest app, its lifespan (Kafka, store) running."""
+    async with serving(create_app(ingest_settings), "http://ingest") as http:
+        yield http
+
+
+@pytest.fixture
+async def admin(ingest_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client to the admin app (the admin listener's), its lifespan running."""
+    async with serving(create_admin_app(ingest_settings), "http://admin") as http:
+        yield http
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client to `app` in-process, its lifespan running."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
             yield http
 
 

@@ -16,8 +16,8 @@ from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store.apps import Apps
 from services.core.store.client import Document
-from services.ingest.app import create_app
-from tests.contract.conftest import ADMIN_TOKEN, MASTER_KEY, apns_key
+from services.ingest.app import create_admin_app
+from tests.contract.conftest import ADMIN_TOKEN, MASTER_KEY, apns_key, serving
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +57,8 @@ def app_body(account_id: str, **more: object) -> dict[str, object]:
     }
 
 
-async def new_account(client: httpx.AsyncClient, **body: str) -> dict[str, str]:
-    response = await client.post(
+async def new_account(admin: httpx.AsyncClient, **body: str) -> dict[str, str]:
+    response = await admin.post(
         "/admin/v1/accounts", json={"name": "Empresa", **body}, headers=ADMIN
     )
     assert response.status_code == 201, response.text
@@ -66,8 +66,8 @@ async def new_account(client: httpx.AsyncClient, **body: str) -> dict[str, str]:
     return answer
 
 
-async def test_account_and_keys(client: httpx.AsyncClient, db: AsyncDatabase[Document]) -> None:
-    account = await new_account(client, id="acme")
+async def test_account_and_keys(admin: httpx.AsyncClient, db: AsyncDatabase[Document]) -> None:
+    account = await new_account(admin, id="acme")
     assert account["id"] == "acme"
     assert account["name"] == "Empresa"
     assert account["api_key"].startswith("pl_")
@@ -75,29 +75,29 @@ async def test_account_and_keys(client: httpx.AsyncClient, db: AsyncDatabase[Doc
     assert stored is not None
     assert stored["api_key_hashes"] == [hashlib.sha256(account["api_key"].encode()).hexdigest()]
     assert account["api_key"] not in str(stored)
-    again = await client.post("/admin/v1/accounts", json={"name": "X", "id": "acme"}, headers=ADMIN)
+    again = await admin.post("/admin/v1/accounts", json={"name": "X", "id": "acme"}, headers=ADMIN)
     assert again.status_code == 409
-    issued = await client.post("/admin/v1/accounts/acme/api-keys", headers=ADMIN)
+    issued = await admin.post("/admin/v1/accounts/acme/api-keys", headers=ADMIN)
     assert issued.status_code == 201
     second = issued.json()["api_key"]
     assert second != account["api_key"]
     for key in (account["api_key"], second):
         # A known key gets past authentication: the app is what is missing.
-        answer = await client.post(
+        answer = await admin.post(
             "/v1/apps/none/devices", json={}, headers={"Authorization": f"Bearer {key}"}
         )
         assert answer.status_code == 404
-    missing = await client.post("/admin/v1/accounts/nobody/api-keys", headers=ADMIN)
+    missing = await admin.post("/admin/v1/accounts/nobody/api-keys", headers=ADMIN)
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
 
 
 async def test_app_secrets_are_sealed_and_never_returned(
-    client: httpx.AsyncClient, db: AsyncDatabase[Document]
+    admin: httpx.AsyncClient, db: AsyncDatabase[Document]
 ) -> None:
-    account = await new_account(client)
+    account = await new_account(admin)
     body = app_body(account["id"])
-    created = await client.post("/admin/v1/apps", json=body, headers=ADMIN)
+    created = await admin.post("/admin/v1/apps", json=body, headers=ADMIN)
     assert created.status_code == 201, created.text
     app = created.json()
     assert app["id"] == "66447faae76e4b00011d9cef"
@@ -114,7 +114,7 @@ async def test_app_secrets_are_sealed_and_never_returned(
         },
         "webpush": {"vapid_public_key": "BPublicKey", "subject": "mailto:ops@empresa.com"},
     }
-    fetched = await client.get(f"/admin/v1/apps/{app['id']}", headers=ADMIN)
+    fetched = await admin.get(f"/admin/v1/apps/{app['id']}", headers=ADMIN)
     assert fetched.json() == app
     apns = body["apns"]
     assert isinstance(apns, dict)
@@ -134,10 +134,10 @@ async def test_app_secrets_are_sealed_and_never_returned(
     assert "VAPID-PRIVATE-SECRET" not in repr(webpush)
 
 
-async def test_update_app(client: httpx.AsyncClient, db: AsyncDatabase[Document]) -> None:
-    account = await new_account(client)
+async def test_update_app(admin: httpx.AsyncClient, db: AsyncDatabase[Document]) -> None:
+    account = await new_account(admin)
     created = (
-        await client.post("/admin/v1/apps", json=app_body(account["id"]), headers=ADMIN)
+        await admin.post("/admin/v1/apps", json=app_body(account["id"]), headers=ADMIN)
     ).json()
     changes = {
         "name": "Renamed",
@@ -152,7 +152,7 @@ async def test_update_app(client: httpx.AsyncClient, db: AsyncDatabase[Document]
             "sandbox": False,
         },
     }
-    response = await client.patch(f"/admin/v1/apps/{created['id']}", json=changes, headers=ADMIN)
+    response = await admin.patch(f"/admin/v1/apps/{created['id']}", json=changes, headers=ADMIN)
     assert response.status_code == 200, response.text
     app = response.json()
     assert app["name"] == "Renamed"
@@ -169,25 +169,25 @@ async def test_update_app(client: httpx.AsyncClient, db: AsyncDatabase[Document]
     apps = Apps(db, Vault(SecretStr(MASTER_KEY)))
     assert await apps.credentials(created["id"], "webpush") is None
     assert (await apps.credentials(created["id"], "apns")) is not None
-    missing = await client.patch("/admin/v1/apps/nope", json={"name": "x"}, headers=ADMIN)
+    missing = await admin.patch("/admin/v1/apps/nope", json={"name": "x"}, headers=ADMIN)
     assert missing.status_code == 404
-    moved = await client.patch(
+    moved = await admin.patch(
         f"/admin/v1/apps/{created['id']}", json={"account_id": "other"}, headers=ADMIN
     )
     assert moved.status_code == 400
     assert moved.json()["errors"] == [{"field": "account_id", "message": "is not a known field"}]
 
 
-async def test_package_names_name_one_app_per_account(client: httpx.AsyncClient) -> None:
-    account = await new_account(client)
-    first = await client.post("/admin/v1/apps", json=app_body(account["id"]), headers=ADMIN)
+async def test_package_names_name_one_app_per_account(admin: httpx.AsyncClient) -> None:
+    account = await new_account(admin)
+    first = await admin.post("/admin/v1/apps", json=app_body(account["id"]), headers=ADMIN)
     assert first.status_code == 201
     clash = app_body(account["id"], id="second")
-    response = await client.post("/admin/v1/apps", json=clash, headers=ADMIN)
+    response = await admin.post("/admin/v1/apps", json=clash, headers=ADMIN)
     assert response.status_code == 409
     assert "com.empresa.miapp" in response.json()["detail"]
-    other_account = await new_account(client)
-    elsewhere = await client.post(
+    other_account = await new_account(admin)
+    elsewhere = await admin.post(
         "/admin/v1/apps", json=app_body(other_account["id"], id="third"), headers=ADMIN
     )
     assert elsewhere.status_code == 201
@@ -219,30 +219,27 @@ async def test_package_names_name_one_app_per_account(client: httpx.AsyncClient)
     ],
 )
 async def test_bad_app_bodies_are_400(
-    client: httpx.AsyncClient, db: AsyncDatabase[Document], change: dict[str, object], field: str
+    admin: httpx.AsyncClient, db: AsyncDatabase[Document], change: dict[str, object], field: str
 ) -> None:
-    account = await new_account(client)
+    account = await new_account(admin)
     body = {**app_body(account["id"]), **change}
-    response = await client.post("/admin/v1/apps", json=body, headers=ADMIN)
+    response = await admin.post("/admin/v1/apps", json=body, headers=ADMIN)
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
     assert field in [e["field"] for e in response.json()["errors"]]
     assert await db["apps"].count_documents({}) == 0
 
 
-async def test_admin_token_is_required(client: httpx.AsyncClient) -> None:
+async def test_admin_token_is_required(admin: httpx.AsyncClient) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": ADMIN_TOKEN}):
-        response = await client.post("/admin/v1/accounts", json={"name": "x"}, headers=headers)
+        response = await admin.post("/admin/v1/accounts", json={"name": "x"}, headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
 
 
 async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
-            yield http
+    async with serving(create_admin_app(settings), "http://admin") as http:
+        yield http
 
 
 async def test_without_an_admin_token_the_admin_api_does_not_exist(settings: Settings) -> None:
@@ -265,3 +262,36 @@ async def test_without_a_master_key_credentials_are_refused_clearly(
         created = await http.post("/admin/v1/apps", content=json.dumps(bare), headers=ADMIN)
         assert created.status_code == 201
         assert created.json()["providers"] == {"fcm": None, "apns": None, "webpush": None}
+
+
+async def test_the_public_listener_never_serves_the_admin_api(
+    client: httpx.AsyncClient, db: AsyncDatabase[Document]
+) -> None:
+    # With the admin token set, and presented: the admin API is the admin listener's alone.
+    for method, path in [
+        ("POST", "/admin/v1/accounts"),
+        ("POST", "/admin/v1/accounts/acme/api-keys"),
+        ("POST", "/admin/v1/apps"),
+        ("GET", "/admin/v1/apps/any"),
+        ("PATCH", "/admin/v1/apps/any"),
+    ]:
+        response = await client.request(method, path, json={"name": "x"}, headers=ADMIN)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["detail"] == f"no route matches {path}"
+    assert await db["accounts"].count_documents({}) == 0
+    assert not [p for p in (await client.get("/openapi.json")).json()["paths"] if "admin" in p]
+
+
+async def test_the_admin_listener_serves_the_admin_api_and_its_own_health(
+    admin: httpx.AsyncClient,
+) -> None:
+    account = await new_account(admin)
+    assert account["api_key"]
+    health = await admin.get("/healthz")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    document = (await admin.get("/openapi.json")).json()
+    assert document["info"]["title"] == "Pushline admin"
+    # The public API is not served here.
+    public = await admin.post("/v1/notifications", json={}, headers=ADMIN)
+    assert public.status_code == 404

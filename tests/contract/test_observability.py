@@ -25,7 +25,7 @@ def requests_counted(route: str, status: int) -> float:
 
 
 async def test_each_dialect_is_counted_under_its_route_template(
-    client: httpx.AsyncClient, tenants: TenantFactory
+    client: httpx.AsyncClient, admin: httpx.AsyncClient, tenants: TenantFactory
 ) -> None:
     tenant = await tenants.make()
     key = {"Authorization": f"Bearer {tenant.api_key}"}
@@ -52,14 +52,6 @@ async def test_each_dialect_is_counted_under_its_route_template(
             200,
         ),
         ("POST", "/v1/association/create", {}, {}, "/v1/association/create", 401),
-        (
-            "GET",
-            f"/admin/v1/apps/{tenant.app.id}",
-            {"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            None,
-            "/admin/v1/apps/{app_id}",
-            200,
-        ),
         ("GET", "/messages/android", {}, None, "/messages/{device_type}", 405),
         ("GET", "/healthz", {}, None, "/healthz", 200),
         ("GET", "/no/such/route", {}, None, "unmatched", 404),
@@ -69,6 +61,13 @@ async def test_each_dialect_is_counted_under_its_route_template(
         response = await client.request(method, path, headers=headers, json=body)
         assert response.status_code == status, (path, response.text)
         assert requests_counted(route, status) == before + 1, route
+    # The admin listener's requests count in the same metrics, under the admin routes.
+    before = requests_counted("/admin/v1/apps/{app_id}", 200)
+    fetched = await admin.get(
+        f"/admin/v1/apps/{tenant.app.id}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert fetched.status_code == 200, fetched.text
+    assert requests_counted("/admin/v1/apps/{app_id}", 200) == before + 1
     assert requests_counted("other", 200) == 0
 
 
@@ -114,19 +113,45 @@ async def test_each_request_writes_one_access_line(
         assert secret not in all_text(caplog)
 
 
+async def test_the_admin_listener_writes_its_own_access_lines(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    created = await admin.post("/admin/v1/accounts", json={"name": "Acme"}, headers=token)
+    assert created.status_code == 201
+    await admin.get("/admin/v1/apps/nope", headers={"Authorization": "Bearer wrong"})
+    await admin.get("/healthz")
+    await client.get("/healthz")
+    access = lines(caplog, "services.ingest.admin_access")
+    assert [(a["method"], a["route"], a["status"]) for a in access] == [
+        ("POST", "/admin/v1/accounts", 201),
+        ("GET", "/admin/v1/apps/{app_id}", 401),
+        ("GET", "/healthz", 200),
+    ]
+    public = lines(caplog, "services.ingest.access")
+    assert [(a["method"], a["route"], a["status"]) for a in public] == [("GET", "/healthz", 200)]
+    text = all_text(caplog)
+    assert ADMIN_TOKEN not in text
+    assert created.json()["api_key"] not in text
+
+
 async def test_admin_actions_and_refused_keys_are_audited(
-    client: httpx.AsyncClient, tenants: TenantFactory, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    tenants: TenantFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     tenant = await tenants.make()
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     fcm_secret = "FCM-PRIVATE-KEY-" + tenant.app.id
     apns_secret = apns_key()
     caplog.set_level(logging.INFO)
 
-    account = await client.post("/admin/v1/accounts", json={"name": "Acme"}, headers=admin)
+    account = await admin.post("/admin/v1/accounts", json={"name": "Acme"}, headers=token)
     assert account.status_code == 201
     account_id, first_key = account.json()["id"], account.json()["api_key"]
-    issued = await client.post(f"/admin/v1/accounts/{account_id}/api-keys", headers=admin)
+    issued = await admin.post(f"/admin/v1/accounts/{account_id}/api-keys", headers=token)
     assert issued.status_code == 201
     service_account = {
         "type": "service_account",
@@ -136,7 +161,7 @@ async def test_admin_actions_and_refused_keys_are_audited(
         "token_uri": "https://oauth2.googleapis.com/token",
     }
     body = {"account_id": account_id, "name": "App", "fcm": {"service_account": service_account}}
-    created = await client.post("/admin/v1/apps", json=body, headers=admin)
+    created = await admin.post("/admin/v1/apps", json=body, headers=token)
     assert created.status_code == 201, created.text
     app_id = created.json()["id"]
     apns = {
@@ -146,12 +171,12 @@ async def test_admin_actions_and_refused_keys_are_audited(
         "private_key": apns_secret,
     }
     changes = {"name": "Renamed", "apns": apns, "fcm": None}
-    changed = await client.patch(f"/admin/v1/apps/{app_id}", json=changes, headers=admin)
+    changed = await admin.patch(f"/admin/v1/apps/{app_id}", json=changes, headers=token)
     assert changed.status_code == 200, changed.text
-    renamed = await client.patch(f"/admin/v1/apps/{app_id}", json={"name": "X"}, headers=admin)
+    renamed = await admin.patch(f"/admin/v1/apps/{app_id}", json={"name": "X"}, headers=token)
     assert renamed.status_code == 200
 
-    wrong_admin = await client.get(
+    wrong_admin = await admin.get(
         f"/admin/v1/apps/{app_id}", headers={"Authorization": "Bearer wrong-admin-token"}
     )
     assert wrong_admin.status_code == 401

@@ -33,11 +33,11 @@ def dummy() -> Iterator[None]:
 
 @pytest.mark.usefixtures("dummy")
 async def test_an_added_provider_has_its_credentials_slot(
-    client: httpx.AsyncClient, db: AsyncDatabase[Document]
+    admin: httpx.AsyncClient, db: AsyncDatabase[Document]
 ) -> None:
-    account = await new_account(client)
+    account = await new_account(admin)
     body = {"account_id": account["id"], "name": "Mi App"}
-    created = await client.post(
+    created = await admin.post(
         "/admin/v1/apps",
         json={**body, "dummy": {"account": "acme", "secret": "DUMMY-SECRET"}},
         headers=ADMIN,
@@ -52,21 +52,21 @@ async def test_an_added_provider_has_its_credentials_slot(
     credentials = await apps.credentials(app["id"], "dummy")
     assert credentials == DummyCredentials(account="acme", secret="DUMMY-SECRET")
 
-    removed = await client.patch(f"/admin/v1/apps/{app['id']}", json={"dummy": None}, headers=ADMIN)
+    removed = await admin.patch(f"/admin/v1/apps/{app['id']}", json={"dummy": None}, headers=ADMIN)
     assert removed.status_code == 200, removed.text
     assert "dummy" not in removed.json()["providers"]
     assert await apps.credentials(app["id"], "dummy") is None
 
-    refused = await client.post(
+    refused = await admin.post(
         "/admin/v1/apps", json={**body, "dummy": {"account": "acme"}}, headers=ADMIN
     )
     assert refused.status_code == 400
     assert "dummy.secret" in [e["field"] for e in refused.json()["errors"]]
 
 
-async def test_a_provider_not_registered_has_no_slot(client: httpx.AsyncClient) -> None:
-    account = await new_account(client)
-    response = await client.post(
+async def test_a_provider_not_registered_has_no_slot(admin: httpx.AsyncClient) -> None:
+    account = await new_account(admin)
+    response = await admin.post(
         "/admin/v1/apps",
         json={"account_id": account["id"], "name": "Mi App", "dummy": {"account": "acme"}},
         headers=ADMIN,

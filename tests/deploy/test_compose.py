@@ -35,6 +35,17 @@ def test_one_image_runs_every_service_as_its_command() -> None:
     assert {"kafka", "mongo", "prometheus", "grafana"} <= services.keys()
 
 
+def test_the_admin_port_is_published_on_the_hosts_loopback_only() -> None:
+    ingest = compose()["services"]["ingest"]
+    assert ingest["ports"] == ["127.0.0.1:8080:8080", "127.0.0.1:8081:8081"]
+    assert ingest["environment"]["PUSHLINE_ADMIN_HOST"] == "0.0.0.0"
+    # The ingest's own environment adds to the shared one, it does not replace it.
+    assert ingest["environment"]["PUSHLINE_ADMIN_TOKEN"].startswith("${PUSHLINE_ADMIN_TOKEN")
+    for name, service in compose()["services"].items():
+        if name != "ingest":
+            assert not any("8081" in str(port) for port in service.get("ports", [])), name
+
+
 def test_every_mounted_file_exists() -> None:
     loaded = compose()
     named = set(loaded.get("volumes") or {})

@@ -77,3 +77,26 @@ def test_each_service_has_probes_resources_and_a_disruption_budget() -> None:
     config = by_kind["ConfigMap"]["pushline-config"]["data"]
     assert config["PUSHLINE_METRICS_HOST"] == "0.0.0.0"
     assert "pushline-secrets" in by_kind["Secret"]
+
+
+def test_the_ingest_service_exposes_the_public_port_only() -> None:
+    validate(MANIFESTS)  # installs the tools when missing
+    resources = built()
+    deployment = next(
+        r
+        for r in resources
+        if r["kind"] == "Deployment" and r["metadata"]["name"] == "pushline-ingest"
+    )
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http": 8080, "admin": 8081}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PUSHLINE_INGEST_PORT"] == "8080"
+    assert env["PUSHLINE_ADMIN_PORT"] == "8081"
+    config = next(r for r in resources if r["kind"] == "ConfigMap")["data"]
+    # The admin listener keeps its loopback default: only a port-forward reaches it.
+    assert "PUSHLINE_ADMIN_HOST" not in config
+    assert "PUSHLINE_ADMIN_HOST" not in env
+    services = [r for r in resources if r["kind"] == "Service"]
+    assert [s["metadata"]["name"] for s in services] == ["pushline-ingest"]
+    assert [p["targetPort"] for p in services[0]["spec"]["ports"]] == ["http"]

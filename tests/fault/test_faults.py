@@ -19,8 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.core import kafka, topics
 from services.core.events import SendRequest
 from services.core.settings import Settings
 from services.core.store.client import Document
@@ -142,30 +144,47 @@ async def duplicates_counted(pipeline: Pipeline) -> float:
     return sum(float(value) for value in _DUPLICATE.findall(page.text))
 
 
-async def kill_feedback_once_caught_up(
-    db: AsyncDatabase[Document], send: SendRequest, pipeline: Pipeline
-) -> float:
+async def feedback_commits_everything(settings: Settings, within: float) -> None:
+    """Wait until the feedback group has committed every event on the feedback topic: what
+    it counted is then all it will count, so far."""
+    admin = kafka.admin_client(settings)
+    offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    await offsets.start()
+    topic = settings.scoped(topics.FEEDBACK.name)
+    partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+
+    async def committed_everything() -> bool:
+        ends = await offsets.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(
+            settings.scoped(topics.FEEDBACK_APP_ID), partitions=partitions
+        )
+        return all(
+            (done := committed.get(tp)) is not None and done.offset >= ends[tp] for tp in partitions
+        )
+
+    try:
+        await eventually(committed_everything, within=within)
+    finally:
+        await offsets.stop()
+        await admin.close()
+
+
+async def kill_feedback_once_caught_up(settings: Settings, pipeline: Pipeline) -> float:
     """Kill the feedback process and return the duplicates it counted.
 
-    Its count dies with it, so it is read just before the kill. The senders are paused
-    meanwhile, and the read waits until the notification's counters hold still (feedback
-    has applied what they published): otherwise a duplicate counted between the read and
-    the kill would be lost with the process. The pause stays well inside the consumer
-    group's session timeout (10 s), so that it costs no rebalance of its own.
+    Its count dies with it, so it is read just before the kill, once it has committed every
+    outcome the senders published (they are paused meanwhile): an outcome it applied but had
+    not committed would come to its successor again, as one already recorded, and the count
+    of it would die with the process. Under load that can outlast the consumer session
+    (10 s): the paused senders then lose their partitions and take them back on resuming,
+    which makes duplicates of its own, each counted by the next feedback process.
     """
     senders = [pipeline.running[name].popen for name in WORKERS if name.startswith("sender")]
     for sender in senders:
         sender.send_signal(signal.SIGSTOP)
     try:
-        last: tuple[object, float] | None = None
-        still = 0
-        deadline = time.monotonic() + 7
-        while still < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            notification = await db.notifications.find_one({"_id": send.notification_id})
-            now = ((notification or {}).get("counters"), await duplicates_counted(pipeline))
-            still = still + 1 if now == last else 0
-            last = now
+        await feedback_commits_everything(settings, within=120)
         counted = await duplicates_counted(pipeline)
         pipeline.kill("feedback")
     finally:
@@ -212,7 +231,7 @@ async def test_each_worker_killed_in_turn_loses_nothing_and_counts_once(
     for share, name in zip((0.02, 0.2, 0.4, 0.6), WORKERS, strict=True):
         await audience.reached(share)
         if name == "feedback":
-            counted += await kill_feedback_once_caught_up(db, send, pipeline)
+            counted += await kill_feedback_once_caught_up(settings, pipeline)
         else:
             pipeline.kill(name)
         await pipeline.start(name, WORKERS[name])

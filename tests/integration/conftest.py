@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.core import kafka
 from services.core.settings import Settings
+from services.ingest.app import create_app
 from tests.integration import processes
 from tests.integration.pipeline import Emulators
 
@@ -38,6 +40,16 @@ async def workers(child_env: dict[str, str]) -> AsyncIterator[None]:
     finally:
         for service in started:
             service.close()
+
+
+@pytest.fixture
+async def ingest(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client to the ingest app in this process, its lifespan running."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            yield http
 
 
 @pytest.fixture

@@ -11,13 +11,8 @@ from aiokafka.errors import KafkaTimeoutError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.errors import ProviderAuthError
-from services.core.events import (
-    DeadLetter,
-    DeliveryOutcome,
-    DeliveryOutcomes,
-    ProviderName,
-    PushJob,
-)
+from services.core.events import DeadLetter, DeliveryOutcome, DeliveryOutcomes, PushJob
+from services.core.fields import ProviderName
 from services.core.kafka import encode
 from services.core.providers.base import Provider
 from services.core.store.client import Document

@@ -17,7 +17,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import ProviderCredentials
 from services.core.errors import MessageInvalidError
-from services.core.events import Platform, PushJob, WebPushSubscription
+from services.core.events import PushJob, WebPushSubscription
+from services.core.fields import Platform
 from services.core.providers.base import Claim, Provider, ProviderSettings, Result, TokenProblem
 from services.core.providers.payload import CallPayloads
 from services.core.providers.transport import UNANSWERED, unanswered

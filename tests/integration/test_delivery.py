@@ -13,11 +13,18 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
-from services.core.events import Audience, Content, DeadLetter, SendRequest, utc_now
+from services.core.events import (
+    AndroidOptions,
+    Audience,
+    Content,
+    DeadLetter,
+    Options,
+    SendRequest,
+    utc_now,
+)
 from services.core.settings import Settings
 from services.core.store.accounts import Accounts
 from services.core.store.client import Document
-from services.ingest.app import create_app
 from services.sandbox.emulators.state import TokenState
 from tests.devices import store_devices
 from tests.integration.kafka_io import eventually, publish, read
@@ -104,6 +111,177 @@ async def test_a_notification_reaches_every_provider_and_counts_exactly(
 
 
 @pytest.mark.usefixtures("pipeline")
+async def test_a_background_push_and_the_shown_options_reach_each_provider(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    subscription = emulators.webpush.subscribe()
+    await store_devices(
+        db,
+        [
+            device("fcm-token-ana", "android", "fcm"),
+            device(APNS_TOKEN, "ios", "apns"),
+            device(subscription["endpoint"], "web", "webpush", subscription=subscription),
+        ],
+    )
+    background = SendRequest(
+        notification_id=f"n-{uuid.uuid4()}",
+        account_id=ACCOUNT,
+        app_id=APP,
+        to=Audience(contact_ids=["ana"]),
+        data={"sync": "inbox"},
+        options=Options(content_available=True),
+    )
+    await publish(
+        settings,
+        topics.SEND_REQUESTS,
+        topics.notification_key(background.notification_id),
+        background,
+    )
+    assert (await finished(db, background))["counters"]["sent"] == 3
+    (fcm,) = emulators.fcm.controls.records()
+    assert "notification" not in fcm.payload["message"]
+    assert fcm.payload["message"]["data"] == {"sync": "inbox"}
+    (apns,) = emulators.apns.controls.records()
+    assert apns.payload == {"sync": "inbox", "aps": {"content-available": 1}}
+    assert (apns.headers["apns-push-type"], apns.headers["apns-priority"]) == ("background", "5")
+    (webpush,) = emulators.webpush.controls.records()
+    assert webpush.payload == {"data": {"sync": "inbox"}}
+
+    shown = background.model_copy(
+        update={
+            "notification_id": f"n-{uuid.uuid4()}",
+            "notification": Content(title="Hola Ana"),
+            "data": {},
+            "options": Options(
+                badge=1, sound="default", android=AndroidOptions(channel_id="orders")
+            ),
+        }
+    )
+    await publish(
+        settings, topics.SEND_REQUESTS, topics.notification_key(shown.notification_id), shown
+    )
+    assert (await finished(db, shown))["counters"]["sent"] == 3
+    message = emulators.fcm.controls.records()[-1].payload["message"]
+    assert message["android"]["notification"] == {"sound": "default", "channel_id": "orders"}
+    apns = emulators.apns.controls.records()[-1]
+    assert apns.payload["aps"] == {"alert": {"title": "Hola Ana"}, "badge": 1, "sound": "default"}
+    assert emulators.webpush.controls.records()[-1].payload == {
+        "notification": {"title": "Hola Ana"}
+    }
+
+
+# A send request as another team's producer writes it (schemas/push.send-requests.json).
+RICH_SEND = """{
+  "notification_id": "%s", "account_id": "%s", "app_id": "%s",
+  "to": {"contact_ids": ["ana"]},
+  "notification": {"title": "Order 42", "body": "Shipped"},
+  "options": {
+    "click_url": "shop://orders/42", "tag": "order-42",
+    "body_loc_key": "ORDER_BODY", "body_loc_args": ["Ana"],
+    "apns": {"headers": {"apns-priority": "5"}, "custom": {"campaign": "spring"}},
+    "fcm": {"android": {"notification": {"visibility": "PRIVATE"}}},
+    "webpush": {"headers": {"Urgency": "low"}, "notification": {"silent": true}}
+  }
+}"""
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_links_tags_localisation_and_overrides_on_kafka_reach_each_provider(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    subscription = emulators.webpush.subscribe()
+    await store_devices(
+        db,
+        [
+            device("fcm-token-ana", "android", "fcm"),
+            device(APNS_TOKEN, "ios", "apns"),
+            device(subscription["endpoint"], "web", "webpush", subscription=subscription),
+        ],
+    )
+    send = SendRequest.model_validate_json(RICH_SEND % (f"n-{uuid.uuid4()}", ACCOUNT, APP))
+    await publish(
+        settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
+    )
+    assert (await finished(db, send))["counters"]["sent"] == 3
+    (fcm,) = emulators.fcm.controls.records()
+    message = fcm.payload["message"]
+    assert message["data"] == {"click_url": "shop://orders/42"}
+    assert message["android"]["notification"] == {
+        "tag": "order-42",
+        "body_loc_key": "ORDER_BODY",
+        "body_loc_args": ["Ana"],
+        "visibility": "PRIVATE",
+    }
+    (apns,) = emulators.apns.controls.records()
+    assert apns.payload == {
+        "click_url": "shop://orders/42",
+        "campaign": "spring",
+        "aps": {
+            "alert": {
+                "title": "Order 42",
+                "body": "Shipped",
+                "loc-key": "ORDER_BODY",
+                "loc-args": ["Ana"],
+            }
+        },
+    }
+    assert apns.headers["apns-priority"] == "5"
+    (webpush,) = emulators.webpush.controls.records()
+    assert webpush.payload == {
+        "notification": {
+            "title": "Order 42",
+            "body": "Shipped",
+            "tag": "order-42",
+            "data": {"url": "shop://orders/42"},
+            "silent": True,
+        }
+    }
+    assert webpush.headers["urgency"] == "low"
+
+
+@pytest.mark.usefixtures("pipeline")
+async def test_each_device_is_sent_the_content_of_its_language(
+    settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
+) -> None:
+    await sandbox_app(db)
+    subscription = emulators.webpush.subscribe()
+    await store_devices(
+        db,
+        [
+            device("fcm-token-ana", "android", "fcm", language="es-mx"),
+            device(APNS_TOKEN, "ios", "apns", language="pt-br"),
+            device(subscription["endpoint"], "web", "webpush", subscription=subscription),
+        ],
+    )
+    # On Kafka as the native API takes it: a map of languages with a default.
+    send = SendRequest.model_validate(
+        {
+            "notification_id": f"n-{uuid.uuid4()}",
+            "account_id": ACCOUNT,
+            "app_id": APP,
+            "to": {"contact_ids": ["ana"]},
+            "notification": {
+                "default": {"title": "Your order shipped"},
+                "es": {"title": "Tu pedido salió"},
+                "pt-br": {"title": "Seu pedido saiu"},
+            },
+        }
+    )
+    await publish(
+        settings, topics.SEND_REQUESTS, topics.notification_key(send.notification_id), send
+    )
+    assert (await finished(db, send))["counters"]["sent"] == 3
+    (fcm,) = emulators.fcm.controls.records()
+    assert fcm.payload["message"]["notification"] == {"title": "Tu pedido salió"}
+    (apns,) = emulators.apns.controls.records()
+    assert apns.payload["aps"]["alert"] == {"title": "Seu pedido saiu"}
+    (webpush,) = emulators.webpush.controls.records()
+    assert webpush.payload == {"notification": {"title": "Your order shipped"}}
+
+
+@pytest.mark.usefixtures("pipeline")
 async def test_throttled_and_unavailable_answers_are_retried_then_delivered(
     settings: Settings, db: AsyncDatabase[Document], emulators: Emulators
 ) -> None:
@@ -141,15 +319,6 @@ async def test_a_provider_that_always_fails_dead_letters_the_job(
     device_now = await db.devices.find_one({"token": APNS_TOKEN})
     assert device_now is not None
     assert device_now["status"] == "active"
-
-
-@pytest.fixture
-async def ingest(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
-            yield http
 
 
 @pytest.mark.usefixtures("pipeline")

@@ -9,7 +9,6 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.events import (
-    Platform,
     PushJob,
     RegisterDevice,
     RegistrationResolved,
@@ -17,6 +16,7 @@ from services.core.events import (
     WebPushKeys,
     WebPushSubscription,
 )
+from services.core.fields import Platform
 from services.core.store.apps import App, Apps, NewApp
 from services.core.store.client import Document
 from services.core.tokens import hash_token

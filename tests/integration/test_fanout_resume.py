@@ -1,6 +1,6 @@
-"""A resolver killed (SIGKILL) in the middle of a `to.all` fan-out: the next one resumes
-from the last checkpoint instead of producing every job again, and every device gets
-exactly one counted outcome."""
+"""A resolver killed (SIGKILL) in the middle of a `to.all` fan-out, or of a segment's
+(`to.filters`): the next one resumes from the last checkpoint instead of producing every
+job again, and every device gets exactly one counted outcome."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import TypeAdapter
 from pymongo.asynchronous.database import AsyncDatabase
 
 from bench.fanout import job_counter
 from services.core import topics
 from services.core.events import Audience, Content, SendRequest
+from services.core.filters import Filter
 from services.core.settings import Settings
 from services.core.store.client import Document
 from services.core.store.devices import device_id
@@ -29,7 +31,10 @@ from tests.integration.pipeline import (
 
 pytestmark = pytest.mark.integration
 
+# Devices the send reaches.
 DEVICES = 5000
+# Every other device of the app: a segment the fan-out reads twice as many devices for.
+EVEN = TypeAdapter(Filter).validate_python({"tag": "parity", "eq": "even"})
 
 
 @pytest.fixture
@@ -43,16 +48,24 @@ async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIter
         running.close()
 
 
+@pytest.mark.parametrize("segment", [None, EVEN], ids=["all", "segment"])
 async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
     settings: Settings,
     db: AsyncDatabase[Document],
     pipeline: Pipeline,
     emulators: Emulators,
+    segment: Filter | None,
 ) -> None:
     await sandbox_app(db)
+    stored = DEVICES if segment is None else 2 * DEVICES
     await db.devices.insert_many(
-        [device(f"{index:064x}", "ios", "apns") for index in range(DEVICES)]
+        [
+            device(f"{index:064x}", "ios", "apns", tags={"parity": ("odd", "even")[index % 2 == 0]})
+            for index in range(stored)
+        ]
     )
+    expected = {f"{index:064x}" for index in range(stored) if segment is None or index % 2 == 0}
+    assert len(expected) == DEVICES
     # Another app's devices are never reached.
     other = device("ff" * 32, "ios", "apns", app_id="other-app")
     await db.devices.insert_one({**other, "_id": device_id("other-app", other["token_hash"])})
@@ -60,7 +73,7 @@ async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
         notification_id=f"n-{uuid.uuid4()}",
         account_id=ACCOUNT,
         app_id=APP,
-        to=Audience(all=True),
+        to=Audience(all=True) if segment is None else Audience(filters=segment),
         notification=Content(title="Campaña", body="Para todos"),
     )
     await publish(
@@ -95,7 +108,7 @@ async def test_a_killed_resolver_is_resumed_from_its_checkpoint(
         DEVICES
     )
     reached = {r.target for r in emulators.apns.controls.records() if 200 <= r.status < 300}
-    assert reached == {f"{index:064x}" for index in range(DEVICES)}
+    assert reached == expected
     async with job_counter(settings) as jobs:
         produced = await jobs()
     # The resumed resolver produced again only what came after the checkpoint; starting

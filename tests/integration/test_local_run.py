@@ -28,11 +28,13 @@ def test_services_script_runs_every_service_with_the_callers_settings(
 ) -> None:
     ports = {name: processes.free_port() for name in SERVICES}
     emulator_ports = {name: processes.free_port() for name in EMULATORS}
+    admin_port = processes.free_port()
     env = {
         **{f"PUSHLINE_EMULATOR_{name}_PORT": str(p) for name, p in emulator_ports.items()},
         **child_env,
         "PUSHLINE_STATE_DIR": str(tmp_path),
         "PUSHLINE_INGEST_PORT": str(ports["ingest"]),
+        "PUSHLINE_ADMIN_PORT": str(admin_port),
         "PUSHLINE_LOG_LEVEL": "DEBUG",
         "RESOLVER_PORT": str(ports["resolver"]),
         "SENDER_PORT": str(ports["sender"]),
@@ -44,6 +46,7 @@ def test_services_script_runs_every_service_with_the_callers_settings(
         )
         assert started.returncode == 0, started.stderr
         assert f"http://127.0.0.1:{ports['ingest']}" in started.stdout
+        assert f"Admin API: http://127.0.0.1:{admin_port}" in started.stdout
         # The sandbox demo: an app id, a key, and the commands to try.
         assert "Sandbox app: demo-app" in started.stdout
         assert "API key (shown once): pl_" in started.stdout
@@ -58,7 +61,7 @@ def test_services_script_runs_every_service_with_the_callers_settings(
         asyncio.run(_try_the_sandbox_as_printed(started.stdout, ports["ingest"], env))
 
         # The development secrets: generated once, the owner's only, never logged; the
-        # admin API answers the generated token.
+        # admin API answers the generated token, on its own listener only.
         secrets = [(tmp_path / name).read_text() for name in ("master.key", "admin.token")]
         for name in ("master.key", "admin.token"):
             assert (tmp_path / name).stat().st_mode & 0o077 == 0
@@ -66,12 +69,13 @@ def test_services_script_runs_every_service_with_the_callers_settings(
         for name in SERVICES:
             log = (tmp_path / "logs" / f"{name}.log").read_text()
             assert not any(secret in log for secret in secrets), name
-        admin = httpx.get(
-            f"http://127.0.0.1:{ports['ingest']}/admin/v1/apps/demo-app",
-            headers={"Authorization": f"Bearer {secrets[1]}"},
-            timeout=5,
-        )
-        assert admin.status_code == 200, admin.text
+        for port, expected in ((admin_port, 200), (ports["ingest"], 404)):
+            admin = httpx.get(
+                f"http://127.0.0.1:{port}/admin/v1/apps/demo-app",
+                headers={"Authorization": f"Bearer {secrets[1]}"},
+                timeout=5,
+            )
+            assert admin.status_code == expected, admin.text
 
         again = subprocess.run(
             [str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300
@@ -83,7 +87,7 @@ def test_services_script_runs_every_service_with_the_callers_settings(
             [str(SCRIPT), "stop"], env=env, capture_output=True, text=True, timeout=120
         )
     assert stopped.returncode == 0, stopped.stderr
-    for port in ports.values():
+    for port in (*ports.values(), admin_port):
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
     status = subprocess.run([str(SCRIPT), "status"], env=env, capture_output=True, text=True)

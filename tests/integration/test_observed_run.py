@@ -83,6 +83,7 @@ async def test_a_run_is_scraped_and_logs_no_token_or_secret(
     child_env: dict[str, str], settings: Settings, db: AsyncDatabase[Document], tmp_path: Path
 ) -> None:
     ports = {name: processes.free_port() for name in SERVICES}
+    admin_port = processes.free_port()
     prometheus_port = processes.free_port()
     prometheus = f"http://127.0.0.1:{prometheus_port}"
     admin_token = "admin-" + secrets.token_urlsafe(24)
@@ -99,6 +100,7 @@ async def test_a_run_is_scraped_and_logs_no_token_or_secret(
             for name in ("FCM", "APNS", "WEBPUSH")
         },
         "PUSHLINE_ADMIN_TOKEN": admin_token,
+        "PUSHLINE_ADMIN_PORT": str(admin_port),
         "PUSHLINE_LOG_LEVEL": "DEBUG",
     }
     now = utc_now()
@@ -151,7 +153,8 @@ async def test_a_run_is_scraped_and_logs_no_token_or_secret(
             for _ in range(3):
                 assert (await client.get(f"{ingest}/healthz")).status_code == 200
             await client.get(
-                f"{ingest}/admin/v1/accounts", headers={"Authorization": f"Bearer {admin_token}"}
+                f"http://127.0.0.1:{admin_port}/admin/v1/accounts",
+                headers={"Authorization": f"Bearer {admin_token}"},
             )
 
             # Every name of the dashboard and the rules is a family the live services expose.

@@ -3,7 +3,8 @@ shell, against the four services started by `make run`'s script; and its JSON se
 published straight on Kafka.
 
 The stack gets free ports and a HOME of its own, so the README's `~/.local/state/pushline`
-is this test's state directory; only the ingest's `127.0.0.1:8080` is rewritten. A block
+is this test's state directory; only the ingest's `127.0.0.1:8080` and its admin listener's
+`127.0.0.1:8081` are rewritten. A block
 that cannot run here (`make run` itself, external clusters) is marked by the comment
 `<!-- readme-test: not run (why) -->` on the line before its fence.
 """
@@ -37,6 +38,7 @@ FENCE = re.compile(r"```(?P<info>\S*)")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 # Where the README's ingest listens after a plain `make run`.
 README_INGEST = "127.0.0.1:8080"
+README_ADMIN = "127.0.0.1:8081"
 BLOCK_MARK = ">>> README.md line "
 
 
@@ -86,6 +88,22 @@ def test_only_a_few_shell_blocks_are_not_run_and_each_says_why() -> None:
     assert len(NOT_RUN.findall(markdown)) == len([b for b in blocks if b.not_run])
 
 
+def test_every_admin_example_calls_the_admin_listener() -> None:
+    shell = "\n".join(b.text for b in fenced_blocks(README.read_text()) if b.info == "sh")
+    calls = re.findall(r"curl [^\n]*?(\S*)/admin/v1", shell)
+    assert calls
+    assert set(calls) == {"$ADMIN_API"}
+    assert f"export ADMIN_API=http://{README_ADMIN}" in shell
+    assert f"{README_INGEST}/admin" not in README.read_text()
+
+
+def _on_this_stack(script: str, ingest: int, admin: int) -> str:
+    """The script with the README's addresses replaced by this stack's."""
+    return script.replace(README_INGEST, f"127.0.0.1:{ingest}").replace(
+        README_ADMIN, f"127.0.0.1:{admin}"
+    )
+
+
 @pytest.mark.parametrize("document", ["README.md", "ARCHITECTURE.md"])
 def test_relative_links_point_at_what_the_repository_has(document: str) -> None:
     for target in LINK.findall((ROOT / document).read_text()):
@@ -116,11 +134,12 @@ def test_readme_examples_run_as_pasted_after_make_run(
     # The examples run in the repository's directory: they call .venv/bin/pushline and
     # write their example files (webpush.json, ...) there.
     (work / ".venv").symlink_to(ROOT / ".venv")
-    ingest = processes.free_port()
+    ingest, admin = processes.free_port(), processes.free_port()
     env = {
         **child_env,
         "HOME": str(home),
         "PUSHLINE_INGEST_PORT": str(ingest),
+        "PUSHLINE_ADMIN_PORT": str(admin),
         **{
             f"{name}_PORT": str(processes.free_port())
             for name in ("RESOLVER", "SENDER", "FEEDBACK")
@@ -147,7 +166,7 @@ def test_readme_examples_run_as_pasted_after_make_run(
         )
         assert started.returncode == 0, started.stderr
         ran = subprocess.run(
-            ["bash", "-c", "\n".join(script).replace(README_INGEST, f"127.0.0.1:{ingest}")],
+            ["bash", "-c", _on_this_stack("\n".join(script), ingest, admin)],
             cwd=work,
             env=env,
             capture_output=True,
@@ -177,7 +196,9 @@ async def _send_the_kafka_example(
 ) -> None:
     """Publish the README's send request on push.send-requests and find it reached the
     demo account's device."""
-    (example,) = [b for b in blocks if b.info == "json" and "notification_id" in b.text]
+    examples = [b for b in blocks if b.info == "json" and "notification_id" in b.text]
+    (example,) = [b for b in examples if '"type": "cancel"' not in b.text]
+    (cancel,) = [b for b in examples if b is not example]
     request = json.loads(example.text)
     await publish_raw(
         settings,
@@ -204,3 +225,11 @@ async def _send_the_kafka_example(
     counters = notification["counters"]
     assert isinstance(counters, dict)
     assert (counters["targeted"], counters["sent"]) == (1, 1), notification
+    # The README's cancel names this send, done by now: it stays done.
+    assert json.loads(cancel.text)["notification_id"] == request["notification_id"]
+    await publish_raw(
+        settings, topics.SEND_REQUESTS, request["notification_id"].encode(), cancel.text.encode()
+    )
+    await asyncio.sleep(2)
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {api_key}"}) as http:
+        assert (await http.get(url)).json()["state"] == "done"

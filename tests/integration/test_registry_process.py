@@ -27,10 +27,11 @@ SERVICE_ACCOUNT = {
 async def test_admin_set_up_then_every_dialect_registers(
     child_env: dict[str, str], settings: Settings
 ) -> None:
-    port = processes.free_port()
+    port, admin_port = processes.free_port(), processes.free_port()
     env = {
         **child_env,
         "PUSHLINE_INGEST_PORT": str(port),
+        "PUSHLINE_ADMIN_PORT": str(admin_port),
         "PUSHLINE_ADMIN_TOKEN": "admin-secret",
         "PUSHLINE_MASTER_KEY": secrets.token_urlsafe(32),
     }
@@ -41,12 +42,13 @@ async def test_admin_set_up_then_every_dialect_registers(
         async with (
             registrations_tap(settings) as tap,
             httpx.AsyncClient(base_url=base, timeout=10) as http,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin_port}", timeout=10) as operator,
         ):
             admin = {"Authorization": "Bearer admin-secret"}
-            account = await http.post("/admin/v1/accounts", json={"name": "E"}, headers=admin)
+            account = await operator.post("/admin/v1/accounts", json={"name": "E"}, headers=admin)
             assert account.status_code == 201
             account_id, api_key = account.json()["id"], account.json()["api_key"]
-            app = await http.post(
+            app = await operator.post(
                 "/admin/v1/apps",
                 json={
                     "account_id": account_id,

@@ -126,3 +126,47 @@ def test_check_config_says_so_when_the_configuration_is_valid() -> None:
     result = _cli("check-config", PUSHLINE_MASTER_KEY=key)
     assert (result.returncode, result.stdout) == (0, "pushline: the configuration is valid\n")
     assert key not in result.stderr
+
+
+async def test_the_ingest_serves_the_admin_api_on_its_own_listener_and_stops_both(
+    child_env: dict[str, str],
+) -> None:
+    public_port, admin_port = processes.free_port(), processes.free_port()
+    env = {
+        **child_env,
+        "PUSHLINE_INGEST_PORT": str(public_port),
+        "PUSHLINE_ADMIN_PORT": str(admin_port),
+        "PUSHLINE_ADMIN_TOKEN": "admin-secret",
+        "PUSHLINE_MASTER_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    }
+    public, admin = f"http://127.0.0.1:{public_port}", f"http://127.0.0.1:{admin_port}"
+    token = {"Authorization": "Bearer admin-secret"}
+    ingest = processes.Process(["services.cli", "ingest"], env)
+    try:
+        await ingest.wait_ready(f"{public}/readyz")
+        health = await ingest.wait_ready(f"{admin}/healthz")
+        assert health.json() == {"status": "ok"}
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            refused = await http.post(
+                f"{public}/admin/v1/accounts", json={"name": "E"}, headers=token
+            )
+            assert refused.status_code == 404
+            assert refused.headers["content-type"] == "application/problem+json"
+            created = await http.post(
+                f"{admin}/admin/v1/accounts", json={"name": "E"}, headers=token
+            )
+            assert created.status_code == 201, created.text
+            # The key the admin listener issued works on the public one.
+            api_key = created.json()["api_key"]
+            listed = await http.get(
+                f"{public}/v1/apps", headers={"Authorization": f"Bearer {api_key}"}
+            )
+            assert listed.status_code == 200, listed.text
+            document = (await http.get(f"{admin}/openapi.json")).json()
+            assert document["info"]["title"] == "Pushline admin"
+            assert (await http.get(f"{admin}/v1/apps")).status_code == 404
+        # One SIGTERM stops both listeners, each after its graceful shutdown.
+        assert ingest.stop() == 0, ingest.output()
+        assert ingest.output().count("Application shutdown complete.") == 2, ingest.output()
+    finally:
+        ingest.close()

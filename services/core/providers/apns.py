@@ -31,7 +31,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import APNSCredentials
 from services.core.errors import MessageInvalidError, ProviderAuthError
-from services.core.events import Content, Platform, PushJob, WebPushSubscription
+from services.core.events import Content, Options, PushJob, WebPushSubscription
+from services.core.fields import Platform
 from services.core.providers import curl
 from services.core.providers.base import (
     Claim,
@@ -66,6 +67,8 @@ _RESERVED: Final = frozenset({"aps"})
 # Where the image URL goes in an APNs payload, for the app's notification service extension
 # (mutable-content is set alongside it).
 IMAGE_KEY: Final = "image_url"
+# Where `click_url` goes in an APNs payload, for the app to open when the user taps it.
+CLICK_KEY: Final = "click_url"
 
 
 class APNsErrors:
@@ -156,23 +159,55 @@ def trusted_roots(settings: APNSSettings) -> bytes:
     return roots
 
 
+def _aps_options(options: Options) -> dict[str, Any]:
+    """The options that are `aps` keys, those that are set."""
+    keys = {
+        "badge": options.badge,
+        "sound": options.sound,
+        "thread-id": options.thread_id,
+        "category": options.category,
+        "interruption-level": options.interruption_level,
+        "mutable-content": 1 if options.mutable_content else None,
+    }
+    return {key: value for key, value in keys.items() if value is not None}
+
+
+def _alert(notification: Content, options: Options) -> dict[str, Any]:
+    """`aps.alert`: the title and body, and the localisation keys that are set."""
+    shown: dict[str, Any] = dict(alert(notification))
+    if options.title_loc_key is not None:
+        shown["title-loc-key"] = options.title_loc_key
+        if options.title_loc_args:
+            shown["title-loc-args"] = list(options.title_loc_args)
+    if options.body_loc_key is not None:
+        shown["loc-key"] = options.body_loc_key
+        if options.body_loc_args:
+            shown["loc-args"] = list(options.body_loc_args)
+    return shown
+
+
 def headers_for(
     job: PushJob, topic: str, authorization: str, apns_id: str, alert: bool
 ) -> list[str]:
-    """The request headers of one job ("name: value")."""
-    headers = [
+    """The request headers of one job ("name: value"), `options.apns.headers` last."""
+    options = job.options
+    headers = {
+        "apns-push-type": "alert" if alert else "background",
+        # Apple refuses background pushes at priority 10.
+        "apns-priority": _PRIORITY[options.priority] if alert else _PRIORITY["normal"],
+    }
+    if options.ttl is not None:
+        headers["apns-expiration"] = str(int(time.time()) + options.ttl)
+    if options.collapse_key is not None:
+        headers["apns-collapse-id"] = options.collapse_key
+    if options.apns is not None and options.apns.headers is not None:
+        headers.update(options.apns.headers.provider_json())
+    return [
         authorization,
         f"apns-topic: {topic}",
         f"apns-id: {apns_id}",
-        f"apns-push-type: {'alert' if alert else 'background'}",
-        # Apple refuses background pushes at priority 10.
-        f"apns-priority: {_PRIORITY[job.options.priority] if alert else _PRIORITY['normal']}",
+        *(f"{name}: {value}" for name, value in headers.items()),
     ]
-    if job.options.ttl is not None:
-        headers.append(f"apns-expiration: {int(time.time()) + job.options.ttl}")
-    if job.options.collapse_key is not None:
-        headers.append(f"apns-collapse-id: {job.options.collapse_key}")
-    return headers
 
 
 def result_of(answer: curl.Answer, apns_id: str) -> Result:
@@ -229,25 +264,43 @@ class APNsProvider(Provider):
         return None
 
     @classmethod
-    def document(cls, notification: Content, data: Mapping[str, str]) -> dict[str, Any]:
-        """The data, with `aps` (the alert, or content-available for a background push)
-        and the image URL. Raises MessageInvalidError for the keys APNs or Pushline keep."""
-        if _RESERVED & data.keys() or (notification.image_url and IMAGE_KEY in data):
+    def document(
+        cls, notification: Content, data: Mapping[str, str], options: Options
+    ) -> dict[str, Any]:
+        """The data, with `aps` (the alert and the shown options, or content-available for
+        a background push), the image URL and the click URL, then `options.apns` merged
+        over them. Raises MessageInvalidError for the keys APNs or Pushline keep."""
+        kept = {
+            IMAGE_KEY: notification.image_url is not None,
+            CLICK_KEY: options.click_url is not None,
+        }
+        if _RESERVED & data.keys() or any(kept[key] for key in kept.keys() & data.keys()):
             raise MessageInvalidError(
-                f"data keys reserved in the APNs payload: aps, {IMAGE_KEY} with an image",
+                f"data keys reserved in the APNs payload: aps, {IMAGE_KEY} with an image, "
+                f"{CLICK_KEY} with a click_url",
                 provider="apns",
                 reason="ReservedDataKey",
             )
         aps: dict[str, Any] = {}
-        shown = alert(notification)
-        if shown:
-            aps["alert"] = shown
+        if alert(notification):
+            aps["alert"] = _alert(notification, options)
+            aps.update(_aps_options(options))
         else:
             aps["content-available"] = 1  # no alert: a background notification
         document: dict[str, Any] = dict(data)
         if notification.image_url:
             aps["mutable-content"] = 1
             document[IMAGE_KEY] = notification.image_url
+        if options.click_url is not None:
+            document[CLICK_KEY] = options.click_url
+        override = options.apns
+        if override is not None:
+            document.update(override.custom)
+            if override.aps is not None:
+                merged = override.aps.provider_json()
+                if "alert" in merged:
+                    merged["alert"] = {**aps.get("alert", {}), **merged["alert"]}
+                aps.update(merged)
         document["aps"] = aps
         return document
 

@@ -36,14 +36,8 @@ from services.core.errors import (
     ProviderRejectedError,
     ProviderUnavailableError,
 )
-from services.core.events import (
-    Content,
-    FailureReason,
-    Platform,
-    ProviderName,
-    PushJob,
-    WebPushSubscription,
-)
+from services.core.events import Content, FailureReason, Options, PushJob, WebPushSubscription
+from services.core.fields import Platform, ProviderName
 from services.core.providers.classify import ErrorClass, by_status
 
 SendOutcome = Literal["success", "invalid_token", "retry", "failed"]
@@ -252,9 +246,12 @@ class Provider(ABC):
         return None
 
     @classmethod
-    def document(cls, notification: Content, data: Mapping[str, str]) -> dict[str, Any]:
+    def document(
+        cls, notification: Content, data: Mapping[str, str], options: Options
+    ) -> dict[str, Any]:
         """What this provider carries for a notification, before encoding: by default
-        `{"notification": {title, body, image}, "data": {...}}`, the parts that are set.
+        `{"notification": {title, body, image}, "data": {...}}`, the parts that are set
+        (the options a provider maps into its payload it maps here).
 
         Raises MessageInvalidError for data keys the provider reserves.
         """

@@ -34,7 +34,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.core.credentials import FCMCredentials
 from services.core.errors import DependencyError, MessageInvalidError, ProviderAuthError
-from services.core.events import Content, Platform, PushJob
+from services.core.events import Content, Options, PushJob
+from services.core.fields import Platform
 from services.core.providers import transport
 from services.core.providers.base import (
     Claim,
@@ -70,6 +71,9 @@ HEADERS: Final = {
 # https://firebase.google.com/docs/cloud-messaging/concept-options#data_messages
 _RESERVED: Final = frozenset({"from", "notification", "message_type"})
 _RESERVED_PREFIXES: Final = ("google", "gcm")
+# The data key that carries `click_url` to the app (Android's intent extras, an iOS app's
+# payload through FCM, a page's data).
+CLICK_KEY: Final = "click_url"
 
 
 class FCMErrors:
@@ -155,6 +159,38 @@ def encoder() -> Callable[[messaging.Message], dict[str, Any]]:
     return encode  # type: ignore[no-any-return]
 
 
+def message_data(data: Mapping[str, str], options: Options) -> dict[str, str]:
+    """The message's `data`: the send's, the click URL, then `options.fcm.data`."""
+    merged = dict(data)
+    if options.click_url is not None:
+        merged[CLICK_KEY] = options.click_url
+    if options.fcm is not None:
+        merged.update(options.fcm.data)
+    return merged
+
+
+def _merged(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `override` merged in, object into object, anything else replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def message_json(
+    job: PushJob, encode: Callable[[messaging.Message], dict[str, Any]]
+) -> dict[str, Any]:
+    """The job's v1 message JSON: `build_message` encoded, `options.fcm` merged last.
+
+    Raises ValueError where firebase-admin refuses the message."""
+    document = encode(build_message(job))
+    override = job.options.fcm
+    return document if override is None else _merged(document, override.provider_json())
+
+
 def build_message(job: PushJob) -> messaging.Message:
     """The FCM v1 message for a job: notification, data, and android/apns/webpush options."""
     options = job.options
@@ -173,15 +209,58 @@ def build_message(job: PushJob) -> messaging.Message:
         apns_headers["apns-expiration"] = str(expiration)
     if options.collapse_key:
         apns_headers["apns-collapse-id"] = options.collapse_key
-    aps = messaging.Aps(mutable_content=True if content.image_url else None)
+    loc_keys = options.title_loc_key is not None or options.body_loc_key is not None
+    aps = messaging.Aps(
+        # FCM turns the notification into `aps.alert`; the localisation keys join it.
+        alert=messaging.ApsAlert(
+            title=content.title or None,
+            body=content.body or None,
+            title_loc_key=options.title_loc_key,
+            title_loc_args=list(options.title_loc_args) or None,
+            loc_key=options.body_loc_key,
+            loc_args=list(options.body_loc_args) or None,
+        )
+        if loc_keys
+        else None,
+        mutable_content=True if content.image_url or options.mutable_content else None,
+        badge=options.badge,
+        sound=options.sound,
+        thread_id=options.thread_id,
+        category=options.category,
+        custom_data={"interruption-level": options.interruption_level}
+        if options.interruption_level
+        else None,
+    )
+    android_notification = None
     if not alert:
         # A data-only message: iOS wakes the app only for background pushes at priority 5.
         aps = messaging.Aps(content_available=True)
         apns_headers["apns-priority"] = "5"
         apns_headers["apns-push-type"] = "background"
+    elif options.sound or options.category or options.android or options.tag or loc_keys:
+        # Only with an alert: `android.notification` alone would make Android show one.
+        android_notification = messaging.AndroidNotification(
+            sound=options.sound,
+            click_action=options.category,
+            tag=options.tag,
+            title_loc_key=options.title_loc_key,
+            title_loc_args=list(options.title_loc_args) or None,
+            body_loc_key=options.body_loc_key,
+            body_loc_args=list(options.body_loc_args) or None,
+            channel_id=options.android.channel_id if options.android else None,
+            color=options.android.color if options.android else None,
+            icon=options.android.icon if options.android else None,
+        )
     webpush_headers: dict[str, str] = {"Urgency": options.priority}
     if options.ttl is not None:
         webpush_headers["TTL"] = str(options.ttl)
+    # FCM opens the link when a web notification is clicked, and takes only https.
+    link = (
+        messaging.WebpushFCMOptions(link=options.click_url)
+        if options.click_url is not None and options.click_url.startswith("https://")
+        else None
+    )
+    data = message_data(job.data, options)
     with warnings.catch_warnings():
         # 7.7 deprecates `token` for `fid` (Firebase installation ids); device registration
         # tokens are still addressed as `token` by the v1 API.
@@ -189,19 +268,27 @@ def build_message(job: PushJob) -> messaging.Message:
         return messaging.Message(
             token=job.token,
             notification=notification,
-            data=dict(job.data) or None,
+            data=data or None,
             android=messaging.AndroidConfig(
                 collapse_key=options.collapse_key,
                 priority=options.priority,
                 ttl=options.ttl,
+                notification=android_notification,
             ),
             apns=messaging.APNSConfig(
                 headers=apns_headers,
                 payload=messaging.APNSPayload(aps=aps)
-                if aps.mutable_content or aps.content_available
+                if aps.mutable_content
+                or aps.content_available
+                or aps.badge is not None
+                or aps.sound
+                or aps.thread_id
+                or aps.category
+                or aps.custom_data
+                or aps.alert
                 else None,
             ),
-            webpush=messaging.WebpushConfig(headers=webpush_headers),
+            webpush=messaging.WebpushConfig(headers=webpush_headers, fcm_options=link),
         )
 
 
@@ -261,18 +348,31 @@ class FCMProvider(Provider):
         return "fallback"
 
     @classmethod
-    def document(cls, notification: Content, data: Mapping[str, str]) -> dict[str, Any]:
-        """Raises MessageInvalidError for data keys FCM reserves."""
+    def document(
+        cls, notification: Content, data: Mapping[str, str], options: Options
+    ) -> dict[str, Any]:
+        """The notification and `message_data`, and `options.fcm.android` (counted toward
+        the limit, to be safe, though FCM counts only the notification and data). Raises
+        MessageInvalidError for data keys FCM or Pushline reserve."""
+        merged = message_data(data, options)
+        android = options.fcm.android if options.fcm is not None else None
+        keys = [*merged, *(key for key, _ in android.data)] if android is not None else merged
         bad = [
-            key for key in data if key in _RESERVED or key.lower().startswith(_RESERVED_PREFIXES)
+            key for key in keys if key in _RESERVED or key.lower().startswith(_RESERVED_PREFIXES)
         ]
+        if options.click_url is not None and CLICK_KEY in data:
+            bad.append(CLICK_KEY)
         if bad:
             raise MessageInvalidError(
-                f"data keys reserved by FCM: {sorted(bad)}",
+                f"data keys reserved by FCM ({CLICK_KEY} by Pushline, with a click_url): "
+                f"{sorted(bad)}",
                 provider="fcm",
                 reason="ReservedDataKey",
             )
-        return super().document(notification, data)
+        document = super().document(notification, merged, options)
+        if android is not None:
+            document["android"] = android.provider_json()
+        return document
 
     @classmethod
     def classify(
@@ -348,8 +448,8 @@ class FCMProvider(Provider):
     def _template(self, job: PushJob) -> dict[str, Any] | Result:
         """The job's encoded message without its token, or the failure of every such job."""
         try:
-            build_payload(FCMProvider, job.notification, job.data)
-            template = self._encode(build_message(job))
+            build_payload(FCMProvider, job.notification, job.data, job.options)
+            template = message_json(job, self._encode)
         except MessageInvalidError as exc:
             return Result.from_error(exc)
         except ValueError as exc:  # firebase-admin's own validation

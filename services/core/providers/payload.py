@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.core.errors import MessageInvalidError, PayloadTooLargeError
-from services.core.events import Content, PushJob
+from services.core.events import Content, Options, PushJob
 from services.core.providers import registry
 from services.core.providers.base import Provider
+
+# What ends a body shortened to fit.
+ELLIPSIS = "\u2026"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,21 +38,21 @@ class Payload:
         return len(self.encoded)
 
 
-def encode(document: Mapping[str, Any]) -> bytes:
-    """The bytes a provider's client puts on the wire for `document` (the APNs adapter
-    sends these very bytes; the others' clients encode the same way)."""
+def encode(document: Mapping[str, Any] | str) -> bytes:
+    """The bytes a provider's client puts on the wire for `document`, or for a string in
+    it (the APNs adapter sends these very bytes; the others' clients encode the same way)."""
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def build_payload(
-    provider: type[Provider], notification: Content, data: Mapping[str, str]
+    provider: type[Provider], notification: Content, data: Mapping[str, str], options: Options
 ) -> Payload:
     """Build and measure what `provider` carries for this notification.
 
     Raises PayloadTooLargeError over the provider's limit and MessageInvalidError for data
     keys the provider reserves.
     """
-    document = provider.document(notification, data)
+    document = provider.document(notification, data, options)
     encoded = encode(document)
     if len(encoded) > provider.payload_limit:
         raise PayloadTooLargeError(
@@ -68,11 +71,11 @@ class CallPayloads:
 
     def of(self, job: PushJob) -> Payload | MessageInvalidError:
         """The job's payload, or the error that refuses it (see `build_payload`)."""
-        key = (job.notification, tuple(job.data.items()))
+        key = (job.notification, job.options, tuple(job.data.items()))
         built = self._built.get(key)
         if built is None:
             try:
-                built = build_payload(self._provider, job.notification, job.data)
+                built = build_payload(self._provider, job.notification, job.data, job.options)
             except MessageInvalidError as exc:
                 built = exc
             self._built[key] = built
@@ -80,7 +83,10 @@ class CallPayloads:
 
 
 def check_notification(
-    notification: Content, data: Mapping[str, str], providers: Iterable[str] | None = None
+    notification: Content,
+    data: Mapping[str, str],
+    options: Options,
+    providers: Iterable[str] | None = None,
 ) -> None:
     """Refuse, before anything is queued, a notification one of `providers` (by name;
     every registered one when None) would refuse.
@@ -88,4 +94,40 @@ def check_notification(
     Raises PayloadTooLargeError or MessageInvalidError (the first provider that refuses).
     """
     for name in registry.names() if providers is None else providers:
-        build_payload(registry.provider_class(name), notification, data)
+        build_payload(registry.provider_class(name), notification, data, options)
+
+
+def fitted(
+    notification: Content, data: Mapping[str, str], options: Options, providers: Iterable[str]
+) -> Content:
+    """The notification with its body shortened (ending in an ellipsis) as far as every one
+    of `providers` (by name) needs. Unchanged when it fits, and when shortening the body
+    cannot make it fit (`check_notification` then refuses it with its size). Raises
+    nothing."""
+    for name in providers:
+        try:
+            build_payload(registry.provider_class(name), notification, data, options)
+        except PayloadTooLargeError as exc:
+            body = _shortened(notification.body, exc.size - exc.limit)
+            if body is None:
+                return notification
+            notification = notification.model_copy(update={"body": body})
+        except MessageInvalidError:
+            return notification
+    return notification
+
+
+def _shortened(body: str, excess: int) -> str | None:
+    """`body` less at least `excess` bytes of its JSON, with an ellipsis; None when nothing
+    of it would be left (a notification that loses its whole body may show nothing)."""
+    # Measured as the JSON carries each character: escapes take more than their UTF-8.
+    costs = [len(encode(char)) - 2 for char in body]
+    budget = sum(costs) - excess - len(encode(ELLIPSIS)) + 2
+    end = 0
+    for cost in costs:
+        if budget < cost:
+            break
+        budget -= cost
+        end += 1
+    kept = body[:end].rstrip()
+    return kept + ELLIPSIS if kept else None

@@ -14,7 +14,7 @@ from typing import Final
 
 import aiohttp
 
-from services.core.events import ProviderName
+from services.core.fields import ProviderName
 from services.core.providers.base import Result
 from services.core.providers.classify import ErrorClass
 

@@ -31,7 +31,8 @@ from pywebpush import WebPusher, WebPushException
 from services.core import outbound
 from services.core.credentials import WebPushCredentials
 from services.core.errors import MessageInvalidError, OutboundRefusedError, ProviderAuthError
-from services.core.events import Platform, PushJob, WebPushSubscription
+from services.core.events import Content, Options, PushJob, WebPushSubscription
+from services.core.fields import Platform
 from services.core.providers import transport
 from services.core.providers.base import (
     Claim,
@@ -195,6 +196,28 @@ class WebPushProvider(Provider):
         return None
 
     @classmethod
+    def document(
+        cls, notification: Content, data: Mapping[str, str], options: Options
+    ) -> dict[str, Any]:
+        """`{"notification": {...}, "data": {...}}` for the page's service worker, whose
+        `notification` holds Notification API options (`showNotification`): the title,
+        body and image, `tag`, the click URL as `data.url`, then
+        `options.webpush.notification` merged over them."""
+        document = super().document(notification, data, options)
+        shown: dict[str, Any] = document.get("notification", {})
+        if shown:
+            if options.tag is not None:
+                shown["tag"] = options.tag
+            if options.click_url is not None:
+                shown["data"] = {"url": options.click_url}
+        override = options.webpush
+        if override is not None and override.notification is not None:
+            shown.update(override.notification.provider_json())
+        if shown:
+            document["notification"] = shown
+        return document
+
+    @classmethod
     def classify(
         cls,
         status: int | None,
@@ -291,6 +314,11 @@ class WebPushProvider(Provider):
         }
         if job.options.collapse_key and _TOPIC.match(job.options.collapse_key):
             headers["Topic"] = job.options.collapse_key
+        override = job.options.webpush
+        if override is not None and override.headers is not None:
+            headers.update(
+                {name: str(value) for name, value in override.headers.provider_json().items()}
+            )
         return _Prepared(url=subscription.endpoint, headers=headers, body=bytes(body))
 
     def _plain_http_allowed(self, parts: SplitResult) -> bool:

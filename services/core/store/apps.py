@@ -254,6 +254,15 @@ class Apps:
         cursor = self._apps.find({"account_id": account_id}, {"credentials": 0})
         return [_app(d) for d in await cursor.sort("created", 1).limit(limit).to_list(None)]
 
+    async def page(self, account_id: str, *, after: str | None, limit: int) -> list[App]:
+        """Up to `limit` apps of the account in id order, from the one after the id
+        `after`: one page of a listing (an account has few apps)."""
+        query: Document = {"account_id": account_id}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self._apps.find(query, {"credentials": 0}).sort("_id", 1).limit(limit)
+        return [_app(d) for d in await cursor.to_list(None)]
+
     async def update(self, app_id: str, changes: AppChanges) -> App:
         """Apply `changes` to the app and return it.
 

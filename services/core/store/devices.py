@@ -15,6 +15,7 @@ and the other conditions are checked on the documents read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,12 +28,12 @@ from pymongo.errors import DuplicateKeyError
 
 from services.core.events import (
     CleanupDevices,
-    Platform,
-    ProviderName,
     RegisterDevice,
+    UpdateDevice,
     WebPushSubscription,
     utc_now,
 )
+from services.core.fields import MAX_TAGS, Platform, ProviderName
 from services.core.store.client import Document, insert_new
 from services.core.store.directory import (
     FIELDS,
@@ -47,6 +48,11 @@ from services.core.tokens import hash_token
 def device_id(app_id: str, token_hash: str) -> str:
     """The `_id` of the device with this token under this app."""
     return f"{app_id}:{token_hash}"
+
+
+def of_app(app_id: str, device: str) -> bool:
+    """Whether the device `_id` `device` is one of the app's."""
+    return device.startswith(device_id(app_id, ""))
 
 
 def app_range(app_id: str, after: str | None = None) -> Document:
@@ -148,7 +154,8 @@ class DevicesRepository:
 
         A device the app already has keeps its platform, provider and subscription (its
         `Delivery`), and of the contact id, cellphone and email takes only those the command
-        gives: an association adds to what another dialect registered. The device enters
+        gives: an association adds to what another dialect registered. Its tags and
+        language are replaced when the command gives them, kept otherwise. The device enters
         the directory entries of the values given before it is written, and leaves those
         of values it no longer carries after; its `listed` names every entry it may be in,
         so a redelivered command finishes a leaving a crash interrupted.
@@ -162,10 +169,17 @@ class DevicesRepository:
             "email": command.email,
         }
         given = {field: value for field, value in contact.items() if value is not None}
+        # Tags and a language given replace the device's; a refresh without keeps them.
+        described = {
+            field: value
+            for field, value in (("tags", command.tags), ("language", command.language))
+            if value is not None
+        }
         update: dict[str, Any] = {
             "$set": {
                 "account_id": command.account_id,
                 **given,
+                **described,
                 "status": "active",
                 "invalid_reason": None,
                 "invalid_at": None,
@@ -213,6 +227,45 @@ class DevicesRepository:
             await self._directory.leave(device, stale)
             await self._devices.update_one(
                 {"_id": device}, {"$pull": {"listed": {"$in": sorted(stale)}}}
+            )
+
+    async def update(self, command: UpdateDevice) -> bool:
+        """Change a device's tags and language as the command says: one read and one write
+        by `_id` (safe: the device's events reach feedback in order). Returns False, and
+        changes nothing, when the account has no such device or its tags would number more
+        than MAX_TAGS.
+
+        Raises pymongo.errors.PyMongoError when the store refuses the write.
+        """
+        device = device_id(command.app_id, hash_token(command.token))
+        found = await self._devices.find_one({"_id": device}, {"account_id": 1, "tags": 1})
+        if found is None or found.get("account_id") != command.account_id:
+            return False
+        removed = set(command.removed_tags)
+        kept = {k: v for k, v in (found.get("tags") or {}).items() if k not in removed}
+        tags = {**kept, **command.tags}
+        if len(tags) > MAX_TAGS:
+            return False
+        changes: dict[str, Any] = {"tags": tags, "updated": utc_now()}
+        if command.language is not None or command.remove_language:
+            changes["language"] = command.language
+        await self._devices.update_one({"_id": device}, {"$set": changes})
+        return True
+
+    async def mark_active(self, active: Sequence[tuple[str, str, datetime]]) -> None:
+        """Record when each (app, token hash) was last active, from its app's reports of
+        what its user did: never moved back, never creating a device that is gone."""
+        latest: dict[str, datetime] = {}
+        for app_id, token_hash, at in active:
+            device = device_id(app_id, token_hash)
+            latest[device] = max(at, latest.get(device, at))
+        if latest:
+            await self._devices.bulk_write(
+                [
+                    UpdateOne({"_id": device}, {"$max": {"last_active_at": at}})
+                    for device, at in latest.items()
+                ],
+                ordered=False,
             )
 
     async def _write(self, device: str, update: Document) -> Document | None:
@@ -371,3 +424,110 @@ async def account_apps(db: AsyncDatabase[Document], account_id: str) -> list[str
     return sorted(
         [app["_id"] async for app in db.apps.find({"account_id": account_id}, {"_id": 1})]
     )
+
+
+# What a listing reads of a device: never its token or subscription, which a caller names
+# by the token's hash.
+LISTED = dict.fromkeys(
+    (
+        "token_hash",
+        "platform",
+        "provider",
+        "status",
+        "contact_id",
+        "cellphone",
+        "email",
+        "invalid_reason",
+        "invalid_at",
+        "registered_at",
+        "last_success_at",
+        "last_active_at",
+        "tags",
+        "language",
+        "created",
+        "updated",
+    ),
+    1,
+)
+
+
+def tag_condition(value: str | None) -> Document:
+    """The store condition on `tags.{key}` of a listing's tag filter: present (`value`
+    None), or equal to `value` as a string or, when it reads as one, as a number."""
+    if value is None:
+        return {"$exists": True}
+    wanted: list[object] = [value]
+    try:
+        number = float(value)
+    except ValueError:
+        return {"$in": wanted}
+    if math.isfinite(number):
+        wanted.append(int(number) if number.is_integer() else number)
+    return {"$in": wanted}
+
+
+def _has_tag(device: Document, key: str, value: str | None) -> bool:
+    """Whether a device read meets `tag_condition(value)` on its tag `key`."""
+    tags = device.get("tags") or {}
+    if key not in tags:
+        return False
+    if value is None:
+        return True
+    stored = tags[key]
+    if isinstance(stored, str):
+        return stored == value
+    numbers = tag_condition(value)["$in"][1:]
+    return not isinstance(stored, bool) and stored in numbers
+
+
+async def app_devices_page(
+    db: AsyncDatabase[Document],
+    app_id: str,
+    account_id: str,
+    *,
+    after: str | None,
+    limit: int,
+    contact_id: str | None = None,
+    platforms: Collection[str] = (),
+    statuses: Collection[str] = (),
+    tags: Mapping[str, str | None] | None = None,
+) -> list[Document]:
+    """Up to `limit` devices of the app under the account (their LISTED fields), in `_id`
+    order from the one after the device `_id` `after`: one page of a listing. Only those
+    of the contact, on `platforms`, in `statuses` and with `tags` (each key present, or
+    equal to its value: `tag_condition`), when given.
+
+    A contact's devices are two point reads through the contact directory, paged here (a
+    contact has few). Without one, one range read like `active_app_devices`: MongoDB walks
+    its `_id` index and stops at `limit`; the local store makes one pass per page.
+    """
+    if contact_id is not None:
+        found = devices_carrying(
+            db,
+            "contact_id",
+            [contact_id],
+            account_id=account_id,
+            app_ids=[app_id],
+            projection=LISTED,
+        )
+        start = after or ""
+        return sorted(
+            [
+                device
+                async for device in found
+                if device["_id"] > start
+                and (not platforms or device.get("platform") in platforms)
+                and (not statuses or device.get("status") in statuses)
+                and all(_has_tag(device, key, value) for key, value in (tags or {}).items())
+            ],
+            key=lambda device: str(device["_id"]),
+        )[:limit]
+    query: dict[str, Any] = {"_id": app_range(app_id, after), "account_id": account_id}
+    if platforms:
+        query["platform"] = {"$in": sorted(set(platforms))}
+    if statuses:
+        query["status"] = {"$in": sorted(set(statuses))}
+    for key, value in (tags or {}).items():
+        query[f"tags.{key}"] = tag_condition(value)
+    cursor = db.devices.find(query, LISTED).sort("_id", ASCENDING).limit(limit)
+    return await cursor.to_list(None)

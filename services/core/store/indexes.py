@@ -34,6 +34,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     "interactions": [IndexModel([("notification_id", ASCENDING)], name="notification")],
     # Idempotency keys of send requests, `_id` = account and key.
     "idempotency": [IndexModel([("created", ASCENDING)], name="created")],
+    # Pending scheduled sends, `_id` = notification id; what the due-send loop asks for.
+    "schedules": [IndexModel([("due", ASCENDING)], name="due")],
 }
 
 

@@ -8,9 +8,7 @@ reached the provider and how each of the provider's error answers is classified.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,70 +17,30 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core.credentials import APNSCredentials, FCMCredentials, WebPushCredentials
+from services.core.credentials import FCMCredentials
 from services.core.errors import ProviderQuotaError, ProviderUnavailableError
-from services.core.events import Content, Options, PushJob, WebPushSubscription
-from services.core.providers.apns import APNsProvider, APNSSettings
+from services.core.events import Content, Options
+from services.core.providers.apns import APNsProvider
 from services.core.providers.classify import ErrorClass
 from services.core.providers.fcm import FCMProvider, FCMSettings
-from services.core.providers.webpush import WebPushProvider, WebPushSettings
+from services.core.providers.webpush import WebPushProvider
 from services.core.store.client import Document
-from services.sandbox.emulators import (
-    APNSEmulator,
-    EmulatorThread,
-    FCMEmulator,
-    TokenState,
-    WebPushEmulator,
-)
+from services.sandbox.emulators import FCMEmulator, TokenState
 from tests.integration.dispatching import Harness
+from tests.integration.providers.emulated import (
+    ACCEPTED,
+    DEVICE,
+    Emulators,
+    apns_credentials,
+    apns_settings,
+    job,
+    subscribed,
+    webpush_job,
+)
 from tests.unit.providers.keys import VapidPair, vapid_pair
 
-ACCEPTED = datetime(2026, 11, 23, tzinfo=UTC)
-DEVICE = "ab" * 32
 GONE = "cd" * 32
 BAD = "ef" * 32
-
-
-class Emulators:
-    def __init__(self, cert_dir: Path) -> None:
-        self.fcm = FCMEmulator(project_id="demo-project")
-        self.apns = APNSEmulator(cert_dir=cert_dir)
-        self.webpush = WebPushEmulator()
-
-    def reset(self) -> None:
-        for emulator in (self.fcm, self.apns, self.webpush):
-            emulator.controls.reset()
-
-
-@pytest.fixture(scope="module")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
-    running = Emulators(tmp_path_factory.mktemp("emulators"))
-    with EmulatorThread(running.fcm, running.apns, running.webpush):
-        yield running
-
-
-@pytest.fixture
-def fresh(emulators: Emulators) -> Emulators:
-    emulators.reset()
-    return emulators
-
-
-def job(provider: str, token: str, **fields: Any) -> PushJob:
-    platform = {"fcm": "android", "apns": "ios", "webpush": "web"}[provider]
-    values: dict[str, Any] = {
-        "notification_id": "n1",
-        "account_id": "acc",
-        "app_id": "app",
-        "provider": provider,
-        "platform": platform,
-        "token": token,
-        "token_hash": "h",
-        "notification": Content(title="Hi", body="There"),
-        "accepted_at": ACCEPTED,
-    }
-    values.update(fields)
-    return PushJob(**values)
-
 
 FULL = {
     "notification": Content(title="Hi", body="There", image_url="https://img.example/a.png"),
@@ -92,18 +50,6 @@ FULL = {
 
 
 # FCM
-
-
-@pytest.fixture
-async def fcm(fresh: Emulators) -> AsyncIterator[FCMProvider]:
-    provider = FCMProvider(
-        FCMCredentials(service_account=fresh.fcm.service_account()),
-        FCMSettings(endpoint=fresh.fcm.url),
-    )
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
 
 
 async def test_fcm_delivers_exactly_the_mapped_message(fresh: Emulators, fcm: FCMProvider) -> None:
@@ -240,31 +186,6 @@ async def test_fcm_emulator_error_bodies_classify(
 # APNs
 
 
-def apns_credentials(apns: APNSEmulator, **fields: Any) -> APNSCredentials:
-    values: dict[str, Any] = {
-        "team_id": apns.team_id,
-        "key_id": apns.key_id,
-        "topic": apns.topics[0],
-        "private_key": apns.key_pem,
-        "sandbox": True,
-    }
-    values.update(fields)
-    return APNSCredentials(**values)
-
-
-def apns_settings(apns: APNSEmulator) -> APNSSettings:
-    return APNSSettings(endpoint=apns.url, ca_file=apns.tls.ca_file)
-
-
-@pytest.fixture
-async def apns(fresh: Emulators) -> AsyncIterator[APNsProvider]:
-    provider = APNsProvider(apns_credentials(fresh.apns), apns_settings(fresh.apns))
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
-
-
 async def test_apns_delivers_exactly_the_mapped_notification(
     fresh: Emulators, apns: APNsProvider
 ) -> None:
@@ -353,37 +274,6 @@ async def test_apns_wrong_topic_or_key_is_auth_config_not_invalid_token(
 
 
 # Web Push
-
-
-@pytest.fixture
-def vapid() -> VapidPair:
-    return vapid_pair()
-
-
-@pytest.fixture
-async def webpush(fresh: Emulators, vapid: VapidPair) -> AsyncIterator[WebPushProvider]:
-    provider = WebPushProvider(
-        WebPushCredentials(
-            vapid_private_key=vapid.private,
-            vapid_public_key=vapid.public,
-            subject="mailto:ops@pushline.example",
-        ),
-        WebPushSettings(allow_private=True),
-    )
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
-
-
-def subscribed(fresh: Emulators, vapid: VapidPair, key: str | None = None) -> WebPushSubscription:
-    return WebPushSubscription.model_validate(
-        fresh.webpush.subscribe(application_server_key=key or vapid.public)
-    )
-
-
-def webpush_job(subscription: WebPushSubscription, **fields: Any) -> PushJob:
-    return job("webpush", subscription.endpoint, subscription=subscription, **fields)
 
 
 async def test_webpush_delivers_exactly_the_mapped_plaintext(

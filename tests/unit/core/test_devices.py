@@ -8,7 +8,8 @@ from services.core.devices import (
     provider_for,
     token_problem,
 )
-from services.core.events import Platform, ProviderName, WebPushKeys, WebPushSubscription
+from services.core.events import WebPushKeys, WebPushSubscription
+from services.core.fields import Platform, ProviderName
 from services.core.providers.apns import APNsProvider, is_apns_token
 from services.core.providers.fcm import FCMProvider
 from tests.unit.providers.keys import subscriber

@@ -40,6 +40,8 @@ def test_defaults_match_the_documented_local_stack() -> None:
     assert settings.ingest_port == 8080
     assert settings.topic_partitions == 8
     assert settings.admin_token is None
+    # The admin listener: loopback, a port of its own.
+    assert (settings.admin_host, settings.admin_port) == ("127.0.0.1", 8081)
     assert settings.webhook_allow_private is False
 
 
@@ -219,4 +221,16 @@ def test_a_bad_sandbox_setting_is_refused_by_name(
 ) -> None:
     monkeypatch.setenv("PUSHLINE_SANDBOX_FCM", value)
     with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_settings()
+
+
+def test_the_admin_listener_may_not_take_the_public_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUSHLINE_INGEST_PORT", "9000")
+    monkeypatch.setenv("PUSHLINE_ADMIN_PORT", "9000")
+    # Without an admin token there is no admin listener to clash with.
+    assert load_settings().admin_port == 9000
+    monkeypatch.setenv("PUSHLINE_ADMIN_TOKEN", "admin-secret")
+    with pytest.raises(
+        ConfigError, match="PUSHLINE_ADMIN_PORT must differ from PUSHLINE_INGEST_PORT"
+    ):
         load_settings()

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from services.core.settings import Settings
-from services.ingest.app import create_app
+from services.ingest.app import create_admin_app, create_app
 
 
-def test_every_body_taking_route_documents_its_body() -> None:
-    schema = create_app(Settings(admin_token=SecretStr("t"))).openapi()
+@pytest.mark.parametrize("listener", [create_app, create_admin_app])
+def test_every_body_taking_route_documents_its_body(
+    listener: Callable[[Settings], FastAPI],
+) -> None:
+    schema = listener(Settings(admin_token=SecretStr("t"))).openapi()
     bodies = {
         (method, path): operation["requestBody"]
         for path, operations in schema["paths"].items()
@@ -21,14 +28,81 @@ def test_every_body_taking_route_documents_its_body() -> None:
         for method in operations
         if method in ("post", "patch")
     } - body_less
+    assert bodies
     assert set(bodies) == expected
-    routee = schema["paths"]["/messages/{device_type}"]["post"]["requestBody"]
-    properties = routee["content"]["application/json"]["schema"]["properties"]
-    assert set(properties) == {"routeeContactId", "token", "implementationId"}
     # References would point into $defs that OpenAPI does not have.
     assert "$ref" not in str(bodies)
 
 
+def test_the_native_bodies_document_their_fields() -> None:
+    schema = create_app(Settings()).openapi()
+    routee = schema["paths"]["/messages/{device_type}"]["post"]["requestBody"]
+    properties = routee["content"]["application/json"]["schema"]["properties"]
+    assert set(properties) == {"routeeContactId", "token", "implementationId"}
+
+
+def test_each_listener_documents_its_own_paths_only() -> None:
+    settings = Settings(admin_token=SecretStr("t"))
+    public = create_app(settings).openapi()
+    assert public["info"]["title"] == "Pushline ingest"
+    assert not [path for path in public["paths"] if path.startswith("/admin")]
+    admin = create_admin_app(settings).openapi()
+    assert admin["info"]["title"] == "Pushline admin"
+    assert set(admin["paths"]) == {
+        "/healthz",
+        "/admin/v1/accounts",
+        "/admin/v1/accounts/{account_id}/api-keys",
+        "/admin/v1/apps",
+        "/admin/v1/apps/{app_id}",
+    }
+
+
 def test_admin_api_is_absent_without_an_admin_token() -> None:
-    paths = create_app(Settings()).openapi()["paths"]
-    assert not [path for path in paths if path.startswith("/admin")]
+    paths = create_admin_app(Settings()).openapi()["paths"]
+    assert list(paths) == ["/healthz"]
+
+
+def test_the_send_documents_the_message_options_and_overrides_by_the_providers_names() -> None:
+    schema = create_app(Settings()).openapi()
+    body = schema["paths"]["/v1/notifications"]["post"]["requestBody"]
+    options = body["content"]["application/json"]["schema"]["properties"]["options"]
+    properties = options["properties"]
+    assert {"click_url", "tag", "title_loc_key", "body_loc_args"} <= set(properties)
+
+    def fields(option: str, *path: str) -> set[str]:
+        node = properties[option]
+        for part in path:
+            [node] = [each for each in node["anyOf"] if each.get("type") != "null"]
+            node = node["properties"][part]
+        [node] = [each for each in node["anyOf"] if each.get("type") != "null"]
+        return set(node["properties"]) - {"v"}
+
+    assert fields("apns", "headers") == {
+        "apns-priority",
+        "apns-expiration",
+        "apns-collapse-id",
+        "apns-push-type",
+    }
+    assert {"thread-id", "interruption-level", "alert"} <= fields("apns", "aps")
+    assert {"loc-key", "title-loc-args"} <= fields("apns", "aps", "alert")
+    assert fields("fcm") == {"android", "data"}
+    assert {"channel_id", "notification_priority"} <= fields("fcm", "android", "notification")
+    assert fields("webpush", "headers") == {"TTL", "Urgency", "Topic"}
+    assert "requireInteraction" in fields("webpush", "notification")
+
+
+def test_a_send_documents_its_callback_and_what_the_callback_receives() -> None:
+    schema = create_app(Settings()).openapi()
+    send = schema["paths"]["/v1/notifications"]["post"]
+    properties = send["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert {"callback_url", "callback_events"} <= set(properties)
+    (callback,) = send["callbacks"].values()
+    posted = callback["{$request.body#/callback_url}"]["post"]
+    body = posted["requestBody"]["content"]["application/json"]["schema"]
+    assert {ref["$ref"] for ref in body["anyOf"]} == {
+        "#/components/schemas/SendEnded",
+        "#/components/schemas/DeviceEvents",
+    }
+    assert set(posted["responses"]) == {"200"}
+    ended = schema["components"]["schemas"]["SendEnded"]["properties"]
+    assert {"state", "counters", "signature"} <= set(ended)

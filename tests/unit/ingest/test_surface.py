@@ -5,7 +5,7 @@ FastAPI rejects (each in the shape of the dialect the path belongs to, never Fas
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -13,15 +13,20 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from services.core.settings import Settings
-from services.ingest.app import create_app
+from services.ingest.app import create_admin_app, create_app
 from tests import dialects
 
 CIJ = "/api/v1.0/orgs/o-1/pushdeviceregistration"
 
 
 def ingest() -> FastAPI:
-    """The app without its lifespan: nothing here reaches Kafka or the store."""
+    """The public app without its lifespan: nothing here reaches Kafka or the store."""
     return create_app(Settings(admin_token=SecretStr("t")))
+
+
+def admin_app() -> FastAPI:
+    """The admin app without its lifespan."""
+    return create_admin_app(Settings(admin_token=SecretStr("t")))
 
 
 @pytest.fixture
@@ -31,14 +36,23 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+@pytest.fixture
+async def admin() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=admin_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as http:
+        yield http
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status", "allow", "shape"),
     [
         ("GET", "/nothing/here", 404, None, dialects.problem_json),
         ("GET", "/v1/nothing", 404, None, dialects.problem_json),
-        ("GET", "/v1/apps/a-1/devices", 405, "POST", dialects.problem_json),
-        ("PUT", "/admin/v1/apps/a-1", 405, "GET, PATCH", dialects.problem_json),
-        ("GET", "/admin/v1/nothing", 404, None, dialects.problem_json),
+        ("PUT", "/v1/apps/a-1/devices", 405, "GET, POST", dialects.problem_json),
+        # The admin API is the admin listener's only, whatever the method.
+        ("GET", "/admin/v1/apps/a-1", 404, None, dialects.problem_json),
+        ("POST", "/admin/v1/accounts", 404, None, dialects.problem_json),
+        ("PUT", "/admin/v1/apps/a-1", 404, None, dialects.problem_json),
         ("GET", "/messages/android", 405, "POST", dialects.routee),
         ("GET", "/messages/android/more", 404, None, dialects.routee),
         ("GET", f"{CIJ}/devices", 405, "POST", dialects.cij),
@@ -63,6 +77,31 @@ async def test_no_route_answers_in_the_dialects_shape(
     assert response.headers.get("allow") == allow
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("PUT", "/admin/v1/apps/a-1", 405, "GET, PATCH"),
+        ("GET", "/admin/v1/nothing", 404, None),
+        ("POST", "/v1/notifications", 404, None),
+        ("GET", "/readyz", 404, None),
+        ("GET", "/metrics", 404, None),
+        ("DELETE", "/healthz", 405, "GET"),
+    ],
+)
+async def test_the_admin_listener_answers_no_route_in_problem_json(
+    admin: httpx.AsyncClient, method: str, path: str, status: int, allow: str | None
+) -> None:
+    response = await admin.request(method, path)
+    assert response.status_code == status
+    dialects.problem_json(response, path)
+    assert response.headers.get("allow") == allow
+
+
+async def test_the_admin_listener_has_its_own_health(admin: httpx.AsyncClient) -> None:
+    response = await admin.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
 async def test_a_parameter_fastapi_rejects_is_the_dialects_400() -> None:
     app = ingest()
 
@@ -78,7 +117,14 @@ async def test_a_parameter_fastapi_rejects_is_the_dialects_400() -> None:
     assert "count" in response.json()["detail"]
 
 
-async def test_docs_load_every_asset_from_the_ingest(client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("listener", [ingest, admin_app])
+async def test_docs_load_every_asset_from_the_ingest(listener: Callable[[], FastAPI]) -> None:
+    transport = httpx.ASGITransport(app=listener())
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        await _docs_load_every_asset(client)
+
+
+async def _docs_load_every_asset(client: httpx.AsyncClient) -> None:
     page = await client.get("/docs")
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
@@ -103,21 +149,27 @@ def test_the_document_declares_each_apis_credential_and_no_422_that_never_happen
             "scheme": "bearer",
             "description": schemes["apiKey"]["description"],
         },
+    }
+    admin = admin_app().openapi()
+    assert admin["components"]["securitySchemes"] == {
         "adminToken": {
             "type": "http",
             "scheme": "bearer",
-            "description": schemes["adminToken"]["description"],
+            "description": "The ingest's `PUSHLINE_ADMIN_TOKEN`.",
         },
     }
+    for path, operations in admin["paths"].items():
+        for operation in operations.values():
+            declared = operation.get("security")
+            assert declared == (None if path == "/healthz" else [{"adminToken": []}]), path
+    assert "HTTPValidationError" not in str(admin)
     security = {
         (method, path): operation.get("security")
         for path, operations in document["paths"].items()
         for method, operation in operations.items()
     }
     for (_, path), declared in security.items():
-        if path.startswith("/admin/"):
-            assert declared == [{"adminToken": []}], path
-        elif path.startswith(("/v1/", "/messages/")):
+        if path.startswith(("/v1/", "/messages/")):
             assert declared == [{"apiKey": []}], path
         else:  # Customer Insights (the token is in the body), health and readiness
             assert declared is None, path

@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.core.credentials import APNSCredentials
-from services.core.errors import ProviderAuthError, ProviderQuotaError
-from services.core.events import Content, Options, PushJob
+from services.core.errors import MessageInvalidError, ProviderAuthError, ProviderQuotaError
+from services.core.events import AndroidOptions, Content, Options, PushJob
+from services.core.overrides import ApnsHeaders, ApnsOverride, Aps, ApsAlert
 from services.core.providers.apns import APNsProvider, APNSSettings, endpoint_for
 from services.core.providers.classify import ErrorClass
 from services.sandbox.emulators.tls import TLSFiles, certificates
@@ -157,6 +158,118 @@ async def test_data_only_is_a_background_push_at_priority_5(
     assert received.headers["apns-priority"] == "5"
     assert "apns-expiration" not in received.headers
     assert "apns-collapse-id" not in received.headers
+
+
+async def test_shown_options_are_aps_keys(provider: APNsProvider, apns: FakeAPNs) -> None:
+    options = Options(
+        badge=3,
+        sound="chime.caf",
+        thread_id="order-42",
+        category="ORDER",
+        interruption_level="time-sensitive",
+        mutable_content=True,
+        android=AndroidOptions(channel_id="orders"),
+    )
+    await provider.send([job(notification=Content(title="Hi"), options=options)])
+    [received] = apns.received
+    assert received.body == {
+        "aps": {
+            "alert": {"title": "Hi"},
+            "badge": 3,
+            "sound": "chime.caf",
+            "thread-id": "order-42",
+            "category": "ORDER",
+            "interruption-level": "time-sensitive",
+            "mutable-content": 1,
+        }
+    }
+    assert received.headers["apns-push-type"] == "alert"
+
+
+async def test_click_url_image_and_localisation_keys(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    options = Options(
+        click_url="shop://orders/42",
+        tag="not-for-apns",
+        title_loc_key="ORDER_TITLE",
+        title_loc_args=("42",),
+        body_loc_key="ORDER_BODY",
+        body_loc_args=("Ana", "tomorrow"),
+    )
+    content = Content(title="Order 42", body="Shipped", image_url="https://i.example/a.png")
+    await provider.send([job(notification=content, data={"order": "42"}, options=options)])
+    [received] = apns.received
+    assert received.body == {
+        "order": "42",
+        "image_url": "https://i.example/a.png",
+        "click_url": "shop://orders/42",
+        "aps": {
+            "alert": {
+                "title": "Order 42",
+                "body": "Shipped",
+                "title-loc-key": "ORDER_TITLE",
+                "title-loc-args": ["42"],
+                "loc-key": "ORDER_BODY",
+                "loc-args": ["Ana", "tomorrow"],
+            },
+            "mutable-content": 1,
+        },
+    }
+
+
+async def test_the_apns_override_is_merged_last(provider: APNsProvider, apns: FakeAPNs) -> None:
+    options = Options(
+        priority="high",
+        ttl=60,
+        collapse_key="mine",
+        sound="default",
+        apns=ApnsOverride(
+            headers=ApnsHeaders(apns_priority="5", apns_expiration="0", apns_collapse_id="theirs"),
+            aps=Aps(
+                sound="bell.caf",
+                relevance_score=0.5,
+                alert=ApsAlert(subtitle="For you", loc_key="OVERRIDDEN"),
+            ),
+            custom={"campaign": "spring"},
+        ),
+    )
+    await provider.send([job(notification=Content(title="Hi"), options=options)])
+    [received] = apns.received
+    assert received.body == {
+        "campaign": "spring",
+        "aps": {
+            "alert": {"title": "Hi", "subtitle": "For you", "loc-key": "OVERRIDDEN"},
+            "sound": "bell.caf",
+            "relevance-score": 0.5,
+        },
+    }
+    headers = received.headers
+    assert (headers["apns-priority"], headers["apns-expiration"]) == ("5", "0")
+    assert (headers["apns-collapse-id"], headers["apns-push-type"]) == ("theirs", "alert")
+
+
+def test_click_url_and_override_keys_are_kept_from_data() -> None:
+    with pytest.raises(MessageInvalidError, match="click_url with a click_url"):
+        APNsProvider.document(
+            Content(title="Hi"), {"click_url": "x"}, Options(click_url="https://a.example/")
+        )
+    # Without a click_url the key is the caller's.
+    document = APNsProvider.document(Content(title="Hi"), {"click_url": "x"}, Options())
+    assert document["click_url"] == "x"
+    with pytest.raises(ValueError, match="custom keys go beside aps"):
+        ApnsOverride(custom={"aps": "x"})
+
+
+async def test_content_available_is_a_background_push(
+    provider: APNsProvider, apns: FakeAPNs
+) -> None:
+    options = Options(content_available=True, priority="high")
+    await provider.send([job(notification=Content(), data={"sync": "1"}, options=options)])
+    [received] = apns.received
+    assert received.body == {"sync": "1", "aps": {"content-available": 1}}
+    assert received.headers["apns-push-type"] == "background"
+    assert received.headers["apns-priority"] == "5"
 
 
 async def test_error_answers_are_classified_and_410_keeps_its_timestamp(

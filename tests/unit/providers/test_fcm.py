@@ -14,10 +14,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import credentials, messaging
 
 from services.core.credentials import FCMCredentials
-from services.core.errors import ProviderQuotaError, ProviderUnavailableError
-from services.core.events import Content, Options, PushJob
+from services.core.errors import (
+    MessageInvalidError,
+    PayloadTooLargeError,
+    ProviderQuotaError,
+    ProviderUnavailableError,
+)
+from services.core.events import AndroidOptions, Content, Options, PushJob
+from services.core.overrides import FcmAndroid, FcmAndroidNotification, FcmOverride
 from services.core.providers.classify import ErrorClass
 from services.core.providers.fcm import HEADERS, FCMProvider, FCMSettings, encoder
+from services.core.providers.payload import build_payload
 from tests.unit.providers.fcm_server import (
     Answer,
     FakeFCM,
@@ -136,6 +143,158 @@ async def test_data_only_message_is_a_background_push(provider: FCMProvider, fcm
             },
             "webpush": {"headers": {"Urgency": "high"}},
         }
+    }
+
+
+async def test_shown_options_map_to_android_and_apns(provider: FCMProvider, fcm: FakeFCM) -> None:
+    options = Options(
+        badge=0,
+        sound="default",
+        thread_id="order-42",
+        category="ORDER",
+        interruption_level="passive",
+        mutable_content=True,
+        android=AndroidOptions(channel_id="orders", color="#FF0000", icon="ic_order"),
+    )
+    await provider.send([job(notification=Content(title="Hi"), options=options)])
+    message = fcm.sends[0]["message"]
+    assert message["android"] == {
+        "priority": "high",
+        "notification": {
+            "sound": "default",
+            "click_action": "ORDER",
+            "channel_id": "orders",
+            "color": "#FF0000",
+            "icon": "ic_order",
+        },
+    }
+    assert message["apns"]["payload"] == {
+        "aps": {
+            "badge": 0,
+            "sound": "default",
+            "thread-id": "order-42",
+            "category": "ORDER",
+            "interruption-level": "passive",
+            "mutable-content": 1,
+        }
+    }
+    assert message["webpush"] == {"headers": {"Urgency": "high"}}
+
+
+async def test_click_url_tag_image_and_localisation_keys(
+    provider: FCMProvider, fcm: FakeFCM
+) -> None:
+    options = Options(
+        click_url="https://shop.example/orders/42",
+        tag="order-42",
+        title_loc_key="ORDER_TITLE",
+        title_loc_args=("42",),
+        body_loc_key="ORDER_BODY",
+        body_loc_args=("Ana",),
+    )
+    content = Content(title="Order 42", body="Shipped", image_url="https://i.example/a.png")
+    await provider.send([job(notification=content, data={"order": "42"}, options=options)])
+    message = fcm.sends[0]["message"]
+    assert message["notification"] == {
+        "title": "Order 42",
+        "body": "Shipped",
+        "image": "https://i.example/a.png",
+    }
+    assert message["data"] == {"order": "42", "click_url": "https://shop.example/orders/42"}
+    assert message["android"]["notification"] == {
+        "tag": "order-42",
+        "title_loc_key": "ORDER_TITLE",
+        "title_loc_args": ["42"],
+        "body_loc_key": "ORDER_BODY",
+        "body_loc_args": ["Ana"],
+    }
+    assert message["apns"]["payload"] == {
+        "aps": {
+            "alert": {
+                "title": "Order 42",
+                "body": "Shipped",
+                "title-loc-key": "ORDER_TITLE",
+                "title-loc-args": ["42"],
+                "loc-key": "ORDER_BODY",
+                "loc-args": ["Ana"],
+            },
+            "mutable-content": 1,
+        }
+    }
+    assert message["webpush"] == {
+        "headers": {"Urgency": "high"},
+        "fcm_options": {"link": "https://shop.example/orders/42"},
+    }
+
+
+async def test_an_app_link_is_data_only(provider: FCMProvider, fcm: FakeFCM) -> None:
+    # FCM opens only https links for the web: a deep link is the app's to open.
+    await provider.send([job(options=Options(click_url="shop://orders/42"))])
+    message = fcm.sends[0]["message"]
+    assert message["data"] == {"click_url": "shop://orders/42"}
+    assert message["webpush"] == {"headers": {"Urgency": "high"}}
+
+
+async def test_the_fcm_override_is_merged_last(provider: FCMProvider, fcm: FakeFCM) -> None:
+    options = Options(
+        ttl=60,
+        sound="default",
+        android=AndroidOptions(channel_id="orders"),
+        fcm=FcmOverride(
+            data={"campaign": "spring", "order": "43"},
+            android=FcmAndroid(
+                ttl="3.5s",
+                direct_boot_ok=True,
+                data={"only": "android"},
+                notification=FcmAndroidNotification(
+                    channel_id="promos", notification_priority="PRIORITY_HIGH", sticky=True
+                ),
+            ),
+        ),
+    )
+    await provider.send([job(data={"order": "42"}, options=options)])
+    message = fcm.sends[0]["message"]
+    assert message["data"] == {"order": "43", "campaign": "spring"}
+    assert message["android"] == {
+        "priority": "high",
+        "ttl": "3.5s",
+        "direct_boot_ok": True,
+        "data": {"only": "android"},
+        "notification": {
+            "sound": "default",
+            "channel_id": "promos",
+            "notification_priority": "PRIORITY_HIGH",
+            "sticky": True,
+        },
+    }
+
+
+def test_fcm_data_overrides_count_and_are_checked() -> None:
+    with pytest.raises(MessageInvalidError, match=r"google\.x"):
+        FCMProvider.document(
+            Content(title="Hi"), {}, Options(fcm=FcmOverride(data={"google.x": "1"}))
+        )
+    android = FcmAndroid(data={"gcm.x": "1"})
+    with pytest.raises(MessageInvalidError, match=r"gcm\.x"):
+        FCMProvider.document(Content(title="Hi"), {}, Options(fcm=FcmOverride(android=android)))
+    with pytest.raises(MessageInvalidError, match="click_url"):
+        FCMProvider.document(
+            Content(title="Hi"), {"click_url": "x"}, Options(click_url="https://a.example/")
+        )
+    big = Options(fcm=FcmOverride(android=FcmAndroid(data={"k": "x" * 4000, "l": "y" * 99})))
+    with pytest.raises(PayloadTooLargeError):
+        build_payload(FCMProvider, Content(title="Hi"), {}, big)
+
+
+async def test_content_available_is_a_data_message(provider: FCMProvider, fcm: FakeFCM) -> None:
+    options = Options(content_available=True)
+    await provider.send([job(notification=Content(), data={"sync": "1"}, options=options)])
+    message = fcm.sends[0]["message"]
+    assert "notification" not in message
+    assert "notification" not in message["android"]
+    assert message["apns"] == {
+        "headers": {"apns-priority": "5", "apns-push-type": "background"},
+        "payload": {"aps": {"content-available": 1}},
     }
 
 

@@ -7,13 +7,21 @@ import json
 import pytest
 
 from services.core.errors import MessageInvalidError, PayloadTooLargeError
-from services.core.events import Content
-from services.core.providers.payload import Payload, build_payload, check_notification
+from services.core.events import Content, Options
+from services.core.providers.payload import (
+    ELLIPSIS,
+    Payload,
+    build_payload,
+    check_notification,
+    fitted,
+)
 from services.core.providers.registry import provider_class
 
 
-def build(provider: str, content: Content, data: dict[str, str]) -> Payload:
-    return build_payload(provider_class(provider), content, data)
+def build(
+    provider: str, content: Content, data: dict[str, str], options: Options | None = None
+) -> Payload:
+    return build_payload(provider_class(provider), content, data, options or Options())
 
 
 def fill(provider: str, size: int) -> tuple[Content, dict[str, str]]:
@@ -105,7 +113,35 @@ def test_reserved_data_keys_are_message_invalid(provider: str, data: dict[str, s
 
 def test_ingest_check_refuses_what_any_provider_would() -> None:
     content, data = fill("webpush", 4000)  # fits FCM and APNs, not Web Push
-    check_notification(content, data, providers=["fcm", "apns"])
+    check_notification(content, data, Options(), providers=["fcm", "apns"])
     with pytest.raises(PayloadTooLargeError) as caught:
-        check_notification(content, data)
+        check_notification(content, data, Options())
     assert caught.value.provider == "webpush"
+
+
+def test_apns_options_count_toward_its_limit() -> None:
+    content, data = fill("apns", 4096)
+    assert build("apns", content, data).size == 4096
+    with pytest.raises(PayloadTooLargeError):
+        build("apns", content, data, Options(sound="default"))
+
+
+@pytest.mark.parametrize("text", ["x", "\u00e9", '"', "\u2603"])
+def test_fitted_shortens_the_body_to_the_smallest_limit(text: str) -> None:
+    data = {"k": "y" * 3000}
+    content = Content(title="t", body=text * 2000)
+    shortened = fitted(content, data, Options(), ["fcm", "apns", "webpush"])
+    assert shortened.body.endswith(ELLIPSIS)
+    assert text * 100 in shortened.body
+    check_notification(shortened, data, Options())
+    assert build("webpush", shortened, data).size > 3993 - 8  # no more than needed
+
+
+def test_fitted_leaves_what_fits_or_cannot_fit() -> None:
+    fits = Content(title="t", body="short")
+    assert fitted(fits, {}, Options(), ["apns"]) == fits
+    # Data alone over the limit: no body would be short enough.
+    hopeless = Content(title="t", body="b" * 100)
+    assert fitted(hopeless, {"k": "y" * 5000}, Options(), ["apns"]) == hopeless
+    reserved = Content(title="t", body="b" * 4000)
+    assert fitted(reserved, {"aps": "x"}, Options(), ["apns"]) == reserved

@@ -21,6 +21,12 @@ from py_vapid import Vapid02
 from services.core.credentials import WebPushCredentials
 from services.core.errors import ProviderAuthError, ProviderQuotaError, ProviderUnavailableError
 from services.core.events import Content, Options, PushJob, WebPushKeys, WebPushSubscription
+from services.core.overrides import (
+    WebNotificationAction,
+    WebPushHeaders,
+    WebPushNotification,
+    WebPushOverride,
+)
 from services.core.providers.classify import ErrorClass
 from services.core.providers.webpush import VapidCache, WebPushProvider, WebPushSettings
 from tests.unit.providers.keys import Subscriber, VapidPair, subscriber, vapid_pair
@@ -161,6 +167,47 @@ async def test_message_is_encrypted_signed_and_mapped(
     claims = jwt_claims(headers["Authorization"])
     assert claims["aud"] == service.base_url
     assert claims["sub"] == "mailto:ops@pushline.example"
+
+
+async def test_click_url_tag_and_the_webpush_override(
+    provider: WebPushProvider, service: PushService
+) -> None:
+    sub = subscriber()
+    options = Options(
+        ttl=60,
+        collapse_key="mine",
+        click_url="https://shop.example/orders/42",
+        tag="order-42",
+        title_loc_key="NOT_FOR_THE_WEB",
+        webpush=WebPushOverride(
+            headers=WebPushHeaders(ttl=0, urgency="very-low", topic="theirs"),
+            notification=WebPushNotification(
+                icon="https://shop.example/icon.png",
+                require_interaction=True,
+                vibrate=(100, 50),
+                actions=(WebNotificationAction(action="open", title="Open"),),
+            ),
+        ),
+    )
+    content = Content(title="Hi", body="There")
+    await provider.send(
+        [job(sub, f"{service.base_url}/s/1", notification=content, options=options)]
+    )
+    [request] = service.requests
+    assert decrypt(request, sub) == {
+        "notification": {
+            "title": "Hi",
+            "body": "There",
+            "tag": "order-42",
+            "data": {"url": "https://shop.example/orders/42"},
+            "icon": "https://shop.example/icon.png",
+            "requireInteraction": True,
+            "vibrate": [100, 50],
+            "actions": [{"action": "open", "title": "Open"}],
+        }
+    }
+    headers = request.headers
+    assert (headers["TTL"], headers["Urgency"], headers["Topic"]) == ("0", "very-low", "theirs")
 
 
 async def test_defaults_ttl_four_weeks_urgency_high_no_topic(

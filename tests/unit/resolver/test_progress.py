@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from services.core.events import Platform, ProviderName, PushJob
+from services.core.events import PushJob
+from services.core.fields import Platform, ProviderName
 from services.core.tokens import hash_token
 from services.resolver.progress import CHECKPOINT_EVERY, Progress
 
