@@ -120,6 +120,25 @@ class Audience:
 
         await eventually(enough, within=300)
 
+    def twice(self, since: float, events: list[tuple[float, str]]) -> str:
+        """What the devices reached twice have in common: whether both requests were one
+        request made twice below Pushline (the same `apns-id`), and when each arrived
+        relative to the faults (seconds since the send, the faults' times listed)."""
+        by_target: dict[tuple[str, str], list[Record]] = {}
+        for record in self.records():
+            by_target.setdefault((record.provider, record.target), []).append(record)
+        same_request = Counter[str]()
+        times = Counter[str]()
+        for (provider, _), found in by_target.items():
+            if len(found) < 2:
+                continue
+            ids = {r.headers.get("apns-id") for r in found}
+            if provider == "apns":
+                same_request["one request" if len(ids) == 1 else "two requests"] += 1
+            times[" / ".join(f"{r.received_at - since:.1f}" for r in found)] += 1
+        faults = ", ".join(f"{what} at {at - since:.1f}" for at, what in events)
+        return f"{dict(same_request)}; arrivals {dict(times.most_common(8))}; {faults}"
+
     def check_everyone_got_it(self) -> Counter[str]:
         """Assert each device was reached; return, per provider, the extra sends."""
         records = self.records()
@@ -170,6 +189,19 @@ async def feedback_commits_everything(settings: Settings, within: float) -> None
         await admin.close()
 
 
+async def counted_by_now(pipeline: Pipeline, earlier: float, duplicates: int) -> float:
+    """The duplicates counted: `earlier` (by killed feedback processes) and the running
+    feedback's, once they reach `duplicates` or 15 s have passed. Feedback counts a batch's
+    duplicates just after the store write that may finish the notification: when the sends
+    made again are the last, its count trails what `finished` saw by a moment."""
+    deadline = time.monotonic() + 15
+    while (counted := earlier + await duplicates_counted(pipeline)) < duplicates:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    return counted
+
+
 async def kill_feedback_once_caught_up(settings: Settings, pipeline: Pipeline) -> float:
     """Kill the feedback process and return the duplicates it counted.
 
@@ -200,6 +232,7 @@ async def check_outcome(
     audience: Audience,
     pipeline: Pipeline,
     counted: float = 0.0,
+    timeline: tuple[float, list[tuple[float, str]]] | None = None,
 ) -> None:
     """Exact counters, everyone reached, under 1% reached twice, each counted."""
     notification = await finished(db, send, within=120 + DEVICES * 0.02)
@@ -212,11 +245,13 @@ async def check_outcome(
     )
     extra = audience.check_everyone_got_it()
     duplicates = extra.total()
-    counted += await duplicates_counted(pipeline)
+    counted = await counted_by_now(pipeline, counted, duplicates)
     print(
         f"\n{DEVICES} devices, {what}: {duplicates} reached twice {dict(extra)}, "
         f"{counted:.0f} counted"
     )
+    if duplicates and timeline is not None:
+        print("reached twice:", audience.twice(*timeline))
     assert duplicates < MAX_DUPLICATES * DEVICES
     # Counted: every send made again after its sender died with it on the wire, whether or
     # not the first had reached the emulator before the kill.
@@ -226,16 +261,22 @@ async def check_outcome(
 async def test_each_worker_killed_in_turn_loses_nothing_and_counts_once(
     settings: Settings, db: AsyncDatabase[Document], audience: Audience, pipeline: Pipeline
 ) -> None:
+    started = time.time()
     send = await send_to_ana(settings)
     counted = 0.0
+    events: list[tuple[float, str]] = []
     for share, name in zip((0.02, 0.2, 0.4, 0.6), WORKERS, strict=True):
         await audience.reached(share)
+        events.append((time.time(), f"{name} killed"))
         if name == "feedback":
             counted += await kill_feedback_once_caught_up(settings, pipeline)
+            events.append((time.time(), f"feedback read {counted:.0f}"))
         else:
             pipeline.kill(name)
         await pipeline.start(name, WORKERS[name])
-    await check_outcome("4 workers killed in turn", db, send, audience, pipeline, counted)
+    await check_outcome(
+        "4 workers killed in turn", db, send, audience, pipeline, counted, (started, events)
+    )
 
 
 async def test_the_broker_killed_and_restarted_mid_send_loses_nothing(
