@@ -4,7 +4,9 @@ Served by the admin app alone, on the ingest's admin listener (services/ingest/a
 public listener has no admin path. Bearer `PUSHLINE_ADMIN_TOKEN`, compared in constant time.
 Without the setting the routes are not mounted at all (and the ingest starts no admin
 listener): every admin path answers 404. Errors are RFC 9457 problem+json.
-Provider secrets go in; none ever comes out.
+Provider secrets go in; none ever comes out. Credentials uploaded are checked with their
+provider before the answer, which shows the verdict in `credentials_status`
+(services.core.credential_checks).
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import logging
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import SecretStr
 
 from services.core import audit
+from services.core.credential_checks import check_uploaded, uploaded
 from services.core.errors import (
     AlreadyExistsError,
     InvalidRequestError,
     MasterKeyMissingError,
     NotFoundError,
 )
+from services.core.settings import Settings
 from services.core.store.accounts import Account, Name, RecordId
 from services.core.store.apps import App, AppChanges, NewApp
 from services.ingest.access import origin
@@ -51,11 +54,12 @@ def app_view(app: App) -> dict[str, object]:
     return app.model_dump(mode="json")
 
 
-def routes(admin_token: SecretStr | None) -> APIRouter:
+def routes(settings: Settings) -> APIRouter:
     """The admin router; an empty one (so 404 everywhere) when no admin token is set."""
     router = APIRouter(
         prefix="/admin/v1", tags=["Admin"], responses=responses(400, 401, 404, 409, 500)
     )
+    admin_token = settings.admin_token
     if admin_token is None:
         return router
     expected = admin_token.get_secret_value().encode()
@@ -99,8 +103,9 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
     async def create_app(request: Request) -> Response:
         """Create an app, with provider credentials sealed at rest."""
         new = parse(NewApp, await request.body())
+        apps = tenants_of(request).apps
         try:
-            app = await tenants_of(request).apps.create(new)
+            app = await apps.create(new)
         except NotFoundError as exc:
             raise Invalid([Problem("account_id", str(exc))]) from exc
         except (AlreadyExistsError, InvalidRequestError, MasterKeyMissingError) as exc:
@@ -112,7 +117,9 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             app_id=app.id,
             **origin(request),
         )
-        return JSONResponse(app_view(app), status_code=201)
+        return JSONResponse(
+            app_view(await check_uploaded(apps, app, uploaded(new), settings)), status_code=201
+        )
 
     @router.get("/apps/{app_id}", dependencies=guarded)
     async def get_app(app_id: str, request: Request) -> Response:
@@ -126,8 +133,9 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
     async def update_app(app_id: str, request: Request) -> Response:
         """Change the given fields; a provider set to null is removed."""
         changes = parse(AppChanges, await request.body())
+        apps = tenants_of(request).apps
         try:
-            app = await tenants_of(request).apps.update(app_id, changes)
+            app = await apps.update(app_id, changes)
         except NotFoundError as exc:
             raise Refusal(404, str(exc)) from exc
         except (AlreadyExistsError, InvalidRequestError, MasterKeyMissingError) as exc:
@@ -139,7 +147,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             app_id=app.id,
             **origin(request),
         )
-        return JSONResponse(app_view(app))
+        return JSONResponse(app_view(await check_uploaded(apps, app, uploaded(changes), settings)))
 
     return router
 
