@@ -30,11 +30,13 @@ from services.core.store.accounts import Account, Name, RecordId
 from services.core.store.apps import App, AppChanges, NewApp
 from services.ingest.access import origin
 from services.ingest.auth import bearer, tenants_of
-from services.ingest.bodies import Body, documented, parse
+from services.ingest.bodies import Body, answered, documented, parse
 from services.ingest.problems import responses
 from services.ingest.refusals import Invalid, Problem, Refusal
 
 log = logging.getLogger(__name__)
+
+_CHECKED = "The app without secrets; `credentials_status` holds the checks of the credentials given"
 
 
 class NewAccount(Body):
@@ -99,9 +101,16 @@ def routes(settings: Settings) -> APIRouter:
         audit.record("api_key_issued", via="admin_api", account_id=account_id, **origin(request))
         return JSONResponse({"account_id": account_id, "api_key": api_key}, status_code=201)
 
-    @router.post("/apps", status_code=201, dependencies=guarded, openapi_extra=documented(NewApp))
+    @router.post(
+        "/apps",
+        status_code=201,
+        dependencies=guarded,
+        openapi_extra=documented(NewApp),
+        responses=answered(App, 201, _CHECKED),
+    )
     async def create_app(request: Request) -> Response:
-        """Create an app, with provider credentials sealed at rest."""
+        """Create an app, with provider credentials sealed at rest and checked with their
+        provider before the answer (`credentials_status`)."""
         new = parse(NewApp, await request.body())
         apps = tenants_of(request).apps
         try:
@@ -121,17 +130,28 @@ def routes(settings: Settings) -> APIRouter:
             app_view(await check_uploaded(apps, app, uploaded(new), settings)), status_code=201
         )
 
-    @router.get("/apps/{app_id}", dependencies=guarded)
+    @router.get(
+        "/apps/{app_id}",
+        dependencies=guarded,
+        responses=answered(App, 200, "The app without secrets, with `credentials_status`"),
+    )
     async def get_app(app_id: str, request: Request) -> Response:
-        """The app, without secrets."""
+        """The app, without secrets; `credentials_status` says, per provider, whether it
+        took the app's credentials when last checked."""
         app = await tenants_of(request).apps.get(app_id)
         if app is None:
             raise Refusal(404, f"app {app_id} not found")
         return JSONResponse(app_view(app))
 
-    @router.patch("/apps/{app_id}", dependencies=guarded, openapi_extra=documented(AppChanges))
+    @router.patch(
+        "/apps/{app_id}",
+        dependencies=guarded,
+        openapi_extra=documented(AppChanges),
+        responses=answered(App, 200, _CHECKED),
+    )
     async def update_app(app_id: str, request: Request) -> Response:
-        """Change the given fields; a provider set to null is removed."""
+        """Change the given fields; a provider set to null is removed. Credentials given
+        (all of them, when `sandbox` turns false) are checked before the answer."""
         changes = parse(AppChanges, await request.body())
         apps = tenants_of(request).apps
         try:
