@@ -124,6 +124,11 @@ async def check_stored(
     status = await check(provider, found.credentials, settings, found.previous)
     if not await statuses.record(app_id, provider, found.sealed, status):
         return None
+    if status.valid is False:
+        log.warning(
+            "the provider refused the app's credentials",
+            extra={"app_id": app_id, "provider": provider, "why": status.last_error},
+        )
     return status
 
 
