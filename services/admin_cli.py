@@ -2,7 +2,9 @@
 
 Each command prints JSON on stdout (the same objects the admin API answers) and exits 0;
 a refused operation prints `pushline admin: <why>` on stderr and exits 1. Creating or
-changing provider credentials needs PUSHLINE_MASTER_KEY, the same one the services use.
+changing provider credentials needs PUSHLINE_MASTER_KEY, the same one the services use;
+credentials given are checked with their provider before the app is printed, as the admin
+API does (services.core.credential_checks).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 
 from services.core import audit
+from services.core.credential_checks import check_uploaded, uploaded
 from services.core.errors import PushlineError
 from services.core.secrets import Vault
 from services.core.settings import Settings
@@ -92,7 +95,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     db = store.database(mongo)
     try:
         await ensure_indexes(db)
-        result = await _dispatch(args, Accounts(db), Apps(db, Vault(settings.master_key)))
+        apps = Apps(db, Vault(settings.master_key))
+        result = await _dispatch(args, Accounts(db), apps, settings)
     except ConnectionFailure:
         print(f"pushline admin: {store.unanswered(settings)}", file=sys.stderr)
         return 1
@@ -105,7 +109,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _dispatch(args: argparse.Namespace, accounts: Accounts, apps: Apps) -> object:
+async def _dispatch(
+    args: argparse.Namespace, accounts: Accounts, apps: Apps, settings: Settings
+) -> object:
     if args.action == "create-account":
         account, api_key = await accounts.create(args.name, args.id)
         audit.record("account_created", via="admin_cli", account_id=account.id)
@@ -124,7 +130,7 @@ async def _dispatch(args: argparse.Namespace, accounts: Accounts, apps: Apps) ->
         audit.app_created(
             new.model_fields_set, via="admin_cli", account_id=app.account_id, app_id=app.id
         )
-        return _shown(app)
+        return _shown(await check_uploaded(apps, app, uploaded(new), settings))
     if args.action == "get-app":
         found = await apps.get(args.app_id)
         if found is None:
@@ -138,7 +144,7 @@ async def _dispatch(args: argparse.Namespace, accounts: Accounts, apps: Apps) ->
     audit.app_changed(
         changes.model_fields_set, via="admin_cli", account_id=app.account_id, app_id=app.id
     )
-    return _shown(app)
+    return _shown(await check_uploaded(apps, app, uploaded(changes), settings))
 
 
 def _body(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,6 +10,7 @@ the part an app may show.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,6 +22,21 @@ _APPLE_ID = re.compile(r"[A-Z0-9]{10}")
 _SERVICE_ACCOUNT_FIELDS = ("project_id", "client_email", "private_key", "token_uri")
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class CredentialStatus(BaseModel):
+    """What the provider last said of an app's credentials (`credential_checks`).
+
+    `valid`: the provider's last verdict, None until one came (a check it did not answer
+    leaves the verdict as it was); `checked_at`: the last check; `last_error`: why that
+    check failed, in a few words that hold no secret, None when it passed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    valid: bool | None
+    checked_at: datetime
+    last_error: Annotated[str, Field(max_length=300)] | None = None
 
 
 class ProviderCredentials(BaseModel):

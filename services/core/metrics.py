@@ -1,7 +1,9 @@
 """Every `pushline_*` Prometheus metric, defined once.
 
 Seconds for time; labels with few values (route, status, provider, outcome, reason);
-never a token, contact or app id as a label.
+never a token or contact as a label, and an app id only where the alert must name the app
+(`APP_CREDENTIALS_VALID`: one series per app and provider with credentials, as few as the
+apps an operator created).
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ PROVIDER_AUTH_FAILURES = Counter(
     "pushline_provider_auth_failures_total",
     "Sends refused because an app's provider credentials or configuration are wrong.",
     ["provider"],
+)
+APP_CREDENTIALS_VALID = Gauge(
+    "pushline_app_credentials_valid",
+    "Whether the provider took an app's credentials when last checked (1) or refused them (0); "
+    "no series until a provider has said either.",
+    ["app", "provider"],
 )
 OUTAGE_RETRIES = Counter(
     "pushline_outage_retries_total",

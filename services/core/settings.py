@@ -232,6 +232,8 @@ class Settings(BaseSettings):
     delivery_retention: Duration = timedelta(days=7)
     notification_retention: Duration = timedelta(days=90)
     retention_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    # How often each app's provider credentials are checked again (the senders do it).
+    credentials_check_interval: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _listeners(self) -> Settings:

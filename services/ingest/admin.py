@@ -4,7 +4,9 @@ Served by the admin app alone, on the ingest's admin listener (services/ingest/a
 public listener has no admin path. Bearer `PUSHLINE_ADMIN_TOKEN`, compared in constant time.
 Without the setting the routes are not mounted at all (and the ingest starts no admin
 listener): every admin path answers 404. Errors are RFC 9457 problem+json.
-Provider secrets go in; none ever comes out.
+Provider secrets go in; none ever comes out. Credentials uploaded are checked with their
+provider before the answer, which shows the verdict in `credentials_status`
+(services.core.credential_checks).
 """
 
 from __future__ import annotations
@@ -14,24 +16,27 @@ import logging
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import SecretStr
 
 from services.core import audit
+from services.core.credential_checks import check_uploaded, uploaded
 from services.core.errors import (
     AlreadyExistsError,
     InvalidRequestError,
     MasterKeyMissingError,
     NotFoundError,
 )
+from services.core.settings import Settings
 from services.core.store.accounts import Account, Name, RecordId
 from services.core.store.apps import App, AppChanges, NewApp
 from services.ingest.access import origin
 from services.ingest.auth import bearer, tenants_of
-from services.ingest.bodies import Body, documented, parse
+from services.ingest.bodies import Body, answered, documented, parse
 from services.ingest.problems import responses
 from services.ingest.refusals import Invalid, Problem, Refusal
 
 log = logging.getLogger(__name__)
+
+_CHECKED = "The app without secrets; `credentials_status` holds the checks of the credentials given"
 
 
 class NewAccount(Body):
@@ -51,11 +56,12 @@ def app_view(app: App) -> dict[str, object]:
     return app.model_dump(mode="json")
 
 
-def routes(admin_token: SecretStr | None) -> APIRouter:
+def routes(settings: Settings) -> APIRouter:
     """The admin router; an empty one (so 404 everywhere) when no admin token is set."""
     router = APIRouter(
         prefix="/admin/v1", tags=["Admin"], responses=responses(400, 401, 404, 409, 500)
     )
+    admin_token = settings.admin_token
     if admin_token is None:
         return router
     expected = admin_token.get_secret_value().encode()
@@ -95,12 +101,20 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
         audit.record("api_key_issued", via="admin_api", account_id=account_id, **origin(request))
         return JSONResponse({"account_id": account_id, "api_key": api_key}, status_code=201)
 
-    @router.post("/apps", status_code=201, dependencies=guarded, openapi_extra=documented(NewApp))
+    @router.post(
+        "/apps",
+        status_code=201,
+        dependencies=guarded,
+        openapi_extra=documented(NewApp),
+        responses=answered(App, 201, _CHECKED),
+    )
     async def create_app(request: Request) -> Response:
-        """Create an app, with provider credentials sealed at rest."""
+        """Create an app, with provider credentials sealed at rest and checked with their
+        provider before the answer (`credentials_status`)."""
         new = parse(NewApp, await request.body())
+        apps = tenants_of(request).apps
         try:
-            app = await tenants_of(request).apps.create(new)
+            app = await apps.create(new)
         except NotFoundError as exc:
             raise Invalid([Problem("account_id", str(exc))]) from exc
         except (AlreadyExistsError, InvalidRequestError, MasterKeyMissingError) as exc:
@@ -112,22 +126,36 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             app_id=app.id,
             **origin(request),
         )
-        return JSONResponse(app_view(app), status_code=201)
+        return JSONResponse(
+            app_view(await check_uploaded(apps, app, uploaded(new), settings)), status_code=201
+        )
 
-    @router.get("/apps/{app_id}", dependencies=guarded)
+    @router.get(
+        "/apps/{app_id}",
+        dependencies=guarded,
+        responses=answered(App, 200, "The app without secrets, with `credentials_status`"),
+    )
     async def get_app(app_id: str, request: Request) -> Response:
-        """The app, without secrets."""
+        """The app, without secrets; `credentials_status` says, per provider, whether it
+        took the app's credentials when last checked."""
         app = await tenants_of(request).apps.get(app_id)
         if app is None:
             raise Refusal(404, f"app {app_id} not found")
         return JSONResponse(app_view(app))
 
-    @router.patch("/apps/{app_id}", dependencies=guarded, openapi_extra=documented(AppChanges))
+    @router.patch(
+        "/apps/{app_id}",
+        dependencies=guarded,
+        openapi_extra=documented(AppChanges),
+        responses=answered(App, 200, _CHECKED),
+    )
     async def update_app(app_id: str, request: Request) -> Response:
-        """Change the given fields; a provider set to null is removed."""
+        """Change the given fields; a provider set to null is removed. Credentials given
+        (all of them, when `sandbox` turns false) are checked before the answer."""
         changes = parse(AppChanges, await request.body())
+        apps = tenants_of(request).apps
         try:
-            app = await tenants_of(request).apps.update(app_id, changes)
+            app = await apps.update(app_id, changes)
         except NotFoundError as exc:
             raise Refusal(404, str(exc)) from exc
         except (AlreadyExistsError, InvalidRequestError, MasterKeyMissingError) as exc:
@@ -139,7 +167,7 @@ def routes(admin_token: SecretStr | None) -> APIRouter:
             app_id=app.id,
             **origin(request),
         )
-        return JSONResponse(app_view(app))
+        return JSONResponse(app_view(await check_uploaded(apps, app, uploaded(changes), settings)))
 
     return router
 

@@ -152,9 +152,7 @@ def create_admin_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     _answer_refusals(app, Dialects([], problems.refused), settings, access.ADMIN_LOG)
-    app.include_router(
-        admin_api.routes(settings.admin_token), dependencies=[Security(docs.ADMIN_TOKEN)]
-    )
+    app.include_router(admin_api.routes(settings), dependencies=[Security(docs.ADMIN_TOKEN)])
     docs.serve(app)
     _healthz(app)
     return app

@@ -143,6 +143,19 @@ def documented(shape: Any) -> dict[str, Any]:
     }
 
 
+def answered(shape: Any, status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """`responses` that document a route's JSON answer of `shape` in /docs: the routes
+    answer with a `JSONResponse` of their own, so FastAPI would show no body."""
+    schema = TypeAdapter(shape).json_schema(mode="serialization")
+    definitions = schema.pop("$defs", {})
+    return {
+        status: {
+            "description": description,
+            "content": {"application/json": {"schema": _inline(schema, definitions)}},
+        }
+    }
+
+
 def error_responses(
     shape: type[BaseModel], statuses: Iterable[int], media_type: str = "application/json"
 ) -> dict[int | str, dict[str, Any]]:

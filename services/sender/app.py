@@ -10,20 +10,28 @@ starting provider calls for the jobs taken before, wait for the calls on the wir
 marked, and leave the rest unacknowledged to the partitions' next owner, which finds the
 marked sends ended. Finishing those batches after the revocation instead made the old and
 the new owner send the same jobs at once.
+
+A timer checks the apps' provider credentials again every
+PUSHLINE_CREDENTIALS_CHECK_INTERVAL (services.core.credential_checks): the sender talks to
+the providers, with their settings, and is the process that needs the credentials to work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import faust
 
-from services.core import topics
+from services.core import metrics, topics
 from services.core.acks import OrderedAcks
+from services.core.credential_checks import PeriodicChecks, tick
 from services.core.fields import ProviderName
+from services.core.outages import is_outage
 from services.core.providers import registry
 from services.core.secrets import Vault
 from services.core.settings import Settings
@@ -33,6 +41,8 @@ from services.core.worker import StreamApp, unacked_batches
 from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import Dispatcher
 from services.sender.providers import AppProviders
+
+log = logging.getLogger(__name__)
 
 METRICS_PORT = 9102
 # Jobs per provider call, and the longest a job waits for its batch to fill.
@@ -59,6 +69,25 @@ def create_app(settings: Settings) -> StreamApp:
 
     for name in registry.names():
         _add_agent(app, name, providers, dispatchers)
+
+    # Every sender runs the checks; a lease in the store lets one at a time make them.
+    holder = uuid.uuid4().hex
+
+    @functools.cache
+    def checks() -> PeriodicChecks:
+        return PeriodicChecks(Apps(app.db, Vault(settings.master_key)), settings, holder)
+
+    async def check_credentials() -> None:
+        try:
+            await checks().run()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # The next run checks what this one could not.
+            metrics.OUTAGE_RETRIES.labels("credential_checks").inc()
+            log.warning("store unavailable; credential checks wait for their next run")
+
+    app.timer(tick(settings), name="credential_checks")(check_credentials)
     return app
 
 

@@ -120,7 +120,7 @@ class Outcomes:
         settled = [delivery for delivery, _ in call.kept]
         retries: list[tuple[Delivery, Result]] = []
         for delivery, result, outcome in zip(call.called, call.results, call.outcomes, strict=True):
-            delivery.history.append(_describe(result))
+            delivery.history.append(result.describe())
             if result.error_class is ErrorClass.AUTH_CONFIG:
                 self._auth_failures.inc()
             if outcome.outcome == "retry":
@@ -184,11 +184,3 @@ async def _acknowledge(on_kafka: list[Awaitable[object]], settled: list[Delivery
     await asyncio.gather(*on_kafka)
     for delivery in settled:
         await delivery.ack()
-
-
-def _describe(result: Result) -> str:
-    """One history line: the provider's code, its HTTP status and message."""
-    code = result.reason or result.outcome
-    status = f" ({result.status})" if result.status else ""
-    detail = f": {result.detail}" if result.detail else ""
-    return f"{code}{status}{detail}"[:300]

@@ -45,6 +45,7 @@ def test_the_alert_rules_cover_each_failure() -> None:
         "PushlineDeadLetters",
         "PushlineWebhookFailures",
         "PushlineNoSendsWhileRequestsArrive",
+        "PushlineAppCredentialsInvalid",
     } <= alerts
 
 

@@ -125,6 +125,11 @@ async def test_cli_manages_accounts_keys_and_apps(
     assert app["settings"] == {"send_to": "latest", "verify_on_register": True}
     assert app["providers"]["apns"]["sandbox"] is True
     assert app["providers"]["webpush"]["subject"] == "mailto:ops@acme.com"
+    # Checked with each provider before it is printed: neither key can be used.
+    status = app["credentials_status"]
+    assert (status["fcm"]["valid"], status["webpush"]["valid"]) == (False, False)
+    assert status["fcm"]["last_error"].startswith("BadServiceAccount: ")
+    assert status["webpush"]["last_error"].startswith("BadVapidKey: ")
     for secret in ("FCM-SECRET", "VAPID-SECRET", key):
         assert secret not in out
         assert secret not in str(await db["apps"].find_one({"_id": "acme-app"}))

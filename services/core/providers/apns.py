@@ -61,6 +61,11 @@ _PRIORITY: Final = {"high": "10", "normal": "5"}
 _DEVICE_TOKEN: Final = re.compile(r"^[0-9A-Fa-f]{16,200}$")
 # APNs device tokens are 32 bytes sent as hex; Apple warns they may grow, so allow more.
 _APNS_TOKEN: Final = re.compile(r"[0-9a-fA-F]{64,200}")
+# What a credentials check sends to: hex, but half the 32 bytes of every token Apple
+# issues, so no device has it and APNs answers it BadDeviceToken, after the provider token
+# and the topic passed (a request APNs refuses for its JWT or topic never gets that far).
+CHECK_TOKEN: Final = "0" * 32
+_CHECK_PAYLOAD: Final = b'{"aps":{"content-available":1}}'
 # A provider JWT is reused this long (Apple: renew after 20 minutes, before 60).
 JWT_LIFETIME: Final = 40 * 60.0
 _RESERVED: Final = frozenset({"aps"})
@@ -339,6 +344,21 @@ class APNsProvider(Provider):
         payloads = CallPayloads(APNsProvider)
         return list(await asyncio.gather(*(self._send_one(job, payloads) for job in jobs)))
 
+    async def check(self) -> Result:
+        """A background push to CHECK_TOKEN, signed with the app's key for its topic:
+        `invalid_token` (400 BadDeviceToken) once APNs has taken the provider token and the
+        topic, `auth_config` (403 InvalidProviderToken, 400 DeviceTokenNotForTopic, ...)
+        when it refuses them."""
+        apns_id = str(uuid.uuid4())
+        headers = [
+            self._bearer(),
+            f"apns-topic: {self._credentials.topic}",
+            f"apns-id: {apns_id}",
+            "apns-push-type: background",
+            f"apns-priority: {_PRIORITY['normal']}",
+        ]
+        return await self._post(CHECK_TOKEN, headers, _CHECK_PAYLOAD, apns_id)
+
     async def aclose(self) -> None:
         """Close the connections."""
         if self._multi is not None:
@@ -383,8 +403,12 @@ class APNsProvider(Provider):
         alert = "alert" in payload.document["aps"]
         apns_id = str(uuid.uuid4())
         headers = headers_for(job, self._credentials.topic, self._bearer(), apns_id, alert)
+        return await self._post(job.token, headers, payload.encoded, apns_id)
+
+    async def _post(self, token: str, headers: list[str], body: bytes, apns_id: str) -> Result:
+        """One request to the device `token`, and what its answer means."""
         try:
-            answer = await self._connect().post(self._base + job.token, headers, payload.encoded)
+            answer = await self._connect().post(self._base + token, headers, body)
         except curl.TransferError as exc:
             return Result.failure(
                 "apns",

@@ -115,6 +115,14 @@ class Result:
             return self.error.retry_after
         return None
 
+    def describe(self) -> str:
+        """One line: the provider's code, its HTTP status and message (at most 300
+        characters; providers' messages hold no secrets)."""
+        code = self.reason or self.outcome
+        status = f" ({self.status})" if self.status else ""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{code}{status}{detail}"[:300]
+
     @classmethod
     def success(cls, provider_message_id: str | None, *, status: int | None = 200) -> Result:
         """A delivered (or, for verify jobs, validated) message."""
@@ -306,6 +314,14 @@ class Provider(ABC):
         `kind="verify"` jobs are validated without delivery where the provider offers it.
         Raises nothing for what the provider answered: see the module docstring.
         """
+
+    async def check(self) -> Result | None:
+        """Ask the provider whether it takes the app's credentials, reaching no device: a
+        `success` or `invalid_token` result when it judged the request past them, an
+        `auth_config` failure when it refused them, any other result when it gave no
+        verdict. None (the default) when the provider offers no way to check them.
+        """
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers need it
         """Release connections and clients; the provider is unusable afterwards."""

@@ -67,6 +67,9 @@ HEADERS: Final = {
 }
 
 
+# The topic a credentials check addresses in a `validate_only` send: any well-formed topic
+# will do, since a dry run reaches nobody and FCM answers it once the request is authorised.
+CHECK_TOPIC: Final = "pushline-credentials-check"
 # Data keys the provider keeps for itself.
 # https://firebase.google.com/docs/cloud-messaging/concept-options#data_messages
 _RESERVED: Final = frozenset({"from", "notification", "message_type"})
@@ -440,6 +443,17 @@ class FCMProvider(Provider):
             for (index, _), answer in zip(bodies, answers, strict=True):
                 results[index] = answer
         return [result for result in results if result is not None]
+
+    async def check(self) -> Result:
+        """An OAuth token from the service account's `token_uri`, then a `validate_only`
+        send to CHECK_TOPIC: 200 when FCM takes the token for the project, the classified
+        failure when either refuses."""
+        refused = await self._prepare()
+        if refused is not None:
+            return refused
+        document = {"message": {"topic": CHECK_TOPIC}, "validate_only": True}
+        body = json.dumps(document, separators=(",", ":")).encode()
+        return await self._post(body, self._headers())
 
     async def aclose(self) -> None:
         """Close the connections."""

@@ -272,6 +272,12 @@ class WebPushProvider(Provider):
             )
         )
 
+    async def check(self) -> Result:
+        """Success: building the provider matched the VAPID key pair (a mismatch raised
+        ProviderAuthError), which is all that can be checked without a subscription (a
+        push service judges a VAPID JWT only against a subscription's key)."""
+        return Result.success(None, status=None)
+
     async def aclose(self) -> None:
         """Close the connections."""
         await self._session.aclose()

@@ -4,11 +4,14 @@ Document:
 `{_id, account_id, name, package_names, settings: {send_to, verify_on_register}, sandbox,
   providers: {fcm?: {project_id}, apns?: {team_id, key_id, topic, sandbox},
               webpush?: {vapid_public_key, subject}},
-  credentials: {fcm?, apns?, webpush?: sealed JSON of the admin API body}, created, updated}`
+  credentials: {fcm?, apns?, webpush?: sealed JSON of the admin API body},
+  credentials_status: {fcm?, apns?, webpush?: {valid, checked_at, last_error}}, created, updated}`
 
 `providers` holds what may be shown (`ProviderCredentials.shown()`); `credentials` is
 sealed with the master key
 (services.core.secrets) and bound to the app and provider, and no API returns it.
+`credentials_status` is what the provider last said of them (services.core.store.
+credential_status); replacing or removing a provider's credentials forgets it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.core.credentials import (
     APNSCredentials,
+    CredentialStatus,
     FCMCredentials,
     ProviderCredentials,
     WebPushCredentials,
@@ -87,6 +91,7 @@ class App(_Model):
 
     `sandbox` apps deliver to Pushline's built-in provider emulators, whatever their
     credentials (APNs's own sandbox environment is `providers.apns.sandbox`).
+    `credentials_status` holds, per provider, what it last said of the app's credentials.
     """
 
     id: str
@@ -96,6 +101,7 @@ class App(_Model):
     settings: AppSettings
     sandbox: bool
     providers: ProviderConfigs
+    credentials_status: dict[str, CredentialStatus] = {}
     created: datetime
     updated: datetime
 
@@ -194,6 +200,11 @@ class Apps:
         self._accounts = db["accounts"]
         self._vault = vault
 
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        """The database of the apps (for what else is stored on them, such as statuses)."""
+        return self._apps.database
+
     async def create(self, new: NewApp) -> App:
         """Create an app under an existing account.
 
@@ -289,6 +300,8 @@ class Apps:
             if provider not in given:
                 continue
             credentials = getattr(changes, provider)
+            # What the provider said of the credentials replaced is no longer known.
+            removals[f"credentials_status.{provider}"] = ""
             if credentials is None:
                 removals[f"providers.{provider}"] = ""
                 removals[f"credentials.{provider}"] = ""
@@ -319,12 +332,22 @@ class Apps:
         they were sealed under another key or altered, and ConfigError for a provider that
         is not registered. Never log what this returns.
         """
+        opened = await self.sealed_credentials(app_id, provider)
+        return None if opened is None else opened[0]
+
+    async def sealed_credentials(
+        self, app_id: str, provider: str
+    ) -> tuple[ProviderCredentials, str] | None:
+        """`credentials()` and the sealed text they were opened from, which names this
+        upload of them (each sealing differs); None when the app has none. Raises as
+        `credentials()`."""
         document = await self._apps.find_one({"_id": app_id}, {f"credentials.{provider}": 1})
         sealed = None if document is None else document.get("credentials", {}).get(provider)
         if sealed is None:
             return None
         plaintext = self._vault.open(sealed, context=f"{app_id}/{provider}")
-        return registry.provider_class(provider).credentials_model.model_validate_json(plaintext)
+        model = registry.provider_class(provider).credentials_model
+        return model.model_validate_json(plaintext), sealed
 
     def _seal(
         self, app_id: str, provider: str, credentials: ProviderCredentials
@@ -358,6 +381,10 @@ def _app(document: Document) -> App:
         settings=AppSettings.model_validate(document.get("settings", {})),
         sandbox=document.get("sandbox", False),
         providers=ProviderConfigs.model_validate(document.get("providers", {})),
+        credentials_status={
+            provider: CredentialStatus.model_validate(status)
+            for provider, status in (document.get("credentials_status") or {}).items()
+        },
         created=document["created"],
         updated=document["updated"],
     )

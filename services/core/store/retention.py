@@ -28,16 +28,16 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from services.core import metrics
 from services.core.settings import Settings
 from services.core.store.client import Document, stored_now
+from services.core.store.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Retention:
         self._db = db
         self._notifications = db.notifications
         self._ledger = db.ledger
-        self._lease = _Lease(db.leases, _LEASE, holder)
+        self._lease = Lease(db, _LEASE, holder, seconds=LEASE_SECONDS)
         self._delivery_retention = settings.delivery_retention
         self._notification_retention = settings.notification_retention
 
@@ -185,36 +185,3 @@ class Retention:
         if key is not None and key["notification_id"] == notification_id:
             result = await self._db.idempotency.delete_one({"_id": key_id})
             metrics.RETENTION_REMOVED.labels("idempotency").inc(result.deleted_count)
-
-
-class _Lease:
-    """A lease in the store: one holder at a time, lapsing `LEASE_SECONDS` after it was
-    last taken."""
-
-    def __init__(self, collection: AsyncCollection[Document], name: str, holder: str) -> None:
-        self._collection = collection
-        self._name = name
-        self._holder = holder
-
-    async def take(self) -> bool:
-        """Take or renew the lease; False while another holder has it."""
-        now = stored_now()
-        held = {"holder": self._holder, "until": now + timedelta(seconds=LEASE_SECONDS)}
-        # `leases` holds a few documents: a filter beyond `_id` costs nothing here.
-        taken = await self._collection.update_one(
-            {"_id": self._name, "$or": [{"holder": self._holder}, {"until": {"$lte": now}}]},
-            {"$set": held},
-        )
-        if taken.matched_count:
-            return True
-        try:
-            await self._collection.insert_one({"_id": self._name, **held})
-        except DuplicateKeyError:
-            return False
-        return True
-
-    async def release(self) -> None:
-        """Let the next run of any worker take the lease at once."""
-        await self._collection.update_one(
-            {"_id": self._name, "holder": self._holder}, {"$set": {"until": stored_now()}}
-        )

@@ -106,3 +106,17 @@ def test_a_send_documents_its_callback_and_what_the_callback_receives() -> None:
     assert set(posted["responses"]) == {"200"}
     ended = schema["components"]["schemas"]["SendEnded"]["properties"]
     assert {"state", "counters", "signature"} <= set(ended)
+
+
+def test_the_admin_app_answers_document_the_credentials_status() -> None:
+    paths = create_admin_app(Settings(admin_token=SecretStr("t"))).openapi()["paths"]
+    answers = [
+        paths["/admin/v1/apps"]["post"]["responses"]["201"],
+        paths["/admin/v1/apps/{app_id}"]["get"]["responses"]["200"],
+        paths["/admin/v1/apps/{app_id}"]["patch"]["responses"]["200"],
+    ]
+    for answer in answers:
+        app = answer["content"]["application/json"]["schema"]
+        status = app["properties"]["credentials_status"]["additionalProperties"]
+        assert set(status["properties"]) == {"valid", "checked_at", "last_error"}
+        assert "$ref" not in str(app)

@@ -61,7 +61,7 @@ class FakeFCM:
     token_requests: list[dict[str, Any]] = field(default_factory=list)
     sends: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
-    # Answers by device token, consumed in order; the last one repeats.
+    # Answers by device token (or "/topics/<name>"), consumed in order; the last repeats.
     answers: dict[str, list[Answer]] = field(default_factory=dict)
     token_answer: Answer | None = None
     issued: set[str] = field(default_factory=set)
@@ -111,11 +111,12 @@ class FakeFCM:
         self.sends.append(body)
         if not self.accept_tokens or authorization.removeprefix("Bearer ") not in self.issued:
             return fcm_error(401, "UNAUTHENTICATED", message="Request had invalid credentials.")
-        token = body["message"]["token"]
-        queue = self.answers.get(token)
+        message = body["message"]
+        target = message["token"] if "token" in message else f"/topics/{message['topic']}"
+        queue = self.answers.get(target)
         if queue:
             return queue.pop(0) if len(queue) > 1 else queue[0]
-        suffix = "fake_message_id" if body.get("validate_only") else token
+        suffix = "fake_message_id" if body.get("validate_only") else target
         return Answer(200, {"name": f"projects/{self.project}/messages/{suffix}"})
 
 
