@@ -63,11 +63,11 @@ async def test_cli_manages_accounts_keys_and_apps(
     account = json.loads(out)
     assert (account["id"], account["name"]) == ("acme", "Acme")
     accounts = Accounts(db)
-    assert (await accounts.authenticate(account["api_key"])) is not None
+    assert (await accounts.keys.authenticate(account["api_key"])) is not None
 
     code, out, err = await pushline(env, "issue-key", "acme")
     assert code == 0, err
-    assert (await accounts.authenticate(json.loads(out)["api_key"])) is not None
+    assert (await accounts.keys.authenticate(json.loads(out)["api_key"])) is not None
 
     service_account = tmp_path / "sa.json"
     service_account.write_text(
