@@ -5,7 +5,8 @@ The `ApiToken` in each body authenticates against the org (= the account). As th
 says, a request with an invalid API token stores no history, to keep it from being a
 denial-of-service lever: it is answered 202 like any other (with request ids when tracked)
 and nothing is published, so its status stays Pending. The status endpoint, which only
-reads, answers 400 `ApiTokenNotValid` instead.
+reads, answers 400 `ApiTokenNotValid` instead. A valid publishable key on a `MobileAppId` it
+does not name refuses the whole request, 403 in ASP.NET's problem shape.
 
 A 400 is ASP.NET's validation problem shape, `{"type", "title", "status", "errors":
 {field: [messages]}}`, with `[i].Field` for batch items. A token the resolver would refuse

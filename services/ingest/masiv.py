@@ -11,7 +11,8 @@ Android; a token the app already has keeps its platform (the resolver's rule). C
 are stored as digits only, emails lower-cased.
 
 Errors take the seed's (Spring Boot's) shape `{"timestamp", "status", "error", "message",
-"path"}`, with `path` the path that was called.
+"path"}`, with `path` the path that was called: a publishable key (services/ingest/auth.py)
+is a 403 on `sendToList` and on an app it does not name.
 """
 
 from __future__ import annotations

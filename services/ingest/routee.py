@@ -4,7 +4,8 @@ contact under an implementation (app) of the caller's account.
 Errors: 400 `{"routeeContactId": <the seed's message>, "error": "error occured",
 "details": [...]}`. The seed lists its messages under `routeeContactId`, so that is where
 they go; `details` says exactly what was wrong. A missing or unknown API key is 401 in the
-same shape. `deviceType` is matched case-insensitively (the seeds write both `Android` and
+same shape; a publishable key for an implementation it does not name is 403 (HTTP's reason
+as the message). `deviceType` is matched case-insensitively (the seeds write both `Android` and
 `ANDROID`). The seed's request samples quote the token with typographic quotes
 (`"token": “12345678”`); a body that is not JSON only because of such quotes is read with
 them as plain ones, so that the sample works when copied.
