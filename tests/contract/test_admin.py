@@ -273,6 +273,9 @@ async def test_the_public_listener_never_serves_the_admin_api(
     for method, path in [
         ("POST", "/admin/v1/accounts"),
         ("POST", "/admin/v1/accounts/acme/api-keys"),
+        ("GET", "/admin/v1/accounts/acme/api-keys"),
+        ("POST", "/admin/v1/accounts/acme/api-keys/key_1/revoke"),
+        ("POST", "/admin/v1/accounts/acme/api-keys/key_1/rotate"),
         ("POST", "/admin/v1/apps"),
         ("GET", "/admin/v1/apps/any"),
         ("PATCH", "/admin/v1/apps/any"),
