@@ -104,7 +104,7 @@ OPERATIONS = [
         "/v1/events",
         "/v1/events",
         lambda app, key: {"notification_id": "n-none", "token": "tok", "type": "opened"},
-        404,  # past the key: no such notification (the app check: test_events_...)
+        404,  # past the key: no such notification (its app: test_events_of_another_apps_...)
         True,
         NATIVE,
     ),
