@@ -27,8 +27,18 @@ from services.core.store import client as store
 from services.core.store.accounts import Accounts
 from services.core.store.apps import App, AppChanges, Apps, NewApp
 from services.core.store.indexes import ensure_indexes
+from services.core.store.keys import MAX_GRACE_SECONDS, key_view
 
-COMMANDS = ("create-account", "issue-key", "create-app", "get-app", "update-app")
+COMMANDS = (
+    "create-account",
+    "issue-key",
+    "list-keys",
+    "revoke-key",
+    "rotate-key",
+    "create-app",
+    "get-app",
+    "update-app",
+)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,8 +50,37 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     account.add_argument("--name", required=True)
     account.add_argument("--id", help="the account id (default: generated)")
 
-    key = actions.add_parser("issue-key", help="issue another API key for an account")
+    key = actions.add_parser("issue-key", help="issue an API key for an account; prints it once")
     key.add_argument("account_id")
+    key.add_argument("--kind", choices=("secret", "publishable"), default="secret")
+    key.add_argument("--name")
+    key.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        dest="apps",
+        metavar="APP_ID",
+        help="an app a publishable key acts for (repeatable)",
+    )
+
+    listed = actions.add_parser("list-keys", help="list an account's API keys (never the keys)")
+    listed.add_argument("account_id")
+
+    revoke = actions.add_parser("revoke-key", help="revoke an API key at once")
+    revoke.add_argument("account_id")
+    revoke.add_argument("key_id")
+
+    rotate = actions.add_parser(
+        "rotate-key", help="replace an API key with a new one of the same kind, name and apps"
+    )
+    rotate.add_argument("account_id")
+    rotate.add_argument("key_id")
+    rotate.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=0.0,
+        help="how long the replaced key keeps working (default: revoked at once)",
+    )
 
     create = actions.add_parser("create-app", help="create an app")
     create.add_argument("--account-id")
@@ -116,10 +155,8 @@ async def _dispatch(
         account, api_key = await accounts.create(args.name, args.id)
         audit.record("account_created", via="admin_cli", account_id=account.id)
         return {"id": account.id, "name": account.name, "api_key": api_key}
-    if args.action == "issue-key":
-        api_key = await accounts.issue_key(args.account_id)
-        audit.record("api_key_issued", via="admin_cli", account_id=args.account_id)
-        return {"account_id": args.account_id, "api_key": api_key}
+    if args.action in ("issue-key", "list-keys", "revoke-key", "rotate-key"):
+        return await _keys(args, accounts)
     if args.action == "create-app":
         body = _body(args)
         for name in ("account_id", "id"):
@@ -145,6 +182,41 @@ async def _dispatch(
         changes.model_fields_set, via="admin_cli", account_id=app.account_id, app_id=app.id
     )
     return _shown(await check_uploaded(apps, app, uploaded(changes), settings))
+
+
+async def _keys(args: argparse.Namespace, accounts: Accounts) -> object:
+    keys, account_id = accounts.keys, args.account_id
+    if args.action == "issue-key":
+        key, api_key = await keys.issue(account_id, kind=args.kind, name=args.name, apps=args.apps)
+        audit.record(
+            "api_key_issued",
+            via="admin_cli",
+            account_id=account_id,
+            key_id=key.id,
+            kind=key.kind,
+            apps=list(key.apps),
+        )
+        return key_view(key, api_key)
+    if args.action == "list-keys":
+        if await accounts.get(account_id) is None:
+            raise ValueError(f"account {account_id} not found")
+        return {"api_keys": [key_view(key) for key in await keys.of_account(account_id)]}
+    if args.action == "revoke-key":
+        key = await keys.revoke(account_id, args.key_id)
+        audit.record("api_key_revoked", via="admin_cli", account_id=account_id, key_id=key.id)
+        return key_view(key)
+    if not 0 <= args.grace_seconds <= MAX_GRACE_SECONDS:
+        raise ValueError(f"--grace-seconds must be from 0 to {MAX_GRACE_SECONDS}")
+    new, api_key, old = await keys.rotate(account_id, args.key_id, grace_seconds=args.grace_seconds)
+    audit.record(
+        "api_key_rotated",
+        via="admin_cli",
+        account_id=account_id,
+        key_id=old.id,
+        new_key_id=new.id,
+        grace_seconds=str(args.grace_seconds),
+    )
+    return {**key_view(new, api_key), "replaced": key_view(old)}
 
 
 def _body(args: argparse.Namespace) -> dict[str, Any]:

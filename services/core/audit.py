@@ -1,6 +1,6 @@
 """The audit log: one JSON line for every administrative action (an account created, an API
-key issued, an app created or changed, provider credentials changed) and for every refused
-credential.
+key issued, revoked or rotated, an app created or changed, provider credentials changed)
+and for every refused credential.
 
 The lines go to this module's logger with an `audit` field naming the action, so that an
 operator can route them apart from the other logs and keep them longer. They say who and
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 Action = Literal[
     "account_created",
     "api_key_issued",
+    "api_key_revoked",
+    "api_key_rotated",
     "app_created",
     "app_changed",
     "credentials_changed",

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from services.core import audit
 from services.core.credential_checks import check_uploaded, uploaded
@@ -28,6 +30,7 @@ from services.core.errors import (
 from services.core.settings import Settings
 from services.core.store.accounts import Account, Name, RecordId
 from services.core.store.apps import App, AppChanges, NewApp
+from services.core.store.keys import MAX_GRACE_SECONDS, ApiKey, KeyKind, KeyName, key_view
 from services.ingest.access import origin
 from services.ingest.auth import bearer, tenants_of
 from services.ingest.bodies import Body, answered, documented, parse
@@ -46,6 +49,41 @@ class NewAccount(Body):
     id: RecordId | None = None
 
 
+class NewKey(Body):
+    """`{"kind"?, "name"?, "apps"?}`: a secret key (the default) acts for every app; a
+    publishable one names the apps it acts for."""
+
+    kind: KeyKind = "secret"
+    name: KeyName | None = None
+    apps: list[RecordId] = Field(default_factory=list)
+
+
+class Rotation(Body):
+    """`{"grace_seconds"?}`: how long the replaced key keeps working (0, the default:
+    revoked at once)."""
+
+    grace_seconds: Annotated[float, Field(ge=0, le=MAX_GRACE_SECONDS)] = 0
+
+
+class IssuedKey(ApiKey):
+    """A key just issued: its fields and, this once, the key itself."""
+
+    api_key: str
+
+
+class RotatedKey(IssuedKey):
+    """The key a rotation issued, and the key it replaced (`revoked_at` when it stops
+    working)."""
+
+    replaced: ApiKey
+
+
+class KeyList(BaseModel):
+    """An account's keys, revoked ones too, oldest first; never a key itself."""
+
+    api_keys: list[ApiKey]
+
+
 def account_view(account: Account, api_key: str) -> dict[str, str]:
     """What creating an account answers: its id, name and first API key."""
     return {"id": account.id, "name": account.name, "api_key": api_key}
@@ -54,6 +92,13 @@ def account_view(account: Account, api_key: str) -> dict[str, str]:
 def app_view(app: App) -> dict[str, object]:
     """An app as the admin API and CLI show it (it holds no secrets)."""
     return app.model_dump(mode="json")
+
+
+def _optional(shape: Any) -> dict[str, Any]:
+    # A body the route takes without one too.
+    extra = documented(shape)
+    extra["requestBody"]["required"] = False
+    return extra
 
 
 def routes(settings: Settings) -> APIRouter:
@@ -91,15 +136,100 @@ def routes(settings: Settings) -> APIRouter:
         audit.record("account_created", via="admin_api", account_id=account.id, **origin(request))
         return JSONResponse(account_view(account, api_key), status_code=201)
 
-    @router.post("/accounts/{account_id}/api-keys", status_code=201, dependencies=guarded)
+    @router.post(
+        "/accounts/{account_id}/api-keys",
+        status_code=201,
+        dependencies=guarded,
+        openapi_extra=_optional(NewKey),
+        responses=answered(IssuedKey, 201, "The key, and the key itself, shown this once"),
+    )
     async def issue_key(account_id: str, request: Request) -> Response:
-        """Issue another API key for the account (shown this once)."""
+        """Issue an API key for the account (the key itself is shown this once): a secret
+        one without a body."""
+        raw = await request.body()
+        new = parse(NewKey, raw) if raw.strip() else NewKey()
         try:
-            api_key = await tenants_of(request).accounts.issue_key(account_id)
+            key, api_key = await tenants_of(request).keys.issue(
+                account_id, kind=new.kind, name=new.name, apps=new.apps
+            )
         except NotFoundError as exc:
             raise Refusal(404, str(exc)) from exc
-        audit.record("api_key_issued", via="admin_api", account_id=account_id, **origin(request))
-        return JSONResponse({"account_id": account_id, "api_key": api_key}, status_code=201)
+        except InvalidRequestError as exc:
+            raise Invalid([Problem("apps", str(exc))]) from exc
+        audit.record(
+            "api_key_issued",
+            via="admin_api",
+            account_id=account_id,
+            key_id=key.id,
+            kind=key.kind,
+            apps=list(key.apps),
+            **origin(request),
+        )
+        return JSONResponse(key_view(key, api_key), status_code=201)
+
+    @router.get(
+        "/accounts/{account_id}/api-keys",
+        dependencies=guarded,
+        responses=answered(KeyList, 200, "The account's keys, never a key itself"),
+    )
+    async def list_keys(account_id: str, request: Request) -> Response:
+        """The account's API keys, revoked ones too, oldest first; never a key itself."""
+        tenants = tenants_of(request)
+        if await tenants.accounts.get(account_id) is None:
+            raise Refusal(404, f"account {account_id} not found")
+        keys = await tenants.keys.of_account(account_id)
+        return JSONResponse({"api_keys": [key_view(key) for key in keys]})
+
+    @router.post(
+        "/accounts/{account_id}/api-keys/{key_id}/revoke",
+        dependencies=guarded,
+        responses=answered(ApiKey, 200, "The key, revoked"),
+    )
+    async def revoke_key(account_id: str, key_id: str, request: Request) -> Response:
+        """Revoke the key at once: every ingest process refuses it within seconds."""
+        try:
+            key = await tenants_of(request).keys.revoke(account_id, key_id)
+        except NotFoundError as exc:
+            raise Refusal(404, str(exc)) from exc
+        audit.record(
+            "api_key_revoked",
+            via="admin_api",
+            account_id=account_id,
+            key_id=key_id,
+            **origin(request),
+        )
+        return JSONResponse(key_view(key))
+
+    @router.post(
+        "/accounts/{account_id}/api-keys/{key_id}/rotate",
+        status_code=201,
+        dependencies=guarded,
+        openapi_extra=_optional(Rotation),
+        responses=answered(RotatedKey, 201, "The new key, shown this once, and the one replaced"),
+    )
+    async def rotate_key(account_id: str, key_id: str, request: Request) -> Response:
+        """Issue a key of the same kind, name and apps, and revoke this one at once or
+        after `grace_seconds`; 409 for a key revoked already."""
+        raw = await request.body()
+        rotation = parse(Rotation, raw) if raw.strip() else Rotation()
+        try:
+            new, api_key, old = await tenants_of(request).keys.rotate(
+                account_id, key_id, grace_seconds=rotation.grace_seconds
+            )
+        except NotFoundError as exc:
+            raise Refusal(404, str(exc)) from exc
+        except AlreadyExistsError as exc:
+            raise Refusal(409, str(exc)) from exc
+        audit.record(
+            "api_key_rotated",
+            via="admin_api",
+            account_id=account_id,
+            key_id=key_id,
+            new_key_id=new.id,
+            grace_seconds=str(rotation.grace_seconds),
+            **origin(request),
+        )
+        return JSONResponse({**key_view(new, api_key), "replaced": key_view(old)}, status_code=201)
 
     @router.post(
         "/apps",

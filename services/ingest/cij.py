@@ -5,7 +5,8 @@ The `ApiToken` in each body authenticates against the org (= the account). As th
 says, a request with an invalid API token stores no history, to keep it from being a
 denial-of-service lever: it is answered 202 like any other (with request ids when tracked)
 and nothing is published, so its status stays Pending. The status endpoint, which only
-reads, answers 400 `ApiTokenNotValid` instead.
+reads, answers 400 `ApiTokenNotValid` instead. A valid publishable key on a `MobileAppId` it
+does not name refuses the whole request, 403 in ASP.NET's problem shape.
 
 A 400 is ASP.NET's validation problem shape, `{"type", "title", "status", "errors":
 {field: [messages]}}`, with `[i].Field` for batch items. A token the resolver would refuse
@@ -29,8 +30,7 @@ from pydantic import BaseModel, Field, TypeAdapter, model_validator
 from services.core.events import Callback
 from services.core.fields import Platform
 from services.core.providers.base import TokenProblem
-from services.core.store.accounts import Account
-from services.ingest.auth import caller, tenants_of
+from services.ingest.auth import KeyHolder, caller, permit, tenants_of
 from services.ingest.bodies import Body, NonBlank, TokenText, documented, error_responses, parse
 from services.ingest.callbacks import signature
 from services.ingest.commands import Command, cleanup, new_request_id, register
@@ -52,7 +52,7 @@ class ValidationProblem(BaseModel):
 router = APIRouter(
     prefix="/api/v1.0/orgs/{org_id}/pushdeviceregistration",
     tags=["CIJ"],
-    responses=error_responses(ValidationProblem, (400,)),
+    responses=error_responses(ValidationProblem, (400, 403)),
 )
 
 MAX_BATCH = 100
@@ -133,12 +133,13 @@ async def register_devices(org_id: str, request: Request) -> Response:
 async def registration_status(org_id: str, request: Request) -> Response:
     """Status of tracked registrations: Pending, Success or Failed with a FailureReason."""
     query = parse(StatusQuery, await request.body())
-    account = await _account(request, org_id, query.api_token, {})
-    if account is None:
+    holder = await _holder(request, org_id, query.api_token, {})
+    if holder is None:
         raise Invalid([Problem("ApiToken", "ApiTokenNotValid")])
-    app = await tenants_of(request).app(account, query.mobile_app_id)
+    app = await tenants_of(request).app(holder.account, query.mobile_app_id)
     if app is None:
         raise Invalid([Problem("MobileAppId", "no such mobile app in this org")])
+    permit(holder, app.id)
     statuses = await registrations_of(request).statuses(app, query.registration_request_ids)
     return JSONResponse([{"Status": s.status, "FailureReason": s.failure_reason} for s in statuses])
 
@@ -172,18 +173,19 @@ async def _register(org_id: str, request: Request, *, batch: bool) -> Response:
     commands: list[Command] = []
     ids: list[str] = []
     problems: list[Problem] = []
-    accounts: dict[str, Account | None] = {}
+    holders: dict[str, KeyHolder | None] = {}
     for index, item in enumerate(items):
         request_id = new_request_id()
         ids.append(request_id)
-        account = await _account(request, org_id, item.api_token, accounts)
-        if account is None:
+        holder = await _holder(request, org_id, item.api_token, holders)
+        if holder is None:
             continue  # the seed's rule: an invalid API token leaves no trace
         where = f"[{index}]." if batch else ""
-        app = await tenants.app(account, item.mobile_app_id)
+        app = await tenants.app(holder.account, item.mobile_app_id)
         if app is None:
             problems.append(Problem(f"{where}MobileAppId", "no such mobile app in this org"))
             continue
+        permit(holder, app.id)
         platform, token = item.device
         field = "ApnsDeviceToken" if platform == "ios" else "FcmDeviceToken"
         provider = await registrations.provider(app, platform, token, None)
@@ -231,16 +233,17 @@ async def _cleanup(org_id: str, request: Request, *, batch: bool) -> Response:
     items = parse(_CLEANUPS, raw) if as_list else [parse(Cleanup, raw)]
     commands: list[Command] = []
     problems: list[Problem] = []
-    accounts: dict[str, Account | None] = {}
+    holders: dict[str, KeyHolder | None] = {}
     for index, item in enumerate(items):
-        account = await _account(request, org_id, item.api_token, accounts)
-        if account is None:
+        holder = await _holder(request, org_id, item.api_token, holders)
+        if holder is None:
             continue  # as for registrations: no trace of an invalid API token
-        app = await tenants.app(account, item.mobile_app_id)
+        app = await tenants.app(holder.account, item.mobile_app_id)
         if app is None:
             where = f"[{index}]." if as_list else ""
             problems.append(Problem(f"{where}MobileAppId", "no such mobile app in this org"))
             continue
+        permit(holder, app.id)
         commands.append(cleanup(app, contact_id=item.user_id, token=item.device_token))
     if problems:
         raise Invalid(problems)
@@ -249,9 +252,9 @@ async def _cleanup(org_id: str, request: Request, *, batch: bool) -> Response:
     return Response(status_code=202)
 
 
-async def _account(
-    request: Request, org_id: str, api_token: str, seen: dict[str, Account | None]
-) -> Account | None:
+async def _holder(
+    request: Request, org_id: str, api_token: str, seen: dict[str, KeyHolder | None]
+) -> KeyHolder | None:
     # A token authenticates against its own org only; `seen` spares a batch repeated lookups.
     if api_token not in seen:
         seen[api_token] = await caller(request, api_token, org_id=org_id)
@@ -349,7 +352,7 @@ def _refused(path: str, refusal: Refusal) -> JSONResponse:
 
 
 # RFC 9110's section of each status Pushline refuses with, as ASP.NET links them.
-_SECTIONS = {413: "15.5.14", 503: "15.6.4"}
+_SECTIONS = {403: "15.5.4", 413: "15.5.14", 503: "15.6.4"}
 
 
 def _reason(problem: Problem) -> str:

@@ -24,7 +24,11 @@ ASSETS = "/docs/assets"
 # dialect's words, so these never refuse a request.
 API_KEY = HTTPBearer(
     scheme_name="apiKey",
-    description="An account's API key (`pushline admin` or the admin API issue them).",
+    description=(
+        "An account's API key (`pushline admin` or the admin API issue them): a secret key"
+        " may do everything; a publishable key registers devices, cleans them up and reports"
+        " interaction events for the apps it names, and is answered 403 for anything else."
+    ),
     auto_error=False,
 )
 ADMIN_TOKEN = HTTPBearer(

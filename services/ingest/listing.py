@@ -34,7 +34,7 @@ from services.core.store.client import Document
 from services.core.store.devices import DevicesRepository, app_devices_page, of_app
 from services.core.store.notifications import STATES, NotificationsRepository
 from services.ingest.admin import app_view
-from services.ingest.auth import Caller, CallerApp, tenants_of
+from services.ingest.auth import Caller, CallerApp, RegistrarApp, tenants_of
 from services.ingest.bodies import Body, documented, parse
 from services.ingest.commands import cleanup, update
 from services.ingest.problems import responses
@@ -42,7 +42,7 @@ from services.ingest.refusals import Invalid, Problem, Refusal
 from services.ingest.registrations import registrations_of
 from services.ingest.sending import shown
 
-router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 404))
+router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 403, 404))
 
 # Items per page unless `limit` says otherwise, and the most it may ask for: a page is held
 # whole in memory, by the store and here.
@@ -262,7 +262,7 @@ async def get_device(app: CallerApp, device_id: DeviceId, request: Request) -> R
 
 
 @router.delete("/apps/{app_id}/devices/{device_id}", status_code=202)
-async def delete_device(app: CallerApp, device_id: DeviceId, request: Request) -> Response:
+async def delete_device(app: RegistrarApp, device_id: DeviceId, request: Request) -> Response:
     """Forget one device of the app, by its id: 202 with the cleanup's request id. The
     deletion is applied in order with the device's registrations, shortly after."""
     found = await _device(app, request, device_id)

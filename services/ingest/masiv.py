@@ -11,7 +11,8 @@ Android; a token the app already has keeps its platform (the resolver's rule). C
 are stored as digits only, emails lower-cased.
 
 Errors take the seed's (Spring Boot's) shape `{"timestamp", "status", "error", "message",
-"path"}`, with `path` the path that was called.
+"path"}`, with `path` the path that was called: a publishable key (services/ingest/auth.py)
+is a 403 on `sendToList` and on an app it does not name.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from services.core.providers.base import TokenProblem
 from services.core.providers.registry import names as provider_names
 from services.core.store.accounts import Account
 from services.core.store.apps import App
-from services.ingest.auth import Caller, Tenants, tenants_of
+from services.ingest.auth import Caller, Registrar, Tenants, permit, tenants_of
 from services.ingest.bodies import (
     Body,
     Cellphone,
@@ -63,7 +64,7 @@ class MasivError(BaseModel):
     path: str
 
 
-router = APIRouter(tags=["Masiv"], responses=error_responses(MasivError, (400, 401)))
+router = APIRouter(tags=["Masiv"], responses=error_responses(MasivError, (400, 401, 403)))
 
 
 def _platform(value: str) -> str:
@@ -97,11 +98,13 @@ class AssociationRequest(Body):
 
 
 @router.post("/v1/association/create", openapi_extra=documented(AssociationRequest))
-async def create_association(account: Caller, request: Request) -> JSONResponse:
-    """Associate a device token with a cellphone and/or email; 200 once on Kafka."""
+async def create_association(holder: Registrar, request: Request) -> JSONResponse:
+    """Associate a device token with a cellphone and/or email; 200 once on Kafka. A
+    publishable key associates under the apps it names only (403 for others)."""
     registrations = registrations_of(request)
     body = parse(AssociationRequest, await request.body())
-    app = await _app(tenants_of(request), account, body.app_id)
+    app = await _app(tenants_of(request), holder.account, body.app_id)
+    permit(holder, app.id)
     subscription = subscription_in(body.token)
     platform = _platform_of(body, subscription)
     provider = await registrations.provider(app, platform, body.token, subscription)

@@ -27,7 +27,7 @@ from services.core.fields import DeviceLanguage, Platform, Tags
 from services.core.providers.base import TokenProblem
 from services.core.store.apps import App
 from services.core.store.registrations import PENDING, Status
-from services.ingest.auth import Caller, CallerApp
+from services.ingest.auth import Caller, CallerApp, RegistrarApp
 from services.ingest.bodies import (
     Body,
     Cellphone,
@@ -43,7 +43,7 @@ from services.ingest.refusals import Invalid, Problem, Refusal
 from services.ingest.registrations import Registrations, registrations_of
 from services.ingest.sending import sends_of
 
-router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 404))
+router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 403, 404))
 
 MAX_BATCH = 100
 # Longest `?wait=` a registration may ask for: it holds a connection and an in-flight slot.
@@ -116,7 +116,7 @@ class Cleanup(Body):
     openapi_extra=_waiting(Device),
     responses={200: {"description": "Decided within `wait`: Success or Failed"}},
 )
-async def register_device(app: CallerApp, request: Request) -> Response:
+async def register_device(app: RegistrarApp, request: Request) -> Response:
     """Register (or refresh) one device; 202 with the registration id, or with `?wait=`
     200 and the final status once it is decided within that many seconds."""
     wait = _wait(request)
@@ -143,7 +143,7 @@ async def register_device(app: CallerApp, request: Request) -> Response:
     openapi_extra=_waiting(Devices),
     responses={200: {"description": "All decided within `wait`: Success or Failed"}},
 )
-async def register_devices(app: CallerApp, request: Request) -> Response:
+async def register_devices(app: RegistrarApp, request: Request) -> Response:
     """Register 1 to 100 devices; 202 with their registration ids in request order, or
     with `?wait=` 200 and their final statuses once all are decided within that time."""
     wait = _wait(request)
@@ -164,7 +164,7 @@ async def register_devices(app: CallerApp, request: Request) -> Response:
 
 
 @router.post("/apps/{app_id}/devices:cleanup", status_code=202, openapi_extra=documented(Cleanup))
-async def cleanup_devices(app: CallerApp, request: Request) -> Response:
+async def cleanup_devices(app: RegistrarApp, request: Request) -> Response:
     """Forget a token or a contact's devices; 202 with the request id."""
     body = parse(Cleanup, await request.body())
     command = cleanup(app, contact_id=body.contact_id, token=body.token)

@@ -41,7 +41,7 @@ from services.core.overrides import (
 )
 from services.core.providers.payload import fitted
 from services.ingest import callbacks
-from services.ingest.auth import Caller, bearer, tenants_of
+from services.ingest.auth import Caller, Registrar, bearer, permit, tenants_of
 from services.ingest.bodies import (
     Body,
     Cellphone,
@@ -56,7 +56,7 @@ from services.ingest.problems import responses
 from services.ingest.refusals import Invalid, Problem, Refusal
 from services.ingest.sending import Sends, sends_of, shown
 
-router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 404))
+router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 403, 404))
 
 
 # Selector values per send request; larger audiences are addressed by contact lists
@@ -418,14 +418,16 @@ async def cancel_notification(notification_id: str, account: Caller, request: Re
 
 
 @router.post("/events", status_code=202, openapi_extra=documented(InteractionEvent))
-async def report_interaction(account: Caller, request: Request) -> Response:
+async def report_interaction(holder: Registrar, request: Request) -> Response:
     """Report that a notification was delivered, opened, clicked or dismissed on a device
-    it was sent to (404 for any other device)."""
+    it was sent to (404 for any other device). A publishable key reports on notifications
+    of the apps it names only (403 for others)."""
     body = parse(InteractionEvent, await request.body())
     sends = sends_of(request)
-    found = await sends.notification(account.id, body.notification_id)
+    found = await sends.notification(holder.account.id, body.notification_id)
     if found is None:
         raise Refusal(404, f"notification {body.notification_id} not found")
+    permit(holder, found.get("app_id"))
     if not await sends.reached(found, body.token):
         raise Refusal(404, f"notification {body.notification_id} was not sent to this device")
     await sends.report(found, body.token, body.type)

@@ -4,7 +4,8 @@ contact under an implementation (app) of the caller's account.
 Errors: 400 `{"routeeContactId": <the seed's message>, "error": "error occured",
 "details": [...]}`. The seed lists its messages under `routeeContactId`, so that is where
 they go; `details` says exactly what was wrong. A missing or unknown API key is 401 in the
-same shape. `deviceType` is matched case-insensitively (the seeds write both `Android` and
+same shape; a publishable key for an implementation it does not name is 403 (HTTP's reason
+as the message). `deviceType` is matched case-insensitively (the seeds write both `Android` and
 `ANDROID`). The seed's request samples quote the token with typographic quotes
 (`"token": “12345678”`); a body that is not JSON only because of such quotes is read with
 them as plain ones, so that the sample works when copied.
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.core.providers.base import TokenProblem
-from services.ingest.auth import Caller, tenants_of
+from services.ingest.auth import Registrar, permit, tenants_of
 from services.ingest.bodies import (
     NOT_JSON,
     Body,
@@ -44,7 +45,7 @@ class RouteeError(BaseModel):
     details: list[str]
 
 
-router = APIRouter(tags=["Routee"], responses=error_responses(RouteeError, (400, 401)))
+router = APIRouter(tags=["Routee"], responses=error_responses(RouteeError, (400, 401, 403)))
 
 NOT_FOUND = "Routee Details not Found"
 NO_CONFIG = "Device Config not found"
@@ -60,16 +61,18 @@ class RouteeDevice(Body):
 
 
 @router.post("/messages/{device_type}", openapi_extra=documented(RouteeDevice))
-async def map_device(device_type: str, account: Caller, request: Request) -> JSONResponse:
-    """Map a device token to a Routee contact; 200 once the command is on Kafka."""
+async def map_device(device_type: str, holder: Registrar, request: Request) -> JSONResponse:
+    """Map a device token to a Routee contact; 200 once the command is on Kafka. A
+    publishable key maps under the implementations it names only (403 for others)."""
     registrations = registrations_of(request)
     body = _parse(await request.body())
     platform = platform_named(device_type)
     if platform is None:
         raise Invalid([Problem("deviceType", "must be android, ios or web")])
-    app = await tenants_of(request).app(account, body.implementation_id)
+    app = await tenants_of(request).app(holder.account, body.implementation_id)
     if app is None:
         raise Invalid([Problem("implementationId", "no such implementation")])
+    permit(holder, app.id)
     subscription = subscription_in(body.token) if platform == "web" else None
     provider = await registrations.provider(app, platform, body.token, subscription)
     if provider is None:

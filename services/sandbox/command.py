@@ -72,7 +72,7 @@ async def setup(settings: Settings) -> str:
         try:
             _, api_key = await accounts.create("Demo", ACCOUNT_ID)
         except AlreadyExistsError:
-            api_key = await accounts.issue_key(ACCOUNT_ID)
+            _, api_key = await accounts.keys.issue(ACCOUNT_ID, name="sandbox key")
         apps = Apps(db, Vault(settings.master_key))
         # The app of an earlier run stays, with the devices registered to it.
         with contextlib.suppress(AlreadyExistsError):

@@ -71,9 +71,11 @@ async def test_account_and_keys(admin: httpx.AsyncClient, db: AsyncDatabase[Docu
     assert account["id"] == "acme"
     assert account["name"] == "Empresa"
     assert account["api_key"].startswith("pl_")
-    stored = await db["accounts"].find_one({"_id": "acme"})
+    assert account["api_key"].startswith("pl_sk_")
+    stored = await db["api_keys"].find_one({"account_id": "acme"})
     assert stored is not None
-    assert stored["api_key_hashes"] == [hashlib.sha256(account["api_key"].encode()).hexdigest()]
+    assert stored["hash"] == hashlib.sha256(account["api_key"].encode()).hexdigest()
+    assert stored["kind"] == "secret"
     assert account["api_key"] not in str(stored)
     again = await admin.post("/admin/v1/accounts", json={"name": "X", "id": "acme"}, headers=ADMIN)
     assert again.status_code == 409
@@ -271,6 +273,9 @@ async def test_the_public_listener_never_serves_the_admin_api(
     for method, path in [
         ("POST", "/admin/v1/accounts"),
         ("POST", "/admin/v1/accounts/acme/api-keys"),
+        ("GET", "/admin/v1/accounts/acme/api-keys"),
+        ("POST", "/admin/v1/accounts/acme/api-keys/key_1/revoke"),
+        ("POST", "/admin/v1/accounts/acme/api-keys/key_1/rotate"),
         ("POST", "/admin/v1/apps"),
         ("GET", "/admin/v1/apps/any"),
         ("PATCH", "/admin/v1/apps/any"),

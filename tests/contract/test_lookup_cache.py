@@ -12,8 +12,8 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core.settings import Settings
-from services.core.store.accounts import hash_api_key
 from services.core.store.client import Document
+from services.ingest import auth
 from services.ingest.app import create_app
 from tests.contract.conftest import Tenant, TenantFactory
 
@@ -74,19 +74,26 @@ async def test_a_changed_or_deleted_app_is_seen_within_the_bound(
         assert "no such implementation" in deleted.text
 
 
-async def test_a_key_taken_off_its_account_is_refused_within_the_bound(
-    ingest_settings: Settings, tenants: TenantFactory, db: AsyncDatabase[Document]
+@pytest.mark.parametrize("cache_seconds", [BOUND, 300.0])
+async def test_a_revoked_key_is_refused_within_the_bound(
+    ingest_settings: Settings,
+    tenants: TenantFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    cache_seconds: float,
 ) -> None:
+    # However long apps are kept, a key is kept no longer than the revocation bound.
+    monkeypatch.setattr(auth, "REVOCATION_SECONDS", BOUND)
     tenant = await tenants.make()
-    async with ingest(ingest_settings, BOUND) as client:
+    keys = tenants.accounts.keys
+    async with ingest(ingest_settings, cache_seconds) as client:
         assert (await register(client, tenant, tenant.app.id)).status_code == 200
         # A key issued while the account is kept works at once: only found keys are kept.
-        second = await tenants.accounts.issue_key(tenant.account_id)
+        _, second = await keys.issue(tenant.account_id)
         again = Tenant(tenant.account_id, second, tenant.app)
         assert (await register(client, again, tenant.app.id)).status_code == 200
-        await db.accounts.update_one(
-            {"_id": tenant.account_id}, {"$pull": {"api_key_hashes": hash_api_key(tenant.api_key)}}
-        )
+        found = await keys.authenticate(tenant.api_key)
+        assert found is not None
+        await keys.revoke(tenant.account_id, found.id)
         await asyncio.sleep(BOUND)
         assert (await register(client, tenant, tenant.app.id)).status_code == 401
         assert (await register(client, again, tenant.app.id)).status_code == 200

@@ -245,7 +245,7 @@ async def test_an_idempotency_key_matches_the_same_callback_sent_with_another_ke
     client: httpx.AsyncClient, tenants: TenantFactory, db: AsyncDatabase[Document]
 ) -> None:
     tenant = await tenants.make()
-    second_key = await tenants.accounts.issue_key(tenant.account_id)
+    _, second_key = await tenants.accounts.keys.issue(tenant.account_id)
     request = body(tenant.app.id, callback_url=HOOK, callback_events=["failed"])
     key = {"Idempotency-Key": "order-42-shipped"}
     first = await client.post(

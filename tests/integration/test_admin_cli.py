@@ -63,11 +63,11 @@ async def test_cli_manages_accounts_keys_and_apps(
     account = json.loads(out)
     assert (account["id"], account["name"]) == ("acme", "Acme")
     accounts = Accounts(db)
-    assert (await accounts.authenticate(account["api_key"])) is not None
+    assert (await accounts.keys.authenticate(account["api_key"])) is not None
 
     code, out, err = await pushline(env, "issue-key", "acme")
     assert code == 0, err
-    assert (await accounts.authenticate(json.loads(out)["api_key"])) is not None
+    assert (await accounts.keys.authenticate(json.loads(out)["api_key"])) is not None
 
     service_account = tmp_path / "sa.json"
     service_account.write_text(
@@ -238,3 +238,69 @@ async def test_cli_actions_write_audit_lines_without_secrets(
     assert changed[0]["fields"] == ["webpush"]
     for secret in (first_key, second_key, "VAPID-SECRET", MASTER_KEY):
         assert secret not in err
+
+
+async def test_cli_issues_lists_revokes_and_rotates_keys(
+    child_env: dict[str, str], db: AsyncDatabase[Document]
+) -> None:
+    code, out, err = await pushline(child_env, "create-account", "--name", "Keys", "--id", "keys")
+    assert code == 0, err
+    first_key = json.loads(out)["api_key"]
+    await db.apps.insert_one({"_id": "keys-app", "account_id": "keys", "name": "K"})
+    code, out, err = await pushline(
+        child_env,
+        "issue-key",
+        "keys",
+        "--kind",
+        "publishable",
+        "--name",
+        "App",
+        "--app",
+        "keys-app",
+    )
+    assert code == 0, err
+    issued = json.loads(out)
+    assert (issued["kind"], issued["name"], issued["apps"]) == ("publishable", "App", ["keys-app"])
+    assert [(a["audit"], a["key_id"]) for a in audit_lines(err)] == [
+        ("api_key_issued", issued["id"])
+    ]
+    keys = Accounts(db).keys
+    assert await keys.authenticate(issued["api_key"]) is not None
+
+    code, out, err = await pushline(child_env, "list-keys", "keys")
+    assert code == 0, err
+    listed = json.loads(out)["api_keys"]
+    assert [k["kind"] for k in listed] == ["secret", "publishable"]
+    assert first_key not in out
+    assert issued["api_key"] not in out
+
+    code, out, err = await pushline(
+        child_env, "rotate-key", "keys", issued["id"], "--grace-seconds", "3600"
+    )
+    assert code == 0, err
+    rotated = json.loads(out)
+    assert (rotated["kind"], rotated["apps"], rotated["replaced"]["id"]) == (
+        "publishable",
+        ["keys-app"],
+        issued["id"],
+    )
+    # In its grace period, the replaced key still works.
+    assert await keys.authenticate(issued["api_key"]) is not None
+    assert await keys.authenticate(rotated["api_key"]) is not None
+    assert [a["audit"] for a in audit_lines(err)] == ["api_key_rotated"]
+
+    code, out, err = await pushline(child_env, "revoke-key", "keys", issued["id"])
+    assert code == 0, err
+    assert json.loads(out)["revoked_at"] is not None
+    assert await keys.authenticate(issued["api_key"]) is None
+    assert [a["audit"] for a in audit_lines(err)] == ["api_key_revoked"]
+
+    for args, reason in [
+        (("issue-key", "keys", "--kind", "publishable"), "must name the apps it acts for"),
+        (("revoke-key", "keys", "key_none"), "API key key_none not found in account keys"),
+        (("rotate-key", "keys", issued["id"]), f"API key {issued['id']} is revoked already"),
+        (("list-keys", "nobody"), "account nobody not found"),
+    ]:
+        code, _, err = await pushline(child_env, *args)
+        assert code == 1
+        assert reason in err

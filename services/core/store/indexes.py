@@ -12,9 +12,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.core.store.client import Document
 from services.core.store.devices import migrate_device_ids
 from services.core.store.directory import build_contact_directory
+from services.core.store.keys import migrate_account_keys
 
 INDEXES: dict[str, list[IndexModel]] = {
-    "accounts": [IndexModel([("api_key_hashes", ASCENDING)], name="api_key_hashes")],
+    "api_keys": [
+        IndexModel([("hash", ASCENDING)], unique=True, name="hash"),
+        IndexModel([("account_id", ASCENDING)], name="account"),
+    ],
     "apps": [IndexModel([("account_id", ASCENDING)], name="account")],
     # `devices` has only `_id`, `{app_id}:{token_hash}`: a token's device is read by `_id`,
     # a contact's devices through the contact directory (`contact_devices`).
@@ -42,16 +46,19 @@ INDEXES: dict[str, list[IndexModel]] = {
 # Indexes of earlier versions: the unique (app, token hash) index would refuse a device's
 # copy under its derived `_id` while the old document exists; the (app or account, contact
 # id / token hash / cellphone / email) ones served lookups the contact directory and
-# `_id` reads now serve.
+# `_id` reads now serve; keys are found in `api_keys` now, not by the hashes in their
+# account.
 OBSOLETE: dict[str, list[str]] = {
-    "devices": ["token", "contact", "account_contact", "account_token", "cellphone", "email"]
+    "accounts": ["api_key_hashes"],
+    "devices": ["token", "contact", "account_contact", "account_token", "cellphone", "email"],
 }
 
 
 async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     """Create every index that is missing, drop obsolete ones, move devices stored with a
-    generated `_id` to their derived one (`migrate_device_ids`), then enter the devices
-    stored before the contact directory existed in it (`build_contact_directory`)."""
+    generated `_id` to their derived one (`migrate_device_ids`), move API keys out of their
+    accounts (`migrate_account_keys`), then enter the devices stored before the contact
+    directory existed in it (`build_contact_directory`)."""
     for collection, names in OBSOLETE.items():
         present = await db[collection].index_information()
         for name in names:
@@ -60,4 +67,5 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     for collection, indexes in INDEXES.items():
         await db[collection].create_indexes(indexes)
     await migrate_device_ids(db)
+    await migrate_account_keys(db)
     await build_contact_directory(db)
