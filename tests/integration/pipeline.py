@@ -49,8 +49,10 @@ class Emulators:
 class Pipeline:
     """Resolver, sender and feedback as processes, the sandbox pointed at the emulators."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], niceness: int = 0) -> None:
+        """`niceness`: the workers' CPU priority below the test process's (`Process`)."""
         self.env = env
+        self.niceness = niceness
         self.running: dict[str, processes.Process] = {}
         self.ports: dict[str, int] = {}
         self.stopped: list[processes.Process] = []
@@ -59,7 +61,9 @@ class Pipeline:
         """Start `service` (default: `name`) as the process called `name`."""
         port = processes.free_port()
         process = processes.Process(
-            ["services.cli", service or name], {**self.env, "PUSHLINE_METRICS_PORT": str(port)}
+            ["services.cli", service or name],
+            {**self.env, "PUSHLINE_METRICS_PORT": str(port)},
+            self.niceness,
         )
         self.running[name] = process
         self.ports[name] = port

@@ -30,10 +30,13 @@ class Process:
     pipe that nobody reads.
     """
 
-    def __init__(self, args: Sequence[str], env: dict[str, str]) -> None:
+    def __init__(self, args: Sequence[str], env: dict[str, str], niceness: int = 0) -> None:
+        """`niceness` > 0 runs the child at that much lower CPU priority (`nice`)."""
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        # `nice` execs the child in its place: the pid is the child's.
+        command = ["nice", "-n", str(niceness)] if niceness else []
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", *args],
+            [*command, sys.executable, "-m", *args],
             cwd=ROOT,
             env=env,
             stdout=self._log,
