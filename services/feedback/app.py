@@ -15,7 +15,7 @@ import faust
 import pydantic
 
 from services.core import metrics, topics
-from services.core.callbacks import fire_devices, fire_final
+from services.core.callbacks import SWEEP_INTERVAL, fire_devices, fire_final, sweep
 from services.core.events import (
     CleanupDevices,
     DeliveryOutcome,
@@ -89,6 +89,18 @@ def create_app(settings: Settings) -> StreamApp:
             log.warning("store unavailable; retention waits for its next run")
 
     app.timer(settings.retention_interval_seconds, name="retention")(retention)
+
+    async def sweep_callbacks() -> None:
+        try:
+            await sweep(app.db, app.queue_webhook)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # The notes stay: the next sweep makes their calls.
+            metrics.OUTAGE_RETRIES.labels("callback_sweep").inc()
+            log.warning("store or broker unavailable; the callback sweep waits for its next run")
+
+    app.timer(SWEEP_INTERVAL, name="callback_sweep")(sweep_callbacks)
     return app
 
 

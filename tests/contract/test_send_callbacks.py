@@ -5,12 +5,14 @@ store; feedback's steps called as its worker calls them)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
-from services.core.callbacks import fire_devices, fire_final
+from services.core.callbacks import NOTE_GRACE, fire_devices, fire_final, sweep
 from services.core.errors import KafkaUnavailableError
 from services.core.events import (
     DeliveryOutcome,
@@ -21,6 +23,7 @@ from services.core.events import (
     utc_now,
 )
 from services.core.settings import Settings
+from services.core.store.callback_notes import CallbackNotes
 from services.core.store.client import Document
 from services.core.store.notifications import NotificationsRepository
 from services.core.tokens import hash_token
@@ -209,6 +212,98 @@ async def test_a_claim_kafka_did_not_take_is_given_up_and_made_by_the_retry(
     assert await fire_final(db, [send.notification_id], queue) == 1
     assert await fire_final(db, [send.notification_id], queue) == 0
     assert len(calls) == 1
+
+
+async def _ended(db: AsyncDatabase[Document]) -> SendRequest:
+    """A send that asked for a callback and is done (it had no device)."""
+    send = await _accepted(db, [])
+    await NotificationsRepository(db).fanout_completed(
+        FanoutCompleted(notification_id=send.notification_id, jobs=0)
+    )
+    return send
+
+
+async def _age_notes(db: AsyncDatabase[Document], by: timedelta) -> None:
+    await db.callback_notes.update_many({}, {"$set": {"at": utc_now() - by}})
+
+
+async def test_a_final_callback_leaves_no_note_once_kafka_has_it(
+    db: AsyncDatabase[Document],
+) -> None:
+    send = await _ended(db)
+    calls: list[WebhookCall] = []
+
+    async def queue(call: WebhookCall) -> None:
+        assert await db.callback_notes.count_documents({"_id": send.notification_id}) == 1
+        calls.append(call)
+
+    assert await fire_final(db, [send.notification_id], queue) == 1
+    assert len(calls) == 1
+    assert await db.callback_notes.count_documents({}) == 0
+
+
+async def test_a_callback_whose_worker_died_after_claiming_it_is_made_by_the_sweep(
+    db: AsyncDatabase[Document],
+) -> None:
+    send = await _ended(db)
+    # What fire_final leaves of a worker killed before Kafka answered: the note and the claim.
+    await CallbackNotes(db).open(send.notification_id)
+    assert await NotificationsRepository(db).claim_callback(send.notification_id) is not None
+    calls: list[WebhookCall] = []
+
+    async def queue(call: WebhookCall) -> None:
+        calls.append(call)
+
+    # Within the grace the worker may still be making it.
+    await _age_notes(db, NOTE_GRACE - timedelta(seconds=30))
+    assert await sweep(db, queue) == 0
+    await _age_notes(db, NOTE_GRACE + timedelta(seconds=1))
+    assert await sweep(db, queue) == 1
+    assert await sweep(db, queue) == 0
+    assert await fire_final(db, [send.notification_id], queue) == 0
+    (call,) = calls
+    assert (call.notification_id, call.body["state"]) == (send.notification_id, "done")
+    assert await db.callback_notes.count_documents({}) == 0
+
+
+async def test_a_callback_kafka_refused_before_its_worker_died_is_made_by_the_sweep(
+    db: AsyncDatabase[Document],
+) -> None:
+    send = await _ended(db)
+
+    async def refused(call: WebhookCall) -> None:
+        raise KafkaUnavailableError("Kafka did not take the messages")
+
+    with pytest.raises(KafkaUnavailableError):
+        await fire_final(db, [send.notification_id], refused)
+    # The worker dies instead of trying again: its note stays, its claim was given up.
+    await _age_notes(db, NOTE_GRACE + timedelta(seconds=1))
+    calls: list[WebhookCall] = []
+
+    async def queue(call: WebhookCall) -> None:
+        calls.append(call)
+
+    assert await sweep(db, queue) == 1
+    assert len(calls) == 1
+    assert await db.callback_notes.count_documents({}) == 0
+
+
+async def test_a_callback_whose_worker_died_before_claiming_it_is_made_by_the_sweep(
+    db: AsyncDatabase[Document],
+) -> None:
+    send = await _ended(db)
+    # Noted, then killed before the claim.
+    await CallbackNotes(db).open(send.notification_id)
+    await _age_notes(db, NOTE_GRACE + timedelta(seconds=1))
+    calls: list[WebhookCall] = []
+
+    async def queue(call: WebhookCall) -> None:
+        calls.append(call)
+
+    assert await sweep(db, queue) == 1
+    assert await fire_final(db, [send.notification_id], queue) == 0
+    assert len(calls) == 1
+    assert await NotificationsRepository(db).claimed_callback(send.notification_id) is not None
 
 
 async def test_device_events_are_those_asked_for_each_first_answer_once(

@@ -274,6 +274,26 @@ class NotificationsRepository:
                 {"$set": {"state": "sending", "updated": utc_now()}},
             )
 
+    async def unclaimed_callbacks(self, notification_ids: Collection[str]) -> list[str]:
+        """Those of the notifications that are in a FINAL state and asked for a callback no
+        one has claimed yet (one read by `_id`)."""
+        cursor = self._notifications.find(
+            {
+                "_id": {"$in": list(notification_ids)},
+                "state": {"$in": list(FINAL)},
+                "callback": {"$ne": None},
+                "callback_fired": {"$exists": False},
+            },
+            {"_id": 1},
+        )
+        return [doc["_id"] async for doc in cursor]
+
+    async def claimed_callback(self, notification_id: str) -> Document | None:
+        """The notification, if its callback was claimed."""
+        return await self._notifications.find_one(
+            {"_id": notification_id, "callback_fired": {"$exists": True}}, _NO_BATCHES
+        )
+
     async def claim_callback(self, notification_id: str) -> Document | None:
         """The notification, if it is in a FINAL state, asked for a callback, and no one
         claimed that callback before: this call claims it (atomically, so a redelivered
