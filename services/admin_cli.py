@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure
 
 from services.core import audit
@@ -26,9 +27,27 @@ from services.core.settings import Settings
 from services.core.store import client as store
 from services.core.store.accounts import Accounts
 from services.core.store.apps import App, AppChanges, Apps, NewApp
+from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
+from services.core.store.limits import AccountLimits, Limits, view
 
-COMMANDS = ("create-account", "issue-key", "create-app", "get-app", "update-app")
+COMMANDS = (
+    "create-account",
+    "issue-key",
+    "get-limits",
+    "set-limits",
+    "create-app",
+    "get-app",
+    "update-app",
+)
+# `set-limits` options: each a field of an account's limits (services.core.store.limits).
+_LIMITS = (
+    "requests_per_second",
+    "requests_burst",
+    "app_sends_per_second",
+    "app_sends_burst",
+    "notifications_per_second",
+)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +61,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     key = actions.add_parser("issue-key", help="issue another API key for an account")
     key.add_argument("account_id")
+
+    shown = actions.add_parser("get-limits", help="show an account's rate limits")
+    shown.add_argument("account_id")
+
+    limits = actions.add_parser(
+        "set-limits", help="replace an account's rate limits (an option left out: the default)"
+    )
+    limits.add_argument("account_id")
+    for name in _LIMITS:
+        limits.add_argument("--" + name.replace("_", "-"), type=float)
 
     create = actions.add_parser("create-app", help="create an app")
     create.add_argument("--account-id")
@@ -96,7 +125,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await ensure_indexes(db)
         apps = Apps(db, Vault(settings.master_key))
-        result = await _dispatch(args, Accounts(db), apps, settings)
+        result = await _dispatch(args, db, apps, settings)
     except ConnectionFailure:
         print(f"pushline admin: {store.unanswered(settings)}", file=sys.stderr)
         return 1
@@ -110,8 +139,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _dispatch(
-    args: argparse.Namespace, accounts: Accounts, apps: Apps, settings: Settings
+    args: argparse.Namespace, db: AsyncDatabase[Document], apps: Apps, settings: Settings
 ) -> object:
+    accounts = Accounts(db)
     if args.action == "create-account":
         account, api_key = await accounts.create(args.name, args.id)
         audit.record("account_created", via="admin_cli", account_id=account.id)
@@ -120,6 +150,8 @@ async def _dispatch(
         api_key = await accounts.issue_key(args.account_id)
         audit.record("api_key_issued", via="admin_cli", account_id=args.account_id)
         return {"account_id": args.account_id, "api_key": api_key}
+    if args.action in ("get-limits", "set-limits"):
+        return await _limits(args, AccountLimits(db), settings)
     if args.action == "create-app":
         body = _body(args)
         for name in ("account_id", "id"):
@@ -145,6 +177,19 @@ async def _dispatch(
         changes.model_fields_set, via="admin_cli", account_id=app.account_id, app_id=app.id
     )
     return _shown(await check_uploaded(apps, app, uploaded(changes), settings))
+
+
+async def _limits(
+    args: argparse.Namespace, limits: AccountLimits, settings: Settings
+) -> dict[str, object]:
+    if args.action == "set-limits":
+        given = {name: getattr(args, name) for name in _LIMITS}
+        await limits.set(args.account_id, Limits.model_validate(given))
+        audit.record("account_limits_changed", via="admin_cli", account_id=args.account_id)
+    found = await limits.get(args.account_id)
+    if found is None:
+        raise ValueError(f"account {args.account_id} not found")
+    return view(args.account_id, found, settings)
 
 
 def _body(args: argparse.Namespace) -> dict[str, Any]:

@@ -17,9 +17,11 @@ from services.core import audit
 from services.core.store.accounts import Account, Accounts, hash_api_key
 from services.core.store.apps import App, Apps
 from services.core.store.client import Document
+from services.core.store.limits import AccountLimits
 from services.ingest import access
 from services.ingest.cache import TTLCache
 from services.ingest.refusals import Refusal
+from services.ingest.throttle import throttle_of
 
 # Accounts and apps the lookup cache holds at most, each.
 _CACHED = 10_000
@@ -32,6 +34,7 @@ class Tenants:
         """`cache_seconds`: how long a found account or app is used without asking the
         store again (0: ask every time)."""
         self.accounts = Accounts(db)
+        self.limits = AccountLimits(db)
         self.apps = apps
         # Keyed by the key's digest, never the key itself. An app is keyed by the account
         # that found it as well as its id, so it is only ever returned to that account.
@@ -82,6 +85,7 @@ async def caller(
     request: Request, api_key: str | None, *, org_id: str | None = None
 ) -> Account | None:
     """The account an API key authenticates as (given `org_id`, only that account), or None.
+    Raises Refusal (429) when the account's request rate limit is reached.
 
     The account's id goes to the request's access line; a key given but refused goes to the
     audit log (a missing key is in the access log only).
@@ -91,6 +95,7 @@ async def caller(
         account = None
     if account is not None:
         access.identify(request, account.id)
+        await throttle_of(request).request(request, account.id)
     elif api_key:
         audit.record("api_key_refused", via="api", org_id=org_id, **access.origin(request))
     return account
