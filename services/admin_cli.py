@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure
 
 from services.core import audit
@@ -26,8 +27,10 @@ from services.core.settings import Settings
 from services.core.store import client as store
 from services.core.store.accounts import Accounts
 from services.core.store.apps import App, AppChanges, Apps, NewApp
+from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
 from services.core.store.keys import MAX_GRACE_SECONDS, key_view
+from services.core.store.limits import AccountLimits, Limits, view
 
 COMMANDS = (
     "create-account",
@@ -35,9 +38,19 @@ COMMANDS = (
     "list-keys",
     "revoke-key",
     "rotate-key",
+    "get-limits",
+    "set-limits",
     "create-app",
     "get-app",
     "update-app",
+)
+# `set-limits` options: each a field of an account's limits (services.core.store.limits).
+_LIMITS = (
+    "requests_per_second",
+    "requests_burst",
+    "app_sends_per_second",
+    "app_sends_burst",
+    "notifications_per_second",
 )
 
 
@@ -81,6 +94,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=0.0,
         help="how long the replaced key keeps working (default: revoked at once)",
     )
+
+    shown = actions.add_parser("get-limits", help="show an account's rate limits")
+    shown.add_argument("account_id")
+
+    limits = actions.add_parser(
+        "set-limits", help="replace an account's rate limits (an option left out: the default)"
+    )
+    limits.add_argument("account_id")
+    for name in _LIMITS:
+        limits.add_argument("--" + name.replace("_", "-"), type=float)
 
     create = actions.add_parser("create-app", help="create an app")
     create.add_argument("--account-id")
@@ -135,7 +158,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await ensure_indexes(db)
         apps = Apps(db, Vault(settings.master_key))
-        result = await _dispatch(args, Accounts(db), apps, settings)
+        result = await _dispatch(args, db, apps, settings)
     except ConnectionFailure:
         print(f"pushline admin: {store.unanswered(settings)}", file=sys.stderr)
         return 1
@@ -149,14 +172,17 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _dispatch(
-    args: argparse.Namespace, accounts: Accounts, apps: Apps, settings: Settings
+    args: argparse.Namespace, db: AsyncDatabase[Document], apps: Apps, settings: Settings
 ) -> object:
+    accounts = Accounts(db)
     if args.action == "create-account":
         account, api_key = await accounts.create(args.name, args.id)
         audit.record("account_created", via="admin_cli", account_id=account.id)
         return {"id": account.id, "name": account.name, "api_key": api_key}
     if args.action in ("issue-key", "list-keys", "revoke-key", "rotate-key"):
         return await _keys(args, accounts)
+    if args.action in ("get-limits", "set-limits"):
+        return await _limits(args, AccountLimits(db), settings)
     if args.action == "create-app":
         body = _body(args)
         for name in ("account_id", "id"):
@@ -217,6 +243,19 @@ async def _keys(args: argparse.Namespace, accounts: Accounts) -> object:
         grace_seconds=str(args.grace_seconds),
     )
     return {**key_view(new, api_key), "replaced": key_view(old)}
+
+
+async def _limits(
+    args: argparse.Namespace, limits: AccountLimits, settings: Settings
+) -> dict[str, object]:
+    if args.action == "set-limits":
+        given = {name: getattr(args, name) for name in _LIMITS}
+        await limits.set(args.account_id, Limits.model_validate(given))
+        audit.record("account_limits_changed", via="admin_cli", account_id=args.account_id)
+    found = await limits.get(args.account_id)
+    if found is None:
+        raise ValueError(f"account {args.account_id} not found")
+    return view(args.account_id, found, settings)
 
 
 def _body(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The audit log: one JSON line for every administrative action (an account created, an API
-key issued, revoked or rotated, an app created or changed, provider credentials changed)
-and for every refused credential.
+key issued, revoked or rotated, an account's rate limits changed, an app created or changed,
+provider credentials changed) and for every refused credential.
 
 The lines go to this module's logger with an `audit` field naming the action, so that an
 operator can route them apart from the other logs and keep them longer. They say who and
@@ -27,6 +27,7 @@ Action = Literal[
     "credentials_changed",
     "api_key_refused",
     "admin_token_refused",
+    "account_limits_changed",
 ]
 # How the action came: `admin_api`, `admin_cli`, or `api` (an API key of a dialect).
 Via = Literal["admin_api", "admin_cli", "api"]

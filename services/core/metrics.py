@@ -103,3 +103,19 @@ EVENT_LOOP = Info(
     "pushline_event_loop",
     "The event loop implementation the process runs on (uvloop, or asyncio).",
 )
+
+THROTTLED = Counter(
+    "pushline_throttled_requests_total",
+    "Requests the ingest refused 429 because an account's rate limit was reached, by limit "
+    "(requests, app_sends).",
+    ["limit"],
+)
+FANOUT_PACED_SECONDS = Counter(
+    "pushline_fanout_paced_seconds_total",
+    "Seconds fan-outs waited for their account's notifications-per-second limit.",
+)
+FANOUTS_PACED = Gauge(
+    "pushline_fanouts_paced",
+    "Fan-outs of this resolver waiting right now for their account's notifications-per-second "
+    "limit.",
+)

@@ -234,6 +234,12 @@ class Settings(BaseSettings):
     retention_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     # How often each app's provider credentials are checked again (the senders do it).
     credentials_check_interval: Duration = timedelta(hours=1)
+    # Each account's rate limits unless its own say otherwise (services/core/store/limits.py).
+    rate_requests_per_second: Annotated[float, Field(gt=0)] = 1000.0
+    rate_requests_burst: Annotated[int, Field(ge=1)] = 2000
+    rate_app_sends_per_second: Annotated[float, Field(gt=0)] = 100.0
+    rate_app_sends_burst: Annotated[int, Field(ge=1)] = 200
+    rate_notifications_per_second: Annotated[float, Field(gt=0)] = 20_000.0
 
     @model_validator(mode="after")
     def _listeners(self) -> Settings:

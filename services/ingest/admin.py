@@ -1,4 +1,5 @@
-"""The admin API, `/admin/v1/...`: accounts, API keys and apps with provider credentials.
+"""The admin API, `/admin/v1/...`: accounts, API keys, rate limits (services.ingest.quotas)
+and apps with provider credentials.
 
 Served by the admin app alone, on the ingest's admin listener (services/ingest/app.py); the
 public listener has no admin path. Bearer `PUSHLINE_ADMIN_TOKEN`, compared in constant time.
@@ -31,6 +32,7 @@ from services.core.settings import Settings
 from services.core.store.accounts import Account, Name, RecordId
 from services.core.store.apps import App, AppChanges, NewApp
 from services.core.store.keys import MAX_GRACE_SECONDS, ApiKey, KeyKind, KeyName, key_view
+from services.ingest import quotas
 from services.ingest.access import origin
 from services.ingest.auth import bearer, tenants_of
 from services.ingest.bodies import Body, answered, documented, parse
@@ -299,6 +301,7 @@ def routes(settings: Settings) -> APIRouter:
         )
         return JSONResponse(app_view(await check_uploaded(apps, app, uploaded(changes), settings)))
 
+    quotas.add_routes(router, guarded, settings)
     return router
 
 

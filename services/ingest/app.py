@@ -45,6 +45,7 @@ from services.ingest.limits import Limits
 from services.ingest.refusals import Dialects, Refusal
 from services.ingest.registrations import Registrations
 from services.ingest.sending import Sends
+from services.ingest.throttle import Throttle
 
 # What a 405's Allow may name.
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.registrations = Registrations(db, producer, settings)
         app.state.sends = Sends(db, producer, settings)
+        app.state.throttle = Throttle(db, settings)
         app.state.listings = listing.Listings(db)
         app.state.readiness = Readiness(db, admin)
         try:

@@ -23,9 +23,11 @@ from services.core.store.accounts import Account, Accounts
 from services.core.store.apps import App, Apps
 from services.core.store.client import Document, stored_now
 from services.core.store.keys import TOUCH_SECONDS, ApiKey, hash_api_key
+from services.core.store.limits import AccountLimits
 from services.ingest import access
 from services.ingest.cache import TTLCache
 from services.ingest.refusals import Refusal
+from services.ingest.throttle import throttle_of
 
 # Accounts and apps the lookup cache holds at most, each.
 _CACHED = 10_000
@@ -56,6 +58,7 @@ class Tenants:
         store again (0: ask every time); a key, `REVOCATION_SECONDS` at most."""
         self.accounts = Accounts(db)
         self.keys = self.accounts.keys
+        self.limits = AccountLimits(db)
         self.apps = apps
         # Keyed by the key's digest, never the key itself. An app is keyed by the account
         # that found it as well as its id, so it is only ever returned to that account.
@@ -119,7 +122,8 @@ async def caller(
     request: Request, api_key: str | None, *, org_id: str | None = None
 ) -> KeyHolder | None:
     """The account and key an API key authenticates as (given `org_id`, only that
-    account's), or None.
+    account's), or None. Raises Refusal (429) when the account's request rate limit is
+    reached.
 
     The account's id goes to the request's access line; a key given but refused goes to the
     audit log (a missing key is in the access log only).
@@ -129,6 +133,7 @@ async def caller(
         holder = None
     if holder is not None:
         access.identify(request, holder.account.id)
+        await throttle_of(request).request(request, holder.account.id)
     elif api_key:
         audit.record("api_key_refused", via="api", org_id=org_id, **access.origin(request))
     return holder

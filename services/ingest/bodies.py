@@ -162,17 +162,27 @@ def error_responses(
     """`responses` that document a router's error answers, all of `shape`, in /docs.
 
     Every route may also answer 413 (body over the limit) and 503 (overloaded, or Kafka
-    did not take the request), refused before the route runs.
+    did not take the request), refused before the route runs. A 429 (a rate limit) and a
+    503 say in `Retry-After` how many seconds to wait.
     """
     schema = shape.model_json_schema()
     schema = _inline(schema, schema.pop("$defs", {}))
-    return {
-        status: {
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, 413, 503}):
+        answer: dict[str, Any] = {
             "description": HTTPStatus(status).phrase,
             "content": {media_type: {"schema": schema}},
         }
-        for status in sorted({*statuses, 413, 503})
-    }
+        if status in (429, 503):
+            answer["headers"] = {"Retry-After": _RETRY_AFTER}
+        documented[status] = answer
+    return documented
+
+
+_RETRY_AFTER = {
+    "description": "Seconds to wait before trying again",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 def _inline(node: Any, definitions: dict[str, Any]) -> Any:

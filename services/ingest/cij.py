@@ -52,7 +52,7 @@ class ValidationProblem(BaseModel):
 router = APIRouter(
     prefix="/api/v1.0/orgs/{org_id}/pushdeviceregistration",
     tags=["CIJ"],
-    responses=error_responses(ValidationProblem, (400, 403)),
+    responses=error_responses(ValidationProblem, (400, 403, 429)),
 )
 
 MAX_BATCH = 100

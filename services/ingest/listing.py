@@ -42,7 +42,7 @@ from services.ingest.refusals import Invalid, Problem, Refusal
 from services.ingest.registrations import registrations_of
 from services.ingest.sending import shown
 
-router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 403, 404))
+router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 403, 404, 429))
 
 # Items per page unless `limit` says otherwise, and the most it may ask for: a page is held
 # whole in memory, by the store and here.

@@ -52,6 +52,7 @@ from services.ingest.devices import PLATFORMS, subscription_in
 from services.ingest.refusals import Dialect, Refusal
 from services.ingest.registrations import registrations_of
 from services.ingest.sending import Sends, sends_of
+from services.ingest.throttle import throttle_of
 
 
 class MasivError(BaseModel):
@@ -64,7 +65,7 @@ class MasivError(BaseModel):
     path: str
 
 
-router = APIRouter(tags=["Masiv"], responses=error_responses(MasivError, (400, 401, 403)))
+router = APIRouter(tags=["Masiv"], responses=error_responses(MasivError, (400, 401, 403, 429)))
 
 
 def _platform(value: str) -> str:
@@ -268,6 +269,8 @@ async def send_to_list(account: Caller, request: Request) -> JSONResponse:
         notification=content,
         data=body.data,
     )
+    if send.app_id is not None:
+        await throttle_of(request).send(account.id, send.app_id)
     try:
         await sends_of(request).accept(send, request.headers.get("idempotency-key"))
     except IdempotencyConflictError as exc:

@@ -43,7 +43,7 @@ from services.ingest.refusals import Invalid, Problem, Refusal
 from services.ingest.registrations import Registrations, registrations_of
 from services.ingest.sending import sends_of
 
-router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 403, 404))
+router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 403, 404, 429))
 
 MAX_BATCH = 100
 # Longest `?wait=` a registration may ask for: it holds a connection and an in-flight slot.

@@ -55,8 +55,9 @@ from services.ingest.bodies import (
 from services.ingest.problems import responses
 from services.ingest.refusals import Invalid, Problem, Refusal
 from services.ingest.sending import Sends, sends_of, shown
+from services.ingest.throttle import throttle_of
 
-router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 403, 404))
+router = APIRouter(prefix="/v1", tags=["Native API"], responses=responses(400, 401, 403, 404, 429))
 
 
 # Selector values per send request; larger audiences are addressed by contact lists
@@ -331,6 +332,7 @@ async def send_notification(account: Caller, request: Request) -> Response:
         accepted_at=accepted_at,
         send_at=body.send_at,
     )
+    await throttle_of(request).send(account.id, app.id)
     try:
         notification_id = await sends_of(request).accept(send, key)
     except IdempotencyConflictError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import ceil
 
 from starlette.responses import Response
 
@@ -32,11 +33,21 @@ class Refusal(Exception):  # noqa: N818 - an answer, not a failure of ours
     """A request the ingest will not take: its status and why (`message`); `problems`,
     field by field, when its input failed validation."""
 
-    def __init__(self, status: int, message: str, problems: Sequence[Problem] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        problems: Sequence[Problem] = (),
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        """`retry_after`: the seconds a 429 or 503 asks the caller to wait (default
+        RETRY_AFTER)."""
         super().__init__(message)
         self.status = status
         self.message = message
         self.problems = list(problems)
+        self.retry_after = retry_after
 
 
 class Invalid(Refusal):
@@ -70,5 +81,7 @@ class Dialects:
         shape = next((s for prefixes, s in self._shapes if path.startswith(prefixes)), None)
         response = (shape or self._otherwise)(path, refusal)
         if refusal.status in (429, 503):
-            response.headers["Retry-After"] = RETRY_AFTER
+            # Whole seconds (RFC 9110), never 0: a caller told 0 would knock again at once.
+            wait = refusal.retry_after
+            response.headers["Retry-After"] = RETRY_AFTER if wait is None else str(ceil(wait))
         return response

@@ -45,7 +45,7 @@ class RouteeError(BaseModel):
     details: list[str]
 
 
-router = APIRouter(tags=["Routee"], responses=error_responses(RouteeError, (400, 401, 403)))
+router = APIRouter(tags=["Routee"], responses=error_responses(RouteeError, (400, 401, 403, 429)))
 
 NOT_FOUND = "Routee Details not Found"
 NO_CONFIG = "Device Config not found"

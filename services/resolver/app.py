@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from typing import cast
 
 import faust
 import pydantic
 
 from services.core import metrics, topics
+from services.core.acks import OrderedAcks
 from services.core.callbacks import fire_final
 from services.core.events import (
     CancelSend,
@@ -30,6 +32,7 @@ from services.core.tokens import hash_token
 from services.core.topics import RESOLVER_APP_ID, device_key, notification_key
 from services.core.worker import StreamApp
 from services.resolver.fanout import expand
+from services.resolver.pacing import Pacer, Requests
 from services.resolver.progress import Progress
 from services.resolver.registrations import device_cleanups, resolve_registration
 from services.resolver.schedules import DUE_INTERVAL, DueSends, hold
@@ -57,12 +60,25 @@ def create_app(settings: Settings) -> StreamApp:
 
     @app.agent(app.source(topics.SEND_REQUESTS))
     async def send_requests(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            # Resolving again from the start is safe: jobs already produced end once.
-            await app.until_done(
-                lambda: on_send_request(app, event.key, event.value),  # noqa: B023 - awaited here
-                "send_request",
-            )
+        # Each request in a task of its own (services.resolver.pacing), acknowledged in
+        # offset order once done: a request cut short is read again and resumed.
+        pacer = Pacer(app.db, app.settings)
+        acks = OrderedAcks(app, stream)
+        requests = Requests(app.crash)
+        try:
+            # The StreamT protocol lacks `noack`; the Stream class every agent gets has it.
+            async for event in cast(faust.Stream[bytes], stream).noack().events():
+                key, value = event.key, event.value
+
+                async def resolve(key: bytes | None = key, value: bytes = value) -> None:
+                    # Resolving again from the start is safe: jobs already produced end once.
+                    await app.until_done(
+                        lambda: on_send_request(app, key, value, pacer), "send_request"
+                    )
+
+                await requests.start(key, resolve, acks.acker(event))
+        finally:
+            await requests.stop()
 
     due_sends = DueSends(lambda: app.db, app.publish)
     app.timer(DUE_INTERVAL, name="due-sends")(due_sends.tick)
@@ -108,9 +124,10 @@ def _cleanup_key(cleanup: CleanupDevices, key: bytes | None) -> bytes:
     return device_key(cleanup.app_id, hash_token(cleanup.token))
 
 
-async def on_send_request(app: StreamApp, key: bytes | None, value: bytes) -> None:
-    """Fan a send request out into jobs, then tell feedback how many there are; hold one
-    whose `send_at` is ahead; apply a cancel."""
+async def on_send_request(app: StreamApp, key: bytes | None, value: bytes, pacer: Pacer) -> None:
+    """Fan a send request out into jobs, at most its account's notifications per second
+    (`pacer`), then tell feedback how many there are; hold one whose `send_at` is ahead;
+    apply a cancel."""
     try:
         request = decode(topics.SEND_REQUESTS, value)
     except pydantic.ValidationError as exc:
@@ -150,9 +167,11 @@ async def on_send_request(app: StreamApp, key: bytes | None, value: bytes) -> No
             extra={"notification_id": request.notification_id, "jobs": progress.jobs},
         )
     in_flight: list[Awaitable[object]] = []
+    rate = await pacer.rate(request.account_id)
     async for job in expand(request, app.db, progress.after):
         progress.count(job, positioned=positioned)
         if not request.options.dry_run:
+            await pacer.job(request.account_id, rate)
             key_ = device_key(job.app_id, job.token_hash)
             in_flight.append(await app.publish_soon(topics.JOB_TOPICS[job.provider], key_, job))
         if len(in_flight) >= PUBLISH_WINDOW or progress.due():

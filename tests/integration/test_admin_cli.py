@@ -183,6 +183,42 @@ async def test_cli_refusals_exit_1_with_a_reason(
     assert await db["apps"].count_documents({}) == 0
 
 
+async def test_cli_sets_and_shows_an_accounts_rate_limits(
+    child_env: dict[str, str], db: AsyncDatabase[Document]
+) -> None:
+    code, _, err = await pushline(child_env, "create-account", "--name", "L", "--id", "limited")
+    assert code == 0, err
+    code, out, err = await pushline(child_env, "get-limits", "limited")
+    assert code == 0, err
+    assert set(json.loads(out)["limits"].values()) == {None}
+    code, out, err = await pushline(
+        child_env,
+        "set-limits",
+        "limited",
+        "--requests-per-second",
+        "50",
+        "--notifications-per-second",
+        "500",
+    )
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["limits"]["requests_per_second"] == 50
+    assert shown["limits"]["requests_burst"] is None
+    assert shown["effective"]["notifications_per_second"] == 500
+    # The default burst of calls, 2,000, is what the account gets where it set none.
+    assert shown["effective"]["requests_burst"] == 2000
+    stored = await db.accounts.find_one({"_id": "limited"})
+    assert stored is not None
+    assert stored["limits"] == {"requests_per_second": 50, "notifications_per_second": 500}
+    assert '"audit": "account_limits_changed"' in err
+
+    code, _, err = await pushline(child_env, "set-limits", "limited", "--requests-burst", "0")
+    assert code == 1
+    assert "requests_burst" in err
+    code, _, err = await pushline(child_env, "get-limits", "nobody")
+    assert (code, err.strip()) == (1, "pushline admin: account nobody not found")
+
+
 async def test_cli_with_the_store_down_says_so_in_one_line(child_env: dict[str, str]) -> None:
     nobody = f"mongodb://ops:hunter2@127.0.0.1:{processes.free_port()}/pushline?authSource=admin"
     code, out, err = await pushline({**child_env, "PUSHLINE_MONGODB_URI": nobody}, "get-app", "a")

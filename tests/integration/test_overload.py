@@ -25,8 +25,8 @@ from services.core.tokens import hash_token
 from services.core.topics import device_key
 from services.sender.app import BATCH
 from services.sender.dispatch import CALL_SIZE
-from tests.contract.conftest import MASTER_KEY, Tenant, TenantFactory
-from tests.dialects import Shape, cij, masiv, problem_json, routee
+from tests.contract.conftest import MASTER_KEY, TenantFactory
+from tests.dialects import Shape, cij, masiv, problem_json, requests_of, routee
 from tests.integration import processes
 from tests.integration.kafka_io import publish
 from tests.integration.pipeline import Emulators, sandbox_app
@@ -68,32 +68,6 @@ async def ingest(child_env: dict[str, str]) -> AsyncIterator[Ingest]:
         yield Ingest(url, process)
     finally:
         process.close()
-
-
-def requests_of(tenant: Tenant, n: int) -> tuple[str, dict[str, str], dict[str, object], Shape]:
-    """The n-th request: each dialect's registration in turn, each with its own token."""
-    token = f"tok-{n}-{uuid.uuid4().hex[:8]}"
-    bearer = {"Authorization": f"Bearer {tenant.api_key}"}
-    app = tenant.app.id
-    match n % 4:
-        case 0:
-            body: dict[str, object] = {"platform": "android", "token": token}
-            return f"/v1/apps/{app}/devices", bearer, body, problem_json
-        case 1:
-            body = {"routeeContactId": f"c-{n}", "token": token, "implementationId": app}
-            return "/messages/android", bearer, body, routee
-        case 2:
-            body = {"token": token, "association": {"email": f"u{n}@example.com"}}
-            return "/v1/association/create", bearer, body, masiv
-        case _:
-            body = {
-                "MobileAppId": app,
-                "UserId": f"u-{n}",
-                "ApiToken": tenant.api_key,
-                "FcmDeviceToken": token,
-            }
-            path = f"/api/v1.0/orgs/{tenant.account_id}/pushdeviceregistration/devices"
-            return path, {}, body, cij
 
 
 async def test_an_ingest_past_its_bound_answers_503_with_retry_after_in_each_dialect(

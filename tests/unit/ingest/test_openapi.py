@@ -26,7 +26,7 @@ def test_every_body_taking_route_documents_its_body(
         (method, path)
         for path, operations in schema["paths"].items()
         for method in operations
-        if method in ("post", "patch")
+        if method in ("post", "put", "patch")
     } - body_less
     assert bodies
     assert set(bodies) == expected
@@ -64,6 +64,7 @@ def test_each_listener_documents_its_own_paths_only() -> None:
         "/admin/v1/accounts/{account_id}/api-keys",
         "/admin/v1/accounts/{account_id}/api-keys/{key_id}/revoke",
         "/admin/v1/accounts/{account_id}/api-keys/{key_id}/rotate",
+        "/admin/v1/accounts/{account_id}/limits",
         "/admin/v1/apps",
         "/admin/v1/apps/{app_id}",
     }
