@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import cast
+from typing import Any, cast
 
 import faust
 import pydantic
@@ -46,7 +46,17 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> StreamApp:
     """The resolver worker, ready to run."""
-    app = StreamApp(RESOLVER_APP_ID, settings, METRICS_PORT)
+    # The send requests run in tasks of their own (`Requests`): a rebalance or a stop cuts
+    # them short instead of waiting for them, and their next owner resumes them.
+    app = StreamApp(RESOLVER_APP_ID, settings, METRICS_PORT, wait_empty=False)
+    running: list[Requests] = []
+
+    @app.on_partitions_revoked.connect
+    async def stop_requests(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Unacknowledged, a request cut short is read again by its partition's next owner
+        # (this worker or another), which resumes it from its checkpoint; left running, the
+        # old and the new owner would fan it out at once.
+        await asyncio.gather(*(requests.stop() for requests in running))
 
     @app.agent(app.source(topics.REGISTRATIONS))
     async def registrations(stream: faust.StreamT[bytes]) -> None:
@@ -64,7 +74,11 @@ def create_app(settings: Settings) -> StreamApp:
         # offset order once done: a request cut short is read again and resumed.
         pacer = Pacer(app.db, app.settings)
         acks = OrderedAcks(app, stream)
-        requests = Requests(app.crash)
+        requests = Requests(app.crash, lambda: app.should_stop)
+        running.append(requests)
+        # Stopped before the app closes the store: a request still running then is cut
+        # short (and read again by the next owner), not left to find the store gone.
+        app.close_on_stop(requests.stop)
         try:
             # The StreamT protocol lacks `noack`; the Stream class every agent gets has it.
             async for event in cast(faust.Stream[bytes], stream).noack().events():
@@ -78,6 +92,7 @@ def create_app(settings: Settings) -> StreamApp:
 
                 await requests.start(key, resolve, acks.acker(event))
         finally:
+            running.remove(requests)
             await requests.stop()
 
     due_sends = DueSends(lambda: app.db, app.publish)

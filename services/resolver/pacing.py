@@ -59,11 +59,17 @@ class Requests:
     """Send requests worked on in tasks of their own, at most CONCURRENT at once; requests
     with the same key (a send and its cancel) one after the other, in the order taken."""
 
-    def __init__(self, crashed: Callable[[BaseException], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        crashed: Callable[[BaseException], Awaitable[None]],
+        stopping: Callable[[], bool],
+    ) -> None:
         """`crashed`: what an unexpected error of a request does (the agent's own errors
-        crash the worker; so do these)."""
+        crash the worker; so do these); `stopping`: whether the worker is on its way out,
+        when an error is the stop's, not the request's."""
         self._slots = asyncio.Semaphore(CONCURRENT)
         self._crashed = crashed
+        self._stopping = stopping
         self._last: dict[bytes | None, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
 
@@ -84,6 +90,9 @@ class Requests:
                 await work()
                 await done()
             except Exception as exc:
+                if self._stopping():
+                    # Cut short by the stop: unacknowledged, it is read again.
+                    return
                 # Handed to the worker, which stops, as for an error of the agent itself.
                 await self._crashed(exc)
             finally:

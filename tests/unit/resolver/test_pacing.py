@@ -14,7 +14,7 @@ async def never_crashes(exc: BaseException) -> None:
 
 
 async def test_a_request_held_back_does_not_hold_back_the_next() -> None:
-    requests = Requests(never_crashes)
+    requests = Requests(never_crashes, lambda: False)
     release = asyncio.Event()
     done: list[str] = []
 
@@ -40,7 +40,7 @@ async def test_a_request_held_back_does_not_hold_back_the_next() -> None:
 
 
 async def test_requests_with_one_key_run_in_the_order_taken() -> None:
-    requests = Requests(never_crashes)
+    requests = Requests(never_crashes, lambda: False)
     release = asyncio.Event()
     seen: list[str] = []
 
@@ -64,7 +64,7 @@ async def test_requests_with_one_key_run_in_the_order_taken() -> None:
 
 
 async def test_at_most_so_many_at_once_and_stop_cancels_them() -> None:
-    requests = Requests(never_crashes)
+    requests = Requests(never_crashes, lambda: False)
     forever = asyncio.Event()
 
     async def nothing() -> None:
@@ -94,7 +94,25 @@ async def test_an_error_is_handed_to_the_worker() -> None:
     async def never_acked() -> None:
         raise AssertionError("acknowledged after an error")
 
-    requests = Requests(crash)
+    requests = Requests(crash, lambda: False)
     await requests.start(b"k", broken, never_acked)
     await asyncio.sleep(0.01)
     assert [str(exc) for exc in crashed] == ["bug"]
+
+
+async def test_an_error_while_the_worker_stops_is_the_stop_s_not_a_crash() -> None:
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    async def store_closed() -> None:
+        raise RuntimeError("the app has not started")
+
+    async def never_acked() -> None:
+        raise AssertionError("acknowledged after an error")
+
+    requests = Requests(crash, lambda: True)
+    await requests.start(b"k", store_closed, never_acked)
+    await asyncio.sleep(0.01)
+    assert crashed == []
