@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.core import deadletters, eventloop, kafka, metrics, outages, outbound
+from services.core import deadletters, eventloop, fetching, kafka, metrics, outages, outbound
 from services.core import logging as logs
 from services.core.events import WebhookCall
 from services.core.health import Readiness
@@ -83,6 +83,9 @@ class StreamApp(faust.App):
         self._lag: LagMeter | None = None
         self._add_pages()
         self.timer(LAG_INTERVAL, name="consumer-lag")(self._measure_lag)
+
+    def _new_transport(self) -> Any:
+        return fetching.Transport(self.conf.broker_consumer, self)
 
     @property
     def db(self) -> AsyncDatabase[store.Document]:
