@@ -96,7 +96,12 @@ async def _consume(mode: str, count: int) -> dict[str, Any]:
     mongo: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
     providers = AppProviders(settings, Apps(mongo.get_default_database(), Vault(None)))
     sender = _Sender(providers, settings.send_concurrency)
-    by_topic = {settings.scoped(t.name): p for p, t in topics.JOB_TOPICS.items()}
+    # Both lanes: the jobs of a `to.all` or segment send are on the bulk topics.
+    by_topic = {
+        settings.scoped(t.name): (p, t)
+        for lane in topics.LANE_TOPICS.values()
+        for p, t in lane.items()
+    }
     consumer = AIOKafkaConsumer(
         *by_topic,
         bootstrap_servers=settings.kafka_servers,
@@ -117,11 +122,11 @@ async def _consume(mode: str, count: int) -> dict[str, Any]:
                 started, cpu_start = time.perf_counter(), cpu_seconds(os.getpid())
             jobs: defaultdict[str, list[PushJob]] = defaultdict(list)
             for partition, records in batches.items():
-                topic = topics.JOB_TOPICS[by_topic[partition.topic]]
+                provider, topic = by_topic[partition.topic]
                 for record in records:
                     job = kafka.decode(topic, record.value)
                     assert isinstance(job, PushJob)
-                    jobs[by_topic[partition.topic]].append(job)
+                    jobs[provider].append(job)
                     received += 1
             for provider, group in jobs.items():
                 if mode == "stream":

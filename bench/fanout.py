@@ -3,8 +3,9 @@ into per-token jobs, reached through contact ids, cellphones and emails (`contac
 every device of the app (`all`, `to.all`), or as a segment of the app every device is in
 (`segment`, `to.filters`: what testing each device costs over `to.all`'s read).
 
-Counts what the resolver published: the end offsets of the job topics. Nothing consumes
-them here; the baseline scenario reads the same jobs.
+Counts what the resolver published: the end offsets of the job topics (both lanes:
+`to.all` and segments go on the bulk ones). Nothing consumes them here; the baseline
+scenario reads the same jobs.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ async def job_counter(settings: Settings) -> AsyncIterator[Callable[[], Awaitabl
         # The services created the topics at start-up, with this many partitions.
         partitions = [
             TopicPartition(settings.scoped(t.name), p)
-            for t in topics.JOB_TOPICS.values()
+            for lane in topics.LANE_TOPICS.values()
+            for t in lane.values()
             for p in range(settings.topic_partitions)
         ]
 

@@ -183,7 +183,13 @@ def describe(parked: Parked, replayed: datetime | None) -> dict[str, object]:
     letter = parked.letter
     message = _fields(letter.value)
     provider = message.get("provider") or next(
-        (name for name, topic in topics.JOB_TOPICS.items() if topic.name == letter.topic), None
+        (
+            name
+            for lane in topics.LANE_TOPICS.values()
+            for name, topic in lane.items()
+            if topic.name == letter.topic
+        ),
+        None,
     )
     return {
         "letter": parked.id,

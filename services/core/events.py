@@ -48,6 +48,8 @@ from services.core.overrides import (
 )
 
 SendTo = Literal["all", "latest"]
+# The sender serves a transactional job before any bulk one (see services/sender/lanes.py).
+PriorityLane = Literal["transactional", "bulk"]
 # `cancelled`: the sender dropped the job, its notification cancelled before the call.
 Outcome = Literal["success", "invalid_token", "retry", "failed", "duplicate", "cancelled"]
 # The outcomes that end a device's send, which a send's callback may report one by one.
@@ -165,6 +167,9 @@ class Options(Message):
     apns: ApnsOverride | None = None
     fcm: FcmOverride | None = None
     webpush: WebPushOverride | None = None
+    # Which of the sender's lanes its jobs take; absent, the send's audience decides
+    # (`SendRequest.lane`).
+    priority_lane: PriorityLane | None = None
 
     @model_validator(mode="after")
     def _args_have_keys(self) -> Options:
@@ -412,6 +417,14 @@ class SendRequest(Message):
         return self
 
     @property
+    def lane(self) -> PriorityLane:
+        """The lane its jobs take: `options.priority_lane`, else bulk for a fan-out to an
+        app's devices (`to.all`, `to.filters`) and transactional for any other."""
+        if self.options.priority_lane is not None:
+            return self.options.priority_lane
+        return "bulk" if self.positioned else "transactional"
+
+    @property
     def positioned(self) -> bool:
         """Whether its audience is read in device `_id` order (`to.all`, `to.filters`), so
         that a fan-out can resume after the last device it produced."""
@@ -462,6 +475,8 @@ class PushJob(Message):
     options: Options = Field(default_factory=Options)
     accepted_at: datetime = Field(default_factory=utc_now)
     attempt: Annotated[int, Field(ge=0)] = 0
+    # The lane it travels in: its send's (`SendRequest.lane`), which names its topic.
+    lane: PriorityLane = "transactional"
 
 
 class DeliveryOutcome(Message):

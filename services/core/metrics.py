@@ -90,9 +90,15 @@ CONSUMER_LAG = Gauge(
 )
 SENDER_IN_FLIGHT = Gauge(
     "pushline_sender_in_flight_jobs",
-    "Jobs a sender holds: in provider calls, or waiting for a retry. Bounded by "
-    "PUSHLINE_SEND_CONCURRENCY batches plus the retries allowed to wait.",
-    ["provider"],
+    "Jobs a sender holds: in provider calls, or waiting for a retry, per priority lane. "
+    "Bounded by PUSHLINE_SEND_CONCURRENCY batches (both lanes) plus the retries allowed "
+    "to wait.",
+    ["provider", "lane"],
+)
+SENDER_JOBS = Counter(
+    "pushline_sender_jobs_total",
+    "Jobs a sender took from its job topics, per provider and priority lane.",
+    ["provider", "lane"],
 )
 RETENTION_REMOVED = Counter(
     "pushline_retention_removed_total",

@@ -223,6 +223,8 @@ class Settings(BaseSettings):
     send_attempts: Annotated[int, Field(ge=1, le=50)] = 5
     retry_base_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0
     send_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    # Of those slots, how many bulk jobs leave to transactional ones (all but one at most).
+    send_transactional_reserve: Annotated[int, Field(ge=0, le=256)] = 1
     namespace: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$")] = ""
     emulator_fcm_port: Port = 9441
     emulator_apns_port: Port = 9442

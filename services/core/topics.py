@@ -3,7 +3,10 @@
 Every event about one device token is keyed `{app_id}:{token_hash}`, so it lands on one
 partition, in order (the outcomes of one provider call travel together, keyed by their
 first device); send requests are keyed by notification id. Each registered provider has
-its job topic, `push.jobs.{name}` (`JOB_TOPICS`).
+two job topics, one per priority lane: `push.jobs.{name}` for transactional jobs
+(`JOB_TOPICS`) and `push.jobs.{name}.bulk` for bulk ones (`BULK_JOB_TOPICS`). Topics of
+their own, not partitions of one: each lane is consumed, paused and measured (consumer lag)
+apart, and a topic's partition count stays the one setting it always was.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pydantic import TypeAdapter
 from services.core.events import (
     DeadLetter,
     FeedbackEvent,
+    PriorityLane,
     PushJob,
     RegistrationCommand,
     SendCommand,
@@ -51,20 +55,29 @@ DLQ = Topic("push.dlq", "{original key}", "messages that failed every retry")
 
 
 @cache
-def job_topic(provider: str) -> Topic:
-    """The topic of `provider`'s delivery jobs."""
+def job_topic(provider: str, lane: PriorityLane = "transactional") -> Topic:
+    """The topic of `provider`'s delivery jobs in `lane`."""
+    if lane == "bulk":
+        return Topic(
+            f"push.jobs.{provider}.bulk",
+            "{app_id}:{token_hash}",
+            f"one bulk delivery job per {provider} token",
+        )
     return Topic(
         f"push.jobs.{provider}", "{app_id}:{token_hash}", f"one delivery job per {provider} token"
     )
 
 
 class _JobTopics(Mapping[str, Topic]):
-    """The job topic of each provider this process serves (`registry.names()`)."""
+    """The job topic in one lane of each provider this process serves (`registry.names()`)."""
+
+    def __init__(self, lane: PriorityLane) -> None:
+        self.lane: Final[PriorityLane] = lane
 
     def __getitem__(self, provider: str) -> Topic:
         if provider not in registry.names():
             raise KeyError(provider)
-        return job_topic(provider)
+        return job_topic(provider, self.lane)
 
     def __iter__(self) -> Iterator[str]:
         return iter(registry.names())
@@ -73,12 +86,30 @@ class _JobTopics(Mapping[str, Topic]):
         return len(registry.names())
 
 
-JOB_TOPICS: Final[Mapping[str, Topic]] = _JobTopics()
+JOB_TOPICS: Final[Mapping[str, Topic]] = _JobTopics("transactional")
+BULK_JOB_TOPICS: Final[Mapping[str, Topic]] = _JobTopics("bulk")
+LANE_TOPICS: Final[Mapping[PriorityLane, Mapping[str, Topic]]] = {
+    "transactional": JOB_TOPICS,
+    "bulk": BULK_JOB_TOPICS,
+}
+
+
+def topic_of(job: PushJob) -> Topic:
+    """The job topic `job` goes on: its provider's, in its lane."""
+    return LANE_TOPICS[job.lane][job.provider]
 
 
 def all_topics() -> tuple[Topic, ...]:
     """Every topic Pushline creates, the job topics of every provider served among them."""
-    return (REGISTRATIONS, SEND_REQUESTS, *JOB_TOPICS.values(), FEEDBACK, WEBHOOKS, DLQ)
+    return (
+        REGISTRATIONS,
+        SEND_REQUESTS,
+        *JOB_TOPICS.values(),
+        *BULK_JOB_TOPICS.values(),
+        FEEDBACK,
+        WEBHOOKS,
+        DLQ,
+    )
 
 
 _MODELS: Final[Mapping[str, TypeAdapter[Any]]] = {

@@ -24,6 +24,7 @@ from services.core.events import (
     InteractionType,
     NotificationTag,
     Options,
+    PriorityLane,
     SendCallback,
     SendRequest,
     utc_now,
@@ -177,7 +178,8 @@ class SendOptions(Body):
     truncate (the body, to fit); a background push (`content_available`, with data and no
     notification); how a shown notification looks: badge, sound, thread_id, category,
     interruption_level, mutable_content, android channel_id, color and icon, click_url, tag,
-    localisation keys; and per-provider overrides (`apns`, `fcm`, `webpush`), merged last."""
+    localisation keys; per-provider overrides (`apns`, `fcm`, `webpush`), merged last; and
+    the priority lane its jobs take."""
 
     ttl: Annotated[int, Field(ge=0, le=2_419_200)] | None = None
     priority: Literal["normal", "high"] = "high"
@@ -204,6 +206,12 @@ class SendOptions(Body):
     apns: ApnsOverride | None = None
     fcm: FcmOverride | None = None
     webpush: WebPushOverride | None = None
+    priority_lane: PriorityLane | None = Field(
+        default=None,
+        description="The sender serves transactional jobs before bulk ones. Absent: bulk "
+        "for to.all and to.filters, transactional for contact ids, cellphones, emails and "
+        "tokens.",
+    )
 
     @model_validator(mode="after")
     def _args_have_keys(self) -> SendOptions:

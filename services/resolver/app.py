@@ -127,7 +127,7 @@ async def on_registration(app: StreamApp, apps: Apps, key: bytes | None, value: 
     )
     out_key = device_key(command.app_id, result.token_hash)
     if isinstance(result, PushJob):
-        await app.publish(topics.JOB_TOPICS[result.provider], out_key, result)
+        await app.publish(topics.topic_of(result), out_key, result)
     else:
         await app.publish(topics.FEEDBACK, out_key, result)
 
@@ -188,7 +188,7 @@ async def on_send_request(app: StreamApp, key: bytes | None, value: bytes, pacer
         if not request.options.dry_run:
             await pacer.job(request.account_id, rate)
             key_ = device_key(job.app_id, job.token_hash)
-            in_flight.append(await app.publish_soon(topics.JOB_TOPICS[job.provider], key_, job))
+            in_flight.append(await app.publish_soon(topics.topic_of(job), key_, job))
         if len(in_flight) >= PUBLISH_WINDOW or progress.due():
             await asyncio.gather(*in_flight)
             in_flight.clear()

@@ -241,6 +241,7 @@ def job_for(request: SendRequest, device: Document) -> PushJob:
         data=request.data,
         options=request.options,
         accepted_at=request.accepted_at,
+        lane=request.lane,
     )
 
 
@@ -258,6 +259,7 @@ def job_for_raw_token(request: SendRequest, app_id: str, token: str) -> PushJob:
         data=request.data,
         options=request.options,
         accepted_at=request.accepted_at,
+        lane=request.lane,
     )
 
 

@@ -1,7 +1,11 @@
 """The sender's Faust app (app id `pushline-sender`, also its consumer group).
 
-One agent per registered provider's job topic. Each pulls jobs in batches and hands them
-to its provider's dispatcher, which acknowledges every job once its outcome is on `push.feedback`.
+One agent per registered provider's job topic, two per provider: its transactional and
+its bulk lane. Each pulls jobs in batches and hands them to its dispatcher, which
+acknowledges every job once its outcome is on `push.feedback`. A provider's two
+dispatchers share its `PUSHLINE_SEND_CONCURRENCY` slots, transactional batches first
+(`LaneSlots`): a bulk agent that waits for a slot stops pulling, and Faust pauses its
+partitions once their buffer is full, while the transactional topic keeps flowing.
 
 A rebalance does not wait for the batches in flight to finish (up to
 `PUSHLINE_SEND_CONCURRENCY` x 500 jobs per provider, tens of seconds with a slow provider,
@@ -30,6 +34,7 @@ import faust
 from services.core import metrics, topics
 from services.core.acks import OrderedAcks
 from services.core.credential_checks import PeriodicChecks, tick
+from services.core.events import PriorityLane
 from services.core.fields import ProviderName
 from services.core.outages import is_outage
 from services.core.providers import registry
@@ -40,6 +45,7 @@ from services.core.topics import SENDER_APP_ID
 from services.core.worker import StreamApp, unacked_batches
 from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import Dispatcher
+from services.sender.lanes import LaneSlots
 from services.sender.providers import AppProviders
 
 log = logging.getLogger(__name__)
@@ -68,7 +74,9 @@ def create_app(settings: Settings) -> StreamApp:
         return built
 
     for name in registry.names():
-        _add_agent(app, name, providers, dispatchers)
+        slots = LaneSlots(settings.send_concurrency, settings.send_transactional_reserve)
+        for lane, lane_topics in topics.LANE_TOPICS.items():
+            _add_agent(app, name, lane, lane_topics[name], slots, providers, dispatchers)
 
     # Every sender runs the checks; a lease in the store lets one at a time make them.
     holder = uuid.uuid4().hex
@@ -94,6 +102,9 @@ def create_app(settings: Settings) -> StreamApp:
 def _add_agent(
     app: StreamApp,
     name: ProviderName,
+    lane: PriorityLane,
+    topic: topics.Topic,
+    slots: LaneSlots,
     providers: Callable[[], AppProviders],
     dispatchers: list[Dispatcher],
 ) -> None:
@@ -109,6 +120,8 @@ def _add_agent(
             policy=policy,
             concurrency=app.settings.send_concurrency,
             stopping=lambda: app.should_stop,
+            lane=lane,
+            slots=slots,
         )
         dispatchers.append(dispatcher)
         acks = OrderedAcks(app, stream)
@@ -124,4 +137,6 @@ def _add_agent(
             dispatchers.remove(dispatcher)
             await dispatcher.drain()
 
-    app.agent(app.source(topics.JOB_TOPICS[name]), name=f"deliver_{name}")(deliver)
+    # The transactional agent keeps the name it had before lanes.
+    agent_name = f"deliver_{name}" if lane == "transactional" else f"deliver_{name}_{lane}"
+    app.agent(app.source(topic), name=agent_name)(deliver)

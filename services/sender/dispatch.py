@@ -18,7 +18,7 @@ import pydantic
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import metrics, topics
-from services.core.events import PushJob
+from services.core.events import PriorityLane, PushJob
 from services.core.fields import ProviderName
 from services.core.kafka import decode
 from services.core.outages import until_done
@@ -27,6 +27,7 @@ from services.core.store.client import Document
 from services.sender.cancels import Cancellations
 from services.sender.delivery import Calls, Providers, RetryPolicy, next_attempt
 from services.sender.jobs import Ack, Delivery
+from services.sender.lanes import LaneSlots
 from services.sender.outcomes import Call, Outcomes, Publish
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,11 @@ REVOKE_WAIT = 15.0
 
 
 class Dispatcher:
-    """Sends the jobs of one provider topic."""
+    """Sends the jobs of one provider topic: the provider's job topic of one lane.
+
+    The sender's two dispatchers of a provider share its concurrency slots (`slots`); a
+    dispatcher given none has `concurrency` slots of its own.
+    """
 
     def __init__(
         self,
@@ -56,14 +61,17 @@ class Dispatcher:
         concurrency: int = 8,
         max_waiting: int = 10_000,
         stopping: Callable[[], bool] = lambda: False,
+        lane: PriorityLane = "transactional",
+        slots: LaneSlots | None = None,
     ) -> None:
         self.provider = provider
-        self.topic = topics.JOB_TOPICS[provider]
+        self.lane: PriorityLane = lane
+        self.topic = topics.LANE_TOPICS[lane][provider]
         self.policy = policy or RetryPolicy()
         self._outcomes = Outcomes(provider, self.topic, publish, self.policy.attempts)
         self._calls = Calls(provider, providers, db, self._outcomes, stopping)
         self._cancellations = Cancellations(db)
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = slots or LaneSlots(concurrency)
         self._waiting = asyncio.Semaphore(max_waiting)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = stopping
@@ -72,7 +80,8 @@ class Dispatcher:
         # Jobs taken in this generation or before belong to revoked partitions.
         self._revoked_through = -1
         # Bound to this provider once: a `labels()` lookup per job showed in profiles.
-        self._in_flight = metrics.SENDER_IN_FLIGHT.labels(provider)
+        self._in_flight = metrics.SENDER_IN_FLIGHT.labels(provider, lane)
+        self._taken = metrics.SENDER_JOBS.labels(provider, lane)
 
     async def dispatch(
         self, messages: Sequence[tuple[bytes | None, bytes, Ack]], generation: int = 0
@@ -81,7 +90,8 @@ class Dispatcher:
         concurrency slot has taken it.
 
         Waiting for a slot is the back pressure: the agent stops pulling from Kafka while
-        every slot is busy.
+        every slot is busy (for a bulk batch: while a transactional one waits, or only the
+        slots kept for transactional batches are free, see `LaneSlots`).
         """
         deliveries: list[Delivery] = []
         for key, value, ack in messages:
@@ -95,7 +105,8 @@ class Dispatcher:
             deliveries.append(Delivery(key, job, ack, generation))
         if not deliveries:
             return
-        await self._slots.acquire()
+        self._taken.inc(len(deliveries))
+        await self._slots.acquire(self.lane)
         self._in_flight.inc(len(deliveries))
         self._spawn(self._deliver(deliveries))
 

@@ -34,7 +34,8 @@ pytestmark = pytest.mark.integration
 
 ACCOUNT = "acc-1"
 APP = "app-1"
-JOB_TOPICS = list(topics.JOB_TOPICS.values())
+# Both lanes: `to.all` jobs travel on the bulk topics, the others on the transactional ones.
+JOB_TOPICS = [topic for lane in topics.LANE_TOPICS.values() for topic in lane.values()]
 
 
 def device(token: str, *, platform: str = "android", age: int = 0, **fields: object) -> Document:
@@ -344,6 +345,7 @@ async def test_an_invalidation_older_than_the_registration_is_ignored(
 @pytest.mark.usefixtures("workers", "audience")
 async def test_to_all_reaches_every_active_device_of_the_app_once(settings: Settings) -> None:
     done, jobs = await fan_out(settings, request(Audience(all=True)))
+    assert {job.lane for job in jobs} == {"bulk"}
     # Not the invalid device, not another app's, not another account's.
     assert sorted(job.token for job in jobs) == [
         "tok-ana-phone",
