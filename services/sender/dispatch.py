@@ -175,6 +175,10 @@ class Dispatcher:
             if dropped:
                 acks.append(await self._settle(self._outcomes.cancelled(dropped)))
         ids = [d.send for d in group if d.send is not None]
+        # The provider's quota is waited for off the wire: a revocation or a stop ends it.
+        gone = lambda: self._stopping() or group[0].generation <= self._revoked_through  # noqa: E731
+        if group and not await self._calls.admit(app_id, group, gone):
+            return acks
         while on_the_wire := [self._wire[i] for i in ids if i in self._wire]:
             await asyncio.wait(on_the_wire)
         if not group or group[0].generation <= self._revoked_through:
