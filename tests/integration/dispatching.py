@@ -4,7 +4,7 @@ given by the test, what it publishes and acknowledges recorded instead of sent t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import pydantic
 from aiokafka.errors import KafkaTimeoutError
@@ -51,7 +51,11 @@ class Harness:
     """A dispatcher for `name`'s job topic: three attempts, retried without waiting."""
 
     def __init__(
-        self, db: AsyncDatabase[Document], provider: Provider | None, name: ProviderName = "fcm"
+        self,
+        db: AsyncDatabase[Document],
+        provider: Provider | None,
+        name: ProviderName = "fcm",
+        quotas: Mapping[str, float] | None = None,
     ) -> None:
         self.published: list[tuple[str, pydantic.BaseModel]] = []
         self.keys: list[bytes] = []
@@ -63,7 +67,7 @@ class Harness:
         self.failing: set[str] = set()
         self.dispatcher = Dispatcher(
             name,
-            Providers(provider, name, Governor(db, {})),
+            Providers(provider, name, Governor(db, quotas or {})),
             self.publish,
             db,
             policy=RetryPolicy(attempts=3, base=0.0),

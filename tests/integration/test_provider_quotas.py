@@ -1,11 +1,15 @@
-"""The provider quota governor with the real processes: two senders share one budget of
-the FCM emulator's project, and a 429 with Retry-After that one of them gets pauses both."""
+"""The provider quota governor: a sender's dispatcher waits for its scope off the wire
+and records a 429's pause (in the test process, on the real store, the provider scripted);
+and, with the real processes, two senders share one budget of the FCM emulator's project,
+and a 429 with Retry-After that one of them gets pauses both."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
@@ -13,15 +17,92 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.core import topics
 from services.core.buckets import LEASE_SECONDS
-from services.core.events import Audience, Content, SendRequest
+from services.core.events import Audience, Content, PushJob, SendRequest
+from services.core.providers.base import Provider, Result
+from services.core.providers.classify import ErrorClass
 from services.core.settings import Settings
 from services.core.store.client import Document
+from services.core.store.pauses import ProviderPauses
+from services.core.tokens import hash_token
 from services.sender.dispatch import CALL_SIZE
+from services.sender.governor import CHECK_SECONDS
+from tests.integration.dispatching import Harness
 from tests.integration.kafka_io import eventually, publish
 from tests.integration.pipeline import ACCOUNT, APP, Emulators, Pipeline, device, finished
 from tests.integration.pipeline import sandbox_app as create_sandbox_app
 
 pytestmark = pytest.mark.integration
+
+
+class Project(Provider):
+    """An FCM project `proj`: answers each job with the next result scripted for it."""
+
+    name = "fcm"
+
+    def __init__(self, script: dict[str, list[Result]]) -> None:
+        self.script = script
+        self.calls: list[tuple[float, list[str]]] = []
+
+    def quota_scope(self, job: PushJob) -> str:
+        return "proj"
+
+    async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
+        self.calls.append((time.time(), [job.token for job in jobs]))
+        return [self.script[job.token].pop(0) for job in jobs]
+
+
+def job(token: str) -> PushJob:
+    return PushJob(
+        notification_id="n1",
+        account_id="acc",
+        app_id="app",
+        provider="fcm",
+        platform="android",
+        token=token,
+        token_hash=hash_token(token),
+    )
+
+
+async def test_a_call_waiting_for_its_scope_is_off_the_wire_and_ends_with_a_revocation(
+    db: AsyncDatabase[Document],
+) -> None:
+    provider = Project({"t1": [Result.success("m1")]})
+    harness = Harness(db, provider)
+    await ProviderPauses(db).pause("fcm:proj", time.time() + 60)
+    await harness.start(job("t1"), generation=1)
+    await asyncio.sleep(0.5)
+    # Waiting: no call, and nothing noted on the wire for the next owner to call repeated.
+    assert provider.calls == []
+    assert await db.marks.count_documents({}) == 0
+    started = time.monotonic()
+    await harness.dispatcher.revoke(1)
+    await harness.dispatcher.drain()
+    assert time.monotonic() - started < CHECK_SECONDS + 1
+    assert provider.calls == []
+    assert harness.acked == []
+
+
+async def test_a_429_pauses_the_scope_for_every_sender_until_its_retry_after(
+    db: AsyncDatabase[Document],
+) -> None:
+    throttled = Result.failure(
+        "fcm", ErrorClass.QUOTA, reason="QUOTA_EXCEEDED", status=429, retry_after=2.0
+    )
+    provider = Project({"t1": [throttled, Result.success("m1")], "t2": [Result.success("m2")]})
+    harness = Harness(db, provider, quotas={"fcm:proj": 100.0})
+    await harness.run(job("t1"))
+    paused_until = await ProviderPauses(db).until("fcm:proj")
+    [(first, _), (retried, _)] = provider.calls
+    assert first + 1.9 <= paused_until <= first + 2.5
+    assert retried >= paused_until
+    # Another sender (another governor, on the same store) waits for the pause as well.
+    other = Harness(db, provider, quotas={"fcm:proj": 100.0})
+    until = time.time() + 1.5
+    await ProviderPauses(db).pause("fcm:proj", until)
+    await other.run(job("t2"))
+    assert provider.calls[-1][0] >= until
+    assert sorted(harness.acked + other.acked) == ["t1", "t2"]
+
 
 # Sends a second the two senders share, and the devices of the send: ten seconds' worth.
 BUDGET = 20.0
