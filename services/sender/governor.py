@@ -163,16 +163,18 @@ class Governor:
         self, provider: Provider, jobs: Sequence[PushJob], results: Sequence[Result]
     ) -> None:
         """Pause the scopes whose 429 answers among `results` say so, for every sender.
-        Raises nothing for the store: the call is over, this process's pause holds."""
+        A store outage is not raised: the call is over, and this process's pause holds."""
         for key, until in pauses(provider, jobs, results, time.time()).items():
             self._pauses.note(key, until)
-            scope = key.partition(":")[2]
-            metrics.PROVIDER_QUOTA_PAUSES.labels(
-                provider.name, label(self._quotas, type(provider), scope)
-            ).inc()
+            scope = label(self._quotas, type(provider), key.partition(":")[2])
+            metrics.PROVIDER_QUOTA_PAUSES.labels(provider.name, scope).inc()
             log.warning(
                 "provider answered 429: quota scope paused",
-                extra={"provider": provider.name, "seconds": round(until - time.time(), 1)},
+                extra={
+                    "provider": provider.name,
+                    "scope": scope,
+                    "seconds": round(until - time.time(), 1),
+                },
             )
             try:
                 await self._store.pause(key, until)
