@@ -34,6 +34,7 @@ from services.core.store.apps import Apps
 from services.core.store.client import Document
 from services.sender.app import BATCH
 from services.sender.dispatch import CALL_SIZE
+from services.sender.governor import Governor
 from services.sender.providers import AppProviders
 
 
@@ -94,7 +95,10 @@ class _Sender:
 async def _consume(mode: str, count: int) -> dict[str, Any]:
     settings = load_settings()
     mongo: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
-    providers = AppProviders(settings, Apps(mongo.get_default_database(), Vault(None)))
+    db = mongo.get_default_database()
+    providers = AppProviders(
+        settings, Apps(db, Vault(None)), Governor(db, settings.provider_quotas)
+    )
     sender = _Sender(providers, settings.send_concurrency)
     # Both lanes: the jobs of a `to.all` or segment send are on the bulk topics.
     by_topic = {

@@ -125,3 +125,33 @@ FANOUTS_PACED = Gauge(
     "Fan-outs of this resolver waiting right now for their account's notifications-per-second "
     "limit.",
 )
+
+# Scope: a quota scope of the provider (an FCM project, an APNs team, a push service
+# origin named in PUSHLINE_PROVIDER_QUOTAS; `other` for the origins not named there).
+PROVIDER_QUOTA_BUDGET = Gauge(
+    "pushline_provider_quota_budget",
+    "Sends per second the senders together allow a provider's quota scope (set once a send "
+    "of the scope is seen; no series for a scope without a budget).",
+    ["provider", "scope"],
+)
+PROVIDER_QUOTA_USED = Counter(
+    "pushline_provider_quota_used_total",
+    "Sends that took their quota scope's budget.",
+    ["provider", "scope"],
+)
+PROVIDER_QUOTA_THROTTLED = Counter(
+    "pushline_provider_quota_throttled_total",
+    "Sends that waited for their quota scope: its budget was spent, or the provider had "
+    "answered 429 with Retry-After.",
+    ["provider", "scope"],
+)
+PROVIDER_QUOTA_WAIT_SECONDS = Counter(
+    "pushline_provider_quota_wait_seconds_total",
+    "Seconds provider calls waited for their quota scope.",
+    ["provider", "scope"],
+)
+PROVIDER_QUOTA_PAUSES = Counter(
+    "pushline_provider_quota_pauses_total",
+    "Answers 429 that paused a quota scope for every sender.",
+    ["provider", "scope"],
+)

@@ -110,6 +110,22 @@ def _json(value: object) -> object:
         raise ValueError("expected a JSON document") from None
 
 
+# A quota's key: a provider's name, alone (its every scope) or with one scope.
+_QUOTA_KEY = re.compile(r"^[a-z][a-z0-9]{1,19}(:\S{1,300})?$")
+
+
+def _quotas_json(value: object) -> object:
+    decoded = _json(value)
+    return {} if decoded is None else decoded
+
+
+def _quota_keys(value: dict[str, float]) -> dict[str, float]:
+    for key in value:
+        if not _QUOTA_KEY.match(key):
+            raise ValueError(f"expected keys such as fcm or fcm:my-project, got {key[:40]!r}")
+    return value
+
+
 def _master_key(value: SecretStr) -> SecretStr:
     check_master_key(value.get_secret_value())
     return value
@@ -140,6 +156,13 @@ MongoURI = Annotated[str, AfterValidator(_mongodb_uri)]
 HttpURL = Annotated[str, AfterValidator(_http_url)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 ExtraProviders = Annotated[dict[str, str], NoDecode, BeforeValidator(_extra_providers)]
+# Sends per second by provider or provider:scope; 0 is no budget.
+Quotas = Annotated[
+    dict[str, Annotated[float, Field(ge=0, le=10_000_000, allow_inf_nan=False)]],
+    NoDecode,
+    BeforeValidator(_quotas_json),
+    AfterValidator(_quota_keys),
+]
 _Target = TypeVar("_Target", bound=BaseModel)
 Sandbox = Annotated[_Target | None, NoDecode, BeforeValidator(_json)]
 
@@ -242,6 +265,9 @@ class Settings(BaseSettings):
     rate_app_sends_per_second: Annotated[float, Field(gt=0)] = 100.0
     rate_app_sends_burst: Annotated[int, Field(ge=1)] = 200
     rate_notifications_per_second: Annotated[float, Field(gt=0)] = 20_000.0
+    # The senders' budgets per provider quota scope, over the providers' own defaults
+    # (services/sender/governor.py).
+    provider_quotas: Quotas = {}
 
     @model_validator(mode="after")
     def _listeners(self) -> Settings:
@@ -291,6 +317,13 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         raise ConfigError(_problems(exc, "PUSHLINE_")) from exc
     registry.install(settings.extra_providers)
+    quoted = {key.partition(":")[0] for key in settings.provider_quotas}
+    unknown = sorted(quoted - set(registry.names()))
+    if unknown:
+        raise ConfigError(
+            "invalid configuration: PUSHLINE_PROVIDER_QUOTAS: no provider called "
+            + ", ".join(unknown)
+        )
     blocks: dict[str, ProviderSettings] = {}
     for name in registry.names():
         model = registry.provider_class(name).settings_model

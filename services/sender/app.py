@@ -45,6 +45,7 @@ from services.core.topics import SENDER_APP_ID
 from services.core.worker import StreamApp, unacked_batches
 from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import Dispatcher
+from services.sender.governor import Governor
 from services.sender.lanes import LaneSlots
 from services.sender.providers import AppProviders
 
@@ -69,7 +70,8 @@ def create_app(settings: Settings) -> StreamApp:
     @functools.cache
     def providers() -> AppProviders:
         # Built on first use, inside the running worker: the store is connected by then.
-        built = AppProviders(settings, Apps(app.db, Vault(settings.master_key)))
+        apps = Apps(app.db, Vault(settings.master_key))
+        built = AppProviders(settings, apps, Governor(app.db, settings.provider_quotas))
         app.close_on_stop(built.aclose)
         return built
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,9 +36,17 @@ from services.sender.outcomes import Call, Outcomes
 
 
 class Providers(Protocol):
-    """Where a call gets its app's provider (`AppProviders` in production)."""
+    """Where a call gets its app's provider, and its quota (`AppProviders` in production)."""
 
     async def get(self, app_id: str, provider: str) -> Provider: ...
+
+    async def admit(
+        self, provider: Provider, jobs: Sequence[PushJob], given_up: Callable[[], bool]
+    ) -> bool: ...
+
+    async def answered(
+        self, provider: Provider, jobs: Sequence[PushJob], results: Sequence[Result]
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,18 @@ class Calls:
                 unsent.append(delivery)
         return ended, unsent
 
+    async def admit(self, app_id: str, group: list[Delivery], given_up: Callable[[], bool]) -> bool:
+        """Wait until the provider's quota lets `group` be sent (services.sender.governor);
+        False when `given_up()` says so meanwhile. Raises what the store raises."""
+        if not group:
+            return True
+        try:
+            provider = await self._providers.get(app_id, self._provider)
+        except ProviderRejectedError:
+            # The call fails without reaching the provider.
+            return True
+        return await self._providers.admit(provider, [d.job for d in group], given_up)
+
     async def make(self, app_id: str, group: list[Delivery], ids: list[str]) -> Call:
         """One provider call for `group` (no two jobs of one send; `ids` are its sends),
         noted before and marked as soon as it returns. A job whose send ended before is
@@ -152,4 +172,5 @@ class Calls:
         started = time.perf_counter()
         results = await provider.send(jobs)
         self._latency.observe(time.perf_counter() - started)
+        await self._providers.answered(provider, jobs, results)
         return results

@@ -186,6 +186,13 @@ class Dispatcher:
             if dropped:
                 acks.append(await self._settle(self._outcomes.cancelled(dropped)))
         ids = [d.send for d in group if d.send is not None]
+
+        def gone() -> bool:
+            return self._stopping() or group[0].generation <= self._revoked_through
+
+        # The provider's quota is waited for off the wire: a revocation or a stop ends it.
+        if group and not await self._calls.admit(app_id, group, gone):
+            return acks
         while on_the_wire := [self._wire[i] for i in ids if i in self._wire]:
             await asyncio.wait(on_the_wire)
         if not group or group[0].generation <= self._revoked_through:

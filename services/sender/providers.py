@@ -5,31 +5,35 @@ pointed at the emulators the sandbox settings name (`PUSHLINE_SANDBOX_*`, which
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from services.core import outbound
 from services.core.errors import ProviderAuthError
+from services.core.events import PushJob
 from services.core.providers import registry
 from services.core.providers.apns import APNsProvider
-from services.core.providers.base import Provider, ProviderSettings
+from services.core.providers.base import Provider, ProviderSettings, Result
 from services.core.providers.fcm import FCMProvider
 from services.core.providers.registry import ProviderCache
 from services.core.providers.webpush import WebPushProvider, WebPushSettings
 from services.core.settings import SandboxSettings, Settings
 from services.core.store.apps import Apps
+from services.sender.governor import Governor
 
 # How long an app's sandbox flag is trusted before it is read again.
 _FLAG_TTL = 60.0
 
 
 class AppProviders:
-    """`get(app_id, provider)` for the dispatcher; clients are cached per app."""
+    """`get(app_id, provider)` for the dispatcher; clients are cached per app. Their calls
+    wait for their quota scopes (`admit`) and report the provider's 429s (`answered`)."""
 
-    def __init__(self, settings: Settings, apps: Apps) -> None:
+    def __init__(self, settings: Settings, apps: Apps, governor: Governor) -> None:
         self._sandbox_settings = settings.sandbox
         self._apps = apps
+        self._governor = governor
         self._own = ProviderCache(settings.provider_settings, self._own_credentials)
         self._sandbox = (
             ProviderCache(
@@ -53,6 +57,18 @@ class AppProviders:
                 )
             return await self._sandbox.get(app_id, provider)
         return await self._own.get(app_id, provider)
+
+    async def admit(
+        self, provider: Provider, jobs: Sequence[PushJob], given_up: Callable[[], bool]
+    ) -> bool:
+        """Wait until `provider`'s quota lets `jobs` be sent (Governor.admit)."""
+        return await self._governor.admit(provider, jobs, given_up)
+
+    async def answered(
+        self, provider: Provider, jobs: Sequence[PushJob], results: Sequence[Result]
+    ) -> None:
+        """What `provider` answered for `jobs`, for the quota (Governor.answered)."""
+        await self._governor.answered(provider, jobs, results)
 
     async def aclose(self) -> None:
         """Close every client."""

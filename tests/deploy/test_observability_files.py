@@ -29,6 +29,7 @@ def test_the_dashboard_has_a_panel_for_each_concern() -> None:
         "Webhooks by outcome",
         "Consumer lag by topic",
         "Dead letters (push.dlq)",
+        "Provider quotas: budget, sends that took it, sends that waited",
     } <= titles
     for panel in names.dashboard()["panels"]:
         if panel["type"] != "row":
@@ -46,6 +47,7 @@ def test_the_alert_rules_cover_each_failure() -> None:
         "PushlineWebhookFailures",
         "PushlineNoSendsWhileRequestsArrive",
         "PushlineAppCredentialsInvalid",
+        "PushlineProviderQuotaThrottled",
     } <= alerts
 
 

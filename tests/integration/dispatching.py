@@ -4,7 +4,7 @@ given by the test, what it publishes and acknowledges recorded instead of sent t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import pydantic
 from aiokafka.errors import KafkaTimeoutError
@@ -14,31 +14,48 @@ from services.core.errors import ProviderAuthError
 from services.core.events import DeadLetter, DeliveryOutcome, DeliveryOutcomes, PushJob
 from services.core.fields import ProviderName
 from services.core.kafka import encode
-from services.core.providers.base import Provider
+from services.core.providers.base import Provider, Result
 from services.core.store.client import Document
 from services.core.topics import Topic
 from services.sender.delivery import RetryPolicy
 from services.sender.dispatch import Dispatcher
+from services.sender.governor import Governor
 
 
 class Providers:
-    """Every app's provider is `provider`; None stands for credentials that do not work."""
+    """Every app's provider is `provider`; None stands for credentials that do not work.
+    Their quotas are the real governor's, on the test's store."""
 
-    def __init__(self, provider: Provider | None, name: ProviderName) -> None:
+    def __init__(self, provider: Provider | None, name: ProviderName, governor: Governor) -> None:
         self.provider = provider
         self.name = name
+        self.governor = governor
 
     async def get(self, app_id: str, provider: str) -> Provider:
         if self.provider is None:
             raise ProviderAuthError("no credentials", provider=self.name, reason="NoCredentials")
         return self.provider
 
+    async def admit(
+        self, provider: Provider, jobs: Sequence[PushJob], given_up: Callable[[], bool]
+    ) -> bool:
+        return await self.governor.admit(provider, jobs, given_up)
+
+    async def answered(
+        self, provider: Provider, jobs: Sequence[PushJob], results: Sequence[Result]
+    ) -> None:
+        await self.governor.answered(provider, jobs, results)
+
 
 class Harness:
     """A dispatcher for `name`'s job topic: three attempts, retried without waiting."""
 
     def __init__(
-        self, db: AsyncDatabase[Document], provider: Provider | None, name: ProviderName = "fcm"
+        self,
+        db: AsyncDatabase[Document],
+        provider: Provider | None,
+        name: ProviderName = "fcm",
+        quotas: Mapping[str, float] | None = None,
     ) -> None:
         self.published: list[tuple[str, pydantic.BaseModel]] = []
         self.keys: list[bytes] = []
@@ -50,7 +67,7 @@ class Harness:
         self.failing: set[str] = set()
         self.dispatcher = Dispatcher(
             name,
-            Providers(provider, name),
+            Providers(provider, name, Governor(db, quotas or {})),
             self.publish,
             db,
             policy=RetryPolicy(attempts=3, base=0.0),

@@ -17,6 +17,7 @@ from services.core.secrets import Vault
 from services.core.settings import Settings
 from services.core.store.apps import Apps
 from services.core.store.client import Document
+from services.sender.governor import Governor
 from services.sender.providers import AppProviders
 from tests.integration.pipeline import ACCOUNT, APP, Emulators, sandbox_app
 
@@ -76,7 +77,7 @@ async def test_a_sandbox_app_reaches_the_web_push_emulator_and_no_other_private_
             "provider_settings": {"webpush": WebPushSettings(allow_private=allow_private)},
         }
     )
-    providers = AppProviders(sender_settings, Apps(db, Vault(None)))
+    providers = AppProviders(sender_settings, Apps(db, Vault(None)), Governor(db, {}))
     try:
         provider = await providers.get(APP, "webpush")
         emulated = WebPushSubscription.model_validate(emulators.webpush.subscribe())
@@ -108,7 +109,7 @@ async def test_a_sandbox_app_fails_as_no_emulators_while_none_are_configured(
     settings: Settings, db: AsyncDatabase[Document]
 ) -> None:
     await sandbox_app(db)
-    providers = AppProviders(settings, Apps(db, Vault(None)))
+    providers = AppProviders(settings, Apps(db, Vault(None)), Governor(db, {}))
     try:
         with pytest.raises(ProviderAuthError) as refused:
             await providers.get(APP, "fcm")

@@ -251,6 +251,10 @@ class APNsProvider(Provider):
     # Of the JSON payload:
     # https://developer.apple.com/documentation/usernotifications/sending-notification-requests-to-apns
     payload_limit: ClassVar = 4096
+    # Its 429s are about one device token (`TooManyRequests`) or the key's JWT being
+    # renewed too often (`TooManyProviderTokenUpdates`), never the team's rate, and come
+    # without Retry-After: the job's own retry backs off, the team is not paused.
+    pauses_scope_on_429: ClassVar = False
     TIMEOUT: ClassVar[float] = 30.0
     MAX_CONNECTIONS: ClassVar[int] = 4
 
@@ -337,6 +341,11 @@ class APNsProvider(Provider):
     def endpoint(self) -> tuple[str, int]:
         """(host, port) this provider connects to."""
         return self._endpoint
+
+    def quota_scope(self, job: PushJob) -> str:
+        """The key's team: Apple's developer account, whose apps share one connection
+        budget."""
+        return self._credentials.team_id
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         """Send each job, multiplexed on the app's HTTP/2 connections; verify jobs are

@@ -233,6 +233,15 @@ class Provider(ABC):
     token_noun: ClassVar[str] = "the token"  # noqa: S105 - words, not a secret
     # Bytes of the encoded payload it takes at most.
     payload_limit: ClassVar[int]
+    # Sends per second the provider allows one quota scope (`quota_scope`) unless the
+    # operator says otherwise (services.sender.governor); None: it publishes no quota.
+    default_quota: ClassVar[float | None] = None
+    # Whether its 429 speaks for the whole scope, which every sender then leaves alone for
+    # the answer's Retry-After; not when the provider's 429s are about one device.
+    pauses_scope_on_429: ClassVar[bool] = True
+    # Whether a scope comes from the device (a subscription's host) rather than from the
+    # app's credentials: such scopes are the callers' input, too many to name in metrics.
+    scopes_from_devices: ClassVar[bool] = False
 
     def __init__(  # noqa: B027
         self, credentials: ProviderCredentials, settings: ProviderSettings
@@ -314,6 +323,12 @@ class Provider(ABC):
         `kind="verify"` jobs are validated without delivery where the provider offers it.
         Raises nothing for what the provider answered: see the module docstring.
         """
+
+    def quota_scope(self, job: PushJob) -> str | None:
+        """What shares one provider quota with `job`'s send (a project, an account, a push
+        service), as the operator names it in PUSHLINE_PROVIDER_QUOTAS after `name:`; None
+        (the default) when nothing is known to."""
+        return None
 
     async def check(self) -> Result | None:
         """Ask the provider whether it takes the app's credentials, reaching no device: a

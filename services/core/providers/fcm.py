@@ -343,6 +343,9 @@ class FCMProvider(Provider):
     # Of `notification` + `data`:
     # https://firebase.google.com/docs/cloud-messaging/concept-options#notifications_and_data_messages
     payload_limit: ClassVar = 4096
+    # A project's default quota, 600,000 messages a minute:
+    # https://firebase.google.com/docs/cloud-messaging/throttling-and-quotas
+    default_quota: ClassVar = 10_000.0
     TIMEOUT: ClassVar[float] = 30.0
 
     @classmethod
@@ -409,9 +412,14 @@ class FCMProvider(Provider):
             ) from exc
         self._encode = encoder()
         self._credential = certificate.get_credential()
+        self._project = credentials.project_id
         self._url = f"{settings.endpoint}/v1/projects/{credentials.project_id}/messages:send"
         self._session = transport.Session(transport.pool, self.TIMEOUT)
         self._lock = asyncio.Lock()
+
+    def quota_scope(self, job: PushJob) -> str:
+        """The service account's project: FCM's quota is the project's."""
+        return self._project
 
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         """Send each job as one FCM message; verify jobs as `validate_only` requests."""

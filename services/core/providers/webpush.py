@@ -100,6 +100,11 @@ class WebPushSettings(ProviderSettings):
     private_targets: Targets = ()
 
 
+def origin_of(endpoint: SplitResult) -> str:
+    """A push endpoint's origin, scheme://host[:port]: the push service it belongs to."""
+    return f"{endpoint.scheme}://{endpoint.netloc}"
+
+
 def _base64url(value: str) -> bytes:
     """The bytes of unpadded (or padded) base64url text; b"" when it is not base64url."""
     try:
@@ -156,6 +161,7 @@ class WebPushProvider(Provider):
     # Per encrypted aes128gcm record 4096 bytes, of which 103 are header, padding
     # delimiter and tag (RFC 8291 section 4, RFC 8188).
     payload_limit: ClassVar = 3993
+    scopes_from_devices: ClassVar = True
     TIMEOUT: ClassVar[float] = 10.0
 
     @classmethod
@@ -263,6 +269,13 @@ class WebPushProvider(Provider):
             self.TIMEOUT,
         )
 
+    def quota_scope(self, job: PushJob) -> str | None:
+        """The push service the job goes to, its endpoint's origin (scheme://host[:port],
+        lower case): each push service has its own limits."""
+        if job.subscription is None:
+            return None
+        return origin_of(urlsplit(job.subscription.endpoint)).lower()
+
     async def send(self, jobs: Sequence[PushJob]) -> list[Result]:
         """Encrypt and post each job to its subscription's push service."""
         payloads, now = CallPayloads(WebPushProvider), time.time()
@@ -310,9 +323,8 @@ class WebPushProvider(Provider):
                 reason="BadSubscriptionKeys",
                 detail=f"cannot encrypt for this subscription: {type(exc).__name__}",
             )
-        origin = f"{parts.scheme}://{parts.netloc}"
         headers = {
-            "Authorization": self._vapid.header(origin, now),
+            "Authorization": self._vapid.header(origin_of(parts), now),
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
             "TTL": str(job.options.ttl if job.options.ttl is not None else DEFAULT_TTL),

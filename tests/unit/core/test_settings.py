@@ -29,6 +29,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "PUSHLINE_SANDBOX_FCM",
         "PUSHLINE_SANDBOX_APNS",
         "PUSHLINE_SANDBOX_WEBPUSH",
+        "PUSHLINE_PROVIDER_QUOTAS",
     ]:
         monkeypatch.delenv(name, raising=False)
 
@@ -234,3 +235,38 @@ def test_the_admin_listener_may_not_take_the_public_port(monkeypatch: pytest.Mon
         ConfigError, match="PUSHLINE_ADMIN_PORT must differ from PUSHLINE_INGEST_PORT"
     ):
         load_settings()
+
+
+def test_provider_quotas_are_a_json_map_of_sends_per_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().provider_quotas == {}
+    monkeypatch.setenv(
+        "PUSHLINE_PROVIDER_QUOTAS",
+        '{"fcm:my-project": 20000, "apns:ABCDE12345": 5000, "webpush": 0}',
+    )
+    assert load_settings().provider_quotas == {
+        "fcm:my-project": 20000.0,
+        "apns:ABCDE12345": 5000.0,
+        "webpush": 0.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[1, 2]", "valid dictionary"),
+        ("{fcm: 1}", "expected a JSON document"),
+        ('{"fcm": -1}', "greater than or equal to 0"),
+        ('{"fcm": "fast"}', "valid number"),
+        ('{"FCM project": 5}', "expected keys such as fcm or fcm:my-project"),
+        ('{"huawei:app": 5}', "no provider called huawei"),
+    ],
+)
+def test_bad_provider_quotas_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("PUSHLINE_PROVIDER_QUOTAS", value)
+    with pytest.raises(ConfigError, match="PUSHLINE_PROVIDER_QUOTAS") as raised:
+        load_settings()
+    assert problem in str(raised.value)

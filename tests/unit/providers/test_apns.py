@@ -384,3 +384,11 @@ async def test_a_cancelled_send_leaves_the_client_usable(
         await waiting
     [result] = await provider.send([job()])
     assert result.outcome == "success"
+
+
+def test_a_jobs_quota_scope_is_the_keys_team(p8: ec.EllipticCurvePrivateKey) -> None:
+    provider = APNsProvider(credentials(p8, team_id="ABCDE12345"), APNSSettings(endpoint=None))
+    assert provider.quota_scope(job()) == "ABCDE12345"
+    # Its 429s are one device's or the key's, and no quota is published.
+    assert not APNsProvider.pauses_scope_on_429
+    assert APNsProvider.default_quota is None

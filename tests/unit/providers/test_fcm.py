@@ -493,3 +493,11 @@ def test_credentials_need_a_service_account() -> None:
                 "client_email": "e",
             }
         )
+
+
+async def test_a_jobs_quota_scope_is_the_service_accounts_project(
+    provider: FCMProvider, fcm: FakeFCM
+) -> None:
+    assert provider.quota_scope(job()) == fcm.project
+    assert FCMProvider.default_quota == 600_000 / 60
+    assert FCMProvider.pauses_scope_on_429

@@ -482,3 +482,22 @@ async def test_an_unanswered_request_may_have_been_delivered(vapid: VapidPair) -
         await server.wait_closed()
     assert (result.outcome, result.reason) == ("retry", "Timeout")
     assert result.maybe_delivered
+
+
+async def test_a_jobs_quota_scope_is_its_push_services_origin(
+    provider: WebPushProvider,
+) -> None:
+    sub = subscriber()
+    scope = provider.quota_scope(job(sub, "https://Updates.Push.Services.Mozilla.com/wpush/v2/x"))
+    assert scope == "https://updates.push.services.mozilla.com"
+    assert provider.quota_scope(job(sub, "http://127.0.0.1:9443/push/abc")) == (
+        "http://127.0.0.1:9443"
+    )
+    assert (
+        provider.quota_scope(
+            job(sub, "https://a.example").model_copy(update={"subscription": None})
+        )
+        is None
+    )
+    assert WebPushProvider.scopes_from_devices
+    assert WebPushProvider.default_quota is None
