@@ -30,6 +30,8 @@ def test_the_dashboard_has_a_panel_for_each_concern() -> None:
         "Consumer lag by topic",
         "Dead letters (push.dlq)",
         "Provider quotas: budget, sends that took it, sends that waited",
+        "Rate limits: calls refused and fan-outs paced",
+        "Jobs taken by lane",
     } <= titles
     for panel in names.dashboard()["panels"]:
         if panel["type"] != "row":
