@@ -12,7 +12,7 @@ from services.core import kafka
 from services.core.settings import Settings
 from services.ingest.app import create_app
 from tests.integration import processes
-from tests.integration.pipeline import Emulators
+from tests.integration.pipeline import Emulators, Pipeline, running_pipeline
 
 
 @pytest.fixture
@@ -57,4 +57,11 @@ def emulators(tmp_path: Path) -> Iterator[Emulators]:
     running = Emulators(tmp_path / "tls")
     with running.thread:
         running.point(tmp_path / "state")
+        yield running
+
+
+@pytest.fixture
+async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
+    """The three workers, the sandbox pointed at the emulators."""
+    async with running_pipeline({**child_env, **emulators.env}) as running:
         yield running

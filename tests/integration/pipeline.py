@@ -4,6 +4,8 @@ whose devices they reach: what the end-to-end and fault tests run on."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -79,6 +81,18 @@ class Pipeline:
     def close(self) -> None:
         for process in [*self.running.values(), *self.stopped]:
             process.close()
+
+
+@asynccontextmanager
+async def running_pipeline(env: dict[str, str]) -> AsyncIterator[Pipeline]:
+    """Resolver, sender and feedback started with `env`, and stopped at the end."""
+    running = Pipeline(env)
+    try:
+        for name in ("resolver", "sender", "feedback"):
+            await running.start(name)
+        yield running
+    finally:
+        running.close()
 
 
 def device(token: str, platform: str, provider: str, **more: object) -> Document:

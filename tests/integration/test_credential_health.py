@@ -28,7 +28,15 @@ from services.core.tokens import hash_token
 from tests.contract.conftest import apns_key
 from tests.devices import store_devices
 from tests.integration.kafka_io import eventually, read
-from tests.integration.pipeline import ACCOUNT, Emulators, Pipeline, device, finished, send_to_ana
+from tests.integration.pipeline import (
+    ACCOUNT,
+    Emulators,
+    Pipeline,
+    device,
+    finished,
+    running_pipeline,
+    send_to_ana,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +47,7 @@ APNS_TOKEN = "cd" * 32
 
 @pytest.fixture
 async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
-    running = Pipeline(
+    async with running_pipeline(
         {
             **child_env,
             **emulators.env,
@@ -51,13 +59,8 @@ async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIter
             "PUSHLINE_SEND_ATTEMPTS": "3",
             "PUSHLINE_RETRY_BASE_SECONDS": "0.1",
         }
-    )
-    try:
-        for name in ("resolver", "sender", "feedback"):
-            await running.start(name)
+    ) as running:
         yield running
-    finally:
-        running.close()
 
 
 async def apps_with_keys(db: AsyncDatabase[Document], emulators: Emulators) -> None:

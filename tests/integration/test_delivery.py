@@ -35,6 +35,7 @@ from tests.integration.pipeline import (
     Pipeline,
     device,
     finished,
+    running_pipeline,
     sandbox_app,
     send_to_ana,
 )
@@ -46,20 +47,15 @@ APNS_TOKEN = "ab" * 32
 
 @pytest.fixture
 async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
-    running = Pipeline(
+    async with running_pipeline(
         {
             **child_env,
             **emulators.env,
             "PUSHLINE_SEND_ATTEMPTS": "3",
             "PUSHLINE_RETRY_BASE_SECONDS": "0.1",
         }
-    )
-    try:
-        for name in ("resolver", "sender", "feedback"):
-            await running.start(name)
+    ) as running:
         yield running
-    finally:
-        running.close()
 
 
 @pytest.mark.usefixtures("pipeline")

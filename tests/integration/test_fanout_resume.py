@@ -5,7 +5,6 @@ job again, and every device gets exactly one counted outcome."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import TypeAdapter
@@ -35,17 +34,6 @@ pytestmark = pytest.mark.integration
 DEVICES = 5000
 # Every other device of the app: a segment the fan-out reads twice as many devices for.
 EVEN = TypeAdapter(Filter).validate_python({"tag": "parity", "eq": "even"})
-
-
-@pytest.fixture
-async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
-    running = Pipeline({**child_env, **emulators.env})
-    try:
-        for name in ("resolver", "sender", "feedback"):
-            await running.start(name)
-        yield running
-    finally:
-        running.close()
 
 
 @pytest.mark.parametrize("segment", [None, EVEN], ids=["all", "segment"])

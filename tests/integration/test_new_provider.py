@@ -28,7 +28,7 @@ from services.core.store.client import Document
 from services.core.store.indexes import ensure_indexes
 from services.core.tokens import hash_token
 from tests.integration.kafka_io import eventually, publish, read
-from tests.integration.pipeline import Pipeline, finished, send_to_ana
+from tests.integration.pipeline import Pipeline, finished, running_pipeline, send_to_ana
 from tests.integration.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.integration
@@ -59,20 +59,15 @@ async def service() -> AsyncIterator[Receiver]:
 async def pipeline(
     child_env: dict[str, str], service: Receiver, installed: None
 ) -> AsyncIterator[Pipeline]:
-    running = Pipeline(
+    async with running_pipeline(
         {
             **child_env,
             "PUSHLINE_EXTRA_PROVIDERS": ",".join(f"{k}={v}" for k, v in EXTRA.items()),
             "PUSHLINE_DUMMY_ENDPOINT": service.base_url,
             "PUSHLINE_MASTER_KEY": MASTER_KEY,
         }
-    )
-    try:
-        for name in ("resolver", "sender", "feedback"):
-            await running.start(name)
+    ) as running:
         yield running
-    finally:
-        running.close()
 
 
 async def dummy_app(db: AsyncDatabase[Document]) -> None:

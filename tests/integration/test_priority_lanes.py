@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -35,17 +34,6 @@ pytestmark = pytest.mark.integration
 BULK_DEVICES = 6_000
 # Each APNs answer waits this long: a batch of 500 goes out in 25 calls of 20 devices.
 LATENCY = 0.2
-
-
-@pytest.fixture
-async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
-    running = Pipeline({**child_env, **emulators.env})
-    try:
-        for name in ("resolver", "sender", "feedback"):
-            await running.start(name)
-        yield running
-    finally:
-        running.close()
 
 
 def jobs_taken(page: str, lane: str) -> float:

@@ -27,7 +27,6 @@ from tests.integration.kafka_io import eventually, publish
 from tests.integration.pipeline import (
     ACCOUNT,
     APP,
-    Emulators,
     Pipeline,
     device,
     finished,
@@ -99,17 +98,6 @@ async def test_two_ingest_processes_share_an_accounts_bucket(
 CAMPAIGN = 3000
 PACE = 300.0
 OTHER_ACCOUNT, OTHER_APP = "acc-other", "other-app"
-
-
-@pytest.fixture
-async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
-    running = Pipeline({**child_env, **emulators.env})
-    try:
-        for name in ("resolver", "sender", "feedback"):
-            await running.start(name)
-        yield running
-    finally:
-        running.close()
 
 
 async def test_a_small_send_during_a_paced_fan_out_of_another_tenant_finishes_first(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import httpx
@@ -38,17 +37,6 @@ from tests.integration.pipeline import (
 pytestmark = pytest.mark.integration
 
 APNS_TOKEN = "cd" * 32
-
-
-@pytest.fixture
-async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
-    running = Pipeline({**child_env, **emulators.env})
-    try:
-        for name in ("resolver", "sender", "feedback"):
-            await running.start(name)
-        yield running
-    finally:
-        running.close()
 
 
 async def api_key(db: AsyncDatabase[Document]) -> dict[str, str]:

@@ -5,7 +5,6 @@ and a send that reaches exactly its devices (as the emulators record them)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ from services.core.store.client import Document
 from services.core.tokens import hash_token
 from services.core.topics import device_key
 from tests.integration.kafka_io import eventually, publish
-from tests.integration.pipeline import ACCOUNT, APP, Emulators, Pipeline, sandbox_app
+from tests.integration.pipeline import ACCOUNT, APP, Emulators, sandbox_app
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +41,6 @@ SEGMENT = {
     ]
 }
 REACHED_FCM = {"fcm-pro-adult", "fcm-free-adult", "fcm-portuguese"}
-
-
-@pytest.fixture
-async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
-    running = Pipeline({**child_env, **emulators.env})
-    try:
-        for name in ("resolver", "sender", "feedback"):
-            await running.start(name)
-        yield running
-    finally:
-        running.close()
 
 
 async def _status(ingest: httpx.AsyncClient, auth: dict[str, str], notification_id: str) -> Any:

@@ -43,6 +43,7 @@ from tests.integration.pipeline import (
     Emulators,
     Pipeline,
     device,
+    running_pipeline,
     sandbox_app,
 )
 from tests.integration.webhook_receiver import Received, Receiver, webhook_receiver
@@ -54,13 +55,10 @@ APNS_TOKEN = "cd" * 32
 
 @pytest.fixture
 async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
-    running = Pipeline({**child_env, **emulators.env, "PUSHLINE_WEBHOOK_ALLOW_PRIVATE": "true"})
-    try:
-        for name in ("resolver", "sender", "feedback"):
-            await running.start(name)
+    async with running_pipeline(
+        {**child_env, **emulators.env, "PUSHLINE_WEBHOOK_ALLOW_PRIVATE": "true"}
+    ) as running:
         yield running
-    finally:
-        running.close()
 
 
 @pytest.fixture
