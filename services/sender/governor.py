@@ -7,7 +7,9 @@ per second, is the operator's (`PUSHLINE_PROVIDER_QUOTAS`, by `provider:scope`, 
 second); a scope without one is not counted. Before a provider call, the dispatcher waits
 until each scope of the call's jobs has a token per job, from a bucket every sender shares
 (services.core.buckets, in leases: one store call per tenth of a second of budget), with a
-second's budget at once: the fleet slows down before the provider has to say 429.
+second's budget at once: the fleet slows down before the provider has to say 429. Within
+a sender, a transactional call waiting for a scope goes before its bulk calls (the
+priority lanes); across senders, calls take the shared tokens as they come.
 
 When the provider says 429 all the same, for the whole scope (`pauses_scope_on_429`), every
 sender leaves the scope alone for the answer's Retry-After: the pause is written to the
@@ -48,6 +50,8 @@ PAUSE_READ_SECONDS = 1.0
 CHECK_SECONDS = 1.0
 # Scopes whose pause a process remembers before it forgets those not paused.
 _REMEMBERED = 10_000
+# How often a bulk call waiting behind transactional ones for a scope looks again.
+YIELD_SECONDS = 0.05
 
 
 def budget(quotas: Mapping[str, float], provider: type[Provider], scope: str) -> Rate | None:
@@ -146,6 +150,8 @@ class Governor:
         self._leases = Leases(Buckets(db).claim)
         self._store = ProviderPauses(db)
         self._pauses = Pauses(self._store.until)
+        # Transactional calls of this process waiting for each scope's budget, by key.
+        self._ahead: Counter[str] = Counter()
 
     async def admit(
         self, provider: Provider, jobs: Sequence[PushJob], given_up: Callable[[], bool]
@@ -154,8 +160,9 @@ class Governor:
         False, with the call not to be made, when `given_up()` says so meanwhile. Raises
         what the store raises."""
         scopes = Counter(scope for job in jobs if (scope := provider.quota_scope(job)))
+        bulk = bool(jobs) and jobs[0].lane == "bulk"
         for scope, sends in scopes.items():
-            if not await self._admit(provider, scope, sends, given_up):
+            if not await self._admit(provider, scope, sends, given_up, bulk):
                 return False
         return True
 
@@ -184,7 +191,12 @@ class Governor:
                 log.warning("store unavailable; the pause holds in this sender only")
 
     async def _admit(
-        self, provider: Provider, scope: str, sends: int, given_up: Callable[[], bool]
+        self,
+        provider: Provider,
+        scope: str,
+        sends: int,
+        given_up: Callable[[], bool],
+        bulk: bool,
     ) -> bool:
         cls = type(provider)
         key = f"{provider.name}:{scope}"
@@ -194,23 +206,36 @@ class Governor:
             metrics.PROVIDER_QUOTA_BUDGET.labels(*labels).set(rate.per_second)
         left = sends if rate is not None else 0
         waited = 0.0
-        while True:
-            wait = await self._pauses.left(key)
-            if wait == 0 and left > 0:
-                assert rate is not None
-                # A call may need more than the bucket ever holds at once.
-                part = min(left, int(rate.burst))
-                wait = await self._leases.take(f"quota:{key}", rate, part)
+        if not bulk:
+            self._ahead[key] += 1
+        try:
+            while True:
+                wait = await self._pauses.left(key)
+                if wait == 0 and left > 0:
+                    assert rate is not None
+                    if bulk and self._ahead[key]:
+                        # Transactional calls of this sender wait for the scope: they
+                        # take its tokens first, as they take the sender's slots first.
+                        wait = YIELD_SECONDS
+                    else:
+                        # A call may need more than the bucket ever holds at once.
+                        part = min(left, int(rate.burst))
+                        wait = await self._leases.take(f"quota:{key}", rate, part)
+                        if wait == 0:
+                            left -= part
+                            continue
                 if wait == 0:
-                    left -= part
-                    continue
-            if wait == 0:
-                break
-            if given_up():
-                return False
-            step = min(wait, CHECK_SECONDS)
-            await asyncio.sleep(step)
-            waited += step
+                    break
+                if given_up():
+                    return False
+                step = min(wait, CHECK_SECONDS)
+                await asyncio.sleep(step)
+                waited += step
+        finally:
+            if not bulk:
+                self._ahead[key] -= 1
+                if not self._ahead[key]:
+                    del self._ahead[key]
         if rate is not None:
             metrics.PROVIDER_QUOTA_USED.labels(*labels).inc(sends)
         if waited:

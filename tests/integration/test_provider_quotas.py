@@ -25,7 +25,7 @@ from services.core.store.client import Document
 from services.core.store.pauses import ProviderPauses
 from services.core.tokens import hash_token
 from services.sender.dispatch import CALL_SIZE
-from services.sender.governor import CHECK_SECONDS
+from services.sender.governor import CHECK_SECONDS, Governor
 from tests.integration.dispatching import Harness
 from tests.integration.kafka_io import eventually, publish
 from tests.integration.pipeline import ACCOUNT, APP, Emulators, Pipeline, device, finished
@@ -102,6 +102,28 @@ async def test_a_429_pauses_the_scope_for_every_sender_until_its_retry_after(
     await other.run(job("t2"))
     assert provider.calls[-1][0] >= until
     assert sorted(harness.acked + other.acked) == ["t1", "t2"]
+
+
+async def test_a_senders_transactional_call_takes_the_scopes_tokens_before_its_bulk_calls(
+    db: AsyncDatabase[Document],
+) -> None:
+    governor = Governor(db, {"fcm:proj": 10.0})
+    provider = Project({})
+    transactional = [job(f"t{i}") for i in range(10)]
+    bulk = [j.model_copy(update={"lane": "bulk"}) for j in transactional]
+    # The bucket's second of budget is spent: each call below waits a second for its own.
+    assert await governor.admit(provider, bulk, lambda: False)
+    admitted: list[str] = []
+
+    async def admit(lane: str, jobs: list[PushJob]) -> None:
+        assert await governor.admit(provider, jobs, lambda: False)
+        admitted.append(lane)
+
+    waiting_bulk = [asyncio.create_task(admit("bulk", bulk)) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    await admit("transactional", transactional)
+    await asyncio.gather(*waiting_bulk)
+    assert admitted == ["transactional", "bulk", "bulk", "bulk"]
 
 
 # Sends a second the two senders share, and the devices of the send: ten seconds' worth.
