@@ -5,6 +5,7 @@ job again, and every device gets exactly one counted outcome."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import TypeAdapter
@@ -25,6 +26,7 @@ from tests.integration.pipeline import (
     Pipeline,
     device,
     finished,
+    running_pipeline,
     sandbox_app,
 )
 
@@ -34,6 +36,18 @@ pytestmark = pytest.mark.integration
 DEVICES = 5000
 # Every other device of the app: a segment the fan-out reads twice as many devices for.
 EVEN = TypeAdapter(Filter).validate_python({"tag": "parity", "eq": "even"})
+
+
+# The account's jobs a second: the fan-out takes seconds, so the test sees it midway (at
+# full speed, 5,000 jobs were all checkpointed between two of its looks).
+PACE = 2000
+
+
+@pytest.fixture
+async def pipeline(child_env: dict[str, str], emulators: Emulators) -> AsyncIterator[Pipeline]:
+    env = {**child_env, **emulators.env, "PUSHLINE_RATE_NOTIFICATIONS_PER_SECOND": str(PACE)}
+    async with running_pipeline(env) as running:
+        yield running
 
 
 @pytest.mark.parametrize("segment", [None, EVEN], ids=["all", "segment"])
