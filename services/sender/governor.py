@@ -7,9 +7,12 @@ per second, is the operator's (`PUSHLINE_PROVIDER_QUOTAS`, by `provider:scope`, 
 second); a scope without one is not counted. Before a provider call, the dispatcher waits
 until each scope of the call's jobs has a token per job, from a bucket every sender shares
 (services.core.buckets, in leases: one store call per tenth of a second of budget), with a
-second's budget at once: the fleet slows down before the provider has to say 429. Within
-a sender, a transactional call waiting for a scope goes before its bulk calls (the
-priority lanes); across senders, calls take the shared tokens as they come.
+second's budget at once: the fleet slows down before the provider has to say 429.
+
+The priority lanes: bulk calls also take tokens from a second bucket of BULK_SHARE of the
+budget, so that the fleet's bulk calls never take the whole of it and a transactional call
+of any sender finds a tenth left for it; within a sender, a transactional call waiting for
+a scope goes before its bulk calls.
 
 When the provider says 429 all the same, for the whole scope (`pauses_scope_on_429`), every
 sender leaves the scope alone for the answer's Retry-After: the pause is written to the
@@ -52,6 +55,9 @@ CHECK_SECONDS = 1.0
 _REMEMBERED = 10_000
 # How often a bulk call waiting behind transactional ones for a scope looks again.
 YIELD_SECONDS = 0.05
+# The share of a scope's budget bulk calls may take, fleet-wide: the rest is kept for
+# transactional calls, whichever sender makes them.
+BULK_SHARE = 0.9
 
 
 def budget(quotas: Mapping[str, float], provider: type[Provider], scope: str) -> Rate | None:
@@ -63,6 +69,11 @@ def budget(quotas: Mapping[str, float], provider: type[Provider], scope: str) ->
     if not per_second:
         return None
     return Rate(per_second, max(1.0, per_second))
+
+
+def bulk_share(rate: Rate) -> Rate:
+    """The part of a scope's budget its bulk calls may take (BULK_SHARE of it)."""
+    return Rate(rate.per_second * BULK_SHARE, max(1.0, rate.burst * BULK_SHARE))
 
 
 def label(quotas: Mapping[str, float], provider: type[Provider], scope: str) -> str:
@@ -206,6 +217,8 @@ class Governor:
             metrics.PROVIDER_QUOTA_BUDGET.labels(*labels).set(rate.per_second)
         left = sends if rate is not None else 0
         waited = 0.0
+        # Whether the part of the call being admitted has its bulk tokens already.
+        capped = False
         if not bulk:
             self._ahead[key] += 1
         try:
@@ -218,12 +231,18 @@ class Governor:
                         # take its tokens first, as they take the sender's slots first.
                         wait = YIELD_SECONDS
                     else:
+                        share = bulk_share(rate) if bulk else rate
                         # A call may need more than the bucket ever holds at once.
-                        part = min(left, int(rate.burst))
-                        wait = await self._leases.take(f"quota:{key}", rate, part)
+                        part = min(left, int(share.burst))
+                        if bulk and not capped:
+                            wait = await self._leases.take(f"quota:{key}:bulk", share, part)
+                            capped = wait == 0
                         if wait == 0:
-                            left -= part
-                            continue
+                            wait = await self._leases.take(f"quota:{key}", rate, part)
+                            if wait == 0:
+                                left -= part
+                                capped = False
+                                continue
                 if wait == 0:
                     break
                 if given_up():

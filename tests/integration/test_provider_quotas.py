@@ -126,6 +126,25 @@ async def test_a_senders_transactional_call_takes_the_scopes_tokens_before_its_b
     assert admitted == ["transactional", "bulk", "bulk", "bulk"]
 
 
+async def test_another_senders_transactional_call_finds_budget_the_bulk_calls_left(
+    db: AsyncDatabase[Document],
+) -> None:
+    quotas = {"fcm:proj": 10.0}
+    bulk_sender, other_sender = Governor(db, quotas), Governor(db, quotas)
+    provider = Project({})
+    bulk = [job(f"b{i}").model_copy(update={"lane": "bulk"}) for i in range(10)]
+
+    def at_once() -> bool:
+        # Asked whether to give up as soon as the call would wait: admitted only at once.
+        return True
+
+    # A bulk call of a second's budget takes nine tenths of it, and would wait for the rest
+    # (it gives up here)...
+    assert not await bulk_sender.admit(provider, bulk, at_once)
+    # ...which another sender's transactional send finds at once.
+    assert await other_sender.admit(provider, [job("t1")], at_once)
+
+
 # Sends a second the two senders share, and the devices of the send: ten seconds' worth.
 BUDGET = 20.0
 DEVICES = 200

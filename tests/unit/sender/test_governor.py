@@ -11,7 +11,14 @@ from services.core.credentials import ProviderCredentials
 from services.core.events import PushJob
 from services.core.providers.base import Provider, ProviderSettings, Result
 from services.core.providers.classify import ErrorClass
-from services.sender.governor import PAUSE_READ_SECONDS, Pauses, budget, label, pauses
+from services.sender.governor import (
+    PAUSE_READ_SECONDS,
+    Pauses,
+    budget,
+    bulk_share,
+    label,
+    pauses,
+)
 
 
 class Project(Provider):
@@ -76,6 +83,12 @@ def test_a_scopes_budget_is_its_own_then_its_providers_then_the_default() -> Non
     assert budget({}, Origins, "https://push.example") is None
     # A second's worth at once, at least one send.
     assert budget({"webpush": 0.5}, Origins, "https://push.example") == Rate(0.5, 1.0)
+
+
+def test_bulk_calls_may_take_nine_tenths_of_a_budget() -> None:
+    assert bulk_share(Rate(10_000.0, 10_000.0)) == Rate(9_000.0, 9_000.0)
+    # At least one send at once, however small the budget.
+    assert bulk_share(Rate(0.5, 1.0)) == Rate(0.45, 1.0)
 
 
 def test_scopes_from_devices_are_labelled_only_when_the_operator_names_them() -> None:
